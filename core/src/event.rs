@@ -1,0 +1,293 @@
+//! Events as stored ([`Event`]), as written by a caller ([`NewEvent`]) and as handed to a
+//! backend ([`PendingEvent`]).
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+use crate::query::Cursor;
+
+/// A stored event. Immutable once stored: every read hands out its own copy (or a shared
+/// `Arc` from the cache), never a handle into the store.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Event {
+    /// Global position, assigned by the backend: strictly increasing, gap-free, from 1.
+    pub id: u64,
+    /// Schema version of `data` (1 for new events); drives migrations.
+    pub version: u32,
+    /// Milliseconds since the Unix epoch, from the store's clock when it was stored.
+    pub datetime: i64,
+    /// Who caused the event (may be empty).
+    pub user: String,
+    /// From where (may be empty).
+    pub ip: String,
+    /// The command / event type. Never empty.
+    pub cmd: String,
+    /// The payload, as JSON text.
+    pub data: String,
+    /// The transaction group this event belongs to.
+    pub correlation_id: String,
+    /// The event that caused this one.
+    pub causation_id: Option<u64>,
+    /// Free-form JSON object, as text.
+    pub metadata: String,
+    /// The aggregate stream, when the event was appended to one.
+    pub stream: Option<String>,
+    /// Position within `stream` (1 for its first event).
+    pub stream_version: Option<u64>,
+}
+
+impl Event {
+    /// Deserialises the payload into `T`.
+    ///
+    /// ```
+    /// # use eventlite_core::Event;
+    /// # let event = Event { id: 1, version: 1, datetime: 0, user: String::new(),
+    /// #   ip: String::new(), cmd: "deposit".into(), data: r#"{"amount":5}"#.into(),
+    /// #   correlation_id: "c".into(), causation_id: None, metadata: "{}".into(),
+    /// #   stream: None, stream_version: None };
+    /// #[derive(serde::Deserialize)]
+    /// struct Deposit { amount: u64 }
+    /// let deposit: Deposit = event.data()?;
+    /// assert_eq!(deposit.amount, 5);
+    /// # Ok::<(), eventlite_core::Error>(())
+    /// ```
+    pub fn data<T: DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_str(&self.data)
+            .map_err(|e| Error::Decode(format!("data of event {}: {e}", self.id)))
+    }
+
+    /// The payload as a dynamic JSON value.
+    pub fn data_value(&self) -> Result<serde_json::Value> {
+        self.data()
+    }
+
+    /// Deserialises the metadata into `T`.
+    pub fn metadata<T: DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_str(&self.metadata)
+            .map_err(|e| Error::Decode(format!("metadata of event {}: {e}", self.id)))
+    }
+
+    /// A keyset cursor pointing just past this event (for any [`crate::Order`]).
+    pub fn cursor(&self) -> Cursor {
+        Cursor {
+            id: self.id,
+            datetime: self.datetime,
+        }
+    }
+}
+
+/// What a writer expects of a stream before its append (optimistic concurrency).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ExpectedVersion {
+    /// No check: append at whatever version the stream has.
+    #[default]
+    Any,
+    /// The stream must have no events yet.
+    NoStream,
+    /// The stream's last event must have exactly this `stream_version` (versions start at 1,
+    /// so `Exact(0)` never matches).
+    Exact(u64),
+}
+
+impl ExpectedVersion {
+    /// Checks `actual` (the stream's current version, `None` for an empty stream) against this
+    /// expectation. Every backend calls this inside its append transaction.
+    pub fn check(self, stream: &str, actual: Option<u64>) -> Result<()> {
+        let ok = match self {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => actual.is_none(),
+            ExpectedVersion::Exact(n) => actual == Some(n),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::Conflict {
+                stream: stream.to_owned(),
+                expected: self,
+                actual,
+            })
+        }
+    }
+}
+
+impl std::fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExpectedVersion::Any => f.write_str("any"),
+            ExpectedVersion::NoStream => f.write_str("no stream"),
+            ExpectedVersion::Exact(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// An event to be stored, built by the caller.
+///
+/// ```
+/// use eventlite_core::{NewEvent, ExpectedVersion};
+/// let event = NewEvent::new("deposit")
+///     .data(&serde_json::json!({ "amount": 10 }))
+///     .user("alice")
+///     .stream("account-1", ExpectedVersion::NoStream);
+/// assert_eq!(event.cmd(), "deposit");
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub(crate) cmd: String,
+    pub(crate) data: std::result::Result<String, String>,
+    pub(crate) user: String,
+    pub(crate) ip: String,
+    pub(crate) version: u32,
+    pub(crate) correlation_id: Option<String>,
+    pub(crate) causation_id: Option<u64>,
+    pub(crate) metadata: std::result::Result<String, String>,
+    pub(crate) stream: Option<(String, ExpectedVersion)>,
+}
+
+impl NewEvent {
+    /// A new event of type `cmd`, with data `{}`, version 1 and empty user and ip.
+    pub fn new(cmd: impl Into<String>) -> Self {
+        NewEvent {
+            cmd: cmd.into(),
+            data: Ok("{}".to_owned()),
+            user: String::new(),
+            ip: String::new(),
+            version: 1,
+            correlation_id: None,
+            causation_id: None,
+            metadata: Ok("{}".to_owned()),
+            stream: None,
+        }
+    }
+
+    /// Sets the payload from any serialisable value. A value that cannot be serialised to
+    /// JSON makes the store call fail with [`Error::InvalidEvent`].
+    pub fn data<T: Serialize + ?Sized>(mut self, data: &T) -> Self {
+        self.data = serde_json::to_string(data).map_err(|e| e.to_string());
+        self
+    }
+
+    /// Sets the payload from JSON text, stored byte for byte once validated.
+    pub fn data_json(mut self, json: impl Into<String>) -> Self {
+        self.data = Ok(json.into());
+        self
+    }
+
+    /// Sets who caused the event.
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.user = user.into();
+        self
+    }
+
+    /// Sets where the event came from.
+    pub fn ip(mut self, ip: impl Into<String>) -> Self {
+        self.ip = ip.into();
+        self
+    }
+
+    /// Sets the schema version of the data (must be at least 1).
+    pub fn version(mut self, version: u32) -> Self {
+        self.version = version;
+        self
+    }
+
+    /// Puts the event into an existing transaction group.
+    pub fn correlation_id(mut self, id: impl Into<String>) -> Self {
+        self.correlation_id = Some(id.into());
+        self
+    }
+
+    /// Names the event that caused this one. Without an explicit correlation id, the event
+    /// joins its parent's transaction group.
+    pub fn causation_id(mut self, id: u64) -> Self {
+        self.causation_id = Some(id);
+        self
+    }
+
+    /// Sets the metadata from a serialisable value, which must serialise to a JSON object.
+    pub fn metadata<T: Serialize + ?Sized>(mut self, metadata: &T) -> Self {
+        self.metadata = serde_json::to_string(metadata).map_err(|e| e.to_string());
+        self
+    }
+
+    /// Sets the metadata from JSON text (must be an object).
+    pub fn metadata_json(mut self, json: impl Into<String>) -> Self {
+        self.metadata = Ok(json.into());
+        self
+    }
+
+    /// Appends to an aggregate stream, checking `expected` atomically with the append.
+    pub fn stream(mut self, stream: impl Into<String>, expected: ExpectedVersion) -> Self {
+        self.stream = Some((stream.into(), expected));
+        self
+    }
+
+    /// The command.
+    pub fn cmd(&self) -> &str {
+        &self.cmd
+    }
+
+    /// The causation id, if any.
+    pub fn get_causation_id(&self) -> Option<u64> {
+        self.causation_id
+    }
+}
+
+/// A validated event with everything but its id and stream version, as a [`crate::Backend`]
+/// receives it. Built by [`crate::EventStore`]; backends need not validate it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingEvent {
+    /// See [`Event::version`].
+    pub version: u32,
+    /// See [`Event::datetime`].
+    pub datetime: i64,
+    /// See [`Event::user`].
+    pub user: String,
+    /// See [`Event::ip`].
+    pub ip: String,
+    /// See [`Event::cmd`].
+    pub cmd: String,
+    /// See [`Event::data`].
+    pub data: String,
+    /// See [`Event::correlation_id`].
+    pub correlation_id: String,
+    /// See [`Event::causation_id`].
+    pub causation_id: Option<u64>,
+    /// See [`Event::metadata`].
+    pub metadata: String,
+    /// The stream to append to, if any.
+    pub stream: Option<String>,
+    /// The check to run against `stream`'s version inside the append transaction.
+    pub expected: ExpectedVersion,
+}
+
+impl PendingEvent {
+    /// Turns the pending event into the stored one, once the backend assigned its positions.
+    pub fn into_event(self, id: u64, stream_version: Option<u64>) -> Event {
+        Event {
+            id,
+            version: self.version,
+            datetime: self.datetime,
+            user: self.user,
+            ip: self.ip,
+            cmd: self.cmd,
+            data: self.data,
+            correlation_id: self.correlation_id,
+            causation_id: self.causation_id,
+            metadata: self.metadata,
+            stream: self.stream,
+            stream_version,
+        }
+    }
+
+    /// Bytes of caller-supplied content: what the store's size limit counts.
+    pub fn content_len(&self) -> usize {
+        self.user.len()
+            + self.ip.len()
+            + self.cmd.len()
+            + self.data.len()
+            + self.correlation_id.len()
+            + self.metadata.len()
+            + self.stream.as_ref().map_or(0, String::len)
+    }
+}

@@ -1,0 +1,56 @@
+//! # eventlite-core
+//!
+//! The core of EventLite, an embedded event-sourcing log: the event types, the [`Backend`]
+//! trait that storage engines implement, the index and cache policies, the [`EventStore`]
+//! that callers use, models and callbacks, and [`MemoryBackend`], the reference engine.
+//!
+//! ```
+//! use eventlite_core::{EventStore, MemoryBackend, NewEvent, FnModel, Callbacks, Page};
+//!
+//! let store = EventStore::new(MemoryBackend::new());
+//! let opened = store.store(NewEvent::new("account_opened").data(&serde_json::json!({"owner": "ada"})))?;
+//! let deposit = store.store(
+//!     NewEvent::new("deposited").data(&250).causation_id(opened.id),
+//! )?;
+//! // A child joins its parent's transaction group.
+//! assert_eq!(deposit.correlation_id, opened.correlation_id);
+//! assert_eq!(store.transaction(&opened.correlation_id)?.len(), 2);
+//!
+//! let page = store.by_correlation(&opened.correlation_id, Page::first(1))?;
+//! assert_eq!((page.total_count, page.has_more), (2, true));
+//!
+//! let mut balance = FnModel::new(0i64)
+//!     .on("deposited", |total, _event, data| { *total += data.get::<i64>()?; Ok(()) })
+//!     .on_default(|_, _, _| Ok(()));
+//! let stats = store.replay(&mut balance, 1.., &mut Callbacks::new())?;
+//! assert_eq!((stats.events, *balance.state()), (2, 250));
+//! # Ok::<(), eventlite_core::Error>(())
+//! ```
+#![warn(missing_docs)]
+
+mod backend;
+mod cache;
+mod clock;
+mod error;
+mod event;
+mod index;
+mod memory;
+mod model;
+mod policy;
+mod query;
+mod store;
+
+pub use backend::{Backend, Snapshot};
+pub use cache::CacheStats;
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{BoxError, Error, Result};
+pub use event::{Event, ExpectedVersion, NewEvent, PendingEvent};
+pub use index::{IndexConfig, IndexName, QueryPlan};
+pub use memory::{MemoryBackend, plan_with};
+pub use model::{Callbacks, EventData, Executed, ExecutionError, FnModel, Migration, Model, Stage};
+pub use policy::{CachePolicy, Durability};
+pub use query::{Cursor, EventPage, Filter, Order, Page, PageStart, Query};
+pub use store::{
+    DEFAULT_MAX_EVENT_SIZE, EventStore, EventStoreBuilder, EventStream, Lineage, ReplayStats,
+    Restored, StreamOptions,
+};

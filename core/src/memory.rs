@@ -1,0 +1,203 @@
+//! [`MemoryBackend`]: the reference engine.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::backend::{Backend, Snapshot};
+use crate::error::Result;
+use crate::event::{Event, PendingEvent};
+use crate::index::{IndexConfig, QueryPlan};
+use crate::query::{Filter, Query};
+
+#[derive(Debug, Default)]
+struct State {
+    events: Vec<Event>,
+    streams: HashMap<String, u64>,
+    snapshots: BTreeMap<(String, u64), Snapshot>,
+}
+
+/// An in-memory engine that keeps every contract in the most direct way (a `Vec` scanned and
+/// sorted per query). It is the reference the other engines are checked against, and a handy
+/// engine for users' own tests.
+///
+/// It keeps no real indexes, but reports the configured ones and explains which it would use,
+/// with the same planner as the redb engine.
+///
+/// Clones share the same events, like two connections to one file.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryBackend {
+    state: Arc<RwLock<State>>,
+    indexes: IndexConfig,
+}
+
+impl MemoryBackend {
+    /// An empty store with the default indexes.
+    pub fn new() -> Self {
+        MemoryBackend::default()
+    }
+
+    /// An empty store with these indexes.
+    pub fn with_indexes(indexes: IndexConfig) -> Self {
+        MemoryBackend {
+            state: Arc::default(),
+            indexes,
+        }
+    }
+
+    /// The same events, opened again with another index configuration (what reopening a file
+    /// with a new `IndexConfig` does on the real engines).
+    pub fn reopen(&self, indexes: IndexConfig) -> Self {
+        MemoryBackend {
+            state: Arc::clone(&self.state),
+            indexes,
+        }
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        // A panic cannot leave State half-written (append mutates only after all checks), so a
+        // poisoned lock still guards consistent data.
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Backend for MemoryBackend {
+    fn append(&self, batch: Vec<PendingEvent>) -> Result<Vec<Event>> {
+        let mut state = self.write();
+        let mut versions: HashMap<&str, Option<u64>> = HashMap::new();
+        let mut assigned = Vec::with_capacity(batch.len());
+        for pending in &batch {
+            let stream_version = match &pending.stream {
+                Some(stream) => {
+                    let current = *versions
+                        .entry(stream.as_str())
+                        .or_insert_with(|| state.streams.get(stream).copied());
+                    pending.expected.check(stream, current)?;
+                    let next = current.unwrap_or(0) + 1;
+                    versions.insert(stream.as_str(), Some(next));
+                    Some(next)
+                }
+                None => None,
+            };
+            assigned.push(stream_version);
+        }
+        let first = state.events.len() as u64 + 1;
+        let events: Vec<Event> = batch
+            .into_iter()
+            .zip(assigned)
+            .enumerate()
+            .map(|(i, (p, sv))| p.into_event(first + i as u64, sv))
+            .collect();
+        for event in &events {
+            if let (Some(stream), Some(v)) = (&event.stream, event.stream_version) {
+                state.streams.insert(stream.clone(), v);
+            }
+        }
+        state.events.extend(events.iter().cloned());
+        Ok(events)
+    }
+
+    fn get(&self, id: u64) -> Result<Option<Event>> {
+        let state = self.read();
+        Ok(id
+            .checked_sub(1)
+            .and_then(|i| state.events.get(usize::try_from(i).ok()?))
+            .cloned())
+    }
+
+    fn query(&self, query: &Query) -> Result<Vec<Event>> {
+        let state = self.read();
+        let mut hits: Vec<&Event> = state.events.iter().filter(|e| query.admits(e)).collect();
+        hits.sort_by(|a, b| query.order.compare(a, b));
+        let skip = usize::try_from(query.offset).unwrap_or(usize::MAX);
+        let take = query
+            .limit
+            .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
+        Ok(hits.into_iter().skip(skip).take(take).cloned().collect())
+    }
+
+    fn count(&self, filter: &Filter) -> Result<u64> {
+        let state = self.read();
+        Ok(state.events.iter().filter(|e| filter.matches(e)).count() as u64)
+    }
+
+    fn explain(&self, query: &Query) -> Result<QueryPlan> {
+        Ok(plan_with(&self.indexes, &query.filter, "events"))
+    }
+
+    fn indexes(&self) -> Result<IndexConfig> {
+        Ok(self.indexes)
+    }
+
+    fn last_id(&self) -> Result<u64> {
+        Ok(self.read().events.len() as u64)
+    }
+
+    fn put_snapshot(&self, snapshot: Snapshot) -> Result<()> {
+        let key = (snapshot.name.clone(), snapshot.event_id);
+        self.write().snapshots.insert(key, snapshot);
+        Ok(())
+    }
+
+    fn snapshot_at_or_before(&self, name: &str, event_id: u64) -> Result<Option<Snapshot>> {
+        let state = self.read();
+        Ok(state
+            .snapshots
+            .range((name.to_owned(), 0)..=(name.to_owned(), event_id))
+            .next_back()
+            .map(|(_, s)| s.clone()))
+    }
+
+    fn list_snapshots(&self, name: &str, limit: u64, offset: u64) -> Result<Vec<Snapshot>> {
+        let state = self.read();
+        Ok(state
+            .snapshots
+            .range((name.to_owned(), 0)..=(name.to_owned(), u64::MAX))
+            .rev()
+            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .map(|(_, s)| s.clone())
+            .collect())
+    }
+
+    fn delete_snapshot(&self, name: &str, event_id: u64) -> Result<bool> {
+        Ok(self
+            .write()
+            .snapshots
+            .remove(&(name.to_owned(), event_id))
+            .is_some())
+    }
+
+    fn delete_snapshots_before(&self, name: &str, event_id: u64) -> Result<u64> {
+        let mut state = self.write();
+        let doomed: Vec<_> = state
+            .snapshots
+            .range((name.to_owned(), 0)..(name.to_owned(), event_id))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &doomed {
+            state.snapshots.remove(key);
+        }
+        Ok(doomed.len() as u64)
+    }
+}
+
+/// The plan an engine that follows [`IndexConfig::choose`] reports: the chosen index, or a
+/// primary-key range when the filter bounds ids, or a full scan of `table`.
+pub fn plan_with(indexes: &IndexConfig, filter: &Filter, table: &str) -> QueryPlan {
+    let index = indexes.choose(filter);
+    let id_range = filter.id_from.is_some() || filter.id_to.is_some();
+    let detail = match index {
+        Some(name) => format!("SEARCH {table} USING INDEX {name}"),
+        None if id_range => format!("SEARCH {table} USING PRIMARY KEY (id range)"),
+        None => format!("SCAN {table}"),
+    };
+    QueryPlan {
+        index,
+        full_scan: index.is_none() && !id_range,
+        detail,
+    }
+}

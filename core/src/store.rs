@@ -1,0 +1,677 @@
+//! [`EventStore`]: the event log as callers use it.
+
+use std::collections::{HashMap, HashSet};
+use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::backend::{Backend, Snapshot};
+use crate::cache::{Cache, CacheStats};
+use crate::clock::{Clock, SystemClock};
+use crate::error::{Error, Result};
+use crate::event::{Event, NewEvent, PendingEvent};
+use crate::index::{IndexConfig, QueryPlan};
+use crate::model::{Callbacks, Executed, Model, execute};
+use crate::policy::CachePolicy;
+use crate::query::{EventPage, Filter, Order, Page, PageStart, Query};
+
+/// The default size limit of one event's caller-supplied content: 16 MiB.
+pub const DEFAULT_MAX_EVENT_SIZE: usize = 16 * 1024 * 1024;
+
+/// The event log: validation, correlation ids, clock, cache and model execution over any
+/// [`Backend`]. `Arc<EventStore<_>>` is shareable across threads.
+#[derive(Debug)]
+pub struct EventStore<B> {
+    backend: B,
+    clock: Arc<dyn Clock>,
+    cache: Cache,
+    max_event_size: usize,
+}
+
+/// Builds an [`EventStore`] with a non-default clock, cache policy or size limit.
+#[derive(Debug)]
+pub struct EventStoreBuilder<B> {
+    backend: B,
+    clock: Arc<dyn Clock>,
+    cache: CachePolicy,
+    max_event_size: usize,
+}
+
+impl<B: Backend> EventStoreBuilder<B> {
+    /// Takes timestamps (and cache ages) from `clock`.
+    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Sets the cache policy.
+    pub fn cache(mut self, policy: CachePolicy) -> Self {
+        self.cache = policy;
+        self
+    }
+
+    /// Rejects events whose caller-supplied content exceeds `bytes`.
+    pub fn max_event_size(mut self, bytes: usize) -> Self {
+        self.max_event_size = bytes;
+        self
+    }
+
+    /// The store.
+    pub fn build(self) -> EventStore<B> {
+        EventStore {
+            backend: self.backend,
+            clock: self.clock,
+            cache: Cache::new(self.cache),
+            max_event_size: self.max_event_size,
+        }
+    }
+}
+
+/// An event with its parent and direct children.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lineage {
+    /// The event.
+    pub event: Event,
+    /// The event that caused it.
+    pub parent: Option<Event>,
+    /// The events it caused, in id order.
+    pub children: Vec<Event>,
+}
+
+/// A decoded snapshot and where replay resumes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Restored<S> {
+    /// The decoded state.
+    pub state: S,
+    /// The last event folded into `state`.
+    pub event_id: u64,
+    /// The first event to replay on top (`event_id + 1`).
+    pub replay_from: u64,
+    /// The snapshot's metadata, as JSON text.
+    pub metadata: String,
+    /// When the snapshot was taken (ms since the epoch).
+    pub created_at: i64,
+}
+
+/// What a replay did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReplayStats {
+    /// Events run through the model.
+    pub events: u64,
+    /// Of those, how many failed to execute.
+    pub errors: u64,
+    /// The id of the last event replayed.
+    pub last_id: Option<u64>,
+}
+
+/// What [`EventStore::stream`] reads: batches of events in id order, selected by a filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamOptions {
+    /// Events per batch (at least 1; default 1,000).
+    pub batch_size: u64,
+    /// Which events (id range, correlation, user, cmd, … combined).
+    pub filter: Filter,
+}
+
+impl Default for StreamOptions {
+    fn default() -> Self {
+        StreamOptions {
+            batch_size: 1_000,
+            filter: Filter::default(),
+        }
+    }
+}
+
+impl StreamOptions {
+    /// Every event, 1,000 a batch.
+    pub fn new() -> Self {
+        StreamOptions::default()
+    }
+
+    /// Sets the batch size.
+    pub fn batch_size(mut self, n: u64) -> Self {
+        self.batch_size = n;
+        self
+    }
+
+    /// Sets the filter.
+    pub fn filter(mut self, filter: Filter) -> Self {
+        self.filter = filter;
+        self
+    }
+}
+
+/// Batches of events, read lazily with keyset paging: constant memory whatever the log's size.
+#[derive(Debug)]
+pub struct EventStream<'s, B> {
+    backend: &'s B,
+    query: Query,
+    batch_size: u64,
+    done: bool,
+}
+
+impl<B: Backend> Iterator for EventStream<'_, B> {
+    type Item = Result<Vec<Event>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let batch = match self.backend.query(&self.query) {
+            Ok(batch) => batch,
+            Err(e) => {
+                self.done = true;
+                return Some(Err(e));
+            }
+        };
+        match batch.last() {
+            None => {
+                self.done = true;
+                return None;
+            }
+            Some(last) => self.query.after = Some(last.cursor()),
+        }
+        if (batch.len() as u64) < self.batch_size {
+            self.done = true;
+        }
+        Some(Ok(batch))
+    }
+}
+
+impl<B: Backend> EventStore<B> {
+    /// A store over `backend` with the default cache policy and the system clock.
+    pub fn new(backend: B) -> Self {
+        EventStore::builder(backend).build()
+    }
+
+    /// A builder, to set the clock, cache policy or size limit.
+    pub fn builder(backend: B) -> EventStoreBuilder<B> {
+        EventStoreBuilder {
+            backend,
+            clock: Arc::new(SystemClock),
+            cache: CachePolicy::default(),
+            max_event_size: DEFAULT_MAX_EVENT_SIZE,
+        }
+    }
+
+    /// The engine underneath.
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    // ---- writing -------------------------------------------------------------------------
+
+    /// Stores one event and returns it as stored.
+    pub fn store(&self, event: NewEvent) -> Result<Event> {
+        let mut stored = self.append(vec![event])?;
+        stored
+            .pop()
+            .ok_or_else(|| Error::Corrupt("backend returned no event for an append".into()))
+    }
+
+    /// Stores one event, then executes it through `model` and `callbacks`. A model failure is
+    /// reported in the result (and to the error callback); the event stays stored.
+    pub fn store_with<M: Model>(
+        &self,
+        event: NewEvent,
+        model: &mut M,
+        callbacks: &mut Callbacks<'_, M::Output>,
+    ) -> Result<Executed<M::Output>> {
+        let event = self.store(event)?;
+        let result = execute(model, callbacks, &event);
+        Ok(Executed { event, result })
+    }
+
+    /// Stores events in one transaction: all or nothing. An empty list is an error. The rows
+    /// are exactly those `store` would have written one by one at the same moment.
+    pub fn store_bulk(&self, events: Vec<NewEvent>) -> Result<Vec<Event>> {
+        if events.is_empty() {
+            return Err(Error::InvalidArgument(
+                "store_bulk needs at least one event".into(),
+            ));
+        }
+        self.append(events)
+    }
+
+    /// [`store_bulk`](Self::store_bulk), then executes every stored event in order.
+    pub fn store_bulk_with<M: Model>(
+        &self,
+        events: Vec<NewEvent>,
+        model: &mut M,
+        callbacks: &mut Callbacks<'_, M::Output>,
+    ) -> Result<Vec<Executed<M::Output>>> {
+        let stored = self.store_bulk(events)?;
+        Ok(stored
+            .into_iter()
+            .map(|event| {
+                let result = execute(model, callbacks, &event);
+                Executed { event, result }
+            })
+            .collect())
+    }
+
+    fn append(&self, events: Vec<NewEvent>) -> Result<Vec<Event>> {
+        let now = self.clock.now_ms();
+        let mut parents: HashMap<u64, String> = HashMap::new();
+        let mut batch = Vec::with_capacity(events.len());
+        for event in events {
+            batch.push(self.prepare(event, now, &mut parents)?);
+        }
+        let stored = self.backend.append(batch)?;
+        if self.cache.enabled() {
+            let mut seen = HashSet::new();
+            self.cache.invalidate_transactions(
+                stored
+                    .iter()
+                    .map(|e| e.correlation_id.as_str())
+                    .filter(|c| seen.insert(*c)),
+            );
+        }
+        Ok(stored)
+    }
+
+    fn prepare(
+        &self,
+        event: NewEvent,
+        now: i64,
+        parents: &mut HashMap<u64, String>,
+    ) -> Result<PendingEvent> {
+        let NewEvent {
+            cmd,
+            data,
+            user,
+            ip,
+            version,
+            correlation_id,
+            causation_id,
+            metadata,
+            stream,
+        } = event;
+        if cmd.trim().is_empty() {
+            return Err(Error::invalid_event("cmd is empty"));
+        }
+        if version == 0 {
+            return Err(Error::invalid_event("version must be at least 1"));
+        }
+        let data = data.map_err(|e| Error::invalid_event(format!("data: {e}")))?;
+        serde_json::from_str::<serde::de::IgnoredAny>(&data)
+            .map_err(|e| Error::invalid_event(format!("data is not valid JSON: {e}")))?;
+        let metadata = metadata.map_err(|e| Error::invalid_event(format!("metadata: {e}")))?;
+        serde_json::from_str::<serde::de::IgnoredAny>(&metadata)
+            .ok()
+            .filter(|_| metadata.trim_start().starts_with('{'))
+            .ok_or_else(|| Error::invalid_event("metadata must be a JSON object"))?;
+        if correlation_id.as_deref() == Some("") {
+            return Err(Error::invalid_event("correlation_id is empty"));
+        }
+        let (stream, expected) = match stream {
+            Some((name, _)) if name.is_empty() => {
+                return Err(Error::invalid_event("stream name is empty"));
+            }
+            Some((name, expected)) => (Some(name), expected),
+            None => (None, Default::default()),
+        };
+        let correlation_id = match (correlation_id, causation_id) {
+            (Some(id), Some(parent)) => {
+                self.parent_correlation(parent, parents)?;
+                id
+            }
+            (Some(id), None) => id,
+            (None, Some(parent)) => self.parent_correlation(parent, parents)?,
+            (None, None) => uuid::Uuid::new_v4().to_string(),
+        };
+        let pending = PendingEvent {
+            version,
+            datetime: now,
+            user,
+            ip,
+            cmd,
+            data,
+            correlation_id,
+            causation_id,
+            metadata,
+            stream,
+            expected,
+        };
+        let size = pending.content_len();
+        if size > self.max_event_size {
+            return Err(Error::invalid_event(format!(
+                "event is {size} bytes, over the limit of {} bytes",
+                self.max_event_size
+            )));
+        }
+        Ok(pending)
+    }
+
+    /// The correlation id of an existing parent event (events are never deleted, so a parent
+    /// that exists now still exists when the append commits).
+    fn parent_correlation(&self, parent: u64, seen: &mut HashMap<u64, String>) -> Result<String> {
+        if let Some(c) = seen.get(&parent) {
+            return Ok(c.clone());
+        }
+        let event = self
+            .backend
+            .get(parent)?
+            .ok_or(Error::UnknownCausation(parent))?;
+        seen.insert(parent, event.correlation_id.clone());
+        Ok(event.correlation_id)
+    }
+
+    // ---- reading ---------------------------------------------------------------------------
+
+    /// The event with this id.
+    pub fn get(&self, id: u64) -> Result<Option<Event>> {
+        self.backend.get(id)
+    }
+
+    /// The event with this id, from the cache when it is there.
+    pub fn get_cached(&self, id: u64) -> Result<Option<Arc<Event>>> {
+        if !self.cache.enabled() {
+            return Ok(self.backend.get(id)?.map(Arc::new));
+        }
+        let now = self.clock.now_ms();
+        if let Some(event) = self.cache.event(id, now) {
+            return Ok(Some(event));
+        }
+        let Some(event) = self.backend.get(id)? else {
+            return Ok(None);
+        };
+        let event = Arc::new(event);
+        self.cache.put_event(Arc::clone(&event), now);
+        Ok(Some(event))
+    }
+
+    /// Every event of a transaction group, in id order.
+    pub fn transaction(&self, correlation_id: &str) -> Result<Vec<Event>> {
+        self.backend.query(&Query::new(
+            Filter::correlation(correlation_id),
+            Order::IdAsc,
+        ))
+    }
+
+    /// [`transaction`](Self::transaction), from the cache when it is there. Never stale: an
+    /// append to the correlation evicts it.
+    pub fn transaction_cached(&self, correlation_id: &str) -> Result<Arc<[Event]>> {
+        if !self.cache.enabled() {
+            return Ok(self.transaction(correlation_id)?.into());
+        }
+        let now = self.clock.now_ms();
+        if let Some(events) = self.cache.transaction(correlation_id, now) {
+            return Ok(events);
+        }
+        let epoch = self.cache.epoch();
+        let events: Arc<[Event]> = self.transaction(correlation_id)?.into();
+        self.cache
+            .put_transaction(correlation_id, Arc::clone(&events), epoch, now);
+        Ok(events)
+    }
+
+    /// The events directly caused by `id`, in id order.
+    pub fn children(&self, id: u64) -> Result<Vec<Event>> {
+        self.backend
+            .query(&Query::new(Filter::children_of(id), Order::IdAsc))
+    }
+
+    /// The event, its parent and its children; `None` when there is no such event.
+    pub fn lineage(&self, id: u64) -> Result<Option<Lineage>> {
+        let Some(event) = self.backend.get(id)? else {
+            return Ok(None);
+        };
+        let parent = match event.causation_id {
+            Some(p) => self.backend.get(p)?,
+            None => None,
+        };
+        let children = self.children(id)?;
+        Ok(Some(Lineage {
+            event,
+            parent,
+            children,
+        }))
+    }
+
+    /// Runs a query directly.
+    pub fn query(&self, query: &Query) -> Result<Vec<Event>> {
+        self.backend.query(query)
+    }
+
+    /// How many events `filter` selects.
+    pub fn count(&self, filter: &Filter) -> Result<u64> {
+        self.backend.count(filter)
+    }
+
+    /// How the engine would run `query`.
+    pub fn explain(&self, query: &Query) -> Result<QueryPlan> {
+        self.backend.explain(query)
+    }
+
+    /// The indexes the store has.
+    pub fn indexes(&self) -> Result<IndexConfig> {
+        self.backend.indexes()
+    }
+
+    /// The newest event's id (0 when empty).
+    pub fn last_id(&self) -> Result<u64> {
+        self.backend.last_id()
+    }
+
+    /// One page of any filter in any order, by offset or by cursor.
+    pub fn page(&self, filter: Filter, order: Order, page: Page) -> Result<EventPage> {
+        if page.limit == 0 {
+            return Err(Error::InvalidArgument(
+                "page limit must be at least 1".into(),
+            ));
+        }
+        let total_count = self.backend.count(&filter)?;
+        let (after, offset) = match page.start {
+            PageStart::Offset(offset) => (None, offset),
+            PageStart::After(cursor) => (Some(cursor), 0),
+        };
+        // One more than asked tells whether another page follows, without a second count.
+        let query = Query {
+            filter,
+            order,
+            after,
+            offset,
+            limit: Some(page.limit.saturating_add(1)),
+        };
+        let mut events = self.backend.query(&query)?;
+        let has_more = events.len() as u64 > page.limit;
+        events.truncate(usize::try_from(page.limit).unwrap_or(usize::MAX));
+        let next_cursor = has_more.then(|| events.last().map(Event::cursor)).flatten();
+        let next_offset = match page.start {
+            PageStart::Offset(offset) if has_more => Some(offset + page.limit),
+            _ => None,
+        };
+        Ok(EventPage {
+            events,
+            total_count,
+            has_more,
+            next_offset,
+            next_cursor,
+        })
+    }
+
+    /// A transaction group, paged in id order.
+    pub fn by_correlation(&self, correlation_id: &str, page: Page) -> Result<EventPage> {
+        self.page(Filter::correlation(correlation_id), Order::IdAsc, page)
+    }
+
+    /// The children of an event, paged in id order.
+    pub fn children_page(&self, id: u64, page: Page) -> Result<EventPage> {
+        self.page(Filter::children_of(id), Order::IdAsc, page)
+    }
+
+    /// A user's events, newest first (ties by id).
+    pub fn by_user(&self, user: &str, page: Page) -> Result<EventPage> {
+        self.page(Filter::user(user), Order::DatetimeDesc, page)
+    }
+
+    /// A command's events, newest first (ties by id).
+    pub fn by_cmd(&self, cmd: &str, page: Page) -> Result<EventPage> {
+        self.page(Filter::cmd(cmd), Order::DatetimeDesc, page)
+    }
+
+    /// Events with `from <= datetime <= to`, newest first (ties by id).
+    pub fn by_time_range(&self, from: i64, to: i64, page: Page) -> Result<EventPage> {
+        self.page(Filter::time_range(from, to), Order::DatetimeDesc, page)
+    }
+
+    /// Batches of events in id order, read lazily.
+    pub fn stream(&self, options: StreamOptions) -> Result<EventStream<'_, B>> {
+        if options.batch_size == 0 {
+            return Err(Error::InvalidArgument(
+                "batch_size must be at least 1".into(),
+            ));
+        }
+        Ok(EventStream {
+            backend: &self.backend,
+            query: Query {
+                filter: options.filter,
+                order: Order::IdAsc,
+                after: None,
+                offset: 0,
+                limit: Some(options.batch_size),
+            },
+            batch_size: options.batch_size,
+            done: false,
+        })
+    }
+
+    /// Replays the events whose ids fall in `ids` through `model` and `callbacks`, in id
+    /// order (upstream's `cycleThrough`). `1..` replays everything, `..stop` the events before
+    /// `stop`. Failures are reported through the callbacks and counted; replay goes on.
+    pub fn replay<M: Model>(
+        &self,
+        model: &mut M,
+        ids: impl RangeBounds<u64>,
+        callbacks: &mut Callbacks<'_, M::Output>,
+    ) -> Result<ReplayStats> {
+        let id_from = match ids.start_bound() {
+            Bound::Included(&s) => Some(s),
+            Bound::Excluded(&s) => Some(s.saturating_add(1)),
+            Bound::Unbounded => None,
+        };
+        let id_to = match ids.end_bound() {
+            Bound::Included(&e) => Some(e),
+            Bound::Excluded(&0) => return Ok(ReplayStats::default()),
+            Bound::Excluded(&e) => Some(e - 1),
+            Bound::Unbounded => None,
+        };
+        let filter = Filter {
+            id_from,
+            id_to,
+            ..Filter::default()
+        };
+        let mut stats = ReplayStats::default();
+        for batch in self.stream(StreamOptions::new().filter(filter))? {
+            for event in batch? {
+                if execute(model, callbacks, &event).is_err() {
+                    stats.errors += 1;
+                }
+                stats.events += 1;
+                stats.last_id = Some(event.id);
+            }
+        }
+        Ok(stats)
+    }
+
+    // ---- snapshots -------------------------------------------------------------------------
+
+    /// Saves `state` as the snapshot of `name` at `event_id` (replacing one at the same id).
+    pub fn create_snapshot<S: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        event_id: u64,
+        state: &S,
+    ) -> Result<()> {
+        self.create_snapshot_with_metadata(name, event_id, state, &serde_json::json!({}))
+    }
+
+    /// [`create_snapshot`](Self::create_snapshot) with a metadata object.
+    pub fn create_snapshot_with_metadata<S: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        event_id: u64,
+        state: &S,
+        metadata: &serde_json::Value,
+    ) -> Result<()> {
+        if name.is_empty() {
+            return Err(Error::InvalidArgument("snapshot name is empty".into()));
+        }
+        if !metadata.is_object() {
+            return Err(Error::InvalidArgument(
+                "snapshot metadata must be an object".into(),
+            ));
+        }
+        if event_id == 0 || event_id > self.backend.last_id()? {
+            return Err(Error::NotFound(format!(
+                "event {event_id} for snapshot {name:?}"
+            )));
+        }
+        let state = bincode::serde::encode_to_vec(state, bincode::config::standard())
+            .map_err(|e| Error::InvalidArgument(format!("snapshot state: {e}")))?;
+        self.backend.put_snapshot(Snapshot {
+            name: name.to_owned(),
+            event_id,
+            state,
+            metadata: metadata.to_string(),
+            created_at: self.clock.now_ms(),
+        })
+    }
+
+    /// The latest snapshot of `name` at or before `event_id`, decoded.
+    pub fn restore_snapshot<S: DeserializeOwned>(
+        &self,
+        name: &str,
+        event_id: u64,
+    ) -> Result<Option<Restored<S>>> {
+        let Some(snapshot) = self.backend.snapshot_at_or_before(name, event_id)? else {
+            return Ok(None);
+        };
+        Ok(Some(Restored {
+            state: snapshot.decode()?,
+            event_id: snapshot.event_id,
+            replay_from: snapshot.event_id + 1,
+            metadata: snapshot.metadata,
+            created_at: snapshot.created_at,
+        }))
+    }
+
+    /// Snapshots of `name`, newest first.
+    pub fn list_snapshots(&self, name: &str, limit: u64, offset: u64) -> Result<Vec<Snapshot>> {
+        self.backend.list_snapshots(name, limit, offset)
+    }
+
+    /// Deletes the snapshot of `name` at `event_id`; whether there was one.
+    pub fn delete_snapshot(&self, name: &str, event_id: u64) -> Result<bool> {
+        self.backend.delete_snapshot(name, event_id)
+    }
+
+    /// Deletes the snapshots of `name` older than `event_id`; how many.
+    pub fn delete_old_snapshots(&self, name: &str, event_id: u64) -> Result<u64> {
+        self.backend.delete_snapshots_before(name, event_id)
+    }
+
+    // ---- cache -----------------------------------------------------------------------------
+
+    /// The cache's counters.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.stats()
+    }
+
+    /// Empties the cache (counters stay).
+    pub fn clear_cache(&self) {
+        self.cache.clear();
+    }
+}
+
+impl Snapshot {
+    /// Decodes the state written by [`EventStore::create_snapshot`].
+    pub fn decode<S: DeserializeOwned>(&self) -> Result<S> {
+        bincode::serde::decode_from_slice(&self.state, bincode::config::standard())
+            .map(|(s, _)| s)
+            .map_err(|e| Error::Decode(format!("snapshot {:?}@{}: {e}", self.name, self.event_id)))
+    }
+}

@@ -1,0 +1,4 @@
+//! The conformance suite on the reference engine.
+use eventlite_conformance::MemoryEngine;
+
+eventlite_conformance::conformance_suite!(MemoryEngine);

@@ -1,0 +1,2 @@
+//! EventLite facade
+pub use eventlite_core::*;
