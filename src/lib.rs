@@ -1,2 +1,52 @@
-//! EventLite facade
+//! # EventLite
+//!
+//! An embedded event-sourcing log with pluggable storage engines. This facade re-exports the
+//! core API ([`EventStore`], [`NewEvent`], [`Query`], models, policies) and the engines chosen
+//! with Cargo features: `sqlite` (the default) and `redb`.
+//!
+//! ```
+//! # #[cfg(feature = "sqlite")] {
+//! use eventlite::{NewEvent, Page};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let store = eventlite::open(dir.path().join("events.sqlite"))?;
+//! let order = store.store(NewEvent::new("order_placed").user("ada").data(&serde_json::json!({"total": 42})))?;
+//! store.store(NewEvent::new("order_paid").causation_id(order.id))?;
+//! let page = store.by_correlation(&order.correlation_id, Page::first(10))?;
+//! assert_eq!(page.total_count, 2);
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Swapping engines is a feature change: `eventlite = { default-features = false, features =
+//! ["redb"] }` makes [`open`] use redb, and every query answers the same.
+#![warn(missing_docs)]
+
 pub use eventlite_core::*;
+
+/// The SQLite engine and its options.
+#[cfg(feature = "sqlite")]
+pub mod sqlite {
+    pub use eventlite_sqlite::*;
+
+    /// Opens (or creates) a SQLite store at `path` with these options.
+    pub fn open(
+        path: impl AsRef<std::path::Path>,
+        options: SqliteOptions,
+    ) -> eventlite_core::Result<eventlite_core::EventStore<SqliteBackend>> {
+        Ok(eventlite_core::EventStore::new(SqliteBackend::open(
+            path, options,
+        )?))
+    }
+}
+
+/// The engine [`open`] uses: SQLite when the `sqlite` feature is on.
+#[cfg(feature = "sqlite")]
+pub type DefaultBackend = sqlite::SqliteBackend;
+
+/// Opens (or creates) a store at `path` on the default engine, with default options: the
+/// guide's default indexes, durable appends, the default cache.
+#[cfg(feature = "sqlite")]
+pub fn open(path: impl AsRef<std::path::Path>) -> Result<EventStore<DefaultBackend>> {
+    sqlite::open(path, sqlite::SqliteOptions::default())
+}

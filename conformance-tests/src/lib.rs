@@ -5,7 +5,7 @@
 //! `#[test]` per scenario and index profile for a given engine, plus a property test that
 //! checks random operation sequences against a plain `Vec<Event>` model.
 //!
-//! ```ignore
+//! ```text
 //! // backend-x/tests/conformance.rs
 //! eventlite_conformance::conformance_suite!(my_backend::tests::XEngine);
 //! ```

@@ -1,0 +1,610 @@
+//! # eventlite-sqlite
+//!
+//! The SQLite engine for [EventLite](eventlite_core): one `queue` table with the upstream
+//! columns, the performance guide's eight indexes under their names, WAL by default, one writer
+//! connection behind a mutex (write transactions begun `IMMEDIATE`) and a pool of reader
+//! connections that run while a write commits. SQLite is compiled in (rusqlite's `bundled`).
+//!
+//! ```
+//! use eventlite_core::{EventStore, NewEvent, IndexConfig};
+//! use eventlite_sqlite::{SqliteBackend, SqliteOptions};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let options = SqliteOptions { indexes: IndexConfig::balanced(), ..SqliteOptions::default() };
+//! let store = EventStore::new(SqliteBackend::open(dir.path().join("events.sqlite"), options)?);
+//! let event = store.store(NewEvent::new("hello").user("ada"))?;
+//! assert_eq!(store.get(event.id)?.unwrap().user, "ada");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![warn(missing_docs)]
+
+mod options;
+mod sql;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use eventlite_core::{
+    Backend, Error, Event, Filter, IndexConfig, IndexName, PendingEvent, Query, QueryPlan, Result,
+    Snapshot,
+};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+
+pub use options::{JournalMode, SqliteOptions, Synchronous};
+
+const ENGINE: &str = "sqlite";
+/// The layout this code writes; files with a greater one are refused.
+const SCHEMA_VERSION: i64 = 1;
+const FORMAT: &str = "eventlite-sqlite";
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS eventlite_meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS queue (
+    id INTEGER PRIMARY KEY,
+    version INTEGER NOT NULL,
+    datetime INTEGER NOT NULL,
+    user TEXT NOT NULL,
+    ip TEXT NOT NULL,
+    cmd TEXT NOT NULL,
+    data TEXT NOT NULL,
+    correlation_id TEXT NOT NULL,
+    causation_id INTEGER,
+    metadata TEXT NOT NULL,
+    stream TEXT,
+    stream_version INTEGER,
+    UNIQUE (stream, stream_version)
+);
+CREATE TABLE IF NOT EXISTS snapshots (
+    name TEXT NOT NULL,
+    event_id INTEGER NOT NULL,
+    state BLOB NOT NULL,
+    metadata TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (name, event_id)
+) WITHOUT ROWID;
+";
+
+const INSERT: &str = "INSERT INTO queue (id, version, datetime, user, ip, cmd, data, \
+     correlation_id, causation_id, metadata, stream, stream_version) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
+
+/// Maps SQLite's errors to the variants a caller can act on.
+pub(crate) fn map_err(e: rusqlite::Error) -> Error {
+    use rusqlite::ErrorCode as C;
+    let msg = e.to_string();
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _) => match f.code {
+            C::DatabaseBusy | C::DatabaseLocked => Error::Busy(msg),
+            C::DiskFull => Error::StorageFull(msg),
+            // EFBIG (a file-size limit) reaches SQLite as a failed write.
+            C::SystemIoFailure if f.extended_code == rusqlite::ffi::SQLITE_IOERR_WRITE => {
+                Error::StorageFull(msg)
+            }
+            C::ReadOnly | C::PermissionDenied => Error::ReadOnly(msg),
+            C::DatabaseCorrupt => Error::Corrupt(msg),
+            C::NotADatabase => Error::NotAStore(msg),
+            _ => Error::backend(ENGINE, msg, e),
+        },
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..)
+        | rusqlite::Error::Utf8Error(..)
+        | rusqlite::Error::InvalidColumnType(..) => Error::Corrupt(msg),
+        _ => Error::backend(ENGINE, msg, e),
+    }
+}
+
+fn row_to_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
+    let id: i64 = row.get(0)?;
+    let causation: Option<i64> = row.get(8)?;
+    let stream_version: Option<i64> = row.get(11)?;
+    let u = |v: i64, col: usize| {
+        u64::try_from(v).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(col, v))
+    };
+    Ok(Event {
+        id: u(id, 0)?,
+        version: row.get(1)?,
+        datetime: row.get(2)?,
+        user: row.get(3)?,
+        ip: row.get(4)?,
+        cmd: row.get(5)?,
+        data: row.get(6)?,
+        correlation_id: row.get(7)?,
+        causation_id: causation.map(|c| u(c, 8)).transpose()?,
+        metadata: row.get(9)?,
+        stream: row.get(10)?,
+        stream_version: stream_version.map(|v| u(v, 11)).transpose()?,
+    })
+}
+
+fn row_to_snapshot(row: &rusqlite::Row<'_>) -> rusqlite::Result<Snapshot> {
+    let event_id: i64 = row.get(1)?;
+    Ok(Snapshot {
+        name: row.get(0)?,
+        event_id: u64::try_from(event_id)
+            .map_err(|_| rusqlite::Error::IntegralValueOutOfRange(1, event_id))?,
+        state: row.get(2)?,
+        metadata: row.get(3)?,
+        created_at: row.get(4)?,
+    })
+}
+
+/// An EventLite store in one SQLite file.
+#[derive(Debug)]
+pub struct SqliteBackend {
+    path: PathBuf,
+    options: SqliteOptions,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl SqliteBackend {
+    /// Opens the store at `path`, creating it (and its parent directory) if it does not exist.
+    ///
+    /// An existing file must be an EventLite SQLite store: anything else (another SQLite
+    /// database, another format, an empty file, a directory) is refused with
+    /// [`Error::NotAStore`] and left byte for byte as it was. The file's indexes are made to
+    /// match `options.indexes`.
+    pub fn open(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let created = prepare_file(&path)?;
+        let writer = open_connection(&path, &options)?;
+        if !created {
+            check_is_store(&writer)?;
+        }
+        configure_writer(&writer, &options)?;
+        let backend = SqliteBackend {
+            path,
+            options,
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+        };
+        backend.init_schema()?;
+        backend.sync_indexes()?;
+        Ok(backend)
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The options the store was opened with.
+    pub fn options(&self) -> &SqliteOptions {
+        &self.options
+    }
+
+    /// Runs SQLite's `PRAGMA integrity_check`; `Ok(())` when the file is sound.
+    pub fn integrity_check(&self) -> Result<()> {
+        let conn = self.writer();
+        let verdict: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .map_err(map_err)?;
+        if verdict == "ok" {
+            Ok(())
+        } else {
+            Err(Error::Corrupt(verdict))
+        }
+    }
+
+    fn writer(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the writer can only come from SQLite or rusqlite; an open
+        // transaction is rolled back when its guard drops, so the connection is usable.
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let pooled = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => {
+                let c = open_connection(&self.path, &self.options)?;
+                c.pragma_update(None, "query_only", true).map_err(map_err)?;
+                configure_cache(&c, &self.options)?;
+                c
+            }
+        };
+        let out = f(&conn);
+        let mut pool = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.len() < self.options.max_idle_readers {
+            pool.push(conn);
+        }
+        out
+    }
+
+    fn init_schema(&self) -> Result<()> {
+        let mut conn = self.writer();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(map_err)?;
+        tx.execute_batch(SCHEMA).map_err(map_err)?;
+        let version: Option<String> = tx
+            .query_row(
+                "SELECT value FROM eventlite_meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(map_err)?;
+        match version.map(|v| v.parse::<i64>()) {
+            None => {
+                tx.execute(
+                    "INSERT INTO eventlite_meta (key, value) VALUES ('format', ?1), \
+                     ('schema_version', ?2)",
+                    params![FORMAT, SCHEMA_VERSION.to_string()],
+                )
+                .map_err(map_err)?;
+            }
+            Some(Ok(v)) if v <= SCHEMA_VERSION => {}
+            Some(Ok(v)) => {
+                return Err(Error::NotAStore(format!(
+                    "schema version {v} is newer than this EventLite ({SCHEMA_VERSION})"
+                )));
+            }
+            Some(Err(_)) => return Err(Error::Corrupt("unreadable schema version".into())),
+        }
+        tx.commit().map_err(map_err)
+    }
+
+    fn sync_indexes(&self) -> Result<()> {
+        let mut conn = self.writer();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(map_err)?;
+        let present = actual_indexes(&tx)?;
+        for name in IndexName::ALL {
+            let (sql_name, columns) = sql::index_sql(name);
+            let want = self.options.indexes.is_enabled(name);
+            if want && !present.is_enabled(name) {
+                tx.execute_batch(&format!(
+                    "CREATE INDEX IF NOT EXISTS {sql_name} ON queue ({columns})"
+                ))
+                .map_err(map_err)?;
+            } else if !want && present.is_enabled(name) {
+                tx.execute_batch(&format!("DROP INDEX IF EXISTS {sql_name}"))
+                    .map_err(map_err)?;
+            }
+        }
+        tx.commit().map_err(map_err)
+    }
+}
+
+/// Creates a new store file with owner-only permissions; whether it was created now.
+fn prepare_file(path: &Path) -> Result<bool> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => {
+            return Err(Error::NotAStore(format!(
+                "{} is a directory",
+                path.display()
+            )));
+        }
+        Ok(meta) if meta.len() == 0 => {
+            return Err(Error::NotAStore(format!(
+                "{} is an empty file",
+                path.display()
+            )));
+        }
+        Ok(_) => return Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::from_io(ENGINE, &path.display().to_string(), e)),
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Error::from_io(ENGINE, &parent.display().to_string(), e))?;
+    }
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    match open.open(path) {
+        Ok(_) => Ok(true),
+        // Another opener won the race: treat the file as existing.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(Error::from_io(ENGINE, &path.display().to_string(), e)),
+    }
+}
+
+fn open_connection(path: &Path, options: &SqliteOptions) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| match map_err(e) {
+        Error::Backend { message, .. } if !path.exists() => {
+            Error::NotFound(format!("{}: {message}", path.display()))
+        }
+        other => other,
+    })?;
+    conn.busy_timeout(options.busy_timeout).map_err(map_err)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+/// Refuses, without writing a byte, a file that is not an EventLite store.
+fn check_is_store(conn: &Connection) -> Result<()> {
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .map_err(|e| match map_err(e) {
+            Error::Backend { message, .. } => Error::NotAStore(message),
+            other => other,
+        })?;
+    if tables.is_empty() {
+        // A valid but empty SQLite database (for instance one whose creation was interrupted).
+        return Ok(());
+    }
+    if !tables.iter().any(|t| t == "eventlite_meta") {
+        return Err(Error::NotAStore(
+            "an SQLite database without EventLite's tables".into(),
+        ));
+    }
+    let format: Option<String> = conn
+        .query_row(
+            "SELECT value FROM eventlite_meta WHERE key = 'format'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(map_err)?;
+    match format.as_deref() {
+        Some(FORMAT) => Ok(()),
+        other => Err(Error::NotAStore(format!("unknown store format {other:?}"))),
+    }
+}
+
+fn configure_cache(conn: &Connection, options: &SqliteOptions) -> Result<()> {
+    conn.pragma_update(None, "cache_size", -i64::from(options.cache_size_kib))
+        .map_err(map_err)?;
+    conn.pragma_update(None, "mmap_size", sql::clamp(options.mmap_size))
+        .map_err(map_err)
+}
+
+fn configure_writer(conn: &Connection, options: &SqliteOptions) -> Result<()> {
+    let mode: String = conn
+        .query_row(
+            &format!("PRAGMA journal_mode = {}", options.journal_mode.as_sql()),
+            [],
+            |r| r.get(0),
+        )
+        .map_err(map_err)?;
+    if !mode.eq_ignore_ascii_case(options.journal_mode.as_sql()) {
+        return Err(Error::backend(
+            ENGINE,
+            format!("journal mode {mode} instead of {:?}", options.journal_mode),
+            std::io::Error::other("journal mode refused"),
+        ));
+    }
+    conn.pragma_update(
+        None,
+        "synchronous",
+        options.effective_synchronous().as_sql(),
+    )
+    .map_err(map_err)?;
+    configure_cache(conn, options)
+}
+
+fn actual_indexes(conn: &Connection) -> Result<IndexConfig> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'queue'",
+        )
+        .map_err(map_err)?;
+    let names = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .map_err(map_err)?;
+    let mut config = IndexConfig::none();
+    for name in names {
+        if let Some(index) = sql::index_by_sql_name(&name.map_err(map_err)?) {
+            config.set(index, true);
+        }
+    }
+    Ok(config)
+}
+
+impl Backend for SqliteBackend {
+    fn append(&self, batch: Vec<PendingEvent>) -> Result<Vec<Event>> {
+        let mut conn = self.writer();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(map_err)?;
+        let last: i64 = tx
+            .prepare_cached("SELECT COALESCE(MAX(id), 0) FROM queue")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(map_err)?;
+        let mut versions: HashMap<&str, Option<u64>> = HashMap::new();
+        let mut stream_versions = Vec::with_capacity(batch.len());
+        for pending in &batch {
+            let Some(stream) = pending.stream.as_deref() else {
+                stream_versions.push(None);
+                continue;
+            };
+            let current = match versions.get(stream) {
+                Some(v) => *v,
+                None => tx
+                    .prepare_cached("SELECT MAX(stream_version) FROM queue WHERE stream = ?1")
+                    .and_then(|mut s| s.query_row([stream], |r| r.get::<_, Option<i64>>(0)))
+                    .map_err(map_err)?
+                    .map(|v| v as u64),
+            };
+            pending.expected.check(stream, current)?;
+            let next = current.unwrap_or(0) + 1;
+            versions.insert(stream, Some(next));
+            stream_versions.push(Some(next));
+        }
+        let first = last as u64 + 1;
+        {
+            let mut insert = tx.prepare_cached(INSERT).map_err(map_err)?;
+            for (i, (p, sv)) in batch.iter().zip(&stream_versions).enumerate() {
+                insert
+                    .execute(params![
+                        first as i64 + i as i64,
+                        p.version,
+                        p.datetime,
+                        p.user,
+                        p.ip,
+                        p.cmd,
+                        p.data,
+                        p.correlation_id,
+                        p.causation_id.map(sql::clamp),
+                        p.metadata,
+                        p.stream,
+                        sv.map(|v| v as i64),
+                    ])
+                    .map_err(map_err)?;
+            }
+        }
+        tx.commit().map_err(map_err)?;
+        drop(conn);
+        Ok(batch
+            .into_iter()
+            .zip(stream_versions)
+            .enumerate()
+            .map(|(i, (p, sv))| p.into_event(first + i as u64, sv))
+            .collect())
+    }
+
+    fn get(&self, id: u64) -> Result<Option<Event>> {
+        let Ok(id) = i64::try_from(id) else {
+            return Ok(None);
+        };
+        self.with_reader(|conn| {
+            conn.prepare_cached(&format!("SELECT {} FROM queue WHERE id = ?1", sql::COLUMNS))
+                .and_then(|mut s| s.query_row([id], row_to_event).optional())
+                .map_err(map_err)
+        })
+    }
+
+    fn query(&self, query: &Query) -> Result<Vec<Event>> {
+        if query.filter.is_empty_range() || query.limit == Some(0) {
+            return Ok(Vec::new());
+        }
+        let (sql, params) = sql::select(query);
+        self.with_reader(|conn| {
+            let mut stmt = conn.prepare_cached(&sql).map_err(map_err)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(params), row_to_event)
+                .map_err(map_err)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(map_err)
+        })
+    }
+
+    fn count(&self, filter: &Filter) -> Result<u64> {
+        let (where_sql, params) = sql::where_clause(filter, None);
+        let sql = format!("SELECT COUNT(*) FROM queue{where_sql}");
+        self.with_reader(|conn| {
+            conn.prepare_cached(&sql)
+                .and_then(|mut s| {
+                    s.query_row(rusqlite::params_from_iter(params), |r| r.get::<_, i64>(0))
+                })
+                .map(|n| n as u64)
+                .map_err(map_err)
+        })
+    }
+
+    fn explain(&self, query: &Query) -> Result<QueryPlan> {
+        let (sql, params) = sql::select(query);
+        let details: Vec<String> = self.with_reader(|conn| {
+            let mut stmt = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .map_err(map_err)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(params), |r| {
+                    r.get::<_, String>(3)
+                })
+                .map_err(map_err)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(map_err)
+        })?;
+        let index = details.iter().find_map(|d| {
+            d.split_whitespace()
+                .find(|w| w.starts_with("idx_"))
+                .and_then(sql::index_by_sql_name)
+        });
+        Ok(QueryPlan {
+            index,
+            full_scan: details.iter().any(|d| d.starts_with("SCAN queue")),
+            detail: details.join("; "),
+        })
+    }
+
+    fn indexes(&self) -> Result<IndexConfig> {
+        self.with_reader(actual_indexes)
+    }
+
+    fn last_id(&self) -> Result<u64> {
+        self.with_reader(|conn| {
+            conn.prepare_cached("SELECT COALESCE(MAX(id), 0) FROM queue")
+                .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)))
+                .map(|n| n as u64)
+                .map_err(map_err)
+        })
+    }
+
+    fn put_snapshot(&self, snapshot: Snapshot) -> Result<()> {
+        let conn = self.writer();
+        conn.prepare_cached(
+            "INSERT OR REPLACE INTO snapshots (name, event_id, state, metadata, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                snapshot.name,
+                sql::clamp(snapshot.event_id),
+                snapshot.state,
+                snapshot.metadata,
+                snapshot.created_at
+            ])
+        })
+        .map(|_| ())
+        .map_err(map_err)
+    }
+
+    fn snapshot_at_or_before(&self, name: &str, event_id: u64) -> Result<Option<Snapshot>> {
+        self.with_reader(|conn| {
+            conn.prepare_cached(
+                "SELECT name, event_id, state, metadata, created_at FROM snapshots \
+                 WHERE name = ?1 AND event_id <= ?2 ORDER BY event_id DESC LIMIT 1",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![name, sql::clamp(event_id)], row_to_snapshot)
+                    .optional()
+            })
+            .map_err(map_err)
+        })
+    }
+
+    fn list_snapshots(&self, name: &str, limit: u64, offset: u64) -> Result<Vec<Snapshot>> {
+        self.with_reader(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT name, event_id, state, metadata, created_at FROM snapshots \
+                     WHERE name = ?1 ORDER BY event_id DESC LIMIT ?2 OFFSET ?3",
+                )
+                .map_err(map_err)?;
+            let rows = stmt
+                .query_map(
+                    params![name, sql::clamp(limit), sql::clamp(offset)],
+                    row_to_snapshot,
+                )
+                .map_err(map_err)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(map_err)
+        })
+    }
+
+    fn delete_snapshot(&self, name: &str, event_id: u64) -> Result<bool> {
+        let conn = self.writer();
+        conn.prepare_cached("DELETE FROM snapshots WHERE name = ?1 AND event_id = ?2")
+            .and_then(|mut s| s.execute(params![name, sql::clamp(event_id)]))
+            .map(|n| n > 0)
+            .map_err(map_err)
+    }
+
+    fn delete_snapshots_before(&self, name: &str, event_id: u64) -> Result<u64> {
+        let conn = self.writer();
+        conn.prepare_cached("DELETE FROM snapshots WHERE name = ?1 AND event_id < ?2")
+            .and_then(|mut s| s.execute(params![name, sql::clamp(event_id)]))
+            .map(|n| n as u64)
+            .map_err(map_err)
+    }
+}

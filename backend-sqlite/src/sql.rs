@@ -1,0 +1,93 @@
+//! SQL text for queries. Only column names and placeholders are ever formatted into SQL; every
+//! value a caller supplies is bound as a parameter.
+
+use eventlite_core::{Filter, IndexName, Order, Query};
+use rusqlite::types::Value;
+
+pub(crate) const COLUMNS: &str = "id, version, datetime, user, ip, cmd, data, correlation_id, \
+     causation_id, metadata, stream, stream_version";
+
+pub(crate) fn index_sql(name: IndexName) -> (&'static str, &'static str) {
+    match name {
+        IndexName::CorrelationId => ("idx_correlation_id", "correlation_id"),
+        IndexName::CausationId => ("idx_causation_id", "causation_id"),
+        IndexName::Cmd => ("idx_cmd", "cmd"),
+        IndexName::User => ("idx_user", "user"),
+        IndexName::Datetime => ("idx_datetime", "datetime"),
+        IndexName::Version => ("idx_version", "version"),
+        IndexName::CorrelationCmd => ("idx_composite_correlation_cmd", "correlation_id, cmd"),
+        IndexName::UserDatetime => ("idx_composite_user_datetime", "user, datetime"),
+    }
+}
+
+pub(crate) fn index_by_sql_name(name: &str) -> Option<IndexName> {
+    IndexName::ALL.into_iter().find(|n| index_sql(*n).0 == name)
+}
+
+/// Clamps a u64 into SQLite's i64 (ids, offsets and limits beyond i64::MAX cannot exist).
+pub(crate) fn clamp(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// `WHERE …` for a filter (and an optional keyset cursor), with its parameters.
+pub(crate) fn where_clause(filter: &Filter, query: Option<&Query>) -> (String, Vec<Value>) {
+    let mut terms: Vec<&str> = Vec::new();
+    let mut params: Vec<Value> = Vec::new();
+    let mut text = |col: &'static str, v: &Option<String>, terms: &mut Vec<&str>| {
+        if let Some(v) = v {
+            terms.push(col);
+            params.push(Value::Text(v.clone()));
+        }
+    };
+    text("correlation_id = ?", &filter.correlation_id, &mut terms);
+    text("cmd = ?", &filter.cmd, &mut terms);
+    text("user = ?", &filter.user, &mut terms);
+    text("stream = ?", &filter.stream, &mut terms);
+    let mut int = |col: &'static str, v: Option<i64>| {
+        if let Some(v) = v {
+            terms.push(col);
+            params.push(Value::Integer(v));
+        }
+    };
+    int("causation_id = ?", filter.causation_id.map(clamp));
+    int("datetime >= ?", filter.datetime_from);
+    int("datetime <= ?", filter.datetime_to);
+    int("version = ?", filter.version.map(i64::from));
+    int("id >= ?", filter.id_from.map(clamp));
+    int("id <= ?", filter.id_to.map(clamp));
+    if let Some(q) = query
+        && let Some(c) = q.after
+    {
+        match q.order {
+            Order::IdAsc => int("id > ?", Some(clamp(c.id))),
+            Order::IdDesc => int("id < ?", Some(clamp(c.id))),
+            Order::DatetimeDesc => {
+                terms.push("(datetime, id) < (?, ?)");
+                params.push(Value::Integer(c.datetime));
+                params.push(Value::Integer(clamp(c.id)));
+            }
+        }
+    }
+    if terms.is_empty() {
+        (String::new(), params)
+    } else {
+        (format!(" WHERE {}", terms.join(" AND ")), params)
+    }
+}
+
+/// The full SELECT for a query.
+pub(crate) fn select(query: &Query) -> (String, Vec<Value>) {
+    let (where_sql, mut params) = where_clause(&query.filter, Some(query));
+    let order = match query.order {
+        Order::IdAsc => "id ASC",
+        Order::IdDesc => "id DESC",
+        Order::DatetimeDesc => "datetime DESC, id DESC",
+    };
+    let mut sql = format!("SELECT {COLUMNS} FROM queue{where_sql} ORDER BY {order}");
+    if query.limit.is_some() || query.offset > 0 {
+        sql.push_str(" LIMIT ? OFFSET ?");
+        params.push(Value::Integer(query.limit.map_or(-1, clamp)));
+        params.push(Value::Integer(clamp(query.offset)));
+    }
+    (sql, params)
+}

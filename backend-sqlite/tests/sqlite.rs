@@ -1,0 +1,264 @@
+//! SQLite-specific behaviour: index sync on reopen, refusing foreign files, readers during
+//! writes, options.
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use eventlite_core::{
+    Backend, Durability, Error, EventStore, Filter, IndexConfig, IndexName, NewEvent, Order, Query,
+};
+use eventlite_sqlite::{JournalMode, SqliteBackend, SqliteOptions, Synchronous};
+
+fn options(indexes: IndexConfig) -> SqliteOptions {
+    SqliteOptions {
+        indexes,
+        durability: Durability::Relaxed,
+        ..SqliteOptions::default()
+    }
+}
+
+/// The `idx_*` indexes in the file, read with a plain connection.
+fn sqlite_indexes(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    let conn = rusqlite::Connection::open(path)?;
+    let mut stmt = conn.prepare(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'idx_%' ORDER BY name",
+    )?;
+    let names = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(names)
+}
+
+fn populate(store: &EventStore<SqliteBackend>) -> anyhow::Result<()> {
+    for i in 0..200u64 {
+        store.store(
+            NewEvent::new(["a", "b", "c"][(i % 3) as usize])
+                .user(["u1", "u2"][(i % 2) as usize])
+                .correlation_id(format!("g{}", i % 7))
+                .version((i % 2) as u32 + 1),
+        )?;
+    }
+    Ok(())
+}
+
+fn answers(store: &EventStore<SqliteBackend>) -> anyhow::Result<Vec<Vec<u64>>> {
+    let queries = [
+        Query::new(Filter::correlation("g3"), Order::IdAsc),
+        Query::new(Filter::cmd("b"), Order::DatetimeDesc)
+            .limit(17)
+            .offset(3),
+        Query::new(Filter::user("u2"), Order::IdDesc),
+        Query::new(
+            Filter {
+                correlation_id: Some("g1".into()),
+                cmd: Some("a".into()),
+                ..Filter::default()
+            },
+            Order::IdAsc,
+        ),
+    ];
+    queries
+        .iter()
+        .map(|q| Ok(store.query(q)?.iter().map(|e| e.id).collect()))
+        .collect()
+}
+
+#[test]
+fn reopening_with_another_index_config_changes_indexes_not_answers() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("e.sqlite");
+    let store = EventStore::new(SqliteBackend::open(&path, options(IndexConfig::none()))?);
+    populate(&store)?;
+    let want = answers(&store)?;
+    drop(store);
+    for config in [
+        IndexConfig::high_volume(),
+        IndexConfig::high_volume(), // reopening with the same config changes nothing
+        IndexConfig {
+            cmd: true,
+            ..IndexConfig::high_volume()
+        },
+        IndexConfig::all(),
+        IndexConfig::none(),
+        IndexConfig::query_optimized(),
+    ] {
+        let backend = SqliteBackend::open(&path, options(config))?;
+        assert_eq!(backend.indexes()?, config);
+        let store = EventStore::new(backend);
+        assert_eq!(answers(&store)?, want, "answers under {config:?}");
+        drop(store);
+        let mut expected: Vec<String> = config
+            .enabled()
+            .into_iter()
+            .map(|n| match n {
+                IndexName::CorrelationCmd => "idx_composite_correlation_cmd".to_owned(),
+                IndexName::UserDatetime => "idx_composite_user_datetime".to_owned(),
+                other => format!("idx_{other}"),
+            })
+            .collect();
+        expected.sort();
+        assert_eq!(sqlite_indexes(&path)?, expected);
+    }
+    Ok(())
+}
+
+#[test]
+fn an_old_store_opened_with_default_options_keeps_its_events() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("old.sqlite");
+    let custom = SqliteOptions {
+        indexes: IndexConfig::all(),
+        journal_mode: JournalMode::Delete,
+        synchronous: Some(Synchronous::Off),
+        ..SqliteOptions::default()
+    };
+    let store = EventStore::new(SqliteBackend::open(&path, custom)?);
+    populate(&store)?;
+    let before: Vec<_> = store.query(&Query::default())?;
+    drop(store);
+    let store = EventStore::new(SqliteBackend::open(&path, SqliteOptions::default())?);
+    assert_eq!(store.query(&Query::default())?, before);
+    assert_eq!(store.indexes()?, IndexConfig::default());
+    assert_eq!(store.store(NewEvent::new("next"))?.id, 201);
+    store.backend().integrity_check()?;
+    Ok(())
+}
+
+#[test]
+fn foreign_files_are_refused_and_left_unchanged() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    // Another application's SQLite database.
+    let other = dir.path().join("other.sqlite");
+    {
+        let conn = rusqlite::Connection::open(&other)?;
+        conn.execute_batch("CREATE TABLE people (name TEXT); INSERT INTO people VALUES ('x');")?;
+    }
+    let garbage = dir.path().join("garbage.bin");
+    std::fs::write(
+        &garbage,
+        (0..10_000u32)
+            .map(|i| (i * 7919 % 251) as u8)
+            .collect::<Vec<_>>(),
+    )?;
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, b"")?;
+    for path in [&other, &garbage, &empty] {
+        let before = std::fs::read(path)?;
+        let err = SqliteBackend::open(path, SqliteOptions::default()).unwrap_err();
+        assert!(
+            matches!(err, Error::NotAStore(_)),
+            "{}: {err:?}",
+            path.display()
+        );
+        assert_eq!(std::fs::read(path)?, before, "{} changed", path.display());
+    }
+    let err = SqliteBackend::open(dir.path(), SqliteOptions::default()).unwrap_err();
+    assert!(matches!(err, Error::NotAStore(_)), "{err:?}");
+    let names: Vec<_> = std::fs::read_dir(dir.path())?.collect::<Result<_, _>>()?;
+    assert_eq!(
+        names.len(),
+        3,
+        "nothing was created beside the refused files"
+    );
+    Ok(())
+}
+
+#[test]
+fn new_files_and_parent_directories_are_created() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("a/b/events.sqlite");
+    let store = EventStore::new(SqliteBackend::open(&path, SqliteOptions::default())?);
+    store.store(NewEvent::new("x"))?;
+    assert!(path.exists());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path)?.permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "store files are private to their owner");
+    }
+    Ok(())
+}
+
+#[test]
+fn readers_see_only_whole_batches_while_a_writer_appends() -> anyhow::Result<()> {
+    const BATCH: u64 = 50;
+    let dir = tempfile::tempdir()?;
+    let store = Arc::new(EventStore::new(SqliteBackend::open(
+        dir.path().join("e.sqlite"),
+        options(IndexConfig::default()),
+    )?));
+    let done = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..4)
+        .map(|r| {
+            let store = Arc::clone(&store);
+            let done = Arc::clone(&done);
+            std::thread::spawn(move || -> anyhow::Result<u64> {
+                let mut observations = 0;
+                let mut last_seen = 0;
+                while !done.load(Ordering::Acquire) {
+                    let events = if r % 2 == 0 {
+                        store.query(&Query::default())?
+                    } else {
+                        store.query(&Query::new(Filter::all(), Order::IdDesc))?
+                    };
+                    let n = events.len() as u64;
+                    anyhow::ensure!(n.is_multiple_of(BATCH), "saw a partial batch: {n} events");
+                    anyhow::ensure!(n >= last_seen, "went backwards: {n} < {last_seen}");
+                    let mut ids: Vec<u64> = events.iter().map(|e| e.id).collect();
+                    ids.sort_unstable();
+                    anyhow::ensure!(ids == (1..=n).collect::<Vec<_>>(), "gap in ids");
+                    last_seen = n;
+                    observations += 1;
+                }
+                Ok(observations)
+            })
+        })
+        .collect();
+    for b in 0..40 {
+        store.store_bulk(
+            (0..BATCH)
+                .map(|i| NewEvent::new("e").data(&(b * BATCH + i)))
+                .collect(),
+        )?;
+    }
+    done.store(true, Ordering::Release);
+    for r in readers {
+        let observations = r.join().map_err(|_| anyhow::anyhow!("reader panicked"))??;
+        assert!(observations > 0);
+    }
+    assert_eq!(store.last_id()?, 40 * BATCH);
+    Ok(())
+}
+
+#[test]
+fn delete_journal_and_full_sync_work_too() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let opts = SqliteOptions {
+        journal_mode: JournalMode::Delete,
+        ..SqliteOptions::default()
+    };
+    assert_eq!(opts.effective_synchronous(), Synchronous::Full);
+    let store = EventStore::new(SqliteBackend::open(dir.path().join("d.sqlite"), opts)?);
+    store.store_bulk((0..10).map(|_| NewEvent::new("e")).collect())?;
+    assert_eq!(store.count(&Filter::all())?, 10);
+    Ok(())
+}
+
+#[test]
+fn a_busy_file_gives_a_typed_error() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("busy.sqlite");
+    let opts = SqliteOptions {
+        busy_timeout: std::time::Duration::from_millis(50),
+        ..options(IndexConfig::default())
+    };
+    let store = EventStore::new(SqliteBackend::open(&path, opts)?);
+    store.store(NewEvent::new("first"))?;
+    // Another process (here: another connection) holds the write lock.
+    let other = rusqlite::Connection::open(&path)?;
+    other.execute_batch("BEGIN IMMEDIATE")?;
+    let err = store.store(NewEvent::new("blocked")).unwrap_err();
+    assert!(matches!(err, Error::Busy(_)), "{err:?}");
+    other.execute_batch("ROLLBACK")?;
+    assert_eq!(store.store(NewEvent::new("after"))?.id, 2);
+    Ok(())
+}
