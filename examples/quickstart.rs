@@ -9,13 +9,29 @@ fn main() -> anyhow::Result<()> {
         .skip_while(|a| a != "--engine")
         .nth(1)
         .or_else(|| std::env::var("EVENTLITE_ENGINE").ok())
-        .unwrap_or_else(|| "sqlite".to_owned());
+        .unwrap_or_else(|| {
+            if cfg!(feature = "sqlite") {
+                "sqlite"
+            } else {
+                "redb"
+            }
+            .to_owned()
+        });
     match engine.as_str() {
         #[cfg(feature = "sqlite")]
         "sqlite" => {
             let path = "data/quickstart.sqlite";
             println!("engine: SQLite, file {path}");
             run(eventlite::open(path)?)
+        }
+        #[cfg(feature = "redb")]
+        "redb" => {
+            let path = "data/quickstart.redb";
+            println!("engine: redb, file {path}");
+            run(eventlite::redb::open(
+                path,
+                eventlite::redb::RedbOptions::default(),
+            )?)
         }
         other => anyhow::bail!("engine {other:?} is not compiled in (see the Cargo features)"),
     }

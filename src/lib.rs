@@ -5,11 +5,11 @@
 //! with Cargo features: `sqlite` (the default) and `redb`.
 //!
 //! ```
-//! # #[cfg(feature = "sqlite")] {
+//! # #[cfg(any(feature = "sqlite", feature = "redb"))] {
 //! use eventlite::{NewEvent, Page};
 //!
 //! let dir = tempfile::tempdir()?;
-//! let store = eventlite::open(dir.path().join("events.sqlite"))?;
+//! let store = eventlite::open(dir.path().join("events.db"))?;
 //! let order = store.store(NewEvent::new("order_placed").user("ada").data(&serde_json::json!({"total": 42})))?;
 //! store.store(NewEvent::new("order_paid").causation_id(order.id))?;
 //! let page = store.by_correlation(&order.correlation_id, Page::first(10))?;
@@ -40,13 +40,40 @@ pub mod sqlite {
     }
 }
 
-/// The engine [`open`] uses: SQLite when the `sqlite` feature is on.
+/// The redb engine and its options.
+#[cfg(feature = "redb")]
+pub mod redb {
+    pub use eventlite_redb::*;
+
+    /// Opens (or creates) a redb store at `path` with these options.
+    pub fn open(
+        path: impl AsRef<std::path::Path>,
+        options: RedbOptions,
+    ) -> eventlite_core::Result<eventlite_core::EventStore<RedbBackend>> {
+        Ok(eventlite_core::EventStore::new(RedbBackend::open(
+            path, options,
+        )?))
+    }
+}
+
+/// The engine [`open`] uses: SQLite when the `sqlite` feature is on, else redb.
 #[cfg(feature = "sqlite")]
 pub type DefaultBackend = sqlite::SqliteBackend;
+
+/// The engine [`open`] uses: SQLite when the `sqlite` feature is on, else redb.
+#[cfg(all(feature = "redb", not(feature = "sqlite")))]
+pub type DefaultBackend = redb::RedbBackend;
 
 /// Opens (or creates) a store at `path` on the default engine, with default options: the
 /// guide's default indexes, durable appends, the default cache.
 #[cfg(feature = "sqlite")]
 pub fn open(path: impl AsRef<std::path::Path>) -> Result<EventStore<DefaultBackend>> {
     sqlite::open(path, sqlite::SqliteOptions::default())
+}
+
+/// Opens (or creates) a store at `path` on the default engine, with default options: the
+/// guide's default indexes, durable appends, the default cache.
+#[cfg(all(feature = "redb", not(feature = "sqlite")))]
+pub fn open(path: impl AsRef<std::path::Path>) -> Result<EventStore<DefaultBackend>> {
+    redb::open(path, redb::RedbOptions::default())
 }

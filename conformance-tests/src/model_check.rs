@@ -54,8 +54,9 @@ pub enum Op {
     Get(u64),
     /// `page` by offset or cursor.
     Page(Filter, Order, Page),
-    /// Close and reopen with other indexes.
-    Reopen(IndexConfig),
+    /// Close and reopen with other indexes (the second config is for the second engine of a
+    /// differential run).
+    Reopen(IndexConfig, IndexConfig),
 }
 
 fn spec() -> impl Strategy<Value = Spec> {
@@ -159,14 +160,18 @@ fn op() -> impl Strategy<Value = Op> {
             ]
         )
             .prop_map(|(f, o, limit, start)| Op::Page(f, o, Page { limit, start })),
-        1 => proptest::collection::vec(any::<bool>(), 8).prop_map(|flags| {
-            let mut config = IndexConfig::none();
-            for (name, on) in eventlite_core::IndexName::ALL.into_iter().zip(flags) {
-                config.set(name, on);
-            }
-            Op::Reopen(config)
-        }),
+        1 => (index_config(), index_config()).prop_map(|(a, b)| Op::Reopen(a, b)),
     ]
+}
+
+fn index_config() -> impl Strategy<Value = IndexConfig> {
+    proptest::collection::vec(any::<bool>(), 8).prop_map(|flags| {
+        let mut config = IndexConfig::none();
+        for (name, on) in eventlite_core::IndexName::ALL.into_iter().zip(flags) {
+            config.set(name, on);
+        }
+        config
+    })
 }
 
 /// The model: the events, and the streams' versions.
@@ -375,7 +380,7 @@ fn run_case<E: Engine>(ctx: &Ctx<E>, ops: &[Op]) -> Result<()> {
                 ensure!(got.total_count == total && got.has_more == (rest.len() > n));
                 ensure!(got.next_cursor == got.has_more.then(|| rest[n - 1].cursor()));
             }
-            Op::Reopen(config) => {
+            Op::Reopen(config, _) => {
                 f = f.reopen(*config)?;
                 ensure!(f.indexes()? == *config);
                 ensure!(f.last_id()? == model.events.len() as u64);
@@ -391,4 +396,109 @@ impl<E: Engine> crate::Fixture<'_, E> {
         use eventlite_core::Clock;
         self.clock.now_ms()
     }
+}
+
+/// What one operation answered, with generated correlation ids replaced by their order of
+/// first appearance (so two engines' answers compare equal).
+#[derive(Debug, PartialEq)]
+enum Answer {
+    Events(Vec<Event>),
+    Count(u64),
+    Page(eventlite_core::EventPage),
+    Error(&'static str),
+    None,
+}
+
+#[derive(Default)]
+struct Normalizer(HashMap<String, String>);
+
+impl Normalizer {
+    fn events(&mut self, mut events: Vec<Event>) -> Vec<Event> {
+        for e in &mut events {
+            if !CORRS.contains(&e.correlation_id.as_str()) {
+                let n = self.0.len();
+                e.correlation_id = self
+                    .0
+                    .entry(e.correlation_id.clone())
+                    .or_insert_with(|| format!("generated-{n}"))
+                    .clone();
+            }
+        }
+        events
+    }
+}
+
+fn answer<E: Engine>(
+    f: &mut Option<crate::Fixture<'_, E>>,
+    norm: &mut Normalizer,
+    op: &Op,
+    second: bool,
+) -> Result<Answer> {
+    let fx = f.as_ref().ok_or_else(|| anyhow!("fixture gone"))?;
+    let result = match op {
+        Op::Store(s) => fx
+            .store(to_new_event(s))
+            .map(|e| Answer::Events(norm.events(vec![e]))),
+        Op::Bulk(b) => fx
+            .store_bulk(b.iter().map(to_new_event).collect())
+            .map(|e| Answer::Events(norm.events(e))),
+        Op::Clock(d) => {
+            fx.clock.advance(*d);
+            Ok(Answer::None)
+        }
+        Op::Query(q) => fx.query(q).map(|e| Answer::Events(norm.events(e))),
+        Op::Count(filter) => fx.count(filter).map(Answer::Count),
+        Op::Get(id) => fx
+            .get(*id)
+            .map(|e| Answer::Events(norm.events(e.into_iter().collect()))),
+        Op::Page(filter, order, page) => fx.page(filter.clone(), *order, *page).map(|mut p| {
+            p.events = norm.events(std::mem::take(&mut p.events));
+            Answer::Page(p)
+        }),
+        Op::Reopen(a, b) => {
+            let config = if second { *b } else { *a };
+            let fixture = f.take().ok_or_else(|| anyhow!("fixture gone"))?;
+            let reopened = fixture.reopen(config)?;
+            ensure!(reopened.indexes()? == config);
+            *f = Some(reopened);
+            Ok(Answer::None)
+        }
+    };
+    Ok(result.unwrap_or_else(|e| Answer::Error(kind(&e))))
+}
+
+/// Runs the same random sequences through engines `A` and `B` (each under its own random
+/// index configurations) and requires identical answers: events, pages, counts and errors.
+pub fn run_differential<A: Engine, B: Engine>(cases: u32) -> Result<()> {
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let (ctx_a, ctx_b) = (
+        Ctx::new(A::default(), IndexConfig::default()),
+        Ctx::new(B::default(), IndexConfig::default()),
+    );
+    let strategy = (
+        index_config(),
+        index_config(),
+        proptest::collection::vec(op(), 1..40),
+    );
+    runner
+        .run(&strategy, |(config_a, config_b, ops)| {
+            let run = || -> Result<()> {
+                let cache = eventlite_core::CachePolicy::default();
+                let mut a = Some(ctx_a.fixture_with(config_a, cache)?);
+                let mut b = Some(ctx_b.fixture_with(config_b, cache)?);
+                let (mut norm_a, mut norm_b) = (Normalizer::default(), Normalizer::default());
+                for (i, op) in ops.iter().enumerate() {
+                    let got_a = answer(&mut a, &mut norm_a, op, false)?;
+                    let got_b = answer(&mut b, &mut norm_b, op, true)?;
+                    ensure!(got_a == got_b, "op {i} {op:?}: {got_a:?} != {got_b:?}");
+                }
+                Ok(())
+            };
+            run().map_err(|e| TestCaseError::fail(format!("{e:#}")))
+        })
+        .map_err(|e| anyhow!("{e}"))
 }

@@ -1,0 +1,111 @@
+//! Row encoding: one format byte, then bincode 2 (standard config).
+
+use eventlite_core::{Error, Event, PendingEvent, Result, Snapshot};
+
+/// Version of the row layout, first byte of every stored row.
+pub(crate) const ROW_FORMAT: u8 = 1;
+
+const CONFIG: bincode::config::Configuration = bincode::config::standard();
+
+#[derive(bincode::Encode)]
+struct RowRef<'a> {
+    version: u32,
+    datetime: i64,
+    user: &'a str,
+    ip: &'a str,
+    cmd: &'a str,
+    data: &'a str,
+    correlation_id: &'a str,
+    causation_id: Option<u64>,
+    metadata: &'a str,
+    stream: Option<&'a str>,
+    stream_version: Option<u64>,
+}
+
+#[derive(bincode::Decode)]
+struct Row {
+    version: u32,
+    datetime: i64,
+    user: String,
+    ip: String,
+    cmd: String,
+    data: String,
+    correlation_id: String,
+    causation_id: Option<u64>,
+    metadata: String,
+    stream: Option<String>,
+    stream_version: Option<u64>,
+}
+
+pub(crate) fn encode_row(
+    p: &PendingEvent,
+    stream_version: Option<u64>,
+    buf: &mut Vec<u8>,
+) -> Result<()> {
+    buf.clear();
+    buf.push(ROW_FORMAT);
+    let row = RowRef {
+        version: p.version,
+        datetime: p.datetime,
+        user: &p.user,
+        ip: &p.ip,
+        cmd: &p.cmd,
+        data: &p.data,
+        correlation_id: &p.correlation_id,
+        causation_id: p.causation_id,
+        metadata: &p.metadata,
+        stream: p.stream.as_deref(),
+        stream_version,
+    };
+    bincode::encode_into_std_write(&row, buf, CONFIG)
+        .map(|_| ())
+        .map_err(|e| Error::backend("redb", "encoding a row", e))
+}
+
+pub(crate) fn decode_row(id: u64, bytes: &[u8]) -> Result<Event> {
+    let Some((&format, body)) = bytes.split_first() else {
+        return Err(Error::Corrupt(format!("event {id}: empty row")));
+    };
+    if format != ROW_FORMAT {
+        return Err(Error::Corrupt(format!(
+            "event {id}: unknown row format {format}"
+        )));
+    }
+    let (row, used): (Row, usize) = bincode::decode_from_slice(body, CONFIG)
+        .map_err(|e| Error::Corrupt(format!("event {id}: {e}")))?;
+    if used != body.len() {
+        return Err(Error::Corrupt(format!("event {id}: trailing bytes")));
+    }
+    Ok(Event {
+        id,
+        version: row.version,
+        datetime: row.datetime,
+        user: row.user,
+        ip: row.ip,
+        cmd: row.cmd,
+        data: row.data,
+        correlation_id: row.correlation_id,
+        causation_id: row.causation_id,
+        metadata: row.metadata,
+        stream: row.stream,
+        stream_version: row.stream_version,
+    })
+}
+
+pub(crate) fn encode_snapshot(s: &Snapshot) -> Result<Vec<u8>> {
+    bincode::encode_to_vec((&s.state, &s.metadata, s.created_at), CONFIG)
+        .map_err(|e| Error::backend("redb", "encoding a snapshot", e))
+}
+
+pub(crate) fn decode_snapshot(name: &str, event_id: u64, bytes: &[u8]) -> Result<Snapshot> {
+    let ((state, metadata, created_at), _): ((Vec<u8>, String, i64), usize) =
+        bincode::decode_from_slice(bytes, CONFIG)
+            .map_err(|e| Error::Corrupt(format!("snapshot {name:?}@{event_id}: {e}")))?;
+    Ok(Snapshot {
+        name: name.to_owned(),
+        event_id,
+        state,
+        metadata,
+        created_at,
+    })
+}

@@ -1,0 +1,535 @@
+//! Index maintenance and the query executor: plan an access path, scan its key range, and page
+//! without loading more than the page (when the index's order is the query's order) or more than
+//! `offset + limit` events (when it is not).
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+use eventlite_core::{
+    Cursor, Error, Event, Filter, IndexConfig, IndexName, Order, PendingEvent, Query, QueryPlan,
+    Result,
+};
+use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
+
+use crate::{
+    EVENTS, IDX_CAUSATION, IDX_CMD, IDX_CORRELATION, IDX_CORRELATION_CMD, IDX_DATETIME, IDX_USER,
+    IDX_USER_DATETIME, IDX_VERSION, IndexFields, RedbBackend, STREAM_IDX, codec, map_err,
+};
+
+// ---- index maintenance ---------------------------------------------------------------------
+
+/// Creates an index's table if it does not exist.
+pub(crate) fn touch_index(txn: &WriteTransaction, name: IndexName) -> Result<()> {
+    index_entries(txn, name, std::iter::empty())
+}
+
+/// Inserts the index entries of a batch appended from id `first` on.
+pub(crate) fn index_batch(
+    txn: &WriteTransaction,
+    name: IndexName,
+    first: u64,
+    batch: &[PendingEvent],
+) -> Result<()> {
+    index_entries(
+        txn,
+        name,
+        batch
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (first + i as u64, IndexFields::from(p))),
+    )
+}
+
+/// Inserts `(id, fields)` entries into one index, opening its table once.
+pub(crate) fn index_entries<'a>(
+    txn: &WriteTransaction,
+    name: IndexName,
+    entries: impl Iterator<Item = (u64, IndexFields<'a>)>,
+) -> Result<()> {
+    fn fill<'e, K: redb::Key + 'static>(
+        txn: &WriteTransaction,
+        def: TableDefinition<K, ()>,
+        entries: impl Iterator<Item = (u64, IndexFields<'e>)>,
+        key: impl for<'k> Fn(u64, &'k IndexFields<'e>) -> Option<K::SelfType<'k>>,
+    ) -> Result<()> {
+        let mut table = txn.open_table(def).map_err(map_err)?;
+        for (id, fields) in entries {
+            if let Some(k) = key(id, &fields) {
+                table.insert(k, ()).map_err(map_err)?;
+            }
+        }
+        Ok(())
+    }
+    match name {
+        IndexName::CorrelationId => fill(txn, IDX_CORRELATION, entries, |id, f| {
+            Some((f.correlation_id, id))
+        }),
+        IndexName::CausationId => fill(txn, IDX_CAUSATION, entries, |id, f| {
+            f.causation_id.map(|c| (c, id))
+        }),
+        IndexName::Cmd => fill(txn, IDX_CMD, entries, |id, f| Some((f.cmd, f.datetime, id))),
+        IndexName::User => fill(txn, IDX_USER, entries, |id, f| {
+            Some((f.user, f.datetime, id))
+        }),
+        IndexName::Datetime => fill(txn, IDX_DATETIME, entries, |id, f| Some((f.datetime, id))),
+        IndexName::Version => fill(txn, IDX_VERSION, entries, |id, f| Some((f.version, id))),
+        IndexName::CorrelationCmd => fill(txn, IDX_CORRELATION_CMD, entries, |id, f| {
+            Some((f.correlation_id, f.cmd, id))
+        }),
+        IndexName::UserDatetime => fill(txn, IDX_USER_DATETIME, entries, |id, f| {
+            Some((f.user, f.datetime, id))
+        }),
+    }
+}
+
+// ---- planning ------------------------------------------------------------------------------
+
+/// How the executor reaches the events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Index(IndexName),
+    /// The stream table (kept for optimistic concurrency, always present).
+    Stream,
+    /// The events table itself, within the filter's id range.
+    Primary,
+}
+
+/// The order an access path yields ids in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Natural {
+    /// By id (reversed: by id descending).
+    Id,
+    /// By (datetime, id) (reversed: newest first).
+    Datetime,
+    /// Neither.
+    Unordered,
+}
+
+const CORR: u8 = 1;
+const CAUS: u8 = 2;
+const CMD: u8 = 4;
+const USER: u8 = 8;
+const TIME: u8 = 16;
+const VERS: u8 = 32;
+const STREAM: u8 = 64;
+
+fn filter_fields(f: &Filter) -> u8 {
+    let mut m = 0;
+    let mut set = |present: bool, bit: u8| {
+        if present {
+            m |= bit;
+        }
+    };
+    set(f.correlation_id.is_some(), CORR);
+    set(f.causation_id.is_some(), CAUS);
+    set(f.cmd.is_some(), CMD);
+    set(f.user.is_some(), USER);
+    set(f.datetime_from.is_some() || f.datetime_to.is_some(), TIME);
+    set(f.version.is_some(), VERS);
+    set(f.stream.is_some(), STREAM);
+    m
+}
+
+/// The filter fields an access path's keys decide (ids are in every key).
+fn key_fields(access: Access) -> u8 {
+    match access {
+        Access::Primary => 0,
+        Access::Stream => STREAM,
+        Access::Index(n) => match n {
+            IndexName::CorrelationId => CORR,
+            IndexName::CausationId => CAUS,
+            IndexName::Cmd => CMD | TIME,
+            IndexName::User | IndexName::UserDatetime => USER | TIME,
+            IndexName::Datetime => TIME,
+            IndexName::Version => VERS,
+            IndexName::CorrelationCmd => CORR | CMD,
+        },
+    }
+}
+
+fn access(config: &IndexConfig, filter: &Filter) -> Access {
+    match config.choose(filter) {
+        Some(name) => Access::Index(name),
+        None if filter.stream.is_some() => Access::Stream,
+        None => Access::Primary,
+    }
+}
+
+fn natural(access: Access, filter: &Filter) -> Natural {
+    match access {
+        Access::Primary | Access::Stream => Natural::Id,
+        Access::Index(n) => match n {
+            IndexName::CorrelationId | IndexName::CausationId | IndexName::Version => Natural::Id,
+            IndexName::CorrelationCmd if filter.cmd.is_some() => Natural::Id,
+            IndexName::CorrelationCmd => Natural::Unordered,
+            IndexName::Cmd | IndexName::User | IndexName::UserDatetime | IndexName::Datetime => {
+                Natural::Datetime
+            }
+        },
+    }
+}
+
+/// Whether the access path yields ids in the query's order (then pages stream).
+fn in_order(natural: Natural, order: Order) -> bool {
+    matches!(
+        (natural, order),
+        (Natural::Id, Order::IdAsc | Order::IdDesc) | (Natural::Datetime, Order::DatetimeDesc)
+    )
+}
+
+/// Inclusive key bounds from the filter, narrowed by a cursor where the order allows.
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    id_lo: u64,
+    id_hi: u64,
+    dt_lo: (i64, u64),
+    dt_hi: (i64, u64),
+}
+
+impl Bounds {
+    fn new(f: &Filter) -> Option<Self> {
+        let b = Bounds {
+            id_lo: f.id_from.unwrap_or(0),
+            id_hi: f.id_to.unwrap_or(u64::MAX),
+            dt_lo: (f.datetime_from.unwrap_or(i64::MIN), 0),
+            dt_hi: (f.datetime_to.unwrap_or(i64::MAX), u64::MAX),
+        };
+        b.non_empty()
+    }
+
+    fn non_empty(self) -> Option<Self> {
+        (self.id_lo <= self.id_hi && self.dt_lo <= self.dt_hi).then_some(self)
+    }
+
+    /// Moves the scan's start past `cursor`, for an access path in the query's order.
+    fn after(mut self, natural: Natural, order: Order, c: Cursor) -> Option<Self> {
+        match (natural, order) {
+            (Natural::Id, Order::IdAsc) => self.id_lo = self.id_lo.max(c.id.checked_add(1)?),
+            (Natural::Id, Order::IdDesc) => self.id_hi = self.id_hi.min(c.id.checked_sub(1)?),
+            (Natural::Datetime, Order::DatetimeDesc) => {
+                let before = match c.id.checked_sub(1) {
+                    Some(id) => (c.datetime, id),
+                    None => (c.datetime.checked_sub(1)?, u64::MAX),
+                };
+                self.dt_hi = self.dt_hi.min(before);
+            }
+            _ => {}
+        }
+        self.non_empty()
+    }
+
+    fn has_id(&self, id: u64) -> bool {
+        id >= self.id_lo && id <= self.id_hi
+    }
+}
+
+type Ids = Box<dyn Iterator<Item = Result<u64>>>;
+
+fn missing(field: &str) -> Error {
+    Error::backend(
+        "redb",
+        format!("planner chose an index without its {field}"),
+        std::io::Error::other("planner invariant"),
+    )
+}
+
+/// The ids an index (or the stream table) yields for the filter, within the bounds.
+fn index_ids(
+    txn: &ReadTransaction,
+    access: Access,
+    f: &Filter,
+    b: Bounds,
+    rev: bool,
+) -> Result<Ids> {
+    fn boxed<I>(it: I, rev: bool) -> Ids
+    where
+        I: DoubleEndedIterator<Item = Result<u64>> + 'static,
+    {
+        if rev {
+            Box::new(it.rev())
+        } else {
+            Box::new(it)
+        }
+    }
+    let text = |v: &Option<String>, what: &str| v.clone().ok_or_else(|| missing(what));
+    let id_ok = move |r: &Result<u64>| r.as_ref().map_or(true, |id| b.has_id(*id));
+    let name = match access {
+        Access::Index(name) => name,
+        Access::Stream => {
+            let s = text(&f.stream, "stream")?;
+            let t = txn.open_table(STREAM_IDX).map_err(map_err)?;
+            let r = t
+                .range_owned((s.as_str(), b.id_lo)..=(s.as_str(), b.id_hi))
+                .map_err(map_err)?;
+            return Ok(boxed(
+                r.map(|e| e.map(|(k, _)| k.value().1).map_err(map_err)),
+                rev,
+            ));
+        }
+        Access::Primary => {
+            let t = txn.open_table(EVENTS).map_err(map_err)?;
+            let r = t.range_owned(b.id_lo..=b.id_hi).map_err(map_err)?;
+            return Ok(boxed(
+                r.map(|e| e.map(|(k, _)| k.value()).map_err(map_err)),
+                rev,
+            ));
+        }
+    };
+    Ok(match name {
+        IndexName::CorrelationId => {
+            let c = text(&f.correlation_id, "correlation_id")?;
+            let t = txn.open_table(IDX_CORRELATION).map_err(map_err)?;
+            let r = t
+                .range_owned((c.as_str(), b.id_lo)..=(c.as_str(), b.id_hi))
+                .map_err(map_err)?;
+            boxed(r.map(|e| e.map(|(k, _)| k.value().1).map_err(map_err)), rev)
+        }
+        IndexName::CausationId => {
+            let c = f.causation_id.ok_or_else(|| missing("causation_id"))?;
+            let t = txn.open_table(IDX_CAUSATION).map_err(map_err)?;
+            let r = t
+                .range_owned((c, b.id_lo)..=(c, b.id_hi))
+                .map_err(map_err)?;
+            boxed(r.map(|e| e.map(|(k, _)| k.value().1).map_err(map_err)), rev)
+        }
+        IndexName::Version => {
+            let v = f.version.ok_or_else(|| missing("version"))?;
+            let t = txn.open_table(IDX_VERSION).map_err(map_err)?;
+            let r = t
+                .range_owned((v, b.id_lo)..=(v, b.id_hi))
+                .map_err(map_err)?;
+            boxed(r.map(|e| e.map(|(k, _)| k.value().1).map_err(map_err)), rev)
+        }
+        IndexName::CorrelationCmd => {
+            let c = text(&f.correlation_id, "correlation_id")?;
+            let t = txn.open_table(IDX_CORRELATION_CMD).map_err(map_err)?;
+            match &f.cmd {
+                Some(m) => {
+                    let r = t
+                        .range_owned(
+                            (c.as_str(), m.as_str(), b.id_lo)..=(c.as_str(), m.as_str(), b.id_hi),
+                        )
+                        .map_err(map_err)?;
+                    boxed(r.map(|e| e.map(|(k, _)| k.value().2).map_err(map_err)), rev)
+                }
+                None => {
+                    let r = t.range_owned((c.as_str(), "", 0u64)..).map_err(map_err)?;
+                    Box::new(
+                        r.map(move |e| {
+                            e.map(|(k, _)| {
+                                let (kc, _, id) = k.value();
+                                (kc == c).then_some(id)
+                            })
+                            .map_err(map_err)
+                        })
+                        .map_while(|r| r.transpose())
+                        .filter(id_ok),
+                    )
+                }
+            }
+        }
+        IndexName::Datetime => {
+            let t = txn.open_table(IDX_DATETIME).map_err(map_err)?;
+            let r = t.range_owned(b.dt_lo..=b.dt_hi).map_err(map_err)?;
+            boxed(
+                r.map(|e| e.map(|(k, _)| k.value().1).map_err(map_err))
+                    .filter(id_ok),
+                rev,
+            )
+        }
+        IndexName::Cmd | IndexName::User | IndexName::UserDatetime => {
+            let (def, key) = match name {
+                IndexName::Cmd => (IDX_CMD, text(&f.cmd, "cmd")?),
+                IndexName::User => (IDX_USER, text(&f.user, "user")?),
+                _ => (IDX_USER_DATETIME, text(&f.user, "user")?),
+            };
+            let t = txn.open_table(def).map_err(map_err)?;
+            let r = t
+                .range_owned(
+                    (key.as_str(), b.dt_lo.0, b.dt_lo.1)..=(key.as_str(), b.dt_hi.0, b.dt_hi.1),
+                )
+                .map_err(map_err)?;
+            boxed(
+                r.map(|e| e.map(|(k, _)| k.value().2).map_err(map_err))
+                    .filter(id_ok),
+                rev,
+            )
+        }
+    })
+}
+
+// ---- execution -----------------------------------------------------------------------------
+
+/// An event ranked by a query order, for the bounded heap.
+struct Ranked(Order, Event);
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Ranked {}
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.compare(&self.1, &other.1)
+    }
+}
+
+type Rows = Box<dyn Iterator<Item = Result<Event>>>;
+
+/// Events along an access path, in its natural order (reversed if `rev`). With `skip`, that
+/// many leading entries are passed over without being decoded (only when every entry is known
+/// to match).
+fn rows(
+    txn: &ReadTransaction,
+    access: Access,
+    f: &Filter,
+    b: Bounds,
+    rev: bool,
+    skip: usize,
+) -> Result<Rows> {
+    let events = txn.open_table(EVENTS).map_err(map_err)?;
+    if access == Access::Primary {
+        let r = events.range_owned(b.id_lo..=b.id_hi).map_err(map_err)?;
+        let decode = |e: std::result::Result<_, redb::StorageError>| {
+            let (k, v): (redb::OwnedAccessGuard<u64>, redb::OwnedAccessGuard<&[u8]>) =
+                e.map_err(map_err)?;
+            codec::decode_row(k.value(), v.value())
+        };
+        return Ok(if rev {
+            Box::new(r.rev().skip(skip).map(decode))
+        } else {
+            Box::new(r.skip(skip).map(decode))
+        });
+    }
+    let ids = index_ids(txn, access, f, b, rev)?;
+    Ok(Box::new(ids.skip(skip).map(move |id| {
+        let id = id?;
+        let row = events
+            .get(id)
+            .map_err(map_err)?
+            .ok_or_else(|| Error::Corrupt(format!("index names event {id}, which is missing")))?;
+        codec::decode_row(id, row.value())
+    })))
+}
+
+fn to_usize(v: u64) -> usize {
+    usize::try_from(v).unwrap_or(usize::MAX)
+}
+
+pub(crate) fn query(backend: &RedbBackend, txn: &ReadTransaction, q: &Query) -> Result<Vec<Event>> {
+    let Some(mut bounds) = Bounds::new(&q.filter) else {
+        return Ok(Vec::new());
+    };
+    if q.limit == Some(0) {
+        return Ok(Vec::new());
+    }
+    let access = access(backend.config(), &q.filter);
+    let natural = natural(access, &q.filter);
+    let ordered = in_order(natural, q.order);
+    let limit = q.limit.map_or(usize::MAX, to_usize);
+    let offset = to_usize(q.offset);
+    if ordered {
+        if let Some(c) = q.after {
+            match bounds.after(natural, q.order, c) {
+                Some(b) => bounds = b,
+                None => return Ok(Vec::new()),
+            }
+        }
+        let rev = q.order != Order::IdAsc;
+        // With every key known to match, the offset is skipped without decoding rows.
+        let covered = filter_fields(&q.filter) & !key_fields(access) == 0;
+        let (skip, offset) = if covered { (offset, 0) } else { (0, offset) };
+        let mut out = Vec::new();
+        let mut skipped = 0;
+        for row in rows(txn, access, &q.filter, bounds, rev, skip)? {
+            let event = row?;
+            if !q.admits(&event) {
+                continue;
+            }
+            if skipped < offset {
+                skipped += 1;
+                continue;
+            }
+            out.push(event);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        return Ok(out);
+    }
+    // The access path's order is not the query's: keep the best `offset + limit` in a heap.
+    let keep = offset.saturating_add(limit);
+    let mut heap = BinaryHeap::new();
+    for row in rows(txn, access, &q.filter, bounds, false, 0)? {
+        let event = row?;
+        if !q.admits(&event) {
+            continue;
+        }
+        heap.push(Ranked(q.order, event));
+        if heap.len() > keep {
+            heap.pop();
+        }
+    }
+    Ok(heap
+        .into_sorted_vec()
+        .into_iter()
+        .skip(offset)
+        .take(limit)
+        .map(|Ranked(_, e)| e)
+        .collect())
+}
+
+pub(crate) fn count(backend: &RedbBackend, txn: &ReadTransaction, f: &Filter) -> Result<u64> {
+    let Some(bounds) = Bounds::new(f) else {
+        return Ok(0);
+    };
+    let access = access(backend.config(), f);
+    let covered = filter_fields(f) & !key_fields(access) == 0;
+    if !covered {
+        let mut n = 0;
+        for row in rows(txn, access, f, bounds, false, 0)? {
+            if f.matches(&row?) {
+                n += 1;
+            }
+        }
+        return Ok(n);
+    }
+    if access == Access::Primary {
+        // Ids are gap-free from 1, so an id range counts itself.
+        let events = txn.open_table(EVENTS).map_err(map_err)?;
+        let last = events
+            .last()
+            .map_err(map_err)?
+            .map_or(0, |(k, _)| k.value());
+        let (lo, hi) = (bounds.id_lo.max(1), bounds.id_hi.min(last));
+        return Ok(if hi >= lo { hi - lo + 1 } else { 0 });
+    }
+    let mut n = 0;
+    for id in index_ids(txn, access, f, bounds, false)? {
+        id?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+pub(crate) fn explain(config: &IndexConfig, q: &Query) -> QueryPlan {
+    let access = access(config, &q.filter);
+    let ordered = in_order(natural(access, &q.filter), q.order);
+    let mut plan = eventlite_core::plan_with(config, &q.filter, "events");
+    if access == Access::Stream {
+        plan.full_scan = false;
+        plan.detail = "SEARCH events USING TABLE idx_stream".to_owned();
+    }
+    plan.detail.push_str(if ordered {
+        " (in query order)"
+    } else {
+        " (then top-k sort)"
+    });
+    plan
+}

@@ -1,0 +1,672 @@
+//! # eventlite-redb
+//!
+//! The redb engine for [EventLite](eventlite_core): events in a `u64 -> row` table (bincode 2
+//! with a format byte), and one secondary table per enabled index, keyed by a tuple that ends
+//! in the event id, so that a prefix range yields ids in order (`cmd`, `user`, `datetime` and
+//! `user_datetime` put the datetime before the id, for newest-first pages). Every append writes
+//! the event and all its index entries in one write transaction. A planner picks the most
+//! selective enabled index; offset and cursor pages, counts and streams run on range scans.
+//!
+//! ```
+//! use eventlite_core::{EventStore, NewEvent, IndexConfig, Filter, Order, Query};
+//! use eventlite_redb::{RedbBackend, RedbOptions};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let options = RedbOptions { indexes: IndexConfig::all(), ..RedbOptions::default() };
+//! let store = EventStore::new(RedbBackend::open(dir.path().join("events.redb"), options)?);
+//! store.store(NewEvent::new("hello").user("ada"))?;
+//! let plan = store.explain(&Query::new(Filter::user("ada"), Order::DatetimeDesc))?;
+//! assert!(plan.index.is_some());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![warn(missing_docs)]
+
+mod codec;
+mod exec;
+mod options;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use eventlite_core::{
+    Backend, Durability, Error, Event, Filter, IndexConfig, IndexName, PendingEvent, Query,
+    QueryPlan, Result, Snapshot,
+};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableHandle, WriteTransaction};
+
+pub use options::RedbOptions;
+
+const ENGINE: &str = "redb";
+const FORMAT: &str = "eventlite-redb";
+/// The layout this code writes; files with a greater one are refused.
+const SCHEMA_VERSION: u32 = 1;
+
+pub(crate) const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+const META: TableDefinition<&str, &str> = TableDefinition::new("eventlite_meta");
+const STREAMS: TableDefinition<&str, u64> = TableDefinition::new("streams");
+pub(crate) const STREAM_IDX: TableDefinition<(&str, u64), ()> = TableDefinition::new("idx_stream");
+const SNAPSHOTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("snapshots");
+pub(crate) const IDX_CORRELATION: TableDefinition<(&str, u64), ()> =
+    TableDefinition::new("idx_correlation_id");
+pub(crate) const IDX_CAUSATION: TableDefinition<(u64, u64), ()> =
+    TableDefinition::new("idx_causation_id");
+pub(crate) const IDX_CMD: TableDefinition<(&str, i64, u64), ()> = TableDefinition::new("idx_cmd");
+pub(crate) const IDX_USER: TableDefinition<(&str, i64, u64), ()> = TableDefinition::new("idx_user");
+pub(crate) const IDX_DATETIME: TableDefinition<(i64, u64), ()> =
+    TableDefinition::new("idx_datetime");
+pub(crate) const IDX_VERSION: TableDefinition<(u32, u64), ()> = TableDefinition::new("idx_version");
+pub(crate) const IDX_CORRELATION_CMD: TableDefinition<(&str, &str, u64), ()> =
+    TableDefinition::new("idx_composite_correlation_cmd");
+pub(crate) const IDX_USER_DATETIME: TableDefinition<(&str, i64, u64), ()> =
+    TableDefinition::new("idx_composite_user_datetime");
+
+/// Maps redb's errors to the variants a caller can act on.
+pub(crate) fn map_err(e: impl Into<redb::Error>) -> Error {
+    let e: redb::Error = e.into();
+    let msg = e.to_string();
+    match e {
+        redb::Error::DatabaseAlreadyOpen => Error::Busy(format!("already open: {msg}")),
+        redb::Error::Corrupted(_) => Error::Corrupt(msg),
+        redb::Error::UpgradeRequired(_) => Error::NotAStore(msg),
+        redb::Error::TableTypeMismatch { .. } | redb::Error::TypeDefinitionChanged { .. } => {
+            Error::NotAStore(msg)
+        }
+        redb::Error::ValueTooLarge(_) => Error::invalid_event(msg),
+        redb::Error::Io(io) => Error::from_io(ENGINE, "redb I/O", io),
+        redb::Error::DatabaseClosed | redb::Error::PreviousIo => Error::Unavailable(msg),
+        other => Error::backend(ENGINE, msg, other),
+    }
+}
+
+/// Opening errors: redb reports a file of another format as invalid data.
+fn map_open_err(e: redb::DatabaseError) -> Error {
+    match e.into() {
+        redb::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
+            Error::NotAStore(io.to_string())
+        }
+        other => map_err(other),
+    }
+}
+
+/// Runs `f`, turning a panic inside redb (which it raises on some damaged files) into
+/// [`Error::Corrupt`].
+pub(crate) fn contain<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let detail = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("panic");
+        Err(Error::Corrupt(format!("{what}: {detail}")))
+    })
+}
+
+#[derive(Debug)]
+struct Relaxed {
+    /// Relaxed commits since the last durable one.
+    pending: u32,
+    /// When the first of them was made.
+    since: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    db: redb::Database,
+    options: RedbOptions,
+    relaxed: Mutex<Relaxed>,
+}
+
+impl Shared {
+    fn relaxed(&self) -> MutexGuard<'_, Relaxed> {
+        self.relaxed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Commits `txn` with the durability the options call for.
+    fn commit(&self, mut txn: WriteTransaction) -> Result<()> {
+        if self.options.durability == Durability::Immediate {
+            return txn.commit().map_err(map_err);
+        }
+        let mut relaxed = self.relaxed();
+        let overdue = relaxed.pending + 1 >= self.options.relaxed_max_commits.max(1)
+            || relaxed
+                .since
+                .is_some_and(|t| t.elapsed() >= self.options.relaxed_max_delay);
+        if overdue {
+            txn.set_durability(redb::Durability::Immediate)
+                .map_err(map_err)?;
+            txn.commit().map_err(map_err)?;
+            *relaxed = Relaxed {
+                pending: 0,
+                since: None,
+            };
+        } else {
+            txn.set_durability(redb::Durability::None)
+                .map_err(map_err)?;
+            txn.commit().map_err(map_err)?;
+            relaxed.pending += 1;
+            relaxed.since.get_or_insert_with(Instant::now);
+        }
+        Ok(())
+    }
+
+    /// Makes every relaxed commit durable.
+    fn flush(&self) -> Result<()> {
+        if self.relaxed().pending == 0 {
+            return Ok(());
+        }
+        // Same lock order as `commit`: the write slot first, then the counters.
+        let txn = self.db.begin_write().map_err(map_err)?;
+        let mut relaxed = self.relaxed();
+        if relaxed.pending == 0 {
+            return txn.abort().map_err(map_err);
+        }
+        txn.commit().map_err(map_err)?;
+        *relaxed = Relaxed {
+            pending: 0,
+            since: None,
+        };
+        Ok(())
+    }
+}
+
+/// An EventLite store in one redb file. redb locks the file: one `RedbBackend` per file at a
+/// time (a second opener gets [`Error::Busy`]); share it across threads with `Arc`.
+#[derive(Debug)]
+pub struct RedbBackend {
+    path: PathBuf,
+    shared: Arc<Shared>,
+    flusher: Option<(Sender<()>, JoinHandle<()>)>,
+}
+
+impl Drop for RedbBackend {
+    fn drop(&mut self) {
+        if let Some((stop, handle)) = self.flusher.take() {
+            drop(stop);
+            let _ = handle.join();
+        }
+        // Nothing can report an error from drop; a failed flush leaves the relaxed window as
+        // documented.
+        let _ = self.shared.flush();
+    }
+}
+
+fn flusher(shared: Arc<Shared>, stop: Receiver<()>) {
+    let delay = shared.options.relaxed_max_delay;
+    loop {
+        match stop.recv_timeout(delay) {
+            Err(RecvTimeoutError::Timeout) => {
+                let due = shared.relaxed().since.is_some_and(|t| t.elapsed() >= delay);
+                if due {
+                    let _ = shared.flush();
+                }
+            }
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+/// Creates a new store file with owner-only permissions; whether it was created now.
+fn prepare_file(path: &Path) -> Result<bool> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => {
+            return Err(Error::NotAStore(format!(
+                "{} is a directory",
+                path.display()
+            )));
+        }
+        Ok(meta) if meta.len() == 0 => {
+            return Err(Error::NotAStore(format!(
+                "{} is an empty file",
+                path.display()
+            )));
+        }
+        Ok(_) => return Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::from_io(ENGINE, &path.display().to_string(), e)),
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Error::from_io(ENGINE, &parent.display().to_string(), e))?;
+    }
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    match open.open(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(Error::from_io(ENGINE, &path.display().to_string(), e)),
+    }
+}
+
+/// Refuses a redb file that is not an EventLite store, before anything is written to it.
+fn check_is_store(db: &impl ReadableDatabase) -> Result<()> {
+    let txn = db.begin_read().map_err(map_err)?;
+    let tables: Vec<String> = txn
+        .list_tables()
+        .map_err(map_err)?
+        .map(|t| t.name().to_owned())
+        .collect();
+    if tables.is_empty() {
+        return Ok(());
+    }
+    if !tables.iter().any(|t| t == META.name()) {
+        return Err(Error::NotAStore(
+            "a redb file without EventLite's tables".into(),
+        ));
+    }
+    let meta = txn.open_table(META).map_err(map_err)?;
+    let format = meta.get("format").map_err(map_err)?;
+    match format.as_ref().map(|f| f.value()) {
+        Some(FORMAT) => {}
+        other => return Err(Error::NotAStore(format!("unknown store format {other:?}"))),
+    }
+    let version = meta
+        .get("schema_version")
+        .map_err(map_err)?
+        .and_then(|v| v.value().parse::<u32>().ok())
+        .ok_or_else(|| Error::Corrupt("unreadable schema version".into()))?;
+    if version > SCHEMA_VERSION {
+        return Err(Error::NotAStore(format!(
+            "schema version {version} is newer than this EventLite ({SCHEMA_VERSION})"
+        )));
+    }
+    Ok(())
+}
+
+fn config_to_text(config: &IndexConfig) -> String {
+    config
+        .enabled()
+        .iter()
+        .map(|n| n.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn config_from_text(text: &str) -> IndexConfig {
+    IndexConfig::from_names(text.split(',').filter_map(IndexName::parse))
+}
+
+/// The fields an index key is made of.
+pub(crate) struct IndexFields<'a> {
+    pub(crate) correlation_id: &'a str,
+    pub(crate) causation_id: Option<u64>,
+    pub(crate) cmd: &'a str,
+    pub(crate) user: &'a str,
+    pub(crate) datetime: i64,
+    pub(crate) version: u32,
+}
+
+impl<'a> From<&'a Event> for IndexFields<'a> {
+    fn from(e: &'a Event) -> Self {
+        IndexFields {
+            correlation_id: &e.correlation_id,
+            causation_id: e.causation_id,
+            cmd: &e.cmd,
+            user: &e.user,
+            datetime: e.datetime,
+            version: e.version,
+        }
+    }
+}
+
+impl<'a> From<&'a PendingEvent> for IndexFields<'a> {
+    fn from(e: &'a PendingEvent) -> Self {
+        IndexFields {
+            correlation_id: &e.correlation_id,
+            causation_id: e.causation_id,
+            cmd: &e.cmd,
+            user: &e.user,
+            datetime: e.datetime,
+            version: e.version,
+        }
+    }
+}
+
+fn delete_index(txn: &WriteTransaction, name: IndexName) -> Result<()> {
+    let deleted = match name {
+        IndexName::CorrelationId => txn.delete_table(IDX_CORRELATION),
+        IndexName::CausationId => txn.delete_table(IDX_CAUSATION),
+        IndexName::Cmd => txn.delete_table(IDX_CMD),
+        IndexName::User => txn.delete_table(IDX_USER),
+        IndexName::Datetime => txn.delete_table(IDX_DATETIME),
+        IndexName::Version => txn.delete_table(IDX_VERSION),
+        IndexName::CorrelationCmd => txn.delete_table(IDX_CORRELATION_CMD),
+        IndexName::UserDatetime => txn.delete_table(IDX_USER_DATETIME),
+    };
+    deleted.map(|_| ()).map_err(map_err)
+}
+
+impl RedbBackend {
+    /// Opens the store at `path`, creating it (and its parent directory) if it does not exist.
+    ///
+    /// An existing file must be an EventLite redb store: anything else is refused with
+    /// [`Error::NotAStore`] (or [`Error::Corrupt`] for a damaged redb file) before a byte is
+    /// written. The file's indexes are made to match `options.indexes`: a newly enabled index
+    /// is back-filled from the events in one transaction, a disabled one is deleted.
+    pub fn open(path: impl AsRef<Path>, options: RedbOptions) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let created = prepare_file(&path)?;
+        let mut builder = redb::Builder::new();
+        builder.set_cache_size(options.cache_size);
+        let db = contain("opening the file", || {
+            if created {
+                builder.create(&path).map_err(map_open_err)
+            } else {
+                // Check the file through a read-only handle first: a read-write open may
+                // already write to it (redb updates its header), and a foreign file must be
+                // left as it was. A file that needs repair cannot be opened read-only; the
+                // read-write open below repairs it and checks it again.
+                match builder.open_read_only(&path).map_err(map_open_err) {
+                    Ok(ro) => check_is_store(&ro)?,
+                    Err(e @ Error::NotAStore(_)) => return Err(e),
+                    Err(_) => {}
+                }
+                let db = builder.open(&path).map_err(map_open_err)?;
+                check_is_store(&db)?;
+                Ok(db)
+            }
+        })?;
+        let shared = Arc::new(Shared {
+            db,
+            options,
+            relaxed: Mutex::new(Relaxed {
+                pending: 0,
+                since: None,
+            }),
+        });
+        contain("preparing the store", || init(&shared))?;
+        let flusher = (shared.options.durability == Durability::Relaxed).then(|| {
+            let (stop, rx) = channel();
+            let for_thread = Arc::clone(&shared);
+            let handle = std::thread::Builder::new()
+                .name("eventlite-redb-flush".into())
+                .spawn(move || flusher(for_thread, rx));
+            handle.map(|h| (stop, h))
+        });
+        let flusher = match flusher {
+            Some(Ok(f)) => Some(f),
+            Some(Err(e)) => return Err(Error::from_io(ENGINE, "starting the flush thread", e)),
+            None => None,
+        };
+        Ok(RedbBackend {
+            path,
+            shared,
+            flusher,
+        })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The options the store was opened with.
+    pub fn options(&self) -> &RedbOptions {
+        &self.shared.options
+    }
+
+    /// Makes every relaxed commit durable now.
+    pub fn flush(&self) -> Result<()> {
+        self.shared.flush()
+    }
+
+    pub(crate) fn config(&self) -> &IndexConfig {
+        &self.shared.options.indexes
+    }
+
+    fn read(&self) -> Result<redb::ReadTransaction> {
+        self.shared.db.begin_read().map_err(map_err)
+    }
+}
+
+/// Creates the tables, writes the meta rows and syncs the indexes, in one durable transaction.
+fn init(shared: &Shared) -> Result<()> {
+    let mut txn = shared.db.begin_write().map_err(map_err)?;
+    txn.set_durability(redb::Durability::Immediate)
+        .map_err(map_err)?;
+    let present = {
+        let mut meta = txn.open_table(META).map_err(map_err)?;
+        if meta.get("format").map_err(map_err)?.is_none() {
+            meta.insert("format", FORMAT).map_err(map_err)?;
+            meta.insert("schema_version", SCHEMA_VERSION.to_string().as_str())
+                .map_err(map_err)?;
+        }
+        let present = meta
+            .get("indexes")
+            .map_err(map_err)?
+            .map_or_else(IndexConfig::none, |v| config_from_text(v.value()));
+        meta.insert("indexes", config_to_text(&shared.options.indexes).as_str())
+            .map_err(map_err)?;
+        present
+    };
+    txn.open_table(EVENTS).map_err(map_err)?;
+    txn.open_table(STREAMS).map_err(map_err)?;
+    txn.open_table(STREAM_IDX).map_err(map_err)?;
+    txn.open_table(SNAPSHOTS).map_err(map_err)?;
+    let wanted = shared.options.indexes;
+    let added: Vec<IndexName> = IndexName::ALL
+        .into_iter()
+        .filter(|n| wanted.is_enabled(*n) && !present.is_enabled(*n))
+        .collect();
+    for name in IndexName::ALL {
+        if !wanted.is_enabled(name) && present.is_enabled(name) {
+            delete_index(&txn, name)?;
+        }
+    }
+    if !added.is_empty() {
+        // Back-fill the new indexes from the events table, a chunk of rows at a time.
+        let events = txn.open_table(EVENTS).map_err(map_err)?;
+        let mut rows = events.iter().map_err(map_err)?;
+        loop {
+            let chunk: Vec<Event> = rows
+                .by_ref()
+                .take(4_096)
+                .map(|entry| {
+                    let (k, v) = entry.map_err(map_err)?;
+                    codec::decode_row(k.value(), v.value())
+                })
+                .collect::<Result<_>>()?;
+            if chunk.is_empty() {
+                break;
+            }
+            for name in &added {
+                exec::index_entries(
+                    &txn,
+                    *name,
+                    chunk.iter().map(|e| (e.id, IndexFields::from(e))),
+                )?;
+            }
+        }
+    }
+    // Tables of enabled indexes exist even when the store is empty.
+    for name in wanted.enabled() {
+        exec::touch_index(&txn, name)?;
+    }
+    txn.commit().map_err(map_err)
+}
+
+impl Backend for RedbBackend {
+    fn append(&self, batch: Vec<PendingEvent>) -> Result<Vec<Event>> {
+        contain("append", move || {
+            let txn = self.shared.db.begin_write().map_err(map_err)?;
+            let mut stream_versions = Vec::with_capacity(batch.len());
+            let first = {
+                let mut events = txn.open_table(EVENTS).map_err(map_err)?;
+                let last = events
+                    .last()
+                    .map_err(map_err)?
+                    .map_or(0, |(k, _)| k.value());
+                let mut streams = txn.open_table(STREAMS).map_err(map_err)?;
+                let mut stream_idx = txn.open_table(STREAM_IDX).map_err(map_err)?;
+                let mut versions: HashMap<&str, u64> = HashMap::new();
+                for p in &batch {
+                    let Some(stream) = p.stream.as_deref() else {
+                        stream_versions.push(None);
+                        continue;
+                    };
+                    let current = match versions.get(stream) {
+                        Some(v) => Some(*v),
+                        None => streams.get(stream).map_err(map_err)?.map(|v| v.value()),
+                    };
+                    p.expected.check(stream, current)?;
+                    let next = current.unwrap_or(0) + 1;
+                    versions.insert(stream, next);
+                    stream_versions.push(Some(next));
+                }
+                let mut buf = Vec::with_capacity(256);
+                for (i, (p, sv)) in batch.iter().zip(&stream_versions).enumerate() {
+                    let id = last + 1 + i as u64;
+                    codec::encode_row(p, *sv, &mut buf)?;
+                    events.insert(id, buf.as_slice()).map_err(map_err)?;
+                    if let Some(stream) = p.stream.as_deref() {
+                        stream_idx.insert((stream, id), ()).map_err(map_err)?;
+                    }
+                }
+                for (stream, version) in &versions {
+                    streams.insert(*stream, *version).map_err(map_err)?;
+                }
+                last + 1
+            };
+            for name in self.config().enabled() {
+                exec::index_batch(&txn, name, first, &batch)?;
+            }
+            self.shared.commit(txn)?;
+            Ok(batch
+                .into_iter()
+                .zip(stream_versions)
+                .enumerate()
+                .map(|(i, (p, sv))| p.into_event(first + i as u64, sv))
+                .collect())
+        })
+    }
+
+    fn get(&self, id: u64) -> Result<Option<Event>> {
+        contain("get", || {
+            let txn = self.read()?;
+            let events = txn.open_table(EVENTS).map_err(map_err)?;
+            let row = events.get(id).map_err(map_err)?;
+            row.map(|v| codec::decode_row(id, v.value())).transpose()
+        })
+    }
+
+    fn query(&self, query: &Query) -> Result<Vec<Event>> {
+        contain("query", || exec::query(self, &self.read()?, query))
+    }
+
+    fn count(&self, filter: &Filter) -> Result<u64> {
+        contain("count", || exec::count(self, &self.read()?, filter))
+    }
+
+    fn explain(&self, query: &Query) -> Result<QueryPlan> {
+        Ok(exec::explain(self.config(), query))
+    }
+
+    fn indexes(&self) -> Result<IndexConfig> {
+        contain("indexes", || {
+            let txn = self.read()?;
+            let meta = txn.open_table(META).map_err(map_err)?;
+            let text = meta.get("indexes").map_err(map_err)?;
+            Ok(text.map_or_else(IndexConfig::none, |v| config_from_text(v.value())))
+        })
+    }
+
+    fn last_id(&self) -> Result<u64> {
+        contain("last_id", || {
+            let txn = self.read()?;
+            let events = txn.open_table(EVENTS).map_err(map_err)?;
+            Ok(events
+                .last()
+                .map_err(map_err)?
+                .map_or(0, |(k, _)| k.value()))
+        })
+    }
+
+    fn put_snapshot(&self, snapshot: Snapshot) -> Result<()> {
+        contain("put_snapshot", || {
+            let value = codec::encode_snapshot(&snapshot)?;
+            let txn = self.shared.db.begin_write().map_err(map_err)?;
+            txn.open_table(SNAPSHOTS)
+                .map_err(map_err)?
+                .insert(
+                    (snapshot.name.as_str(), snapshot.event_id),
+                    value.as_slice(),
+                )
+                .map_err(map_err)?;
+            self.shared.commit(txn)
+        })
+    }
+
+    fn snapshot_at_or_before(&self, name: &str, event_id: u64) -> Result<Option<Snapshot>> {
+        contain("snapshot_at_or_before", || {
+            let txn = self.read()?;
+            let table = txn.open_table(SNAPSHOTS).map_err(map_err)?;
+            let mut range = table
+                .range((name, 0u64)..=(name, event_id))
+                .map_err(map_err)?;
+            match range.next_back() {
+                Some(entry) => {
+                    let (k, v) = entry.map_err(map_err)?;
+                    codec::decode_snapshot(name, k.value().1, v.value()).map(Some)
+                }
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn list_snapshots(&self, name: &str, limit: u64, offset: u64) -> Result<Vec<Snapshot>> {
+        contain("list_snapshots", || {
+            let txn = self.read()?;
+            let table = txn.open_table(SNAPSHOTS).map_err(map_err)?;
+            let range = table
+                .range((name, 0u64)..=(name, u64::MAX))
+                .map_err(map_err)?;
+            range
+                .rev()
+                .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+                .take(usize::try_from(limit).unwrap_or(usize::MAX))
+                .map(|entry| {
+                    let (k, v) = entry.map_err(map_err)?;
+                    codec::decode_snapshot(name, k.value().1, v.value())
+                })
+                .collect()
+        })
+    }
+
+    fn delete_snapshot(&self, name: &str, event_id: u64) -> Result<bool> {
+        contain("delete_snapshot", || {
+            let txn = self.shared.db.begin_write().map_err(map_err)?;
+            let existed = txn
+                .open_table(SNAPSHOTS)
+                .map_err(map_err)?
+                .remove((name, event_id))
+                .map_err(map_err)?
+                .is_some();
+            self.shared.commit(txn)?;
+            Ok(existed)
+        })
+    }
+
+    fn delete_snapshots_before(&self, name: &str, event_id: u64) -> Result<u64> {
+        contain("delete_snapshots_before", || {
+            let txn = self.shared.db.begin_write().map_err(map_err)?;
+            let mut removed = 0;
+            {
+                let mut table = txn.open_table(SNAPSHOTS).map_err(map_err)?;
+                for entry in table
+                    .extract_from_if((name, 0u64)..(name, event_id), |_, _| true)
+                    .map_err(map_err)?
+                {
+                    entry.map_err(map_err)?;
+                    removed += 1;
+                }
+            }
+            self.shared.commit(txn)?;
+            Ok(removed)
+        })
+    }
+}

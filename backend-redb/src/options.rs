@@ -1,0 +1,46 @@
+//! Engine options.
+
+use std::time::Duration;
+
+use eventlite_core::{Durability, IndexConfig};
+
+/// How a [`crate::RedbBackend`] opens its file.
+///
+/// `Durability::Relaxed` on redb commits without fsync (`redb::Durability::None`), which redb
+/// loses on a process crash as well as on a power loss. To bound that loss, a relaxed store
+/// makes a durable commit after at most `relaxed_max_commits` relaxed ones, and a background
+/// thread makes one at most `relaxed_max_delay` after the first relaxed commit. A crash loses at
+/// most the relaxed commits of the last `relaxed_max_delay` (and never more than
+/// `relaxed_max_commits - 1` of them).
+///
+/// ```
+/// use eventlite_redb::RedbOptions;
+/// use eventlite_core::Durability;
+/// let options = RedbOptions { durability: Durability::Relaxed, ..RedbOptions::default() };
+/// assert_eq!(options.relaxed_max_commits, 64);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RedbOptions {
+    /// Which indexes the file keeps (made to match at open, back-filling new ones).
+    pub indexes: IndexConfig,
+    /// What a successful append promises.
+    pub durability: Durability,
+    /// redb's page cache, in bytes (default 256 MiB).
+    pub cache_size: usize,
+    /// Relaxed mode: a durable commit after at most this many relaxed ones (at least 1).
+    pub relaxed_max_commits: u32,
+    /// Relaxed mode: a durable commit at most this long after the first relaxed one.
+    pub relaxed_max_delay: Duration,
+}
+
+impl Default for RedbOptions {
+    fn default() -> Self {
+        RedbOptions {
+            indexes: IndexConfig::default(),
+            durability: Durability::Immediate,
+            cache_size: 256 * 1024 * 1024,
+            relaxed_max_commits: 64,
+            relaxed_max_delay: Duration::from_millis(100),
+        }
+    }
+}

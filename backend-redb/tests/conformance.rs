@@ -1,0 +1,30 @@
+//! The conformance suite on redb files in temporary directories.
+use eventlite_conformance::Engine;
+use eventlite_core::{Durability, IndexConfig};
+use eventlite_redb::{RedbBackend, RedbOptions};
+
+/// redb stores in temporary directories. `Relaxed` durability keeps the suite fast; the
+/// semantics under test do not depend on fsync.
+#[derive(Debug, Default)]
+struct RedbEngine;
+
+impl Engine for RedbEngine {
+    type Backend = RedbBackend;
+    type Location = tempfile::TempDir;
+
+    fn location(&self) -> anyhow::Result<Self::Location> {
+        Ok(tempfile::tempdir()?)
+    }
+
+    fn open(&self, dir: &Self::Location, indexes: IndexConfig) -> anyhow::Result<RedbBackend> {
+        let options = RedbOptions {
+            indexes,
+            durability: Durability::Relaxed,
+            cache_size: 4 * 1024 * 1024,
+            ..RedbOptions::default()
+        };
+        Ok(RedbBackend::open(dir.path().join("events.redb"), options)?)
+    }
+}
+
+eventlite_conformance::conformance_suite!(RedbEngine);
