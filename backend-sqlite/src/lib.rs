@@ -68,10 +68,6 @@ CREATE TABLE IF NOT EXISTS snapshots (
 ) WITHOUT ROWID;
 ";
 
-const INSERT: &str = "INSERT INTO queue (id, version, datetime, user, ip, cmd, data, \
-     correlation_id, causation_id, metadata, stream, stream_version) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
-
 /// Maps SQLite's errors to the variants a caller can act on.
 pub(crate) fn map_err(e: rusqlite::Error) -> Error {
     use rusqlite::ErrorCode as C;
@@ -139,6 +135,8 @@ pub struct SqliteBackend {
     options: SqliteOptions,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    insert_one: String,
+    insert_many: String,
 }
 
 impl SqliteBackend {
@@ -161,6 +159,8 @@ impl SqliteBackend {
             options,
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
+            insert_one: sql::insert_sql(1),
+            insert_many: sql::insert_sql(sql::ROWS_PER_INSERT),
         };
         backend.init_schema()?;
         backend.sync_indexes()?;
@@ -254,18 +254,18 @@ impl SqliteBackend {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(map_err)?;
-        let present = actual_indexes(&tx)?;
+        let present = index_definitions(&tx)?;
         for name in IndexName::ALL {
-            let (sql_name, columns) = sql::index_sql(name);
+            let (sql_name, create) = sql::index_sql(name);
             let want = self.options.indexes.is_enabled(name);
-            if want && !present.is_enabled(name) {
-                tx.execute_batch(&format!(
-                    "CREATE INDEX IF NOT EXISTS {sql_name} ON queue ({columns})"
-                ))
-                .map_err(map_err)?;
-            } else if !want && present.is_enabled(name) {
-                tx.execute_batch(&format!("DROP INDEX IF EXISTS {sql_name}"))
+            let have = present.get(sql_name).map(String::as_str);
+            if have.is_some() && (!want || have != Some(create)) {
+                // Disabled, or made by another definition: drop (and recreate below).
+                tx.execute_batch(&format!("DROP INDEX {sql_name}"))
                     .map_err(map_err)?;
+            }
+            if want && have != Some(create) {
+                tx.execute_batch(create).map_err(map_err)?;
             }
         }
         tx.commit().map_err(map_err)
@@ -385,6 +385,26 @@ fn configure_writer(conn: &Connection, options: &SqliteOptions) -> Result<()> {
     configure_cache(conn, options)
 }
 
+/// Our indexes in the file, by name, with the SQL that made them.
+fn index_definitions(conn: &Connection) -> Result<HashMap<String, String>> {
+    let mut stmt = conn
+        .prepare("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'queue'")
+        .map_err(map_err)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+        })
+        .map_err(map_err)?;
+    let mut out = HashMap::new();
+    for row in rows {
+        let (name, sql) = row.map_err(map_err)?;
+        if sql::index_by_sql_name(&name).is_some() {
+            out.insert(name, sql.unwrap_or_default());
+        }
+    }
+    Ok(out)
+}
+
 fn actual_indexes(conn: &Connection) -> Result<IndexConfig> {
     let mut stmt = conn
         .prepare_cached(
@@ -434,26 +454,42 @@ impl Backend for SqliteBackend {
             stream_versions.push(Some(next));
         }
         let first = last as u64 + 1;
-        {
-            let mut insert = tx.prepare_cached(INSERT).map_err(map_err)?;
-            for (i, (p, sv)) in batch.iter().zip(&stream_versions).enumerate() {
-                insert
-                    .execute(params![
-                        first as i64 + i as i64,
-                        p.version,
-                        p.datetime,
-                        p.user,
-                        p.ip,
-                        p.cmd,
-                        p.data,
-                        p.correlation_id,
-                        p.causation_id.map(sql::clamp),
-                        p.metadata,
-                        p.stream,
-                        sv.map(|v| v as i64),
-                    ])
+        // Multi-row statements cut SQLite's per-statement work for bulk appends; the tail
+        // goes one row per statement.
+        let mut rows = batch.iter().zip(&stream_versions).enumerate().peekable();
+        while let Some((next, _)) = rows.peek() {
+            let n = if batch.len() - next >= sql::ROWS_PER_INSERT {
+                sql::ROWS_PER_INSERT
+            } else {
+                1
+            };
+            let text = if n == 1 {
+                &self.insert_one
+            } else {
+                &self.insert_many
+            };
+            let mut stmt = tx.prepare_cached(text).map_err(map_err)?;
+            let mut k = 0;
+            for (i, (p, sv)) in rows.by_ref().take(n) {
+                let mut bind = |v: &dyn rusqlite::ToSql| {
+                    k += 1;
+                    stmt.raw_bind_parameter(k, v)
+                };
+                bind(&(first as i64 + i as i64))
+                    .and_then(|_| bind(&p.version))
+                    .and_then(|_| bind(&p.datetime))
+                    .and_then(|_| bind(&p.user))
+                    .and_then(|_| bind(&p.ip))
+                    .and_then(|_| bind(&p.cmd))
+                    .and_then(|_| bind(&p.data))
+                    .and_then(|_| bind(&p.correlation_id))
+                    .and_then(|_| bind(&p.causation_id.map(sql::clamp)))
+                    .and_then(|_| bind(&p.metadata))
+                    .and_then(|_| bind(&p.stream))
+                    .and_then(|_| bind(&sv.map(|v| v as i64)))
                     .map_err(map_err)?;
             }
+            stmt.raw_execute().map_err(map_err)?;
         }
         tx.commit().map_err(map_err)?;
         drop(conn);

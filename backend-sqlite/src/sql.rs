@@ -4,19 +4,55 @@
 use eventlite_core::{Filter, IndexName, Order, Query};
 use rusqlite::types::Value;
 
+/// Rows per multi-row INSERT statement in a bulk append (12 parameters each).
+pub(crate) const ROWS_PER_INSERT: usize = 32;
+
+/// `INSERT INTO queue … VALUES (…), (…), …` for `rows` rows.
+pub(crate) fn insert_sql(rows: usize) -> String {
+    let one = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    format!(
+        "INSERT INTO queue ({COLUMNS}) VALUES {}",
+        vec![one; rows].join(", ")
+    )
+}
+
 pub(crate) const COLUMNS: &str = "id, version, datetime, user, ip, cmd, data, correlation_id, \
      causation_id, metadata, stream, stream_version";
 
+/// An index's name and the `CREATE INDEX` statement that makes it.
+///
+/// `idx_cmd` and `idx_user` carry `datetime` after their key, so that newest-first pages by cmd
+/// or user read the index in order instead of sorting every match (the redb engine's keys do
+/// the same). `idx_causation_id` is partial: root events (no causation) stay out of it, and
+/// `causation_id = ?` still uses it.
 pub(crate) fn index_sql(name: IndexName) -> (&'static str, &'static str) {
     match name {
-        IndexName::CorrelationId => ("idx_correlation_id", "correlation_id"),
-        IndexName::CausationId => ("idx_causation_id", "causation_id"),
-        IndexName::Cmd => ("idx_cmd", "cmd"),
-        IndexName::User => ("idx_user", "user"),
-        IndexName::Datetime => ("idx_datetime", "datetime"),
-        IndexName::Version => ("idx_version", "version"),
-        IndexName::CorrelationCmd => ("idx_composite_correlation_cmd", "correlation_id, cmd"),
-        IndexName::UserDatetime => ("idx_composite_user_datetime", "user, datetime"),
+        IndexName::CorrelationId => (
+            "idx_correlation_id",
+            "CREATE INDEX idx_correlation_id ON queue (correlation_id)",
+        ),
+        IndexName::CausationId => (
+            "idx_causation_id",
+            "CREATE INDEX idx_causation_id ON queue (causation_id) WHERE causation_id IS NOT NULL",
+        ),
+        IndexName::Cmd => ("idx_cmd", "CREATE INDEX idx_cmd ON queue (cmd, datetime)"),
+        IndexName::User => (
+            "idx_user",
+            "CREATE INDEX idx_user ON queue (user, datetime)",
+        ),
+        IndexName::Datetime => (
+            "idx_datetime",
+            "CREATE INDEX idx_datetime ON queue (datetime)",
+        ),
+        IndexName::Version => ("idx_version", "CREATE INDEX idx_version ON queue (version)"),
+        IndexName::CorrelationCmd => (
+            "idx_composite_correlation_cmd",
+            "CREATE INDEX idx_composite_correlation_cmd ON queue (correlation_id, cmd)",
+        ),
+        IndexName::UserDatetime => (
+            "idx_composite_user_datetime",
+            "CREATE INDEX idx_composite_user_datetime ON queue (user, datetime)",
+        ),
     }
 }
 

@@ -262,3 +262,34 @@ fn a_busy_file_gives_a_typed_error() -> anyhow::Result<()> {
     assert_eq!(store.store(NewEvent::new("after"))?.id, 2);
     Ok(())
 }
+
+#[test]
+fn an_index_made_by_another_definition_is_rebuilt() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("e.sqlite");
+    let with_cmd = IndexConfig {
+        cmd: true,
+        ..IndexConfig::default()
+    };
+    drop(SqliteBackend::open(&path, options(with_cmd))?);
+    {
+        let conn = rusqlite::Connection::open(&path)?;
+        conn.execute_batch("DROP INDEX idx_cmd; CREATE INDEX idx_cmd ON queue (cmd);")?;
+    }
+    let backend = SqliteBackend::open(&path, options(with_cmd))?;
+    assert_eq!(backend.indexes()?, with_cmd);
+    let plan = backend.explain(&Query::new(Filter::cmd("x"), Order::DatetimeDesc))?;
+    assert!(
+        !plan.detail.contains("TEMP B-TREE"),
+        "newest-first by cmd needs no sort: {plan:?}"
+    );
+    drop(backend);
+    let conn = rusqlite::Connection::open(&path)?;
+    let sql: String = conn.query_row(
+        "SELECT sql FROM sqlite_master WHERE name = 'idx_cmd'",
+        [],
+        |r| r.get(0),
+    )?;
+    assert!(sql.contains("(cmd, datetime)"), "{sql}");
+    Ok(())
+}
