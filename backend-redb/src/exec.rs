@@ -223,8 +223,6 @@ impl Bounds {
     }
 }
 
-type Ids = Box<dyn Iterator<Item = Result<u64>>>;
-
 fn missing(field: &str) -> Error {
     Error::backend(
         "redb",
@@ -233,129 +231,197 @@ fn missing(field: &str) -> Error {
     )
 }
 
-/// The ids an index (or the stream table) yields for the filter, within the bounds.
-fn index_ids(
+/// What a scan does with an index key.
+enum Step {
+    Yield(u64),
+    Skip,
+    Stop,
+}
+
+/// Visits one entry: its id, and its row bytes when the scan is over the events table itself.
+/// Returns whether to go on.
+type Visit<'v> = dyn FnMut(u64, Option<&[u8]>) -> Result<bool> + 'v;
+
+/// Walks one index table's range (borrowed, not owned, ranges: no per-entry reference
+/// counting).
+fn walk<K: redb::Key + 'static>(
+    range: redb::Range<'_, K, ()>,
+    rev: bool,
+    step: impl for<'a> Fn(K::SelfType<'a>) -> Step,
+    visit: &mut Visit<'_>,
+) -> Result<()> {
+    let mut go = |entry: std::result::Result<_, redb::StorageError>| -> Result<bool> {
+        let (k, _): (redb::AccessGuard<'_, K>, redb::AccessGuard<'_, ()>) =
+            entry.map_err(map_err)?;
+        match step(k.value()) {
+            Step::Yield(id) => visit(id, None),
+            Step::Skip => Ok(true),
+            Step::Stop => Ok(false),
+        }
+    };
+    if rev {
+        for entry in range.rev() {
+            if !go(entry)? {
+                break;
+            }
+        }
+    } else {
+        for entry in range {
+            if !go(entry)? {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn open<K: redb::Key + 'static>(
+    txn: &ReadTransaction,
+    def: TableDefinition<K, ()>,
+) -> Result<redb::ReadOnlyTable<K, ()>> {
+    txn.open_table(def).map_err(map_err)
+}
+
+/// Walks an access path within the bounds, in its natural order (reversed if `rev`).
+fn scan(
     txn: &ReadTransaction,
     access: Access,
     f: &Filter,
     b: Bounds,
     rev: bool,
-) -> Result<Ids> {
-    fn boxed<I>(it: I, rev: bool) -> Ids
-    where
-        I: DoubleEndedIterator<Item = Result<u64>> + 'static,
-    {
-        if rev {
-            Box::new(it.rev())
-        } else {
-            Box::new(it)
-        }
-    }
+    visit: &mut Visit<'_>,
+) -> Result<()> {
     let text = |v: &Option<String>, what: &str| v.clone().ok_or_else(|| missing(what));
-    let id_ok = move |r: &Result<u64>| r.as_ref().map_or(true, |id| b.has_id(*id));
+    let in_bounds = move |id: u64| {
+        if b.has_id(id) {
+            Step::Yield(id)
+        } else {
+            Step::Skip
+        }
+    };
     let name = match access {
         Access::Index(name) => name,
         Access::Stream => {
             let s = text(&f.stream, "stream")?;
-            let t = txn.open_table(STREAM_IDX).map_err(map_err)?;
-            let r = t
-                .range_owned((s.as_str(), b.id_lo)..=(s.as_str(), b.id_hi))
-                .map_err(map_err)?;
-            return Ok(boxed(
-                r.map(|e| e.map(|(k, _)| k.value().1).map_err(map_err)),
+            let range = (s.as_str(), b.id_lo)..=(s.as_str(), b.id_hi);
+            return walk(
+                open(txn, STREAM_IDX)?.range(range).map_err(map_err)?,
                 rev,
-            ));
+                |k: (&str, u64)| Step::Yield(k.1),
+                visit,
+            );
         }
         Access::Primary => {
-            let t = txn.open_table(EVENTS).map_err(map_err)?;
-            let r = t.range_owned(b.id_lo..=b.id_hi).map_err(map_err)?;
-            return Ok(boxed(
-                r.map(|e| e.map(|(k, _)| k.value()).map_err(map_err)),
-                rev,
-            ));
+            let events = txn.open_table(EVENTS).map_err(map_err)?;
+            let range = events.range(b.id_lo..=b.id_hi).map_err(map_err)?;
+            let mut go = |entry: std::result::Result<_, redb::StorageError>| -> Result<bool> {
+                let (k, v): (redb::AccessGuard<'_, u64>, redb::AccessGuard<'_, &[u8]>) =
+                    entry.map_err(map_err)?;
+                visit(k.value(), Some(v.value()))
+            };
+            if rev {
+                for entry in range.rev() {
+                    if !go(entry)? {
+                        break;
+                    }
+                }
+            } else {
+                for entry in range {
+                    if !go(entry)? {
+                        break;
+                    }
+                }
+            }
+            return Ok(());
         }
     };
-    Ok(match name {
+    match name {
         IndexName::CorrelationId => {
             let c = text(&f.correlation_id, "correlation_id")?;
-            let t = txn.open_table(IDX_CORRELATION).map_err(map_err)?;
-            let r = t
-                .range_owned((c.as_str(), b.id_lo)..=(c.as_str(), b.id_hi))
-                .map_err(map_err)?;
-            boxed(r.map(|e| e.map(|(k, _)| k.value().1).map_err(map_err)), rev)
+            let range = (c.as_str(), b.id_lo)..=(c.as_str(), b.id_hi);
+            walk(
+                open(txn, IDX_CORRELATION)?.range(range).map_err(map_err)?,
+                rev,
+                |k: (&str, u64)| Step::Yield(k.1),
+                visit,
+            )
         }
         IndexName::CausationId => {
             let c = f.causation_id.ok_or_else(|| missing("causation_id"))?;
-            let t = txn.open_table(IDX_CAUSATION).map_err(map_err)?;
-            let r = t
-                .range_owned((c, b.id_lo)..=(c, b.id_hi))
-                .map_err(map_err)?;
-            boxed(r.map(|e| e.map(|(k, _)| k.value().1).map_err(map_err)), rev)
+            walk(
+                open(txn, IDX_CAUSATION)?
+                    .range((c, b.id_lo)..=(c, b.id_hi))
+                    .map_err(map_err)?,
+                rev,
+                |k: (u64, u64)| Step::Yield(k.1),
+                visit,
+            )
         }
         IndexName::Version => {
             let v = f.version.ok_or_else(|| missing("version"))?;
-            let t = txn.open_table(IDX_VERSION).map_err(map_err)?;
-            let r = t
-                .range_owned((v, b.id_lo)..=(v, b.id_hi))
-                .map_err(map_err)?;
-            boxed(r.map(|e| e.map(|(k, _)| k.value().1).map_err(map_err)), rev)
+            walk(
+                open(txn, IDX_VERSION)?
+                    .range((v, b.id_lo)..=(v, b.id_hi))
+                    .map_err(map_err)?,
+                rev,
+                |k: (u32, u64)| Step::Yield(k.1),
+                visit,
+            )
         }
         IndexName::CorrelationCmd => {
             let c = text(&f.correlation_id, "correlation_id")?;
-            let t = txn.open_table(IDX_CORRELATION_CMD).map_err(map_err)?;
             match &f.cmd {
                 Some(m) => {
-                    let r = t
-                        .range_owned(
-                            (c.as_str(), m.as_str(), b.id_lo)..=(c.as_str(), m.as_str(), b.id_hi),
-                        )
-                        .map_err(map_err)?;
-                    boxed(r.map(|e| e.map(|(k, _)| k.value().2).map_err(map_err)), rev)
+                    let range =
+                        (c.as_str(), m.as_str(), b.id_lo)..=(c.as_str(), m.as_str(), b.id_hi);
+                    walk(
+                        open(txn, IDX_CORRELATION_CMD)?
+                            .range(range)
+                            .map_err(map_err)?,
+                        rev,
+                        |k: (&str, &str, u64)| Step::Yield(k.2),
+                        visit,
+                    )
                 }
                 None => {
-                    let r = t.range_owned((c.as_str(), "", 0u64)..).map_err(map_err)?;
-                    Box::new(
-                        r.map(move |e| {
-                            e.map(|(k, _)| {
-                                let (kc, _, id) = k.value();
-                                (kc == c).then_some(id)
-                            })
-                            .map_err(map_err)
-                        })
-                        .map_while(|r| r.transpose())
-                        .filter(id_ok),
+                    let range = (c.as_str(), "", 0u64)..;
+                    let step = |k: (&str, &str, u64)| {
+                        if k.0 == c { in_bounds(k.2) } else { Step::Stop }
+                    };
+                    walk(
+                        open(txn, IDX_CORRELATION_CMD)?
+                            .range(range)
+                            .map_err(map_err)?,
+                        false,
+                        step,
+                        visit,
                     )
                 }
             }
         }
-        IndexName::Datetime => {
-            let t = txn.open_table(IDX_DATETIME).map_err(map_err)?;
-            let r = t.range_owned(b.dt_lo..=b.dt_hi).map_err(map_err)?;
-            boxed(
-                r.map(|e| e.map(|(k, _)| k.value().1).map_err(map_err))
-                    .filter(id_ok),
-                rev,
-            )
-        }
+        IndexName::Datetime => walk(
+            open(txn, IDX_DATETIME)?
+                .range(b.dt_lo..=b.dt_hi)
+                .map_err(map_err)?,
+            rev,
+            |k: (i64, u64)| in_bounds(k.1),
+            visit,
+        ),
         IndexName::Cmd | IndexName::User | IndexName::UserDatetime => {
             let (def, key) = match name {
                 IndexName::Cmd => (IDX_CMD, text(&f.cmd, "cmd")?),
                 IndexName::User => (IDX_USER, text(&f.user, "user")?),
                 _ => (IDX_USER_DATETIME, text(&f.user, "user")?),
             };
-            let t = txn.open_table(def).map_err(map_err)?;
-            let r = t
-                .range_owned(
-                    (key.as_str(), b.dt_lo.0, b.dt_lo.1)..=(key.as_str(), b.dt_hi.0, b.dt_hi.1),
-                )
-                .map_err(map_err)?;
-            boxed(
-                r.map(|e| e.map(|(k, _)| k.value().2).map_err(map_err))
-                    .filter(id_ok),
+            let range = (key.as_str(), b.dt_lo.0, b.dt_lo.1)..=(key.as_str(), b.dt_hi.0, b.dt_hi.1);
+            walk(
+                open(txn, def)?.range(range).map_err(map_err)?,
                 rev,
+                |k: (&str, i64, u64)| in_bounds(k.2),
+                visit,
             )
         }
-    })
+    }
 }
 
 // ---- execution -----------------------------------------------------------------------------
@@ -380,42 +446,21 @@ impl Ord for Ranked {
     }
 }
 
-type Rows = Box<dyn Iterator<Item = Result<Event>>>;
-
-/// Events along an access path, in its natural order (reversed if `rev`). With `skip`, that
-/// many leading entries are passed over without being decoded (only when every entry is known
-/// to match).
-fn rows(
-    txn: &ReadTransaction,
-    access: Access,
-    f: &Filter,
-    b: Bounds,
-    rev: bool,
-    skip: usize,
-) -> Result<Rows> {
-    let events = txn.open_table(EVENTS).map_err(map_err)?;
-    if access == Access::Primary {
-        let r = events.range_owned(b.id_lo..=b.id_hi).map_err(map_err)?;
-        let decode = |e: std::result::Result<_, redb::StorageError>| {
-            let (k, v): (redb::OwnedAccessGuard<u64>, redb::OwnedAccessGuard<&[u8]>) =
-                e.map_err(map_err)?;
-            codec::decode_row(k.value(), v.value())
-        };
-        return Ok(if rev {
-            Box::new(r.rev().skip(skip).map(decode))
-        } else {
-            Box::new(r.skip(skip).map(decode))
-        });
+/// Decodes a visited entry: from the bytes the scan handed over, or by id from the events table.
+fn load(
+    events: &redb::ReadOnlyTable<u64, &'static [u8]>,
+    id: u64,
+    bytes: Option<&[u8]>,
+) -> Result<Event> {
+    match bytes {
+        Some(b) => codec::decode_row(id, b),
+        None => {
+            let row = events.get(id).map_err(map_err)?.ok_or_else(|| {
+                Error::Corrupt(format!("index names event {id}, which is missing"))
+            })?;
+            codec::decode_row(id, row.value())
+        }
     }
-    let ids = index_ids(txn, access, f, b, rev)?;
-    Ok(Box::new(ids.skip(skip).map(move |id| {
-        let id = id?;
-        let row = events
-            .get(id)
-            .map_err(map_err)?
-            .ok_or_else(|| Error::Corrupt(format!("index names event {id}, which is missing")))?;
-        codec::decode_row(id, row.value())
-    })))
 }
 
 fn to_usize(v: u64) -> usize {
@@ -434,55 +479,64 @@ pub(crate) fn query(backend: &RedbBackend, txn: &ReadTransaction, q: &Query) -> 
     let ordered = in_order(natural, q.order);
     let limit = q.limit.map_or(usize::MAX, to_usize);
     let offset = to_usize(q.offset);
+    let events = txn.open_table(EVENTS).map_err(map_err)?;
+    let mut out = Vec::new();
     if ordered {
         if let Some(c) = q.after {
             match bounds.after(natural, q.order, c) {
                 Some(b) => bounds = b,
-                None => return Ok(Vec::new()),
+                None => return Ok(out),
             }
         }
-        let rev = q.order != Order::IdAsc;
         // With every key known to match, the offset is skipped without decoding rows.
         let covered = filter_fields(&q.filter) & !key_fields(access) == 0;
-        let (skip, offset) = if covered { (offset, 0) } else { (0, offset) };
-        let mut out = Vec::new();
-        let mut skipped = 0;
-        for row in rows(txn, access, &q.filter, bounds, rev, skip)? {
-            let event = row?;
-            if !q.admits(&event) {
-                continue;
-            }
-            if skipped < offset {
-                skipped += 1;
-                continue;
-            }
-            out.push(event);
-            if out.len() >= limit {
-                break;
-            }
-        }
+        let (mut skip_keys, mut skip_rows) = if covered { (offset, 0) } else { (0, offset) };
+        scan(
+            txn,
+            access,
+            &q.filter,
+            bounds,
+            q.order != Order::IdAsc,
+            &mut |id, bytes| {
+                if skip_keys > 0 {
+                    skip_keys -= 1;
+                    return Ok(true);
+                }
+                let event = load(&events, id, bytes)?;
+                if !q.admits(&event) {
+                    return Ok(true);
+                }
+                if skip_rows > 0 {
+                    skip_rows -= 1;
+                    return Ok(true);
+                }
+                out.push(event);
+                Ok(out.len() < limit)
+            },
+        )?;
         return Ok(out);
     }
     // The access path's order is not the query's: keep the best `offset + limit` in a heap.
     let keep = offset.saturating_add(limit);
     let mut heap = BinaryHeap::new();
-    for row in rows(txn, access, &q.filter, bounds, false, 0)? {
-        let event = row?;
-        if !q.admits(&event) {
-            continue;
+    scan(txn, access, &q.filter, bounds, false, &mut |id, bytes| {
+        let event = load(&events, id, bytes)?;
+        if q.admits(&event) {
+            heap.push(Ranked(q.order, event));
+            if heap.len() > keep {
+                heap.pop();
+            }
         }
-        heap.push(Ranked(q.order, event));
-        if heap.len() > keep {
-            heap.pop();
-        }
-    }
-    Ok(heap
-        .into_sorted_vec()
-        .into_iter()
-        .skip(offset)
-        .take(limit)
-        .map(|Ranked(_, e)| e)
-        .collect())
+        Ok(true)
+    })?;
+    out.extend(
+        heap.into_sorted_vec()
+            .into_iter()
+            .skip(offset)
+            .take(limit)
+            .map(|Ranked(_, e)| e),
+    );
+    Ok(out)
 }
 
 pub(crate) fn count(backend: &RedbBackend, txn: &ReadTransaction, f: &Filter) -> Result<u64> {
@@ -491,18 +545,9 @@ pub(crate) fn count(backend: &RedbBackend, txn: &ReadTransaction, f: &Filter) ->
     };
     let access = access(backend.config(), f);
     let covered = filter_fields(f) & !key_fields(access) == 0;
-    if !covered {
-        let mut n = 0;
-        for row in rows(txn, access, f, bounds, false, 0)? {
-            if f.matches(&row?) {
-                n += 1;
-            }
-        }
-        return Ok(n);
-    }
-    if access == Access::Primary {
+    let events = txn.open_table(EVENTS).map_err(map_err)?;
+    if covered && access == Access::Primary {
         // Ids are gap-free from 1, so an id range counts itself.
-        let events = txn.open_table(EVENTS).map_err(map_err)?;
         let last = events
             .last()
             .map_err(map_err)?
@@ -511,10 +556,12 @@ pub(crate) fn count(backend: &RedbBackend, txn: &ReadTransaction, f: &Filter) ->
         return Ok(if hi >= lo { hi - lo + 1 } else { 0 });
     }
     let mut n = 0;
-    for id in index_ids(txn, access, f, bounds, false)? {
-        id?;
-        n += 1;
-    }
+    scan(txn, access, f, bounds, false, &mut |id, bytes| {
+        if covered || f.matches(&load(&events, id, bytes)?) {
+            n += 1;
+        }
+        Ok(true)
+    })?;
     Ok(n)
 }
 

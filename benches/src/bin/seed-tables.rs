@@ -1,0 +1,853 @@
+//! The performance guide's tables, measured per engine beside the raw engine underneath.
+//!
+//! `cargo run --release -p eventlite-benches --bin seed-tables -- [--quick] [--events N]
+//! [--runs R] [--engines sqlite,redb] [--json PATH] [--markdown PATH] [--svg PATH] [--scale]`
+
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use eventlite_benches::raw;
+use eventlite_benches::{BenchEvent, Engine, Reads, Setup, Store, events, new_event, open_ours};
+use eventlite_core::{
+    CachePolicy, Cursor, Durability, EventStore, IndexConfig, ManualClock, NewEvent, Page,
+};
+use eventlite_sqlite::{JournalMode, Synchronous};
+use serde::Serialize;
+
+struct Args {
+    quick: bool,
+    events: u64,
+    runs: usize,
+    engines: Vec<Engine>,
+    json: Option<String>,
+    markdown: Option<String>,
+    svg: Option<String>,
+    scale: bool,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut args = Args {
+        quick: false,
+        events: 0,
+        runs: 0,
+        engines: vec![Engine::Sqlite, Engine::Redb],
+        json: None,
+        markdown: None,
+        svg: None,
+        scale: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--quick" => args.quick = true,
+            "--scale" => args.scale = true,
+            "--events" => args.events = value()?.parse()?,
+            "--runs" => args.runs = value()?.parse()?,
+            "--json" => args.json = Some(value()?),
+            "--markdown" => args.markdown = Some(value()?),
+            "--svg" => args.svg = Some(value()?),
+            "--engines" => {
+                args.engines = value()?
+                    .split(',')
+                    .map(|e| match e {
+                        "sqlite" => Ok(Engine::Sqlite),
+                        "redb" => Ok(Engine::Redb),
+                        other => bail!("unknown engine {other}"),
+                    })
+                    .collect::<Result<_>>()?
+            }
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    if args.events == 0 {
+        args.events = if args.quick { 20_000 } else { 100_000 };
+    }
+    if args.runs == 0 {
+        args.runs = if args.quick { 3 } else { 5 };
+    }
+    Ok(args)
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Stat {
+    median: f64,
+    min: f64,
+    max: f64,
+    samples: Vec<f64>,
+}
+
+impl Stat {
+    fn of(mut samples: Vec<f64>) -> Stat {
+        samples.sort_by(f64::total_cmp);
+        let n = samples.len();
+        let median = if !n.is_multiple_of(2) {
+            samples[n / 2]
+        } else {
+            (samples[n / 2 - 1] + samples[n / 2]) / 2.0
+        };
+        Stat {
+            median,
+            min: samples[0],
+            max: samples[n - 1],
+            samples,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Row {
+    table: &'static str,
+    case: String,
+    engine: &'static str,
+    unit: &'static str,
+    ours: Stat,
+    raw: Option<Stat>,
+    ratio: Option<f64>,
+}
+
+struct Bench {
+    args: Args,
+    rows: Vec<Row>,
+}
+
+/// How a write case writes.
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    Individual,
+    Bulk(usize),
+}
+
+fn rate(n: u64, started: Instant) -> f64 {
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+impl Bench {
+    fn record(
+        &mut self,
+        table: &'static str,
+        case: &str,
+        engine: Engine,
+        unit: &'static str,
+        ours: Vec<f64>,
+        raw: Option<Vec<f64>>,
+    ) {
+        let ours = Stat::of(ours);
+        let raw = raw.map(Stat::of);
+        let ratio = raw.as_ref().map(|r| ours.median / r.median);
+        eprintln!(
+            "  {table:<10} {case:<44} {:<6} ours {:>12.0}  raw {:>12}  ratio {}",
+            engine.name(),
+            ours.median,
+            raw.as_ref()
+                .map_or("-".into(), |r| format!("{:.0}", r.median)),
+            ratio.map_or("-".into(), |r| format!("{r:.2}")),
+        );
+        self.rows.push(Row {
+            table,
+            case: case.to_owned(),
+            engine: engine.name(),
+            unit,
+            ours,
+            raw,
+            ratio,
+        });
+    }
+
+    /// One write case: `runs` times ours then raw, on fresh files.
+    fn write_case(
+        &mut self,
+        table: &'static str,
+        case: &str,
+        engine: Engine,
+        setup: Setup,
+        mode: Mode,
+        n: u64,
+    ) -> Result<()> {
+        let data = events(0, n);
+        let (mut ours, mut raws) = (Vec::new(), Vec::new());
+        for _ in 0..self.args.runs {
+            ours.push(write_ours(engine, &setup, mode, &data)?);
+            raws.push(write_raw(engine, &setup, mode, &data)?);
+        }
+        self.record(table, case, engine, "events/s", ours, Some(raws));
+        Ok(())
+    }
+}
+
+fn write_ours(engine: Engine, setup: &Setup, mode: Mode, data: &[BenchEvent]) -> Result<f64> {
+    let dir = tempfile::tempdir()?;
+    let store = open_ours(engine, &dir.path().join(engine.file()), setup)?;
+    let started;
+    match mode {
+        Mode::Individual => {
+            let batch: Vec<NewEvent> = data.iter().map(new_event).collect();
+            started = Instant::now();
+            for e in batch {
+                store.store(e)?;
+            }
+        }
+        Mode::Bulk(size) => {
+            let batches: Vec<Vec<NewEvent>> = data
+                .chunks(size)
+                .map(|c| c.iter().map(new_event).collect())
+                .collect();
+            started = Instant::now();
+            for b in batches {
+                store.store_bulk(b)?;
+            }
+        }
+    }
+    Ok(rate(data.len() as u64, started))
+}
+
+fn write_raw(engine: Engine, setup: &Setup, mode: Mode, data: &[BenchEvent]) -> Result<f64> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join(engine.file());
+    // Our backend lays out the schema and indexes, so that raw code writes the same file.
+    drop(open_ours(engine, &path, setup)?);
+    let started;
+    match engine {
+        Engine::Sqlite => {
+            let mut raw = raw::sqlite::Raw::open(&path, setup)?;
+            started = Instant::now();
+            match mode {
+                Mode::Individual => data.iter().try_for_each(|e| raw.insert_one(e))?,
+                Mode::Bulk(size) => data.chunks(size).try_for_each(|c| raw.insert_batch(c))?,
+            }
+        }
+        Engine::Redb => {
+            let mut raw = raw::redb::Raw::open(&path, setup)?;
+            started = Instant::now();
+            match mode {
+                Mode::Individual => data.iter().try_for_each(|e| raw.insert_one(e))?,
+                Mode::Bulk(size) => data.chunks(size).try_for_each(|c| raw.insert_batch(c))?,
+            }
+        }
+    }
+    Ok(rate(data.len() as u64, started))
+}
+
+fn writes(b: &mut Bench, engine: Engine) -> Result<()> {
+    let n_single = if b.args.quick { 300 } else { 2_000 };
+    let n_bulk = b.args.events;
+    let base = Setup::default();
+    for (case, indexes) in [
+        ("minimal indexes (2)", IndexConfig::high_volume()),
+        (
+            "query-optimized indexes (7)",
+            IndexConfig::query_optimized(),
+        ),
+        ("all indexes (8)", IndexConfig::all()),
+    ] {
+        b.write_case(
+            "index",
+            case,
+            engine,
+            Setup { indexes, ..base },
+            Mode::Individual,
+            n_single,
+        )?;
+    }
+    let durability: Vec<(&str, Setup)> = match engine {
+        Engine::Sqlite => vec![
+            (
+                "DELETE journal, FULL",
+                Setup {
+                    journal: JournalMode::Delete,
+                    ..base
+                },
+            ),
+            ("WAL, FULL (Immediate)", base),
+            (
+                "WAL, NORMAL (Relaxed)",
+                Setup {
+                    durability: Durability::Relaxed,
+                    ..base
+                },
+            ),
+            (
+                "WAL, OFF",
+                Setup {
+                    synchronous: Some(Synchronous::Off),
+                    ..base
+                },
+            ),
+        ],
+        Engine::Redb => vec![
+            ("Immediate", base),
+            (
+                "Relaxed",
+                Setup {
+                    durability: Durability::Relaxed,
+                    ..base
+                },
+            ),
+        ],
+    };
+    for (case, setup) in durability {
+        b.write_case(
+            "durability",
+            case,
+            engine,
+            setup,
+            Mode::Individual,
+            n_single,
+        )?;
+    }
+    b.write_case(
+        "bulk",
+        "individual store",
+        engine,
+        base,
+        Mode::Individual,
+        n_single,
+    )?;
+    b.write_case(
+        "bulk",
+        &format!("store_bulk, one call of {n_bulk}"),
+        engine,
+        base,
+        Mode::Bulk(n_bulk as usize),
+        n_bulk,
+    )?;
+    b.write_case(
+        "bulk",
+        "store_bulk, batches of 1000",
+        engine,
+        base,
+        Mode::Bulk(1_000),
+        n_bulk,
+    )?;
+    b.write_case(
+        "bulk",
+        "store_bulk, batches of 100",
+        engine,
+        base,
+        Mode::Bulk(100),
+        n_bulk,
+    )?;
+    for (case, indexes, cache) in [
+        (
+            "high-volume (cache off)",
+            IndexConfig::high_volume(),
+            CachePolicy::write_optimized(),
+        ),
+        (
+            "balanced (cache 1000/5min)",
+            IndexConfig::balanced(),
+            CachePolicy::balanced(),
+        ),
+        (
+            "query-optimized (cache 5000/10min)",
+            IndexConfig::query_optimized(),
+            CachePolicy::query_optimized(),
+        ),
+    ] {
+        b.write_case(
+            "profiles",
+            case,
+            engine,
+            Setup {
+                indexes,
+                cache,
+                ..base
+            },
+            Mode::Individual,
+            n_single,
+        )?;
+    }
+    Ok(())
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % below
+    }
+}
+
+/// Builds the read store: N events, correlation groups of 100, 10 users, a clock that moves
+/// 1 ms per 10 events.
+fn build_read_store(engine: Engine, path: &std::path::Path, setup: &Setup, n: u64) -> Result<()> {
+    let clock = std::sync::Arc::new(ManualClock::new(1_700_000_000_000));
+    let backend: Box<dyn eventlite_core::Backend> = match engine {
+        Engine::Sqlite => Box::new(eventlite_sqlite::SqliteBackend::open(
+            path,
+            Setup {
+                durability: Durability::Relaxed,
+                ..*setup
+            }
+            .sqlite(),
+        )?),
+        Engine::Redb => Box::new(eventlite_redb::RedbBackend::open(
+            path,
+            Setup {
+                durability: Durability::Relaxed,
+                ..*setup
+            }
+            .redb(),
+        )?),
+    };
+    let store = EventStore::builder(backend)
+        .clock(std::sync::Arc::clone(&clock))
+        .build();
+    for chunk in events(0, n).chunks(10) {
+        store.store_bulk(chunk.iter().map(new_event).collect())?;
+        clock.advance(1);
+    }
+    Ok(())
+}
+
+type ReadOp<'a> = Box<dyn Fn(&mut dyn Reads, &mut Rng) -> Result<u64> + 'a>;
+
+fn reads(b: &mut Bench, engine: Engine) -> Result<()> {
+    let n = b.args.events;
+    let k = if b.args.quick { 2_000 } else { 20_000 };
+    let pages = if b.args.quick { 200 } else { 1_000 };
+    let setup = Setup {
+        indexes: IndexConfig::all(),
+        cache: CachePolicy::read_optimized(),
+        ..Setup::default()
+    };
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join(engine.file());
+    let started = Instant::now();
+    build_read_store(engine, &path, &setup, n)?;
+    eprintln!(
+        "  built a {n}-event {} store in {:.1}s",
+        engine.name(),
+        started.elapsed().as_secs_f64()
+    );
+    let groups = n.div_ceil(100);
+    let per_user = n / 10;
+    let deep = per_user.saturating_sub(200);
+    let t0 = 1_700_000_000_000i64;
+    let span = (n / 10) as i64;
+    let cursor: Cursor = {
+        let store = open_ours(engine, &path, &setup)?;
+        let page = store.by_user("user3", Page::offset(1, deep.saturating_sub(1)))?;
+        page.events
+            .first()
+            .map(|e| e.cursor())
+            .context("no event at the deep position")?
+    };
+    let cases: Vec<(&str, &'static str, ReadOp<'_>)> = vec![
+        (
+            "get by id (random)",
+            "ops/s",
+            Box::new(move |r, rng| {
+                for _ in 0..k {
+                    r.get(rng.next(n) + 1)?;
+                }
+                Ok(k)
+            }),
+        ),
+        (
+            "cached get (hot set of 100)",
+            "ops/s",
+            Box::new(move |r, rng| {
+                for _ in 0..k {
+                    r.get_cached(rng.next(100) + 1)?;
+                }
+                Ok(k)
+            }),
+        ),
+        (
+            "cached get (random)",
+            "ops/s",
+            Box::new(move |r, rng| {
+                for _ in 0..k {
+                    r.get_cached(rng.next(n) + 1)?;
+                }
+                Ok(k)
+            }),
+        ),
+        (
+            "correlation page of 100, offset 0",
+            "pages/s",
+            Box::new(move |r, rng| {
+                for _ in 0..pages {
+                    r.correlation_page(&format!("corr-{}", rng.next(groups)), 0)?;
+                }
+                Ok(pages)
+            }),
+        ),
+        (
+            "whole transaction of 100",
+            "ops/s",
+            Box::new(move |r, rng| {
+                for _ in 0..pages {
+                    r.transaction(&format!("corr-{}", rng.next(groups)))?;
+                }
+                Ok(pages)
+            }),
+        ),
+        (
+            "user page of 100, first page",
+            "pages/s",
+            Box::new(move |r, _| {
+                for _ in 0..pages {
+                    r.user_page_offset("user3", 0)?;
+                }
+                Ok(pages)
+            }),
+        ),
+        (
+            "user page of 100, deep by offset",
+            "pages/s",
+            Box::new(move |r, _| {
+                for _ in 0..pages {
+                    r.user_page_offset("user3", deep)?;
+                }
+                Ok(pages)
+            }),
+        ),
+        (
+            "user page of 100, deep by cursor",
+            "pages/s",
+            Box::new(move |r, _| {
+                for _ in 0..pages {
+                    r.user_page_after("user3", cursor)?;
+                }
+                Ok(pages)
+            }),
+        ),
+        (
+            "cmd page of 100",
+            "pages/s",
+            Box::new(move |r, _| {
+                for _ in 0..pages {
+                    r.cmd_page("item_shipped")?;
+                }
+                Ok(pages)
+            }),
+        ),
+        (
+            "time-range page of 100",
+            "pages/s",
+            Box::new(move |r, rng| {
+                for _ in 0..pages {
+                    let from = t0 + rng.next(span as u64 / 2) as i64;
+                    r.time_page(from, from + 50)?;
+                }
+                Ok(pages)
+            }),
+        ),
+        (
+            "stream all events",
+            "events/s",
+            Box::new(|r, _| r.stream_all()),
+        ),
+        (
+            "replay through a trivial model",
+            "events/s",
+            Box::new(|r, _| r.replay_all()),
+        ),
+    ];
+    for (case, unit, op) in &cases {
+        let (mut ours, mut raws) = (Vec::new(), Vec::new());
+        for run in 0..b.args.runs {
+            {
+                let mut store: Store = open_ours(engine, &path, &setup)?;
+                let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ run as u64);
+                let started = Instant::now();
+                let done = op(&mut store, &mut rng)?;
+                ours.push(rate(done, started));
+            }
+            let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ run as u64);
+            match engine {
+                Engine::Sqlite => {
+                    let mut raw = raw::sqlite::Raw::open(&path, &setup)?;
+                    let started = Instant::now();
+                    let done = op(&mut raw, &mut rng)?;
+                    raws.push(rate(done, started));
+                }
+                Engine::Redb => {
+                    let mut raw = raw::redb::Raw::open(&path, &setup)?;
+                    let started = Instant::now();
+                    let done = op(&mut raw, &mut rng)?;
+                    raws.push(rate(done, started));
+                }
+            }
+        }
+        b.record("reads", case, engine, unit, ours, Some(raws));
+    }
+    Ok(())
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn scale(b: &mut Bench, engine: Engine) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join(engine.file());
+    let setup = Setup::default();
+    let store = open_ours(engine, &path, &setup)?;
+    let window = 100_000u64;
+    let mut stored = 0u64;
+    for level in [0u64, 1_000_000, 5_000_000] {
+        while stored < level {
+            let n = (level - stored).min(10_000);
+            store.store_bulk(events(stored, n).iter().map(new_event).collect())?;
+            stored += n;
+        }
+        let batches: Vec<Vec<NewEvent>> = events(stored, window)
+            .chunks(1_000)
+            .map(|c| c.iter().map(new_event).collect())
+            .collect();
+        let started = Instant::now();
+        for batch in batches {
+            store.store_bulk(batch)?;
+        }
+        let r = rate(window, started);
+        stored += window;
+        b.record(
+            "scale",
+            &format!("bulk append at {level} stored"),
+            engine,
+            "events/s",
+            vec![r],
+            None,
+        );
+    }
+    let before = rss_kib();
+    let mut peak = before;
+    let started = Instant::now();
+    let mut n = 0;
+    for batch in store.stream(eventlite_core::StreamOptions::new().batch_size(1_000))? {
+        n += batch?.len() as u64;
+        if n.is_multiple_of(100_000) {
+            peak = peak.max(rss_kib());
+        }
+    }
+    let r = rate(n, started);
+    b.record(
+        "scale",
+        &format!("stream all {n}"),
+        engine,
+        "events/s",
+        vec![r],
+        None,
+    );
+    b.record(
+        "scale",
+        "RSS growth while streaming (KiB)",
+        engine,
+        "KiB",
+        vec![(peak - before) as f64],
+        None,
+    );
+    Ok(())
+}
+
+fn fmt_num(v: f64) -> String {
+    let n = v.round() as u64;
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn markdown(b: &Bench) -> String {
+    let engines: Vec<&str> = b.args.engines.iter().map(|e| e.name()).collect();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "N = {} events, {} runs per figure (median, min–max in brackets).\n",
+        b.args.events, b.args.runs
+    );
+    let mut tables: Vec<&str> = b.rows.iter().map(|r| r.table).collect();
+    tables.dedup();
+    for table in tables {
+        let _ = writeln!(out, "### {table}\n");
+        let mut header = "| case | unit |".to_owned();
+        let mut rule = "|---|---|".to_owned();
+        for e in &engines {
+            let _ = write!(header, " {e} | {e} raw | ours/raw |");
+            rule.push_str("---:|---:|---:|");
+        }
+        let _ = writeln!(out, "{header}\n{rule}");
+        let mut cases: Vec<&str> = b
+            .rows
+            .iter()
+            .filter(|r| r.table == table)
+            .map(|r| r.case.as_str())
+            .collect();
+        cases.dedup();
+        let mut seen = std::collections::HashSet::new();
+        for case in cases.into_iter().filter(|c| seen.insert(*c)) {
+            let rows: Vec<&Row> = b
+                .rows
+                .iter()
+                .filter(|r| r.table == table && r.case == case)
+                .collect();
+            let best = rows.iter().map(|r| r.ours.median).fold(f64::MIN, f64::max);
+            let unit = rows.first().map_or("", |r| r.unit);
+            let mut line = format!("| {case} | {unit} |");
+            for e in &engines {
+                match rows.iter().find(|r| r.engine == *e) {
+                    Some(r) => {
+                        let v = format!(
+                            "{} ({}–{})",
+                            fmt_num(r.ours.median),
+                            fmt_num(r.ours.min),
+                            fmt_num(r.ours.max)
+                        );
+                        let v = if rows.len() > 1 && r.ours.median == best {
+                            format!("**{v}**")
+                        } else {
+                            v
+                        };
+                        let raw = r.raw.as_ref().map_or("–".into(), |s| fmt_num(s.median));
+                        let ratio = r.ratio.map_or("–".into(), |x| format!("{x:.2}"));
+                        let _ = write!(line, " {v} | {raw} | {ratio} |");
+                    }
+                    None => line.push_str(" – | – | – |"),
+                }
+            }
+            let _ = writeln!(out, "{line}");
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn svg(b: &Bench) -> String {
+    let rows: Vec<&Row> = b
+        .rows
+        .iter()
+        .filter(|r| matches!(r.table, "index" | "durability" | "bulk" | "profiles"))
+        .collect();
+    let bar_h = 14.0;
+    let label_w = 330.0;
+    let width = 1000.0;
+    let mut y = 30.0;
+    let mut body = String::new();
+    let mut tables: Vec<&str> = rows.iter().map(|r| r.table).collect();
+    tables.dedup();
+    for table in tables {
+        let in_table: Vec<&&Row> = rows.iter().filter(|r| r.table == table).collect();
+        let max = in_table
+            .iter()
+            .flat_map(|r| [Some(r.ours.median), r.raw.as_ref().map(|s| s.median)])
+            .flatten()
+            .fold(1.0, f64::max);
+        let _ = writeln!(
+            body,
+            r#"<text x="10" y="{y}" font-weight="bold">{table} (events/s, scale to {})</text>"#,
+            fmt_num(max)
+        );
+        y += 10.0;
+        for r in in_table {
+            let scale = (width - label_w - 120.0) / max;
+            let _ = writeln!(
+                body,
+                r#"<text x="10" y="{}" font-size="11">{} · {}</text>"#,
+                y + 11.0,
+                r.engine,
+                r.case
+            );
+            let color = if r.engine == "sqlite" {
+                "#3572A5"
+            } else {
+                "#B7410E"
+            };
+            let _ = writeln!(
+                body,
+                r#"<rect x="{label_w}" y="{y}" width="{:.1}" height="{}" fill="{color}"/><text x="{:.1}" y="{}" font-size="10">{}</text>"#,
+                r.ours.median * scale,
+                bar_h - 3.0,
+                label_w + r.ours.median * scale + 4.0,
+                y + 9.0,
+                fmt_num(r.ours.median)
+            );
+            y += bar_h;
+            if let Some(raw) = &r.raw {
+                let _ = writeln!(
+                    body,
+                    r#"<rect x="{label_w}" y="{y}" width="{:.1}" height="{}" fill="{color}" fill-opacity="0.35"/><text x="{:.1}" y="{}" font-size="10">raw {}</text>"#,
+                    raw.median * scale,
+                    bar_h - 3.0,
+                    label_w + raw.median * scale + 4.0,
+                    y + 9.0,
+                    fmt_num(raw.median)
+                );
+                y += bar_h;
+            }
+            y += 4.0;
+        }
+        y += 16.0;
+    }
+    format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{}" font-family="sans-serif"><rect width="100%" height="100%" fill="white"/><text x="10" y="18" font-size="14">EventLite write throughput: ours (solid) vs raw engine (light)</text>{body}</svg>"#,
+        y + 10.0
+    )
+}
+
+fn main() -> Result<()> {
+    let args = parse_args()?;
+    let started = Instant::now();
+    let mut b = Bench {
+        args,
+        rows: Vec::new(),
+    };
+    let engines = b.args.engines.clone();
+    if b.args.scale {
+        for &e in &engines {
+            scale(&mut b, e)?;
+        }
+    } else {
+        for &e in &engines {
+            eprintln!("== {} writes", e.name());
+            writes(&mut b, e)?;
+        }
+        for &e in &engines {
+            eprintln!("== {} reads", e.name());
+            reads(&mut b, e)?;
+        }
+    }
+    let md = markdown(&b);
+    println!("{md}");
+    if let Some(p) = &b.args.markdown {
+        std::fs::write(p, &md)?;
+    }
+    if let Some(p) = &b.args.json {
+        let doc = serde_json::json!({
+            "events": b.args.events,
+            "runs": b.args.runs,
+            "quick": b.args.quick,
+            "sqlite_version": rusqlite::version(),
+            "pragmas": {
+                "sqlite": format!("{:?}", Setup::default().sqlite()),
+                "redb": format!("{:?}", Setup::default().redb()),
+            },
+            "eventlite_version": env!("CARGO_PKG_VERSION"),
+            "seconds": started.elapsed().as_secs_f64(),
+            "rows": b.rows,
+        });
+        std::fs::write(p, serde_json::to_string_pretty(&doc)?)?;
+    }
+    if let Some(p) = &b.args.svg {
+        std::fs::write(p, svg(&b))?;
+    }
+    eprintln!("done in {:.1}s", started.elapsed().as_secs_f64());
+    Ok(())
+}

@@ -1,0 +1,218 @@
+//! Shared pieces of the EventLite benchmarks: the engines under test, the generated events,
+//! and the raw baselines (the same rows, schema, indexes and pragmas, written and read with
+//! plain rusqlite / plain redb code).
+
+use std::path::Path;
+
+use anyhow::Result;
+use eventlite_core::{
+    Backend, CachePolicy, Callbacks, Cursor, Durability, EventStore, FnModel, IndexConfig,
+    NewEvent, Page, StreamOptions,
+};
+use eventlite_redb::{RedbBackend, RedbOptions};
+use eventlite_sqlite::{JournalMode, SqliteBackend, SqliteOptions, Synchronous};
+
+pub mod raw;
+
+/// An engine under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// SQLite (rusqlite, bundled).
+    Sqlite,
+    /// redb.
+    Redb,
+}
+
+impl Engine {
+    /// Its name in tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "sqlite",
+            Engine::Redb => "redb",
+        }
+    }
+
+    /// The file name of a store.
+    pub fn file(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "bench.sqlite",
+            Engine::Redb => "bench.redb",
+        }
+    }
+}
+
+/// How a store is opened for a write case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Setup {
+    /// Indexes.
+    pub indexes: IndexConfig,
+    /// Durability.
+    pub durability: Durability,
+    /// SQLite only: the journal mode.
+    pub journal: JournalMode,
+    /// SQLite only: an explicit synchronous level.
+    pub synchronous: Option<Synchronous>,
+    /// The store's cache.
+    pub cache: CachePolicy,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            indexes: IndexConfig::high_volume(),
+            durability: Durability::Immediate,
+            journal: JournalMode::Wal,
+            synchronous: None,
+            cache: CachePolicy::disabled(),
+        }
+    }
+}
+
+impl Setup {
+    /// SQLite options for this setup.
+    pub fn sqlite(&self) -> SqliteOptions {
+        SqliteOptions {
+            indexes: self.indexes,
+            durability: self.durability,
+            journal_mode: self.journal,
+            synchronous: self.synchronous,
+            ..SqliteOptions::default()
+        }
+    }
+
+    /// redb options for this setup.
+    pub fn redb(&self) -> RedbOptions {
+        RedbOptions {
+            indexes: self.indexes,
+            durability: self.durability,
+            ..RedbOptions::default()
+        }
+    }
+}
+
+/// Any store, behind one type.
+pub type Store = EventStore<Box<dyn Backend>>;
+
+/// Opens our store.
+pub fn open_ours(engine: Engine, path: &Path, setup: &Setup) -> Result<Store> {
+    let backend: Box<dyn Backend> = match engine {
+        Engine::Sqlite => Box::new(SqliteBackend::open(path, setup.sqlite())?),
+        Engine::Redb => Box::new(RedbBackend::open(path, setup.redb())?),
+    };
+    Ok(EventStore::builder(backend).cache(setup.cache).build())
+}
+
+/// One generated event, as both our store and the raw code write it.
+#[derive(Debug, Clone)]
+pub struct BenchEvent {
+    /// Command.
+    pub cmd: &'static str,
+    /// User (10 users).
+    pub user: String,
+    /// Correlation (groups of 100).
+    pub correlation_id: String,
+    /// JSON payload.
+    pub data: String,
+}
+
+/// The commands used.
+pub const CMDS: [&str; 4] = ["order_placed", "payment_received", "item_shipped", "refund"];
+
+/// Events `from..from + n`.
+pub fn events(from: u64, n: u64) -> Vec<BenchEvent> {
+    (from..from + n)
+        .map(|i| BenchEvent {
+            cmd: CMDS[(i % 4) as usize],
+            user: format!("user{}", i % 10),
+            correlation_id: format!("corr-{}", i / 100),
+            data: format!(
+                r#"{{"id":{i},"amount":{},"note":"benchmark event"}}"#,
+                i % 1_000
+            ),
+        })
+        .collect()
+}
+
+/// Our `NewEvent` for a bench event.
+pub fn new_event(e: &BenchEvent) -> NewEvent {
+    NewEvent::new(e.cmd)
+        .user(e.user.clone())
+        .correlation_id(e.correlation_id.clone())
+        .data_json(e.data.clone())
+}
+
+/// Now, in ms since the epoch (raw writers stamp rows like our store does).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The read operations measured, implemented by our store and by each raw reader.
+pub trait Reads {
+    /// Get one event by id; whether it exists.
+    fn get(&mut self, id: u64) -> Result<bool>;
+    /// Get one event through the cache.
+    fn get_cached(&mut self, id: u64) -> Result<bool>;
+    /// A correlation page of 100 at `offset`, with its total count.
+    fn correlation_page(&mut self, corr: &str, offset: u64) -> Result<usize>;
+    /// A user's page of 100 (newest first) at `offset`, with its total count.
+    fn user_page_offset(&mut self, user: &str, offset: u64) -> Result<usize>;
+    /// A user's page of 100 after `cursor`, with its total count.
+    fn user_page_after(&mut self, user: &str, cursor: Cursor) -> Result<usize>;
+    /// A whole transaction.
+    fn transaction(&mut self, corr: &str) -> Result<usize>;
+    /// A cmd page of 100 (newest first), with its total count.
+    fn cmd_page(&mut self, cmd: &str) -> Result<usize>;
+    /// A time-range page of 100 (newest first), with its total count.
+    fn time_page(&mut self, from: i64, to: i64) -> Result<usize>;
+    /// Every event, in batches of 1,000; how many.
+    fn stream_all(&mut self) -> Result<u64>;
+    /// Every event through a trivial model; how many.
+    fn replay_all(&mut self) -> Result<u64>;
+}
+
+impl Reads for Store {
+    fn get(&mut self, id: u64) -> Result<bool> {
+        Ok(EventStore::get(self, id)?.is_some())
+    }
+    fn get_cached(&mut self, id: u64) -> Result<bool> {
+        Ok(EventStore::get_cached(self, id)?.is_some())
+    }
+    fn correlation_page(&mut self, corr: &str, offset: u64) -> Result<usize> {
+        Ok(self
+            .by_correlation(corr, Page::offset(100, offset))?
+            .events
+            .len())
+    }
+    fn user_page_offset(&mut self, user: &str, offset: u64) -> Result<usize> {
+        Ok(self.by_user(user, Page::offset(100, offset))?.events.len())
+    }
+    fn user_page_after(&mut self, user: &str, cursor: Cursor) -> Result<usize> {
+        Ok(self.by_user(user, Page::after(100, cursor))?.events.len())
+    }
+    fn transaction(&mut self, corr: &str) -> Result<usize> {
+        Ok(EventStore::transaction(self, corr)?.len())
+    }
+    fn cmd_page(&mut self, cmd: &str) -> Result<usize> {
+        Ok(self.by_cmd(cmd, Page::first(100))?.events.len())
+    }
+    fn time_page(&mut self, from: i64, to: i64) -> Result<usize> {
+        Ok(self.by_time_range(from, to, Page::first(100))?.events.len())
+    }
+    fn stream_all(&mut self) -> Result<u64> {
+        let mut n = 0;
+        for batch in self.stream(StreamOptions::new().batch_size(1_000))? {
+            n += batch?.len() as u64;
+        }
+        Ok(n)
+    }
+    fn replay_all(&mut self) -> Result<u64> {
+        let mut model = FnModel::new(0u64).on_default(|n: &mut u64, _, _| {
+            *n += 1;
+            Ok(())
+        });
+        let stats = self.replay(&mut model, .., &mut Callbacks::new())?;
+        Ok(stats.events)
+    }
+}

@@ -1,0 +1,497 @@
+//! The raw baselines: plain rusqlite and plain redb code over the same files, schema, indexes
+//! and pragmas as our backends, without EventLite's layers.
+
+use std::path::Path;
+
+use anyhow::Result;
+use eventlite_core::{Cursor, Durability, IndexConfig};
+
+use crate::{BenchEvent, Reads, Setup, now_ms};
+
+/// A row as plain code would read it.
+#[derive(Debug, Clone, bincode::Decode, bincode::Encode)]
+pub struct Row {
+    /// Schema version.
+    pub version: u32,
+    /// Time.
+    pub datetime: i64,
+    /// User.
+    pub user: String,
+    /// Ip.
+    pub ip: String,
+    /// Command.
+    pub cmd: String,
+    /// Payload.
+    pub data: String,
+    /// Correlation.
+    pub correlation_id: String,
+    /// Causation.
+    pub causation_id: Option<u64>,
+    /// Metadata.
+    pub metadata: String,
+    /// Stream.
+    pub stream: Option<String>,
+    /// Stream version.
+    pub stream_version: Option<u64>,
+}
+
+/// Plain rusqlite.
+pub mod sqlite {
+    use super::*;
+    use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+    const COLS: &str = "id, version, datetime, user, ip, cmd, data, correlation_id, causation_id, metadata, stream, stream_version";
+
+    /// A connection with the same pragmas as `SqliteBackend`.
+    pub struct Raw {
+        conn: Connection,
+    }
+
+    fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(u64, Row)> {
+        Ok((
+            r.get::<_, i64>(0)? as u64,
+            Row {
+                version: r.get(1)?,
+                datetime: r.get(2)?,
+                user: r.get(3)?,
+                ip: r.get(4)?,
+                cmd: r.get(5)?,
+                data: r.get(6)?,
+                correlation_id: r.get(7)?,
+                causation_id: r.get::<_, Option<i64>>(8)?.map(|v| v as u64),
+                metadata: r.get(9)?,
+                stream: r.get(10)?,
+                stream_version: r.get::<_, Option<i64>>(11)?.map(|v| v as u64),
+            },
+        ))
+    }
+
+    impl Raw {
+        /// Opens an existing store file (made by `SqliteBackend`, so the schema and indexes are
+        /// the same) with the same pragmas.
+        pub fn open(path: &Path, setup: &Setup) -> Result<Self> {
+            let o = setup.sqlite();
+            let conn = Connection::open(path)?;
+            conn.busy_timeout(o.busy_timeout)?;
+            let _: String = conn.query_row(
+                &format!(
+                    "PRAGMA journal_mode = {}",
+                    match o.journal_mode {
+                        eventlite_sqlite::JournalMode::Wal => "WAL",
+                        eventlite_sqlite::JournalMode::Delete => "DELETE",
+                    }
+                ),
+                [],
+                |r| r.get(0),
+            )?;
+            let sync = match o.effective_synchronous() {
+                eventlite_sqlite::Synchronous::Off => "OFF",
+                eventlite_sqlite::Synchronous::Normal => "NORMAL",
+                eventlite_sqlite::Synchronous::Full => "FULL",
+            };
+            conn.pragma_update(None, "synchronous", sync)?;
+            conn.pragma_update(None, "cache_size", -i64::from(o.cache_size_kib))?;
+            conn.pragma_update(None, "mmap_size", o.mmap_size as i64)?;
+            Ok(Raw { conn })
+        }
+
+        fn insert(tx: &rusqlite::Transaction<'_>, e: &BenchEvent, now: i64) -> Result<()> {
+            tx.prepare_cached(
+                "INSERT INTO queue (version, datetime, user, ip, cmd, data, correlation_id, \
+                 causation_id, metadata, stream, stream_version) \
+                 VALUES (1, ?1, ?2, '', ?3, ?4, ?5, NULL, '{}', NULL, NULL)",
+            )?
+            .execute(params![now, e.user, e.cmd, e.data, e.correlation_id])?;
+            Ok(())
+        }
+
+        /// One event, one transaction.
+        pub fn insert_one(&mut self, e: &BenchEvent) -> Result<()> {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            Self::insert(&tx, e, now_ms())?;
+            tx.commit()?;
+            Ok(())
+        }
+
+        /// Many events, one transaction, row at a time.
+        pub fn insert_batch(&mut self, es: &[BenchEvent]) -> Result<()> {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let now = now_ms();
+            for e in es {
+                Self::insert(&tx, e, now)?;
+            }
+            tx.commit()?;
+            Ok(())
+        }
+
+        fn rows(&self, sql: &str, p: impl rusqlite::Params) -> Result<Vec<(u64, Row)>> {
+            let mut stmt = self.conn.prepare_cached(sql)?;
+            let rows = stmt
+                .query_map(p, row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        }
+
+        fn count(&self, sql: &str, p: impl rusqlite::Params) -> Result<i64> {
+            Ok(self.conn.prepare_cached(sql)?.query_row(p, |r| r.get(0))?)
+        }
+    }
+
+    impl Reads for Raw {
+        fn get(&mut self, id: u64) -> Result<bool> {
+            let sql = format!("SELECT {COLS} FROM queue WHERE id = ?1");
+            Ok(self
+                .conn
+                .prepare_cached(&sql)?
+                .query_row([id as i64], row)
+                .optional()?
+                .is_some())
+        }
+        fn get_cached(&mut self, id: u64) -> Result<bool> {
+            self.get(id)
+        }
+        fn correlation_page(&mut self, corr: &str, offset: u64) -> Result<usize> {
+            self.count(
+                "SELECT COUNT(*) FROM queue WHERE correlation_id = ?1",
+                [corr],
+            )?;
+            let sql = format!(
+                "SELECT {COLS} FROM queue WHERE correlation_id = ?1 ORDER BY id LIMIT 101 OFFSET ?2"
+            );
+            Ok(self
+                .rows(&sql, params![corr, offset as i64])?
+                .len()
+                .min(100))
+        }
+        fn user_page_offset(&mut self, user: &str, offset: u64) -> Result<usize> {
+            self.count("SELECT COUNT(*) FROM queue WHERE user = ?1", [user])?;
+            let sql = format!(
+                "SELECT {COLS} FROM queue WHERE user = ?1 ORDER BY datetime DESC, id DESC \
+                 LIMIT 101 OFFSET ?2"
+            );
+            Ok(self
+                .rows(&sql, params![user, offset as i64])?
+                .len()
+                .min(100))
+        }
+        fn user_page_after(&mut self, user: &str, c: Cursor) -> Result<usize> {
+            self.count("SELECT COUNT(*) FROM queue WHERE user = ?1", [user])?;
+            let sql = format!(
+                "SELECT {COLS} FROM queue WHERE user = ?1 AND (datetime, id) < (?2, ?3) \
+                 ORDER BY datetime DESC, id DESC LIMIT 101"
+            );
+            Ok(self
+                .rows(&sql, params![user, c.datetime, c.id as i64])?
+                .len()
+                .min(100))
+        }
+        fn transaction(&mut self, corr: &str) -> Result<usize> {
+            let sql = format!("SELECT {COLS} FROM queue WHERE correlation_id = ?1 ORDER BY id");
+            Ok(self.rows(&sql, [corr])?.len())
+        }
+        fn cmd_page(&mut self, cmd: &str) -> Result<usize> {
+            self.count("SELECT COUNT(*) FROM queue WHERE cmd = ?1", [cmd])?;
+            let sql = format!(
+                "SELECT {COLS} FROM queue WHERE cmd = ?1 ORDER BY datetime DESC, id DESC LIMIT 101"
+            );
+            Ok(self.rows(&sql, [cmd])?.len().min(100))
+        }
+        fn time_page(&mut self, from: i64, to: i64) -> Result<usize> {
+            self.count(
+                "SELECT COUNT(*) FROM queue WHERE datetime >= ?1 AND datetime <= ?2",
+                [from, to],
+            )?;
+            let sql = format!(
+                "SELECT {COLS} FROM queue WHERE datetime >= ?1 AND datetime <= ?2 \
+                 ORDER BY datetime DESC, id DESC LIMIT 101"
+            );
+            Ok(self.rows(&sql, [from, to])?.len().min(100))
+        }
+        fn stream_all(&mut self) -> Result<u64> {
+            let sql = format!("SELECT {COLS} FROM queue WHERE id > ?1 ORDER BY id LIMIT 1000");
+            let (mut last, mut n) = (0u64, 0u64);
+            loop {
+                let batch = self.rows(&sql, [last as i64])?;
+                let Some((id, _)) = batch.last() else { break };
+                last = *id;
+                n += batch.len() as u64;
+                if batch.len() < 1000 {
+                    break;
+                }
+            }
+            Ok(n)
+        }
+        fn replay_all(&mut self) -> Result<u64> {
+            let sql = format!("SELECT {COLS} FROM queue WHERE id > ?1 ORDER BY id LIMIT 1000");
+            let (mut last, mut n) = (0u64, 0u64);
+            loop {
+                let batch = self.rows(&sql, [last as i64])?;
+                let Some((id, _)) = batch.last() else { break };
+                last = *id;
+                for r in &batch {
+                    n += u64::from(!r.1.cmd.is_empty());
+                }
+                if batch.len() < 1000 {
+                    break;
+                }
+            }
+            Ok(n)
+        }
+    }
+}
+
+/// Plain redb.
+pub mod redb {
+    use super::*;
+    use ::redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+    const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+    const IDX_CORRELATION: TableDefinition<(&str, u64), ()> =
+        TableDefinition::new("idx_correlation_id");
+    const IDX_CAUSATION: TableDefinition<(u64, u64), ()> = TableDefinition::new("idx_causation_id");
+    const IDX_CMD: TableDefinition<(&str, i64, u64), ()> = TableDefinition::new("idx_cmd");
+    const IDX_USER: TableDefinition<(&str, i64, u64), ()> = TableDefinition::new("idx_user");
+    const IDX_DATETIME: TableDefinition<(i64, u64), ()> = TableDefinition::new("idx_datetime");
+    const IDX_VERSION: TableDefinition<(u32, u64), ()> = TableDefinition::new("idx_version");
+    const IDX_CORRELATION_CMD: TableDefinition<(&str, &str, u64), ()> =
+        TableDefinition::new("idx_composite_correlation_cmd");
+    const IDX_USER_DATETIME: TableDefinition<(&str, i64, u64), ()> =
+        TableDefinition::new("idx_composite_user_datetime");
+    const CONFIG: bincode::config::Configuration = bincode::config::standard();
+
+    /// A plain redb handle on a store file made by `RedbBackend`.
+    pub struct Raw {
+        db: Database,
+        indexes: IndexConfig,
+        durability: ::redb::Durability,
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Row> {
+        let (row, _) = bincode::decode_from_slice::<Row, _>(&bytes[1..], CONFIG)?;
+        Ok(row)
+    }
+
+    impl Raw {
+        /// Opens the file with the same cache size.
+        pub fn open(path: &Path, setup: &Setup) -> Result<Self> {
+            let mut b = Database::builder();
+            b.set_cache_size(setup.redb().cache_size);
+            Ok(Raw {
+                db: b.open(path)?,
+                indexes: setup.indexes,
+                durability: match setup.durability {
+                    Durability::Immediate => ::redb::Durability::Immediate,
+                    Durability::Relaxed => ::redb::Durability::None,
+                },
+            })
+        }
+
+        /// Events in one write transaction, with their index entries.
+        pub fn insert_batch(&mut self, es: &[BenchEvent]) -> Result<()> {
+            let mut txn = self.db.begin_write()?;
+            txn.set_durability(self.durability)?;
+            {
+                let mut events = txn.open_table(EVENTS)?;
+                let mut id = events.last()?.map_or(0, |(k, _)| k.value());
+                let now = now_ms();
+                let mut buf = Vec::new();
+                let mut ids = Vec::with_capacity(es.len());
+                for e in es {
+                    id += 1;
+                    let row = Row {
+                        version: 1,
+                        datetime: now,
+                        user: e.user.clone(),
+                        ip: String::new(),
+                        cmd: e.cmd.to_owned(),
+                        data: e.data.clone(),
+                        correlation_id: e.correlation_id.clone(),
+                        causation_id: None,
+                        metadata: "{}".to_owned(),
+                        stream: None,
+                        stream_version: None,
+                    };
+                    buf.clear();
+                    buf.push(1);
+                    bincode::encode_into_std_write(&row, &mut buf, CONFIG)?;
+                    events.insert(id, buf.as_slice())?;
+                    ids.push(id);
+                }
+                let i = &self.indexes;
+                let pairs = || ids.iter().copied().zip(es);
+                if i.correlation_id {
+                    let mut t = txn.open_table(IDX_CORRELATION)?;
+                    for (id, e) in pairs() {
+                        t.insert((e.correlation_id.as_str(), id), ())?;
+                    }
+                }
+                if i.causation_id {
+                    txn.open_table(IDX_CAUSATION)?;
+                }
+                if i.cmd {
+                    let mut t = txn.open_table(IDX_CMD)?;
+                    for (id, e) in pairs() {
+                        t.insert((e.cmd, now, id), ())?;
+                    }
+                }
+                if i.user {
+                    let mut t = txn.open_table(IDX_USER)?;
+                    for (id, e) in pairs() {
+                        t.insert((e.user.as_str(), now, id), ())?;
+                    }
+                }
+                if i.datetime {
+                    let mut t = txn.open_table(IDX_DATETIME)?;
+                    for (id, _) in pairs() {
+                        t.insert((now, id), ())?;
+                    }
+                }
+                if i.version {
+                    let mut t = txn.open_table(IDX_VERSION)?;
+                    for (id, _) in pairs() {
+                        t.insert((1u32, id), ())?;
+                    }
+                }
+                if i.correlation_cmd {
+                    let mut t = txn.open_table(IDX_CORRELATION_CMD)?;
+                    for (id, e) in pairs() {
+                        t.insert((e.correlation_id.as_str(), e.cmd, id), ())?;
+                    }
+                }
+                if i.user_datetime {
+                    let mut t = txn.open_table(IDX_USER_DATETIME)?;
+                    for (id, e) in pairs() {
+                        t.insert((e.user.as_str(), now, id), ())?;
+                    }
+                }
+            }
+            txn.commit()?;
+            Ok(())
+        }
+
+        /// One event, one transaction.
+        pub fn insert_one(&mut self, e: &BenchEvent) -> Result<()> {
+            self.insert_batch(std::slice::from_ref(e))
+        }
+
+        fn get_row(events: &::redb::ReadOnlyTable<u64, &[u8]>, id: u64) -> Result<Option<Row>> {
+            events.get(id)?.map(|v| decode(v.value())).transpose()
+        }
+
+        /// Newest-first page of an `(s, datetime, id)` index, skipping `offset`, up to `before`.
+        fn dt_page(
+            &self,
+            def: TableDefinition<(&str, i64, u64), ()>,
+            s: &str,
+            offset: u64,
+            before: Option<Cursor>,
+        ) -> Result<usize> {
+            let txn = self.db.begin_read()?;
+            let idx = txn.open_table(def)?;
+            let events = txn.open_table(EVENTS)?;
+            let _count = idx
+                .range((s, i64::MIN, 0u64)..=(s, i64::MAX, u64::MAX))?
+                .count();
+            let hi = match before {
+                Some(c) => (s, c.datetime, c.id.saturating_sub(1)),
+                None => (s, i64::MAX, u64::MAX),
+            };
+            let mut n = 0;
+            for entry in idx
+                .range((s, i64::MIN, 0u64)..=hi)?
+                .rev()
+                .skip(offset as usize)
+                .take(100)
+            {
+                let id = entry?.0.value().2;
+                n += usize::from(Self::get_row(&events, id)?.is_some());
+            }
+            Ok(n)
+        }
+    }
+
+    impl Reads for Raw {
+        fn get(&mut self, id: u64) -> Result<bool> {
+            let txn = self.db.begin_read()?;
+            let events = txn.open_table(EVENTS)?;
+            Ok(Self::get_row(&events, id)?.is_some())
+        }
+        fn get_cached(&mut self, id: u64) -> Result<bool> {
+            self.get(id)
+        }
+        fn correlation_page(&mut self, corr: &str, offset: u64) -> Result<usize> {
+            let txn = self.db.begin_read()?;
+            let idx = txn.open_table(IDX_CORRELATION)?;
+            let events = txn.open_table(EVENTS)?;
+            let _count = idx.range((corr, 0u64)..=(corr, u64::MAX))?.count();
+            let mut n = 0;
+            for entry in idx
+                .range((corr, 0u64)..=(corr, u64::MAX))?
+                .skip(offset as usize)
+                .take(100)
+            {
+                let id = entry?.0.value().1;
+                n += usize::from(Self::get_row(&events, id)?.is_some());
+            }
+            Ok(n)
+        }
+        fn user_page_offset(&mut self, user: &str, offset: u64) -> Result<usize> {
+            self.dt_page(IDX_USER, user, offset, None)
+        }
+        fn user_page_after(&mut self, user: &str, cursor: Cursor) -> Result<usize> {
+            self.dt_page(IDX_USER, user, 0, Some(cursor))
+        }
+        fn transaction(&mut self, corr: &str) -> Result<usize> {
+            let txn = self.db.begin_read()?;
+            let idx = txn.open_table(IDX_CORRELATION)?;
+            let events = txn.open_table(EVENTS)?;
+            let mut n = 0;
+            for entry in idx.range((corr, 0u64)..=(corr, u64::MAX))? {
+                let id = entry?.0.value().1;
+                n += usize::from(Self::get_row(&events, id)?.is_some());
+            }
+            Ok(n)
+        }
+        fn cmd_page(&mut self, cmd: &str) -> Result<usize> {
+            self.dt_page(IDX_CMD, cmd, 0, None)
+        }
+        fn time_page(&mut self, from: i64, to: i64) -> Result<usize> {
+            let txn = self.db.begin_read()?;
+            let idx = txn.open_table(IDX_DATETIME)?;
+            let events = txn.open_table(EVENTS)?;
+            let _count = idx.range((from, 0u64)..=(to, u64::MAX))?.count();
+            let mut n = 0;
+            for entry in idx.range((from, 0u64)..=(to, u64::MAX))?.rev().take(100) {
+                let id = entry?.0.value().1;
+                n += usize::from(Self::get_row(&events, id)?.is_some());
+            }
+            Ok(n)
+        }
+        fn stream_all(&mut self) -> Result<u64> {
+            let (mut last, mut n) = (0u64, 0u64);
+            loop {
+                let txn = self.db.begin_read()?;
+                let events = txn.open_table(EVENTS)?;
+                let mut batch = Vec::with_capacity(1000);
+                for entry in events.range(last + 1..)?.take(1000) {
+                    let (k, v) = entry?;
+                    batch.push((k.value(), decode(v.value())?));
+                }
+                let Some((id, _)) = batch.last() else { break };
+                last = *id;
+                n += batch.len() as u64;
+                if batch.len() < 1000 {
+                    break;
+                }
+            }
+            Ok(n)
+        }
+        fn replay_all(&mut self) -> Result<u64> {
+            self.stream_all()
+        }
+    }
+}
