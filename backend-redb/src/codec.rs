@@ -20,6 +20,7 @@ struct RowRef<'a> {
     metadata: &'a str,
     stream: Option<&'a str>,
     stream_version: Option<u64>,
+    checksum: u32,
 }
 
 #[derive(bincode::Decode)]
@@ -35,10 +36,13 @@ struct Row {
     metadata: String,
     stream: Option<String>,
     stream_version: Option<u64>,
+    checksum: u32,
 }
 
+/// Encodes the row of event `id`, with its checksum.
 pub(crate) fn encode_row(
     p: &PendingEvent,
+    id: u64,
     stream_version: Option<u64>,
     buf: &mut Vec<u8>,
 ) -> Result<()> {
@@ -56,6 +60,7 @@ pub(crate) fn encode_row(
         metadata: &p.metadata,
         stream: p.stream.as_deref(),
         stream_version,
+        checksum: p.checksum(id, stream_version),
     };
     bincode::encode_into_std_write(&row, buf, CONFIG)
         .map(|_| ())
@@ -76,7 +81,7 @@ pub(crate) fn decode_row(id: u64, bytes: &[u8]) -> Result<Event> {
     if used != body.len() {
         return Err(Error::Corrupt(format!("event {id}: trailing bytes")));
     }
-    Ok(Event {
+    Event {
         id,
         version: row.version,
         datetime: row.datetime,
@@ -89,7 +94,8 @@ pub(crate) fn decode_row(id: u64, bytes: &[u8]) -> Result<Event> {
         metadata: row.metadata,
         stream: row.stream,
         stream_version: row.stream_version,
-    })
+    }
+    .verify(row.checksum)
 }
 
 pub(crate) fn encode_snapshot(s: &Snapshot) -> Result<Vec<u8>> {

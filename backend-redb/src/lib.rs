@@ -521,7 +521,7 @@ impl Backend for RedbBackend {
                 let mut buf = Vec::with_capacity(256);
                 for (i, (p, sv)) in batch.iter().zip(&stream_versions).enumerate() {
                     let id = last + 1 + i as u64;
-                    codec::encode_row(p, *sv, &mut buf)?;
+                    codec::encode_row(p, id, *sv, &mut buf)?;
                     events.insert(id, buf.as_slice()).map_err(map_err)?;
                     if let Some(stream) = p.stream.as_deref() {
                         stream_idx.insert((stream, id), ()).map_err(map_err)?;

@@ -56,6 +56,7 @@ CREATE TABLE IF NOT EXISTS queue (
     metadata TEXT NOT NULL,
     stream TEXT,
     stream_version INTEGER,
+    checksum INTEGER NOT NULL,
     UNIQUE (stream, stream_version)
 );
 CREATE TABLE IF NOT EXISTS snapshots (
@@ -93,7 +94,20 @@ pub(crate) fn map_err(e: rusqlite::Error) -> Error {
     }
 }
 
-fn row_to_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
+/// Reads a row and checks its checksum.
+fn row_to_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Event>> {
+    let event = row_fields(row)?;
+    let stored: i64 = row.get(12)?;
+    Ok(match u32::try_from(stored) {
+        Ok(sum) => event.verify(sum),
+        Err(_) => Err(Error::Corrupt(format!(
+            "event {}: bad checksum {stored}",
+            event.id
+        ))),
+    })
+}
+
+fn row_fields(row: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
     let id: i64 = row.get(0)?;
     let causation: Option<i64> = row.get(8)?;
     let stream_version: Option<i64> = row.get(11)?;
@@ -487,6 +501,7 @@ impl Backend for SqliteBackend {
                     .and_then(|_| bind(&p.metadata))
                     .and_then(|_| bind(&p.stream))
                     .and_then(|_| bind(&sv.map(|v| v as i64)))
+                    .and_then(|_| bind(&i64::from(p.checksum(first + i as u64, *sv))))
                     .map_err(map_err)?;
             }
             stmt.raw_execute().map_err(map_err)?;
@@ -508,7 +523,8 @@ impl Backend for SqliteBackend {
         self.with_reader(|conn| {
             conn.prepare_cached(&format!("SELECT {} FROM queue WHERE id = ?1", sql::COLUMNS))
                 .and_then(|mut s| s.query_row([id], row_to_event).optional())
-                .map_err(map_err)
+                .map_err(map_err)?
+                .transpose()
         })
     }
 
@@ -522,7 +538,7 @@ impl Backend for SqliteBackend {
             let rows = stmt
                 .query_map(rusqlite::params_from_iter(params), row_to_event)
                 .map_err(map_err)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(map_err)
+            rows.map(|r| r.map_err(map_err)?).collect()
         })
     }
 

@@ -4,12 +4,12 @@
 use eventlite_core::{Filter, IndexName, Order, Query};
 use rusqlite::types::Value;
 
-/// Rows per multi-row INSERT statement in a bulk append (12 parameters each).
+/// Rows per multi-row INSERT statement in a bulk append (13 parameters each).
 pub(crate) const ROWS_PER_INSERT: usize = 32;
 
 /// `INSERT INTO queue … VALUES (…), (…), …` for `rows` rows.
 pub(crate) fn insert_sql(rows: usize) -> String {
-    let one = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    let one = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
     format!(
         "INSERT INTO queue ({COLUMNS}) VALUES {}",
         vec![one; rows].join(", ")
@@ -17,7 +17,7 @@ pub(crate) fn insert_sql(rows: usize) -> String {
 }
 
 pub(crate) const COLUMNS: &str = "id, version, datetime, user, ip, cmd, data, correlation_id, \
-     causation_id, metadata, stream, stream_version";
+     causation_id, metadata, stream, stream_version, checksum";
 
 /// An index's name and the `CREATE INDEX` statement that makes it.
 ///

@@ -33,6 +33,26 @@ pub struct Row {
     pub stream: Option<String>,
     /// Stream version.
     pub stream_version: Option<u64>,
+    /// CRC-32 of the row's fields.
+    pub checksum: u32,
+}
+
+/// The fields of a bench event stored as `id` at `now`, for its checksum.
+fn fields(id: u64, e: &BenchEvent, now: i64) -> eventlite_core::EventFields<'_> {
+    eventlite_core::EventFields {
+        id,
+        version: 1,
+        datetime: now,
+        user: &e.user,
+        ip: "",
+        cmd: e.cmd,
+        data: &e.data,
+        correlation_id: &e.correlation_id,
+        causation_id: None,
+        metadata: "{}",
+        stream: None,
+        stream_version: None,
+    }
 }
 
 /// Plain rusqlite.
@@ -40,7 +60,7 @@ pub mod sqlite {
     use super::*;
     use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-    const COLS: &str = "id, version, datetime, user, ip, cmd, data, correlation_id, causation_id, metadata, stream, stream_version";
+    const COLS: &str = "id, version, datetime, user, ip, cmd, data, correlation_id, causation_id, metadata, stream, stream_version, checksum";
 
     /// A connection with the same pragmas as `SqliteBackend`.
     pub struct Raw {
@@ -62,6 +82,7 @@ pub mod sqlite {
                 metadata: r.get(9)?,
                 stream: r.get(10)?,
                 stream_version: r.get::<_, Option<i64>>(11)?.map(|v| v as u64),
+                checksum: r.get::<_, i64>(12)? as u32,
             },
         ))
     }
@@ -95,14 +116,30 @@ pub mod sqlite {
             Ok(Raw { conn })
         }
 
-        fn insert(tx: &rusqlite::Transaction<'_>, e: &BenchEvent, now: i64) -> Result<()> {
+        fn insert(tx: &rusqlite::Transaction<'_>, id: u64, e: &BenchEvent, now: i64) -> Result<()> {
+            let checksum = fields(id, e, now).checksum();
             tx.prepare_cached(
-                "INSERT INTO queue (version, datetime, user, ip, cmd, data, correlation_id, \
-                 causation_id, metadata, stream, stream_version) \
-                 VALUES (1, ?1, ?2, '', ?3, ?4, ?5, NULL, '{}', NULL, NULL)",
+                "INSERT INTO queue (id, version, datetime, user, ip, cmd, data, correlation_id, \
+                 causation_id, metadata, stream, stream_version, checksum) \
+                 VALUES (?1, 1, ?2, ?3, '', ?4, ?5, ?6, NULL, '{}', NULL, NULL, ?7)",
             )?
-            .execute(params![now, e.user, e.cmd, e.data, e.correlation_id])?;
+            .execute(params![
+                id as i64,
+                now,
+                e.user,
+                e.cmd,
+                e.data,
+                e.correlation_id,
+                checksum
+            ])?;
             Ok(())
+        }
+
+        fn next_id(tx: &rusqlite::Transaction<'_>) -> Result<u64> {
+            let last: i64 = tx
+                .prepare_cached("SELECT COALESCE(MAX(id), 0) FROM queue")?
+                .query_row([], |r| r.get(0))?;
+            Ok(last as u64 + 1)
         }
 
         /// One event, one transaction.
@@ -110,7 +147,8 @@ pub mod sqlite {
             let tx = self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            Self::insert(&tx, e, now_ms())?;
+            let id = Self::next_id(&tx)?;
+            Self::insert(&tx, id, e, now_ms())?;
             tx.commit()?;
             Ok(())
         }
@@ -121,8 +159,9 @@ pub mod sqlite {
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
             let now = now_ms();
-            for e in es {
-                Self::insert(&tx, e, now)?;
+            let first = Self::next_id(&tx)?;
+            for (i, e) in es.iter().enumerate() {
+                Self::insert(&tx, first + i as u64, e, now)?;
             }
             tx.commit()?;
             Ok(())
@@ -314,6 +353,7 @@ pub mod redb {
                         metadata: "{}".to_owned(),
                         stream: None,
                         stream_version: None,
+                        checksum: fields(id, e, now).checksum(),
                     };
                     buf.clear();
                     buf.push(1);

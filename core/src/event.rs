@@ -68,12 +68,111 @@ impl Event {
             .map_err(|e| Error::Decode(format!("metadata of event {}: {e}", self.id)))
     }
 
+    /// CRC-32 of the event's canonical encoding (every field, length-prefixed, in declaration
+    /// order). Backends store it with the row and check it on every read, so a flipped bit in
+    /// any field is reported as [`Error::Corrupt`] instead of being returned.
+    pub fn checksum(&self) -> u32 {
+        self.fields().checksum()
+    }
+
+    /// The event's fields, borrowed.
+    pub fn fields(&self) -> EventFields<'_> {
+        EventFields {
+            id: self.id,
+            version: self.version,
+            datetime: self.datetime,
+            user: &self.user,
+            ip: &self.ip,
+            cmd: &self.cmd,
+            data: &self.data,
+            correlation_id: &self.correlation_id,
+            causation_id: self.causation_id,
+            metadata: &self.metadata,
+            stream: self.stream.as_deref(),
+            stream_version: self.stream_version,
+        }
+    }
+
+    /// Checks `stored` against [`Event::checksum`].
+    pub fn verify(self, stored: u32) -> Result<Event> {
+        if self.checksum() == stored {
+            Ok(self)
+        } else {
+            Err(Error::Corrupt(format!(
+                "event {}: checksum mismatch",
+                self.id
+            )))
+        }
+    }
+
     /// A keyset cursor pointing just past this event (for any [`crate::Order`]).
     pub fn cursor(&self) -> Cursor {
         Cursor {
             id: self.id,
             datetime: self.datetime,
         }
+    }
+}
+
+/// An event's fields, borrowed: what its checksum is computed over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventFields<'a> {
+    /// See [`Event::id`].
+    pub id: u64,
+    /// See [`Event::version`].
+    pub version: u32,
+    /// See [`Event::datetime`].
+    pub datetime: i64,
+    /// See [`Event::user`].
+    pub user: &'a str,
+    /// See [`Event::ip`].
+    pub ip: &'a str,
+    /// See [`Event::cmd`].
+    pub cmd: &'a str,
+    /// See [`Event::data`].
+    pub data: &'a str,
+    /// See [`Event::correlation_id`].
+    pub correlation_id: &'a str,
+    /// See [`Event::causation_id`].
+    pub causation_id: Option<u64>,
+    /// See [`Event::metadata`].
+    pub metadata: &'a str,
+    /// See [`Event::stream`].
+    pub stream: Option<&'a str>,
+    /// See [`Event::stream_version`].
+    pub stream_version: Option<u64>,
+}
+
+impl EventFields<'_> {
+    /// CRC-32 of the canonical encoding: every field in declaration order, integers little
+    /// endian, strings length-prefixed, options tagged.
+    pub fn checksum(&self) -> u32 {
+        let mut h = crc32fast::Hasher::new();
+        h.update(&self.id.to_le_bytes());
+        h.update(&self.version.to_le_bytes());
+        h.update(&self.datetime.to_le_bytes());
+        let text = |h: &mut crc32fast::Hasher, t: &str| {
+            h.update(&(t.len() as u64).to_le_bytes());
+            h.update(t.as_bytes());
+        };
+        for t in [self.user, self.ip, self.cmd, self.data, self.correlation_id] {
+            text(&mut h, t);
+        }
+        let tag = |h: &mut crc32fast::Hasher, present: bool| h.update(&[u8::from(present)]);
+        tag(&mut h, self.causation_id.is_some());
+        if let Some(c) = self.causation_id {
+            h.update(&c.to_le_bytes());
+        }
+        text(&mut h, self.metadata);
+        tag(&mut h, self.stream.is_some());
+        if let Some(s) = self.stream {
+            text(&mut h, s);
+        }
+        tag(&mut h, self.stream_version.is_some());
+        if let Some(v) = self.stream_version {
+            h.update(&v.to_le_bytes());
+        }
+        h.finalize()
     }
 }
 
@@ -280,6 +379,25 @@ impl PendingEvent {
         }
     }
 
+    /// The checksum the event will have once stored with this id and stream version.
+    pub fn checksum(&self, id: u64, stream_version: Option<u64>) -> u32 {
+        EventFields {
+            id,
+            version: self.version,
+            datetime: self.datetime,
+            user: &self.user,
+            ip: &self.ip,
+            cmd: &self.cmd,
+            data: &self.data,
+            correlation_id: &self.correlation_id,
+            causation_id: self.causation_id,
+            metadata: &self.metadata,
+            stream: self.stream.as_deref(),
+            stream_version,
+        }
+        .checksum()
+    }
+
     /// Bytes of caller-supplied content: what the store's size limit counts.
     pub fn content_len(&self) -> usize {
         self.user.len()
@@ -289,5 +407,94 @@ impl PendingEvent {
             + self.correlation_id.len()
             + self.metadata.len()
             + self.stream.as_ref().map_or(0, String::len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Event {
+        PendingEvent {
+            version: 2,
+            datetime: 7,
+            user: "u".into(),
+            ip: "i".into(),
+            cmd: "c".into(),
+            data: "{}".into(),
+            correlation_id: "g".into(),
+            causation_id: Some(3),
+            metadata: "{}".into(),
+            stream: Some("s".into()),
+            expected: ExpectedVersion::Any,
+        }
+        .into_event(9, Some(1))
+    }
+
+    #[test]
+    fn checksum_covers_every_field_and_matches_the_pending_form() {
+        let e = sample();
+        let pending = PendingEvent {
+            version: e.version,
+            datetime: e.datetime,
+            user: e.user.clone(),
+            ip: e.ip.clone(),
+            cmd: e.cmd.clone(),
+            data: e.data.clone(),
+            correlation_id: e.correlation_id.clone(),
+            causation_id: e.causation_id,
+            metadata: e.metadata.clone(),
+            stream: e.stream.clone(),
+            expected: ExpectedVersion::Any,
+        };
+        assert_eq!(pending.checksum(9, Some(1)), e.checksum());
+        let changes: Vec<Box<dyn Fn(&mut Event)>> = vec![
+            Box::new(|e| e.id += 1),
+            Box::new(|e| e.version += 1),
+            Box::new(|e| e.datetime += 1),
+            Box::new(|e| e.user.push('x')),
+            Box::new(|e| e.ip.push('x')),
+            Box::new(|e| e.cmd.push('x')),
+            Box::new(|e| e.data = "[]".into()),
+            Box::new(|e| e.correlation_id.push('x')),
+            Box::new(|e| e.causation_id = None),
+            Box::new(|e| e.metadata = "{ }".into()),
+            Box::new(|e| e.stream = None),
+            Box::new(|e| e.stream_version = Some(2)),
+            // Moving a byte between adjacent strings changes the checksum (length prefixes).
+            Box::new(|e| {
+                e.user = "ui".into();
+                e.ip = String::new();
+            }),
+        ];
+        for (i, change) in changes.iter().enumerate() {
+            let mut changed = sample();
+            change(&mut changed);
+            assert_ne!(
+                changed.checksum(),
+                e.checksum(),
+                "change {i} went unnoticed"
+            );
+            assert!(matches!(
+                changed.verify(e.checksum()),
+                Err(Error::Corrupt(_))
+            ));
+        }
+        assert!(sample().verify(e.checksum()).is_ok());
+    }
+
+    #[test]
+    fn expected_version_checks() {
+        assert!(ExpectedVersion::Any.check("s", Some(3)).is_ok());
+        assert!(ExpectedVersion::NoStream.check("s", None).is_ok());
+        assert!(ExpectedVersion::Exact(3).check("s", Some(3)).is_ok());
+        assert!(matches!(
+            ExpectedVersion::Exact(2).check("s", Some(3)),
+            Err(Error::Conflict {
+                actual: Some(3),
+                ..
+            })
+        ));
+        assert!(ExpectedVersion::Exact(0).check("s", None).is_err());
     }
 }

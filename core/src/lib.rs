@@ -44,7 +44,7 @@ pub use backend::{Backend, Snapshot};
 pub use cache::CacheStats;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{BoxError, Error, Result};
-pub use event::{Event, ExpectedVersion, NewEvent, PendingEvent};
+pub use event::{Event, EventFields, ExpectedVersion, NewEvent, PendingEvent};
 pub use index::{IndexConfig, IndexName, QueryPlan};
 pub use memory::{MemoryBackend, plan_with};
 pub use model::{Callbacks, EventData, Executed, ExecutionError, FnModel, Migration, Model, Stage};
