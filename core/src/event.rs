@@ -448,7 +448,8 @@ mod tests {
             expected: ExpectedVersion::Any,
         };
         assert_eq!(pending.checksum(9, Some(1)), e.checksum());
-        let changes: Vec<Box<dyn Fn(&mut Event)>> = vec![
+        type Change = Box<dyn Fn(&mut Event)>;
+        let changes: Vec<Change> = vec![
             Box::new(|e| e.id += 1),
             Box::new(|e| e.version += 1),
             Box::new(|e| e.datetime += 1),
