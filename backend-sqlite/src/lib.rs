@@ -77,10 +77,6 @@ pub(crate) fn map_err(e: rusqlite::Error) -> Error {
         rusqlite::Error::SqliteFailure(f, _) => match f.code {
             C::DatabaseBusy | C::DatabaseLocked => Error::Busy(msg),
             C::DiskFull => Error::StorageFull(msg),
-            // EFBIG (a file-size limit) reaches SQLite as a failed write.
-            C::SystemIoFailure if f.extended_code == rusqlite::ffi::SQLITE_IOERR_WRITE => {
-                Error::StorageFull(msg)
-            }
             C::ReadOnly | C::PermissionDenied => Error::ReadOnly(msg),
             C::DatabaseCorrupt => Error::Corrupt(msg),
             C::NotADatabase => Error::NotAStore(msg),
@@ -95,6 +91,25 @@ pub(crate) fn map_err(e: rusqlite::Error) -> Error {
 }
 
 /// Reads a row and checks its checksum.
+/// Maps an error of a write on `conn`: SQLite reports a write that failed for a file-size limit
+/// (EFBIG) as a plain I/O error, so the OS error it saw decides.
+fn map_write_err(conn: &Connection, e: rusqlite::Error) -> Error {
+    if let rusqlite::Error::SqliteFailure(f, _) = &e
+        && f.code == rusqlite::ErrorCode::SystemIoFailure
+    {
+        // SAFETY: the handle is valid while `conn` lives; the call only reads its last errno.
+        let errno = unsafe { rusqlite::ffi::sqlite3_system_errno(conn.handle()) };
+        let kind = std::io::Error::from_raw_os_error(errno).kind();
+        if matches!(
+            kind,
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::FileTooLarge
+        ) {
+            return Error::StorageFull(format!("{e} ({kind})"));
+        }
+    }
+    map_err(e)
+}
+
 fn row_to_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Event>> {
     let event = row_fields(row)?;
     let stored: i64 = row.get(12)?;
@@ -504,9 +519,10 @@ impl Backend for SqliteBackend {
                     .and_then(|_| bind(&i64::from(p.checksum(first + i as u64, *sv))))
                     .map_err(map_err)?;
             }
-            stmt.raw_execute().map_err(map_err)?;
+            stmt.raw_execute().map_err(|e| map_write_err(&tx, e))?;
         }
-        tx.commit().map_err(map_err)?;
+        let committed = tx.commit();
+        committed.map_err(|e| map_write_err(&conn, e))?;
         drop(conn);
         Ok(batch
             .into_iter()

@@ -1,0 +1,120 @@
+//! The child process of the reliability tests. Modes:
+//!
+//! - `append ENGINE PATH DURABILITY FIRST_BATCH SEED`: appends random batches of 1–3 events
+//!   forever, printing `ack <id> <batch> <k> <n>` for each event once the append returned.
+//! - `fill ENGINE PATH FSIZE_LIMIT FIRST_BATCH`: ignores SIGXFSZ, limits the size of files it
+//!   writes to FSIZE_LIMIT bytes, appends until an append fails, prints `err <variant>` and exits.
+//! - `multi PATH COUNT`: appends COUNT single events to a SQLite store, printing each id.
+use std::io::Write;
+
+use anyhow::{Context, Result};
+use eventlite_core::{Durability, Error, NewEvent};
+use eventlite_reliability::{batch_event, durability, engine, open};
+
+fn arg(args: &[String], i: usize) -> Result<&str> {
+    args.get(i)
+        .map(String::as_str)
+        .with_context(|| format!("argument {i} missing"))
+}
+
+fn variant(e: &Error) -> &'static str {
+    match e {
+        Error::StorageFull(_) => "StorageFull",
+        Error::ReadOnly(_) => "ReadOnly",
+        Error::Corrupt(_) => "Corrupt",
+        Error::Busy(_) => "Busy",
+        Error::Unavailable(_) => "Unavailable",
+        Error::Backend { .. } => "Backend",
+        _ => "Other",
+    }
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let out = std::io::stdout();
+    let mut out = out.lock();
+    match arg(&args, 1)? {
+        "append" => {
+            let store = open(
+                engine(arg(&args, 2)?)?,
+                arg(&args, 3)?.as_ref(),
+                durability(arg(&args, 4)?)?,
+            )?;
+            let mut batch: u64 = arg(&args, 5)?.parse()?;
+            let mut seed: u64 = arg(&args, 6)?.parse::<u64>()? | 1;
+            loop {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let n = seed % 3 + 1;
+                let pad = (seed >> 8) as usize % 300;
+                let stored =
+                    store.store_bulk((0..n).map(|k| batch_event(batch, k, n, pad)).collect())?;
+                for (k, e) in stored.iter().enumerate() {
+                    writeln!(out, "ack {} {batch} {k} {n}", e.id)?;
+                }
+                out.flush()?;
+                batch += 1;
+            }
+        }
+        "fill" => {
+            let limit: u64 = arg(&args, 4)?.parse()?;
+            let mut batch: u64 = arg(&args, 5)?.parse()?;
+            // SAFETY: plain libc calls with valid arguments; ignoring SIGXFSZ makes an
+            // oversize write fail with EFBIG instead of killing the process.
+            unsafe {
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                let mut lim: libc::rlimit = std::mem::zeroed();
+                libc::getrlimit(libc::RLIMIT_FSIZE, &mut lim);
+                lim.rlim_cur = limit;
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                    anyhow::bail!("setrlimit failed");
+                }
+            }
+            let store = match open(
+                engine(arg(&args, 2)?)?,
+                arg(&args, 3)?.as_ref(),
+                Durability::Immediate,
+            ) {
+                Ok(s) => s,
+                Err(e) => {
+                    let e = e.downcast::<Error>()?;
+                    writeln!(out, "err {} {e}", variant(&e))?;
+                    return Ok(());
+                }
+            };
+            loop {
+                let events = (0..3).map(|k| batch_event(batch, k, 3, 4_000)).collect();
+                match store.store_bulk(events) {
+                    Ok(stored) => {
+                        for (k, e) in stored.iter().enumerate() {
+                            writeln!(out, "ack {} {batch} {k} 3", e.id)?;
+                        }
+                        out.flush()?;
+                        batch += 1;
+                    }
+                    Err(e) => {
+                        writeln!(out, "err {} {e}", variant(&e))?;
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        "multi" => {
+            let store = eventlite_core::EventStore::new(eventlite_sqlite::SqliteBackend::open(
+                arg(&args, 2)?,
+                eventlite_sqlite::SqliteOptions {
+                    busy_timeout: std::time::Duration::from_secs(30),
+                    ..eventlite_sqlite::SqliteOptions::default()
+                },
+            )?);
+            let count: u64 = arg(&args, 3)?.parse()?;
+            for i in 0..count {
+                let e = store.store(NewEvent::new("multi").data(&i))?;
+                writeln!(out, "{}", e.id)?;
+            }
+            Ok(())
+        }
+        other => anyhow::bail!("unknown mode {other}"),
+    }
+}

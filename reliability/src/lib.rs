@@ -1,0 +1,142 @@
+//! Shared pieces of the reliability tests: the deterministic events the writer child appends,
+//! and how to check what survived.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result, ensure};
+use eventlite_benches::{Engine, Setup, Store, open_ours};
+use eventlite_core::{Durability, Event, IndexConfig, NewEvent};
+
+pub use eventlite_benches::Engine as Kind;
+
+/// Parses an engine name.
+pub fn engine(name: &str) -> Result<Engine> {
+    match name {
+        "sqlite" => Ok(Engine::Sqlite),
+        "redb" => Ok(Engine::Redb),
+        other => anyhow::bail!("unknown engine {other}"),
+    }
+}
+
+/// Parses a durability name.
+pub fn durability(name: &str) -> Result<Durability> {
+    match name {
+        "immediate" => Ok(Durability::Immediate),
+        "relaxed" => Ok(Durability::Relaxed),
+        other => anyhow::bail!("unknown durability {other}"),
+    }
+}
+
+/// How the reliability tests open stores: the guide's default indexes plus cmd and user, so
+/// secondary tables are exercised too.
+pub fn setup(durability: Durability) -> Setup {
+    Setup {
+        indexes: IndexConfig {
+            cmd: true,
+            user: true,
+            ..IndexConfig::default()
+        },
+        durability,
+        ..Setup::default()
+    }
+}
+
+/// Opens a store.
+pub fn open(engine: Engine, path: &Path, durability: Durability) -> Result<Store> {
+    open_ours(engine, path, &setup(durability))
+}
+
+/// Event `k` of a batch of `n` with number `batch`: its content is a function of those three,
+/// so that a checker can tell what every stored event must contain.
+pub fn batch_event(batch: u64, k: u64, n: u64, pad: usize) -> NewEvent {
+    NewEvent::new("crash")
+        .user(format!("b{batch}"))
+        .correlation_id(format!("batch-{batch}"))
+        .data(&serde_json::json!({ "batch": batch, "k": k, "n": n, "pad": "x".repeat(pad) }))
+}
+
+/// What a stored crash event says about itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tag {
+    /// Batch number.
+    pub batch: u64,
+    /// Position in the batch.
+    pub k: u64,
+    /// Batch length.
+    pub n: u64,
+}
+
+/// Reads an event's tag, checking that its other fields agree with it.
+pub fn tag(e: &Event) -> Result<Tag> {
+    let v: serde_json::Value = e.data()?;
+    let get = |f: &str| {
+        v[f].as_u64()
+            .with_context(|| format!("event {} has no {f}", e.id))
+    };
+    let t = Tag {
+        batch: get("batch")?,
+        k: get("k")?,
+        n: get("n")?,
+    };
+    ensure!(
+        e.cmd == "crash" && e.user == format!("b{}", t.batch),
+        "event {} fields",
+        e.id
+    );
+    ensure!(
+        e.correlation_id == format!("batch-{}", t.batch),
+        "event {} correlation",
+        e.id
+    );
+    Ok(t)
+}
+
+/// An acknowledgement line from the writer: `ack <id> <batch> <k> <n>`.
+pub fn parse_acks(stdout: &str) -> BTreeMap<u64, Tag> {
+    stdout
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next()? == "ack").then_some(())?;
+            let mut num = || w.next()?.parse::<u64>().ok();
+            let id = num()?;
+            Some((
+                id,
+                Tag {
+                    batch: num()?,
+                    k: num()?,
+                    n: num()?,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// What a reopened store holds: every event 1..=last, read and checksum-verified, gap-free,
+/// whole batches only. Returns the events.
+pub fn check_store(store: &Store) -> Result<Vec<Event>> {
+    let last = store.last_id()?;
+    let mut events = Vec::with_capacity(last as usize);
+    for id in 1..=last {
+        let e = store
+            .get(id)?
+            .with_context(|| format!("gap: event {id} missing"))?;
+        events.push(e);
+    }
+    ensure!(store.get(last + 1)?.is_none(), "an event after the last id");
+    let mut batches: BTreeMap<u64, (u64, Vec<u64>)> = BTreeMap::new();
+    for e in &events {
+        let t = tag(e)?;
+        let entry = batches.entry(t.batch).or_insert((t.n, Vec::new()));
+        ensure!(entry.0 == t.n, "batch {} has two lengths", t.batch);
+        entry.1.push(t.k);
+    }
+    for (batch, (n, ks)) in &batches {
+        ensure!(
+            *ks == (0..*n).collect::<Vec<_>>(),
+            "batch {batch} is partial or out of order: {ks:?} of {n}"
+        );
+    }
+    Ok(events)
+}

@@ -1,0 +1,167 @@
+//! Full disks: a file-size limit (EFBIG) and a 1 MiB tmpfs (ENOSPC). The failing append gets a
+//! typed error (no panic, no abort); afterwards the store opens, holds every acknowledged event,
+//! and the next append gets the next id.
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Result, ensure};
+use eventlite_core::Durability;
+use eventlite_reliability::{Kind, batch_event, check_store, open, parse_acks, tag};
+
+/// Runs the writer in `fill` mode; returns (acknowledgements, error line).
+fn fill(
+    kind: Kind,
+    path: &Path,
+    limit: u64,
+) -> Result<(
+    std::collections::BTreeMap<u64, eventlite_reliability::Tag>,
+    String,
+)> {
+    let out = Command::new(env!("CARGO_BIN_EXE_crash-writer"))
+        .args([
+            "fill",
+            kind.name(),
+            &path.display().to_string(),
+            &limit.to_string(),
+            "0",
+        ])
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    ensure!(
+        out.status.success(),
+        "writer failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = stdout
+        .lines()
+        .find(|l| l.starts_with("err "))
+        .unwrap_or_default()
+        .to_owned();
+    Ok((parse_acks(&stdout), err))
+}
+
+fn verify_after(
+    kind: Kind,
+    path: &Path,
+    acked: &std::collections::BTreeMap<u64, eventlite_reliability::Tag>,
+) -> Result<()> {
+    let store = open(kind, path, Durability::Immediate)?;
+    let events = check_store(&store)?;
+    for (id, t) in acked {
+        let e = events
+            .get(*id as usize - 1)
+            .ok_or_else(|| anyhow::anyhow!("acknowledged event {id} lost"))?;
+        ensure!(tag(e)? == *t, "event {id} changed");
+    }
+    let next = store.store(batch_event(1_000_000, 0, 1, 10))?;
+    ensure!(
+        next.id == events.len() as u64 + 1,
+        "next id {} after {} events",
+        next.id,
+        events.len()
+    );
+    Ok(())
+}
+
+fn file_size_limit(kind: Kind) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join(kind.file());
+    // Lay the store out first, so the limit bites on appends, not on creation.
+    drop(open(kind, &path, Durability::Immediate)?);
+    let base = std::fs::metadata(&path)?.len();
+    let (acked, err) = fill(kind, &path, base + 256 * 1024)?;
+    ensure!(
+        err.starts_with("err StorageFull"),
+        "expected a typed StorageFull error, got {err:?}"
+    );
+    ensure!(!acked.is_empty(), "nothing was appended before the limit");
+    verify_after(kind, &path, &acked)?;
+    eprintln!(
+        "{}: {} events acknowledged before EFBIG ({err})",
+        kind.name(),
+        acked.len()
+    );
+    Ok(())
+}
+
+#[test]
+fn sqlite_file_size_limit() -> Result<()> {
+    file_size_limit(Kind::Sqlite)
+}
+
+#[test]
+fn redb_file_size_limit() -> Result<()> {
+    file_size_limit(Kind::Redb)
+}
+
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().ok()?.keep();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            Some(Tmpfs(dir))
+        } else {
+            eprintln!("SKIPPED: cannot mount a tmpfs here (not root, or no permission)");
+            let _ = std::fs::remove_dir(&dir);
+            None
+        }
+    }
+
+    fn resize(&self, size: &str) -> Result<()> {
+        let ok = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()?
+            .success();
+        ensure!(ok, "remount failed");
+        Ok(())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn full_device(kind: Kind) -> Result<()> {
+    let Some(fs) = Tmpfs::mount("1m") else {
+        return Ok(());
+    };
+    let path = fs.0.join(kind.file());
+    let (acked, err) = fill(kind, &path, u64::MAX)?;
+    ensure!(
+        err.starts_with("err StorageFull"),
+        "expected a typed StorageFull error, got {err:?}"
+    );
+    fs.resize("64m")?;
+    if path.exists() {
+        verify_after(kind, &path, &acked)?;
+    } else {
+        ensure!(acked.is_empty(), "acknowledged events but no file");
+    }
+    eprintln!(
+        "{}: {} events acknowledged before ENOSPC ({err})",
+        kind.name(),
+        acked.len()
+    );
+    Ok(())
+}
+
+#[test]
+fn sqlite_full_device() -> Result<()> {
+    full_device(Kind::Sqlite)
+}
+
+#[test]
+fn redb_full_device() -> Result<()> {
+    full_device(Kind::Redb)
+}
