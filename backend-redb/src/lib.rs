@@ -32,6 +32,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+use eventlite_core::files::{StoreFile, prepare_store_file};
 use eventlite_core::{
     Backend, Durability, Error, Event, Filter, IndexConfig, IndexName, PendingEvent, Query,
     QueryPlan, Result, Snapshot,
@@ -209,40 +210,6 @@ fn flusher(shared: Arc<Shared>, stop: Receiver<()>) {
     }
 }
 
-/// Creates a new store file with owner-only permissions; whether it was created now.
-fn prepare_file(path: &Path) -> Result<bool> {
-    match std::fs::metadata(path) {
-        Ok(meta) if meta.is_dir() => {
-            return Err(Error::NotAStore(format!(
-                "{} is a directory",
-                path.display()
-            )));
-        }
-        Ok(meta) if meta.len() == 0 => {
-            return Err(Error::NotAStore(format!(
-                "{} is an empty file",
-                path.display()
-            )));
-        }
-        Ok(_) => return Ok(false),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::from_io(ENGINE, &path.display().to_string(), e)),
-    }
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| Error::from_io(ENGINE, &parent.display().to_string(), e))?;
-    }
-    let mut open = std::fs::OpenOptions::new();
-    open.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
-    match open.open(path) {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(Error::from_io(ENGINE, &path.display().to_string(), e)),
-    }
-}
-
 /// Refuses a redb file that is not an EventLite store, before anything is written to it.
 fn check_is_store(db: &impl ReadableDatabase) -> Result<()> {
     let txn = db.begin_read().map_err(map_err)?;
@@ -350,7 +317,7 @@ impl RedbBackend {
     /// is back-filled from the events in one transaction, a disabled one is deleted.
     pub fn open(path: impl AsRef<Path>, options: RedbOptions) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let created = prepare_file(&path)?;
+        let created = prepare_store_file(&path, ENGINE)? == StoreFile::Created;
         let mut builder = redb::Builder::new();
         builder.set_cache_size(options.cache_size);
         let db = contain("opening the file", || {

@@ -25,6 +25,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
+use eventlite_core::files::{StoreFile, prepare_store_file};
 use eventlite_core::{
     Backend, Error, Event, Filter, IndexConfig, IndexName, PendingEvent, Query, QueryPlan, Result,
     Snapshot,
@@ -177,7 +178,7 @@ impl SqliteBackend {
     /// match `options.indexes`.
     pub fn open(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let created = prepare_file(&path)?;
+        let created = prepare_store_file(&path, ENGINE)? == StoreFile::Created;
         let writer = open_connection(&path, &options)?;
         if !created {
             check_is_store(&writer)?;
@@ -301,41 +302,6 @@ impl SqliteBackend {
     }
 }
 
-/// Creates a new store file with owner-only permissions; whether it was created now.
-fn prepare_file(path: &Path) -> Result<bool> {
-    match std::fs::metadata(path) {
-        Ok(meta) if meta.is_dir() => {
-            return Err(Error::NotAStore(format!(
-                "{} is a directory",
-                path.display()
-            )));
-        }
-        Ok(meta) if meta.len() == 0 => {
-            return Err(Error::NotAStore(format!(
-                "{} is an empty file",
-                path.display()
-            )));
-        }
-        Ok(_) => return Ok(false),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::from_io(ENGINE, &path.display().to_string(), e)),
-    }
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| Error::from_io(ENGINE, &parent.display().to_string(), e))?;
-    }
-    let mut open = std::fs::OpenOptions::new();
-    open.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
-    match open.open(path) {
-        Ok(_) => Ok(true),
-        // Another opener won the race: treat the file as existing.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(Error::from_io(ENGINE, &path.display().to_string(), e)),
-    }
-}
-
 fn open_connection(path: &Path, options: &SqliteOptions) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
@@ -356,10 +322,7 @@ fn check_is_store(conn: &Connection) -> Result<()> {
     let tables: Vec<String> = conn
         .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
         .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
-        .map_err(|e| match map_err(e) {
-            Error::Backend { message, .. } => Error::NotAStore(message),
-            other => other,
-        })?;
+        .map_err(map_err)?;
     if tables.is_empty() {
         // A valid but empty SQLite database (for instance one whose creation was interrupted).
         return Ok(());

@@ -33,6 +33,7 @@ mod cache;
 mod clock;
 mod error;
 mod event;
+pub mod files;
 mod index;
 mod memory;
 mod model;
