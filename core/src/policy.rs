@@ -73,7 +73,9 @@ pub enum Durability {
     /// `Durability::Immediate`): it survives a process crash and a power loss.
     #[default]
     Immediate,
-    /// The append survives a process crash; a power loss may lose the last commits, within
-    /// the window each engine documents.
+    /// Faster appends that may lose the last commits, within a window each engine documents:
+    /// SQLite (WAL + `synchronous=NORMAL`) loses nothing on a process crash and may lose the
+    /// commits since the last checkpoint on a power loss; redb loses at most its configured
+    /// number of commits (or milliseconds) on either.
     Relaxed,
 }

@@ -1,0 +1,20 @@
+//! Shared by the fuzz targets: read a store every way; no call may panic.
+use eventlite_core::{Backend, EventStore, Filter, NewEvent, Order, Page, Query, StreamOptions};
+
+pub fn read_everything<B: Backend>(store: &EventStore<B>) {
+    let last = store.last_id().unwrap_or(0).min(10_000);
+    for id in 1..=last + 1 {
+        if let Ok(Some(e)) = store.get(id) {
+            assert_eq!(e.id, id, "get returned another event");
+        }
+    }
+    let _ = store.query(&Query::default());
+    let _ = store.query(&Query::new(Filter::cmd("a"), Order::DatetimeDesc).limit(10));
+    let _ = store.by_user("u", Page::first(10));
+    let _ = store.transaction("g");
+    if let Ok(batches) = store.stream(StreamOptions::new().batch_size(7)) {
+        for _ in batches {}
+    }
+    let _ = store.count(&Filter::user("u"));
+    let _ = store.store(NewEvent::new("fuzz"));
+}
