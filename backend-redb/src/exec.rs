@@ -480,7 +480,8 @@ pub(crate) fn query(backend: &RedbBackend, txn: &ReadTransaction, q: &Query) -> 
     let limit = q.limit.map_or(usize::MAX, to_usize);
     let offset = to_usize(q.offset);
     let events = txn.open_table(EVENTS).map_err(map_err)?;
-    let mut out = Vec::new();
+    // Streams and pages ask for a known number of events; don't grow the vector event by event.
+    let mut out = Vec::with_capacity(limit.min(4_096));
     if ordered {
         if let Some(c) = q.after {
             match bounds.after(natural, q.order, c) {

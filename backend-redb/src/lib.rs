@@ -116,12 +116,23 @@ struct Relaxed {
 
 #[derive(Debug)]
 struct Shared {
-    db: redb::Database,
+    /// `None` once closed: the handle is taken out in `Drop` so that closing can be contained.
+    db: Option<redb::Database>,
     options: RedbOptions,
     relaxed: Mutex<Relaxed>,
 }
 
 impl Shared {
+    fn db(&self) -> Result<&redb::Database> {
+        self.db
+            .as_ref()
+            .ok_or_else(|| Error::Unavailable("the store is closed".into()))
+    }
+
+    fn begin_write(&self) -> Result<WriteTransaction> {
+        self.db()?.begin_write().map_err(map_err)
+    }
+
     fn relaxed(&self) -> MutexGuard<'_, Relaxed> {
         self.relaxed.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -160,7 +171,7 @@ impl Shared {
             return Ok(());
         }
         // Same lock order as `commit`: the write slot first, then the counters.
-        let txn = self.db.begin_write().map_err(map_err)?;
+        let txn = self.begin_write()?;
         let mut relaxed = self.relaxed();
         if relaxed.pending == 0 {
             return txn.abort().map_err(map_err);
@@ -191,7 +202,15 @@ impl Drop for RedbBackend {
         }
         // Nothing can report an error from drop; a failed flush leaves the relaxed window as
         // documented.
-        let _ = self.shared.flush();
+        let _ = contain("closing", || self.shared.flush());
+        // redb writes its allocator state when the database closes, and panics doing so on
+        // some damaged files: close inside `contain` too.
+        if let Some(db) = Arc::get_mut(&mut self.shared).and_then(|s| s.db.take()) {
+            let _ = contain("closing", move || {
+                drop(db);
+                Ok(())
+            });
+        }
     }
 }
 
@@ -339,32 +358,31 @@ impl RedbBackend {
             }
         })?;
         let shared = Arc::new(Shared {
-            db,
+            db: Some(db),
             options,
             relaxed: Mutex::new(Relaxed {
                 pending: 0,
                 since: None,
             }),
         });
-        contain("preparing the store", || init(&shared))?;
-        let flusher = (shared.options.durability == Durability::Relaxed).then(|| {
-            let (stop, rx) = channel();
-            let for_thread = Arc::clone(&shared);
-            let handle = std::thread::Builder::new()
-                .name("eventlite-redb-flush".into())
-                .spawn(move || flusher(for_thread, rx));
-            handle.map(|h| (stop, h))
-        });
-        let flusher = match flusher {
-            Some(Ok(f)) => Some(f),
-            Some(Err(e)) => return Err(Error::from_io(ENGINE, "starting the flush thread", e)),
-            None => None,
-        };
-        Ok(RedbBackend {
+        // From here on the backend owns the database, so that a failure closes it inside
+        // `contain` (see `Drop`).
+        let mut backend = RedbBackend {
             path,
             shared,
-            flusher,
-        })
+            flusher: None,
+        };
+        contain("preparing the store", || init(&backend.shared))?;
+        if backend.shared.options.durability == Durability::Relaxed {
+            let (stop, rx) = channel();
+            let for_thread = Arc::clone(&backend.shared);
+            let handle = std::thread::Builder::new()
+                .name("eventlite-redb-flush".into())
+                .spawn(move || flusher(for_thread, rx))
+                .map_err(|e| Error::from_io(ENGINE, "starting the flush thread", e))?;
+            backend.flusher = Some((stop, handle));
+        }
+        Ok(backend)
     }
 
     /// The file's path.
@@ -387,13 +405,13 @@ impl RedbBackend {
     }
 
     fn read(&self) -> Result<redb::ReadTransaction> {
-        self.shared.db.begin_read().map_err(map_err)
+        self.shared.db()?.begin_read().map_err(map_err)
     }
 }
 
 /// Creates the tables, writes the meta rows and syncs the indexes, in one durable transaction.
 fn init(shared: &Shared) -> Result<()> {
-    let mut txn = shared.db.begin_write().map_err(map_err)?;
+    let mut txn = shared.begin_write()?;
     txn.set_durability(redb::Durability::Immediate)
         .map_err(map_err)?;
     let present = {
@@ -460,7 +478,7 @@ fn init(shared: &Shared) -> Result<()> {
 impl Backend for RedbBackend {
     fn append(&self, batch: Vec<PendingEvent>) -> Result<Vec<Event>> {
         contain("append", move || {
-            let txn = self.shared.db.begin_write().map_err(map_err)?;
+            let txn = self.shared.begin_write()?;
             let mut stream_versions = Vec::with_capacity(batch.len());
             let first = {
                 let mut events = txn.open_table(EVENTS).map_err(map_err)?;
@@ -556,7 +574,7 @@ impl Backend for RedbBackend {
     fn put_snapshot(&self, snapshot: Snapshot) -> Result<()> {
         contain("put_snapshot", || {
             let value = codec::encode_snapshot(&snapshot)?;
-            let txn = self.shared.db.begin_write().map_err(map_err)?;
+            let txn = self.shared.begin_write()?;
             txn.open_table(SNAPSHOTS)
                 .map_err(map_err)?
                 .insert(
@@ -606,7 +624,7 @@ impl Backend for RedbBackend {
 
     fn delete_snapshot(&self, name: &str, event_id: u64) -> Result<bool> {
         contain("delete_snapshot", || {
-            let txn = self.shared.db.begin_write().map_err(map_err)?;
+            let txn = self.shared.begin_write()?;
             let existed = txn
                 .open_table(SNAPSHOTS)
                 .map_err(map_err)?
@@ -620,7 +638,7 @@ impl Backend for RedbBackend {
 
     fn delete_snapshots_before(&self, name: &str, event_id: u64) -> Result<u64> {
         contain("delete_snapshots_before", || {
-            let txn = self.shared.db.begin_write().map_err(map_err)?;
+            let txn = self.shared.begin_write()?;
             let mut removed = 0;
             {
                 let mut table = txn.open_table(SNAPSHOTS).map_err(map_err)?;

@@ -517,7 +517,11 @@ impl Backend for SqliteBackend {
             let rows = stmt
                 .query_map(rusqlite::params_from_iter(params), row_to_event)
                 .map_err(map_err)?;
-            rows.map(|r| r.map_err(map_err)?).collect()
+            let mut out = Vec::with_capacity(query.limit.map_or(0, |l| l.min(4_096) as usize));
+            for row in rows {
+                out.push(row.map_err(map_err)??);
+            }
+            Ok(out)
         })
     }
 

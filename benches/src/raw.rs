@@ -8,8 +8,8 @@ use eventlite_core::{Cursor, Durability, IndexConfig};
 
 use crate::{BenchEvent, Reads, Setup, now_ms};
 
-/// A row as plain code would read it.
-#[derive(Debug, Clone, bincode::Decode, bincode::Encode)]
+/// A SQLite row as plain code would read it.
+#[derive(Debug, Clone)]
 pub struct Row {
     /// Schema version.
     pub version: u32,
@@ -309,8 +309,54 @@ pub mod redb {
         durability: ::redb::Durability,
     }
 
-    fn decode(bytes: &[u8]) -> Result<Row> {
-        let (row, _) = bincode::decode_from_slice::<Row, _>(&bytes[1..], CONFIG)?;
+    /// A row as `RedbBackend` writes it, borrowed for encoding.
+    #[derive(bincode::Encode)]
+    struct RowRef<'a> {
+        version: u32,
+        datetime: i64,
+        user: &'a str,
+        ip: &'a str,
+        cmd: &'a str,
+        data: &'a str,
+        correlation_id: &'a str,
+        causation_id: Option<u64>,
+        metadata: &'a str,
+        stream: Option<&'a str>,
+        stream_version: Option<u64>,
+    }
+
+    /// A row as `RedbBackend` writes it: format byte, bincode, CRC-32 of id and bytes.
+    #[derive(Debug, bincode::Decode)]
+    pub struct RedbRow {
+        /// Schema version.
+        pub version: u32,
+        /// Time.
+        pub datetime: i64,
+        /// User.
+        pub user: String,
+        /// Ip.
+        pub ip: String,
+        /// Command.
+        pub cmd: String,
+        /// Payload.
+        pub data: String,
+        /// Correlation.
+        pub correlation_id: String,
+        /// Causation.
+        pub causation_id: Option<u64>,
+        /// Metadata.
+        pub metadata: String,
+        /// Stream.
+        pub stream: Option<String>,
+        /// Stream version.
+        pub stream_version: Option<u64>,
+    }
+
+    fn decode(bytes: &[u8]) -> Result<RedbRow> {
+        let body = bytes
+            .get(1..bytes.len().saturating_sub(4))
+            .unwrap_or_default();
+        let (row, _) = bincode::decode_from_slice::<RedbRow, _>(body, CONFIG)?;
         Ok(row)
     }
 
@@ -341,23 +387,27 @@ pub mod redb {
                 let mut ids = Vec::with_capacity(es.len());
                 for e in es {
                     id += 1;
-                    let row = Row {
+                    let row = RowRef {
                         version: 1,
                         datetime: now,
-                        user: e.user.clone(),
-                        ip: String::new(),
-                        cmd: e.cmd.to_owned(),
-                        data: e.data.clone(),
-                        correlation_id: e.correlation_id.clone(),
+                        user: &e.user,
+                        ip: "",
+                        cmd: e.cmd,
+                        data: &e.data,
+                        correlation_id: &e.correlation_id,
                         causation_id: None,
-                        metadata: "{}".to_owned(),
+                        metadata: "{}",
                         stream: None,
                         stream_version: None,
-                        checksum: fields(id, e, now).checksum(),
                     };
                     buf.clear();
                     buf.push(1);
                     bincode::encode_into_std_write(&row, &mut buf, CONFIG)?;
+                    let mut h = crc32fast::Hasher::new();
+                    h.update(&id.to_le_bytes());
+                    h.update(&buf);
+                    let sum = h.finalize();
+                    buf.extend_from_slice(&sum.to_le_bytes());
                     events.insert(id, buf.as_slice())?;
                     ids.push(id);
                 }
@@ -418,7 +468,7 @@ pub mod redb {
             self.insert_batch(std::slice::from_ref(e))
         }
 
-        fn get_row(events: &::redb::ReadOnlyTable<u64, &[u8]>, id: u64) -> Result<Option<Row>> {
+        fn get_row(events: &::redb::ReadOnlyTable<u64, &[u8]>, id: u64) -> Result<Option<RedbRow>> {
             events.get(id)?.map(|v| decode(v.value())).transpose()
         }
 

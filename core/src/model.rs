@@ -210,7 +210,13 @@ pub(crate) fn execute<M: Model>(
             return Err(error);
         }
     };
-    let callback = match callbacks.by_cmd.get_mut(event.cmd.as_str()) {
+    // Empty maps are the common case in replays: skip hashing the cmd for them.
+    let by_cmd = if callbacks.by_cmd.is_empty() {
+        None
+    } else {
+        callbacks.by_cmd.get_mut(event.cmd.as_str())
+    };
+    let callback = match by_cmd {
         Some(f) => Some(f),
         None => callbacks.default.as_mut(),
     };
@@ -343,11 +349,19 @@ impl<S, O> Model for FnModel<S, O> {
     type Output = O;
 
     fn migrations(&self, cmd: &str) -> &[Migration] {
+        if self.migrations.is_empty() {
+            return &[];
+        }
         self.migrations.get(cmd).map_or(&[], Vec::as_slice)
     }
 
     fn handle(&mut self, event: &Event, data: &EventData<'_>) -> std::result::Result<O, BoxError> {
-        let handler = match self.handlers.get_mut(event.cmd.as_str()) {
+        let own = if self.handlers.is_empty() {
+            None
+        } else {
+            self.handlers.get_mut(event.cmd.as_str())
+        };
+        let handler = match own {
             Some(h) => h,
             None => match self.default.as_mut() {
                 Some(h) => h,
