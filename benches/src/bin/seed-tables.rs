@@ -13,7 +13,7 @@ use eventlite_core::{
     CachePolicy, Cursor, Durability, EventStore, IndexConfig, ManualClock, NewEvent, Page,
 };
 use eventlite_sqlite::{JournalMode, Synchronous};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 struct Args {
     quick: bool,
@@ -24,6 +24,7 @@ struct Args {
     markdown: Option<String>,
     svg: Option<String>,
     scale: bool,
+    render: Option<String>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -36,6 +37,7 @@ fn parse_args() -> Result<Args> {
         markdown: None,
         svg: None,
         scale: false,
+        render: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -48,6 +50,7 @@ fn parse_args() -> Result<Args> {
             "--json" => args.json = Some(value()?),
             "--markdown" => args.markdown = Some(value()?),
             "--svg" => args.svg = Some(value()?),
+            "--render" => args.render = Some(value()?),
             "--engines" => {
                 args.engines = value()?
                     .split(',')
@@ -70,7 +73,7 @@ fn parse_args() -> Result<Args> {
     Ok(args)
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Stat {
     median: f64,
     min: f64,
@@ -96,12 +99,12 @@ impl Stat {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Row {
-    table: &'static str,
+    table: String,
     case: String,
-    engine: &'static str,
-    unit: &'static str,
+    engine: String,
+    unit: String,
     ours: Stat,
     raw: Option<Stat>,
     ratio: Option<f64>,
@@ -145,10 +148,10 @@ impl Bench {
             ratio.map_or("-".into(), |r| format!("{r:.2}")),
         );
         self.rows.push(Row {
-            table,
+            table: table.to_owned(),
             case: case.to_owned(),
-            engine: engine.name(),
-            unit,
+            engine: engine.name().to_owned(),
+            unit: unit.to_owned(),
             ours,
             raw,
             ratio,
@@ -666,6 +669,12 @@ fn fmt_num(v: f64) -> String {
     out
 }
 
+/// The distinct items, in first-seen order.
+fn unique<'a>(items: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut seen = std::collections::HashSet::new();
+    items.filter(|i| seen.insert(*i)).collect()
+}
+
 fn markdown(b: &Bench) -> String {
     let engines: Vec<&str> = b.args.engines.iter().map(|e| e.name()).collect();
     let mut out = String::new();
@@ -674,9 +683,7 @@ fn markdown(b: &Bench) -> String {
         "N = {} events, {} runs per figure (median, min–max in brackets).\n",
         b.args.events, b.args.runs
     );
-    let mut tables: Vec<&str> = b.rows.iter().map(|r| r.table).collect();
-    tables.dedup();
-    for table in tables {
+    for table in unique(b.rows.iter().map(|r| r.table.as_str())) {
         let _ = writeln!(out, "### {table}\n");
         let mut header = "| case | unit |".to_owned();
         let mut rule = "|---|---|".to_owned();
@@ -700,7 +707,7 @@ fn markdown(b: &Bench) -> String {
                 .filter(|r| r.table == table && r.case == case)
                 .collect();
             let best = rows.iter().map(|r| r.ours.median).fold(f64::MIN, f64::max);
-            let unit = rows.first().map_or("", |r| r.unit);
+            let unit = rows.first().map_or("", |r| r.unit.as_str());
             let mut line = format!("| {case} | {unit} |");
             for e in &engines {
                 match rows.iter().find(|r| r.engine == *e) {
@@ -734,16 +741,19 @@ fn svg(b: &Bench) -> String {
     let rows: Vec<&Row> = b
         .rows
         .iter()
-        .filter(|r| matches!(r.table, "index" | "durability" | "bulk" | "profiles"))
+        .filter(|r| {
+            matches!(
+                r.table.as_str(),
+                "index" | "durability" | "bulk" | "profiles"
+            )
+        })
         .collect();
     let bar_h = 14.0;
     let label_w = 330.0;
     let width = 1000.0;
     let mut y = 30.0;
     let mut body = String::new();
-    let mut tables: Vec<&str> = rows.iter().map(|r| r.table).collect();
-    tables.dedup();
-    for table in tables {
+    for table in unique(rows.iter().map(|r| r.table.as_str())) {
         let in_table: Vec<&&Row> = rows.iter().filter(|r| r.table == table).collect();
         let max = in_table
             .iter()
@@ -810,7 +820,13 @@ fn main() -> Result<()> {
         rows: Vec::new(),
     };
     let engines = b.args.engines.clone();
-    if b.args.scale {
+    if let Some(path) = b.args.render.clone() {
+        // Re-render the tables of an earlier run's JSON.
+        let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path)?)?;
+        b.rows = serde_json::from_value(doc["rows"].clone())?;
+        b.args.events = doc["events"].as_u64().unwrap_or(b.args.events);
+        b.args.runs = doc["runs"].as_u64().map_or(b.args.runs, |r| r as usize);
+    } else if b.args.scale {
         for &e in &engines {
             scale(&mut b, e)?;
         }
