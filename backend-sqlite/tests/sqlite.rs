@@ -1,8 +1,5 @@
-//! SQLite-specific behaviour: index sync on reopen, refusing foreign files, readers during
-//! writes, options.
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-
+//! SQLite-specific behaviour: index sync on reopen, refusing foreign files, options, busy
+//! files. (Readers during writes: `reliability/tests/concurrency.rs`, on both engines.)
 use eventlite_core::{
     Backend, Durability, Error, EventStore, Filter, IndexConfig, IndexName, NewEvent, Order, Query,
 };
@@ -175,57 +172,6 @@ fn new_files_and_parent_directories_are_created() -> anyhow::Result<()> {
         let mode = std::fs::metadata(&path)?.permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "store files are private to their owner");
     }
-    Ok(())
-}
-
-#[test]
-fn readers_see_only_whole_batches_while_a_writer_appends() -> anyhow::Result<()> {
-    const BATCH: u64 = 50;
-    let dir = tempfile::tempdir()?;
-    let store = Arc::new(EventStore::new(SqliteBackend::open(
-        dir.path().join("e.sqlite"),
-        options(IndexConfig::default()),
-    )?));
-    let done = Arc::new(AtomicBool::new(false));
-    let readers: Vec<_> = (0..4)
-        .map(|r| {
-            let store = Arc::clone(&store);
-            let done = Arc::clone(&done);
-            std::thread::spawn(move || -> anyhow::Result<u64> {
-                let mut observations = 0;
-                let mut last_seen = 0;
-                while !done.load(Ordering::Acquire) {
-                    let events = if r % 2 == 0 {
-                        store.query(&Query::default())?
-                    } else {
-                        store.query(&Query::new(Filter::all(), Order::IdDesc))?
-                    };
-                    let n = events.len() as u64;
-                    anyhow::ensure!(n.is_multiple_of(BATCH), "saw a partial batch: {n} events");
-                    anyhow::ensure!(n >= last_seen, "went backwards: {n} < {last_seen}");
-                    let mut ids: Vec<u64> = events.iter().map(|e| e.id).collect();
-                    ids.sort_unstable();
-                    anyhow::ensure!(ids == (1..=n).collect::<Vec<_>>(), "gap in ids");
-                    last_seen = n;
-                    observations += 1;
-                }
-                Ok(observations)
-            })
-        })
-        .collect();
-    for b in 0..40 {
-        store.store_bulk(
-            (0..BATCH)
-                .map(|i| NewEvent::new("e").data(&(b * BATCH + i)))
-                .collect(),
-        )?;
-    }
-    done.store(true, Ordering::Release);
-    for r in readers {
-        let observations = r.join().map_err(|_| anyhow::anyhow!("reader panicked"))??;
-        assert!(observations > 0);
-    }
-    assert_eq!(store.last_id()?, 40 * BATCH);
     Ok(())
 }
 
