@@ -77,13 +77,14 @@ fn checksum(id: u64, bytes: &[u8]) -> u32 {
 }
 
 pub(crate) fn decode_row(id: u64, stored: &[u8]) -> Result<Event> {
-    let Some((bytes, sum)) = stored
-        .split_at_checked(stored.len().saturating_sub(4))
-        .filter(|(b, _)| !b.is_empty())
-    else {
+    let split = stored.len().checked_sub(4).filter(|n| *n > 0);
+    let Some((bytes, sum)) = split.map(|n| stored.split_at(n)) else {
         return Err(Error::Corrupt(format!("event {id}: short row")));
     };
-    let sum = u32::from_le_bytes([sum[0], sum[1], sum[2], sum[3]]);
+    let sum = u32::from_le_bytes(
+        sum.try_into()
+            .map_err(|_| Error::Corrupt(format!("event {id}: short row")))?,
+    );
     if checksum(id, bytes) != sum {
         return Err(Error::Corrupt(format!("event {id}: checksum mismatch")));
     }

@@ -11,14 +11,21 @@ fn main() -> Result<()> {
         let path = std::path::Path::new(&dir).join(kind.file());
         let store = open(kind, &path, Durability::Immediate)?;
         for i in 0..20u64 {
-            let mut e = NewEvent::new(["a", "b"][(i % 2) as usize]).user("u").correlation_id("g").data(&i);
+            let mut e = NewEvent::new(["a", "b"][(i % 2) as usize])
+                .user("u")
+                .correlation_id("g")
+                .data(&i);
             if i % 5 == 0 {
                 e = e.stream("s", ExpectedVersion::Any);
             }
             store.store(e)?;
         }
         drop(store);
-        println!("{} {} bytes", path.display(), std::fs::metadata(&path)?.len());
+        println!(
+            "{} {} bytes",
+            path.display(),
+            std::fs::metadata(&path)?.len()
+        );
     }
     Ok(())
 }
