@@ -457,6 +457,9 @@ impl<B: Backend> EventStore<B> {
     }
 
     /// One page of any filter in any order, by offset or by cursor.
+    ///
+    /// `total_count` counts every event the filter selects (as upstream did), so a page of a
+    /// very large group costs a count of that group; `query` with a limit skips the count.
     pub fn page(&self, filter: Filter, order: Order, page: Page) -> Result<EventPage> {
         if page.limit == 0 {
             return Err(Error::InvalidArgument(
