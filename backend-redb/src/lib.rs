@@ -352,8 +352,13 @@ impl RedbBackend {
                     Err(e @ Error::NotAStore(_)) => return Err(e),
                     Err(_) => {}
                 }
-                let db = builder.open(&path).map_err(map_open_err)?;
+                let mut db = builder.open(&path).map_err(map_open_err)?;
                 check_is_store(&db)?;
+                if options.verify_on_open {
+                    // Ok(false) means redb repaired the file; events are still checked by
+                    // their own checksums on every read.
+                    db.check_integrity().map_err(map_err)?;
+                }
                 Ok(db)
             }
         })?;
