@@ -353,11 +353,21 @@ impl RedbBackend {
                     Err(_) => {}
                 }
                 let mut db = builder.open(&path).map_err(map_open_err)?;
-                check_is_store(&db)?;
-                if options.verify_on_open {
-                    // Ok(false) means redb repaired the file; events are still checked by
-                    // their own checksums on every read.
-                    db.check_integrity().map_err(map_err)?;
+                // Ok(false) from check_integrity means redb repaired the file; events are
+                // still checked by their own checksums on every read.
+                let checked = check_is_store(&db).and_then(|()| {
+                    if options.verify_on_open {
+                        db.check_integrity().map(drop).map_err(map_err)
+                    } else {
+                        Ok(())
+                    }
+                });
+                if let Err(e) = checked {
+                    // Closing a redb database writes to it, and on a damaged file that write
+                    // can panic while unwinding and abort the process. Leaking the handle (a
+                    // file descriptor and its lock) is the lesser harm.
+                    std::mem::forget(db);
+                    return Err(e);
                 }
                 Ok(db)
             }

@@ -153,3 +153,36 @@ fn sqlite_damaged_files() -> Result<()> {
 fn redb_damaged_files() -> Result<()> {
     corrupt(Kind::Redb).map(drop)
 }
+
+/// Damaged redb files the fuzzer found: redb panicked on them, once inside a `Drop` while
+/// unwinding, which aborts the process. They must give a typed error.
+#[test]
+fn redb_files_found_by_the_fuzzer_give_typed_errors() -> Result<()> {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(fixtures)? {
+        let src = entry?.path();
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("damaged.redb");
+        std::fs::copy(&src, &path)?;
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            open(Kind::Redb, &path, Durability::Immediate).map(drop)
+        }));
+        let err = match outcome {
+            Ok(Err(e)) => e.downcast::<eventlite_core::Error>()?,
+            Ok(Ok(())) => anyhow::bail!("{} opened", src.display()),
+            Err(_) => anyhow::bail!("{} panicked", src.display()),
+        };
+        ensure!(
+            matches!(
+                err,
+                eventlite_core::Error::Corrupt(_) | eventlite_core::Error::NotAStore(_)
+            ),
+            "{}: {err:?}",
+            src.display()
+        );
+        seen += 1;
+    }
+    ensure!(seen >= 3, "fixtures missing");
+    Ok(())
+}
