@@ -95,6 +95,7 @@ fn crash_loop(kind: Kind, durability: &str, may_lose: usize) -> Result<Outcome> 
     let path = dir.path().join(kind.file());
     let mut acked: BTreeMap<u64, Tag> = BTreeMap::new();
     let mut next_batch = 0;
+    let mut stored_before = 0u64;
     let mut rng = 0x2545_F491_4F6C_DD1Du64;
     let mut out = Outcome {
         kills: 0,
@@ -110,13 +111,15 @@ fn crash_loop(kind: Kind, durability: &str, may_lose: usize) -> Result<Outcome> 
         let new = run_and_kill(kind, &path, durability, next_batch, i + 1, delay)?;
         out.kills += 1;
         out.acked += new.len();
-        let in_flight_max = new
+        // Stored events may exceed the acknowledged ones by one batch in flight, on top of
+        // what was stored (acknowledged or not) before this run.
+        let acked_max = new
             .keys()
             .last()
             .or(acked.keys().last())
             .copied()
-            .unwrap_or(0)
-            + 3;
+            .unwrap_or(0);
+        let in_flight_max = acked_max.max(stored_before) + 3;
         acked.extend(new);
         integrity(kind, &path)?;
         if !path.exists() {
@@ -154,6 +157,7 @@ fn crash_loop(kind: Kind, durability: &str, may_lose: usize) -> Result<Outcome> 
         out.lost += lost.len();
         out.max_lost_batches = out.max_lost_batches.max(lost_batches);
         acked.retain(|id, _| *id <= n);
+        stored_before = n;
         next_batch = events
             .iter()
             .map(|e| tag(e).map(|t| t.batch + 1))
