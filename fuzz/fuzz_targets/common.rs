@@ -1,6 +1,22 @@
 //! Shared by the fuzz targets: read a store every way; no call may panic.
 use eventlite_core::{Backend, EventStore, Filter, NewEvent, Order, Page, Query, StreamOptions};
 
+/// Writes `data` as a store file named `name` and, if `open` accepts it, reads it every way.
+pub fn open_bytes<B: Backend>(
+    data: &[u8],
+    name: &str,
+    open: impl Fn(&std::path::Path) -> eventlite_core::Result<B>,
+) {
+    let Ok(dir) = tempfile::tempdir() else { return };
+    let path = dir.path().join(name);
+    if std::fs::write(&path, data).is_err() {
+        return;
+    }
+    if let Ok(backend) = open(&path) {
+        read_everything(&EventStore::new(backend));
+    }
+}
+
 pub fn read_everything<B: Backend>(store: &EventStore<B>) {
     let last = store.last_id().unwrap_or(0).min(10_000);
     for id in 1..=last + 1 {

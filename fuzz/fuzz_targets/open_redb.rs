@@ -18,12 +18,7 @@ fuzz_target!(
 });
 
 fn run(data: &[u8]) {
-    let Ok(dir) = tempfile::tempdir() else { return };
-    let path = dir.path().join("f.redb");
-    if std::fs::write(&path, data).is_err() {
-        return;
-    }
-    if let Ok(b) = eventlite_redb::RedbBackend::open(&path, Default::default()) {
-        common::read_everything(&eventlite_core::EventStore::new(b));
-    }
+    common::open_bytes(data, "f.redb", |p| {
+        eventlite_redb::RedbBackend::open(p, Default::default())
+    });
 }
