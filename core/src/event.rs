@@ -243,12 +243,16 @@ impl std::fmt::Display for ExpectedVersion {
 pub struct NewEvent {
     pub(crate) cmd: String,
     pub(crate) data: std::result::Result<String, String>,
+    /// Whether `data` came from serde_json (valid by construction: no need to parse it again).
+    pub(crate) data_serialized: bool,
     pub(crate) user: String,
     pub(crate) ip: String,
     pub(crate) version: u32,
     pub(crate) correlation_id: Option<String>,
     pub(crate) causation_id: Option<u64>,
     pub(crate) metadata: std::result::Result<String, String>,
+    /// Whether `metadata` came from serde_json (valid JSON; only its kind needs checking).
+    pub(crate) metadata_serialized: bool,
     pub(crate) stream: Option<(String, ExpectedVersion)>,
 }
 
@@ -258,12 +262,14 @@ impl NewEvent {
         NewEvent {
             cmd: cmd.into(),
             data: Ok("{}".to_owned()),
+            data_serialized: true,
             user: String::new(),
             ip: String::new(),
             version: 1,
             correlation_id: None,
             causation_id: None,
             metadata: Ok("{}".to_owned()),
+            metadata_serialized: true,
             stream: None,
         }
     }
@@ -272,12 +278,14 @@ impl NewEvent {
     /// JSON makes the store call fail with [`Error::InvalidEvent`].
     pub fn data<T: Serialize + ?Sized>(mut self, data: &T) -> Self {
         self.data = serde_json::to_string(data).map_err(|e| e.to_string());
+        self.data_serialized = true;
         self
     }
 
     /// Sets the payload from JSON text, stored byte for byte once validated.
     pub fn data_json(mut self, json: impl Into<String>) -> Self {
         self.data = Ok(json.into());
+        self.data_serialized = false;
         self
     }
 
@@ -315,12 +323,14 @@ impl NewEvent {
     /// Sets the metadata from a serialisable value, which must serialise to a JSON object.
     pub fn metadata<T: Serialize + ?Sized>(mut self, metadata: &T) -> Self {
         self.metadata = serde_json::to_string(metadata).map_err(|e| e.to_string());
+        self.metadata_serialized = true;
         self
     }
 
     /// Sets the metadata from JSON text (must be an object).
     pub fn metadata_json(mut self, json: impl Into<String>) -> Self {
         self.metadata = Ok(json.into());
+        self.metadata_serialized = false;
         self
     }
 

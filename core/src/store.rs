@@ -281,12 +281,14 @@ impl<B: Backend> EventStore<B> {
         let NewEvent {
             cmd,
             data,
+            data_serialized,
             user,
             ip,
             version,
             correlation_id,
             causation_id,
             metadata,
+            metadata_serialized,
             stream,
         } = event;
         if cmd.trim().is_empty() {
@@ -296,13 +298,17 @@ impl<B: Backend> EventStore<B> {
             return Err(Error::invalid_event("version must be at least 1"));
         }
         let data = data.map_err(|e| Error::invalid_event(format!("data: {e}")))?;
-        serde_json::from_str::<serde::de::IgnoredAny>(&data)
-            .map_err(|e| Error::invalid_event(format!("data is not valid JSON: {e}")))?;
+        // serde_json's own output is valid JSON: only caller-supplied text is parsed again.
+        if !data_serialized {
+            serde_json::from_str::<serde::de::IgnoredAny>(&data)
+                .map_err(|e| Error::invalid_event(format!("data is not valid JSON: {e}")))?;
+        }
         let metadata = metadata.map_err(|e| Error::invalid_event(format!("metadata: {e}")))?;
-        serde_json::from_str::<serde::de::IgnoredAny>(&metadata)
-            .ok()
-            .filter(|_| metadata.trim_start().starts_with('{'))
-            .ok_or_else(|| Error::invalid_event("metadata must be a JSON object"))?;
+        let is_json =
+            metadata_serialized || serde_json::from_str::<serde::de::IgnoredAny>(&metadata).is_ok();
+        if !is_json || !metadata.trim_start().starts_with('{') {
+            return Err(Error::invalid_event("metadata must be a JSON object"));
+        }
         if correlation_id.as_deref() == Some("") {
             return Err(Error::invalid_event("correlation_id is empty"));
         }
