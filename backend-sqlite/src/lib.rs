@@ -18,10 +18,12 @@
 //! ```
 #![warn(missing_docs)]
 
+mod insert;
 mod options;
 mod sql;
 
 use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
@@ -30,6 +32,7 @@ use eventlite_core::{
     Backend, Error, Event, Filter, IndexConfig, IndexName, PendingEvent, Query, QueryPlan, Result,
     Snapshot,
 };
+use insert::InsertStmt;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 pub use options::{JournalMode, SqliteOptions, Synchronous};
@@ -57,9 +60,10 @@ CREATE TABLE IF NOT EXISTS queue (
     metadata TEXT NOT NULL,
     stream TEXT,
     stream_version INTEGER,
-    checksum INTEGER NOT NULL,
-    UNIQUE (stream, stream_version)
+    checksum INTEGER NOT NULL
 );
+CREATE UNIQUE INDEX IF NOT EXISTS eventlite_stream ON queue (stream, stream_version)
+    WHERE stream IS NOT NULL;
 CREATE TABLE IF NOT EXISTS snapshots (
     name TEXT NOT NULL,
     event_id INTEGER NOT NULL,
@@ -163,10 +167,43 @@ fn row_to_snapshot(row: &rusqlite::Row<'_>) -> rusqlite::Result<Snapshot> {
 pub struct SqliteBackend {
     path: PathBuf,
     options: SqliteOptions,
-    writer: Mutex<Connection>,
+    writer: Mutex<Writer>,
     readers: Mutex<Vec<Connection>>,
-    insert_one: String,
-    insert_many: String,
+}
+
+/// The writer connection and its append statements, prepared at the first append (the table
+/// may not exist before).
+#[derive(Debug)]
+struct Writer {
+    // Declared before `conn`: statements must be finalized before their connection closes.
+    insert_many: Option<InsertStmt>,
+    insert_one: Option<InsertStmt>,
+    conn: Connection,
+}
+
+impl Deref for Writer {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl DerefMut for Writer {
+    fn deref_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+}
+
+/// The prepared statement in `slot`, prepared on first use.
+fn prepared<'s>(
+    slot: &'s mut Option<InsertStmt>,
+    conn: &Connection,
+    rows: usize,
+) -> Result<&'s mut InsertStmt> {
+    Ok(match slot {
+        Some(stmt) => stmt,
+        None => slot.insert(InsertStmt::prepare(conn, rows).map_err(map_err)?),
+    })
 }
 
 impl SqliteBackend {
@@ -187,10 +224,12 @@ impl SqliteBackend {
         let backend = SqliteBackend {
             path,
             options,
-            writer: Mutex::new(writer),
+            writer: Mutex::new(Writer {
+                insert_many: None,
+                insert_one: None,
+                conn: writer,
+            }),
             readers: Mutex::new(Vec::new()),
-            insert_one: sql::insert_sql(1),
-            insert_many: sql::insert_sql(sql::ROWS_PER_INSERT),
         };
         backend.init_schema()?;
         backend.sync_indexes()?;
@@ -220,7 +259,7 @@ impl SqliteBackend {
         }
     }
 
-    fn writer(&self) -> MutexGuard<'_, Connection> {
+    fn writer(&self) -> MutexGuard<'_, Writer> {
         // A panic while holding the writer can only come from SQLite or rusqlite; an open
         // transaction is rolled back when its guard drops, so the connection is usable.
         self.writer.lock().unwrap_or_else(|e| e.into_inner())
@@ -417,8 +456,10 @@ fn actual_indexes(conn: &Connection) -> Result<IndexConfig> {
 
 impl Backend for SqliteBackend {
     fn append(&self, batch: Vec<PendingEvent>) -> Result<Vec<Event>> {
-        let mut conn = self.writer();
-        let tx = conn
+        let mut guard = self.writer();
+        let w = &mut *guard;
+        let tx = w
+            .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(map_err)?;
         let last: i64 = tx
@@ -446,47 +487,49 @@ impl Backend for SqliteBackend {
             stream_versions.push(Some(next));
         }
         let first = last as u64 + 1;
+        let rows: Vec<insert::Row<'_>> = batch
+            .iter()
+            .zip(&stream_versions)
+            .enumerate()
+            .map(|(i, (p, sv))| {
+                let id = first + i as u64;
+                insert::Row {
+                    id: sql::clamp(id),
+                    version: i64::from(p.version),
+                    datetime: p.datetime,
+                    user: &p.user,
+                    ip: &p.ip,
+                    cmd: &p.cmd,
+                    data: &p.data,
+                    correlation_id: &p.correlation_id,
+                    causation_id: p.causation_id.map(sql::clamp),
+                    metadata: &p.metadata,
+                    stream: p.stream.as_deref(),
+                    stream_version: sv.map(sql::clamp),
+                    checksum: i64::from(p.checksum(id, *sv)),
+                }
+            })
+            .collect();
         // Multi-row statements cut SQLite's per-statement work for bulk appends; the tail
         // goes one row per statement.
-        let mut rows = batch.iter().zip(&stream_versions).enumerate().peekable();
-        while let Some((next, _)) = rows.peek() {
-            let n = if batch.len() - next >= sql::ROWS_PER_INSERT {
-                sql::ROWS_PER_INSERT
-            } else {
-                1
-            };
-            let text = if n == 1 {
-                &self.insert_one
-            } else {
-                &self.insert_many
-            };
-            let mut stmt = tx.prepare_cached(text).map_err(map_err)?;
-            let mut k = 0;
-            for (i, (p, sv)) in rows.by_ref().take(n) {
-                let mut bind = |v: &dyn rusqlite::ToSql| {
-                    k += 1;
-                    stmt.raw_bind_parameter(k, v)
-                };
-                bind(&(first as i64 + i as i64))
-                    .and_then(|_| bind(&p.version))
-                    .and_then(|_| bind(&p.datetime))
-                    .and_then(|_| bind(&p.user))
-                    .and_then(|_| bind(&p.ip))
-                    .and_then(|_| bind(&p.cmd))
-                    .and_then(|_| bind(&p.data))
-                    .and_then(|_| bind(&p.correlation_id))
-                    .and_then(|_| bind(&p.causation_id.map(sql::clamp)))
-                    .and_then(|_| bind(&p.metadata))
-                    .and_then(|_| bind(&p.stream))
-                    .and_then(|_| bind(&sv.map(|v| v as i64)))
-                    .and_then(|_| bind(&i64::from(p.checksum(first + i as u64, *sv))))
-                    .map_err(map_err)?;
+        let many = sql::ROWS_PER_INSERT;
+        let (head, tail) = rows.split_at(rows.len() - rows.len() % many);
+        if !head.is_empty() {
+            let stmt = prepared(&mut w.insert_many, &tx, many)?;
+            for chunk in head.chunks(many) {
+                stmt.insert(&tx, chunk).map_err(|e| map_write_err(&tx, e))?;
             }
-            stmt.raw_execute().map_err(|e| map_write_err(&tx, e))?;
         }
+        if !tail.is_empty() {
+            let stmt = prepared(&mut w.insert_one, &tx, 1)?;
+            for row in tail.chunks(1) {
+                stmt.insert(&tx, row).map_err(|e| map_write_err(&tx, e))?;
+            }
+        }
+        drop(rows);
         let committed = tx.commit();
-        committed.map_err(|e| map_write_err(&conn, e))?;
-        drop(conn);
+        committed.map_err(|e| map_write_err(&w.conn, e))?;
+        drop(guard);
         Ok(batch
             .into_iter()
             .zip(stream_versions)

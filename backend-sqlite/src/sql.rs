@@ -11,7 +11,7 @@ pub(crate) const ROWS_PER_INSERT: usize = 32;
 pub(crate) fn insert_sql(rows: usize) -> String {
     let one = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
     format!(
-        "INSERT INTO queue ({COLUMNS}) VALUES {}",
+        "INSERT OR ROLLBACK INTO queue ({COLUMNS}) VALUES {}",
         vec![one; rows].join(", ")
     )
 }

@@ -1,7 +1,8 @@
 //! SQLite-specific behaviour: index sync on reopen, refusing foreign files, options, busy
 //! files. (Readers during writes: `reliability/tests/concurrency.rs`, on both engines.)
 use eventlite_core::{
-    Backend, Durability, Error, EventStore, Filter, IndexConfig, IndexName, NewEvent, Order, Query,
+    Backend, Durability, Error, EventStore, ExpectedVersion, Filter, IndexConfig, IndexName,
+    NewEvent, Order, Query,
 };
 use eventlite_sqlite::{JournalMode, SqliteBackend, SqliteOptions, Synchronous};
 
@@ -237,5 +238,95 @@ fn an_index_made_by_another_definition_is_rebuilt() -> anyhow::Result<()> {
         |r| r.get(0),
     )?;
     assert!(sql.contains("(cmd, datetime)"), "{sql}");
+    Ok(())
+}
+
+fn stream_events(store: &EventStore<SqliteBackend>, stream: &str) -> anyhow::Result<Vec<u64>> {
+    Ok(store
+        .query(&Query::new(Filter::stream(stream), Order::IdAsc))?
+        .iter()
+        .map(|e| e.stream_version.unwrap_or(0))
+        .collect())
+}
+
+#[test]
+fn stream_versions_are_unique_in_the_file_and_looked_up_by_index() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("e.sqlite");
+    let store = EventStore::new(SqliteBackend::open(&path, options(IndexConfig::none()))?);
+    store.store(NewEvent::new("plain"))?;
+    store.store(NewEvent::new("opened").stream("acct-1", ExpectedVersion::NoStream))?;
+    store.store(NewEvent::new("moved").stream("acct-1", ExpectedVersion::Exact(1)))?;
+    drop(store);
+
+    let conn = rusqlite::Connection::open(&path)?;
+    let plan: String = conn.query_row(
+        "EXPLAIN QUERY PLAN SELECT MAX(stream_version) FROM queue WHERE stream = 'acct-1'",
+        [],
+        |r| r.get(3),
+    )?;
+    assert!(plan.contains("eventlite_stream"), "{plan}");
+    // The engine itself refuses a second event at a taken stream version, whatever wrote it.
+    let dup = conn.execute(
+        "INSERT INTO queue (version, datetime, user, ip, cmd, data, correlation_id, metadata, \
+         stream, stream_version, checksum) \
+         VALUES (1, 0, '', '', 'x', '{}', 'c', '{}', 'acct-1', 2, 0)",
+        [],
+    );
+    assert!(
+        matches!(&dup, Err(rusqlite::Error::SqliteFailure(f, _))
+            if f.code == rusqlite::ErrorCode::ConstraintViolation),
+        "{dup:?}"
+    );
+    // Events outside streams may share the NULL key as before.
+    conn.execute(
+        "INSERT INTO queue (version, datetime, user, ip, cmd, data, correlation_id, metadata, \
+         checksum) VALUES (1, 0, '', '', 'x', '{}', 'c', '{}', 0)",
+        [],
+    )?;
+    Ok(())
+}
+
+#[test]
+fn a_file_with_the_first_stream_constraint_layout_keeps_working() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("e.sqlite");
+    let store = EventStore::new(SqliteBackend::open(&path, options(IndexConfig::all()))?);
+    populate(&store)?;
+    store.store(NewEvent::new("opened").stream("acct-1", ExpectedVersion::NoStream))?;
+    let before = answers(&store)?;
+    drop(store);
+    {
+        // The first layout: a table-level UNIQUE (stream, stream_version) instead of the
+        // partial index.
+        let conn = rusqlite::Connection::open(&path)?;
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE queue_old (
+                 id INTEGER PRIMARY KEY, version INTEGER NOT NULL, datetime INTEGER NOT NULL,
+                 user TEXT NOT NULL, ip TEXT NOT NULL, cmd TEXT NOT NULL, data TEXT NOT NULL,
+                 correlation_id TEXT NOT NULL, causation_id INTEGER, metadata TEXT NOT NULL,
+                 stream TEXT, stream_version INTEGER, checksum INTEGER NOT NULL,
+                 UNIQUE (stream, stream_version));
+             INSERT INTO queue_old SELECT * FROM queue;
+             DROP TABLE queue;
+             ALTER TABLE queue_old RENAME TO queue;
+             COMMIT;",
+        )?;
+    }
+    let store = EventStore::new(SqliteBackend::open(&path, options(IndexConfig::all()))?);
+    assert_eq!(answers(&store)?, before);
+    store.store(NewEvent::new("moved").stream("acct-1", ExpectedVersion::Exact(1)))?;
+    let stale = store.store(NewEvent::new("again").stream("acct-1", ExpectedVersion::Exact(1)));
+    assert!(matches!(stale, Err(Error::Conflict { .. })), "{stale:?}");
+    store.store_bulk(
+        (0..100)
+            .map(|i| NewEvent::new("bulk").stream("acct-1", ExpectedVersion::Exact(2 + i)))
+            .take(1)
+            .chain((0..99).map(|_| NewEvent::new("bulk")))
+            .collect(),
+    )?;
+    assert_eq!(stream_events(&store, "acct-1")?, vec![1, 2, 3]);
+    assert_eq!(store.count(&Filter::default())?, 201 + 1 + 100);
     Ok(())
 }
