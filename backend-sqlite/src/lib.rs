@@ -486,6 +486,14 @@ impl Backend for SqliteBackend {
             versions.insert(stream, Some(next));
             stream_versions.push(Some(next));
         }
+        // SQLite ids end at i64::MAX; past it SQLite would pick random free ids.
+        let left = i64::MAX.saturating_sub(last).max(0) as u64;
+        if batch.len() as u64 > left {
+            return Err(Error::StorageFull(format!(
+                "event ids exhausted: {left} left, {} needed",
+                batch.len()
+            )));
+        }
         let first = last as u64 + 1;
         let rows: Vec<insert::Row<'_>> = batch
             .iter()

@@ -330,3 +330,37 @@ fn a_file_with_the_first_stream_constraint_layout_keeps_working() -> anyhow::Res
     assert_eq!(store.count(&Filter::default())?, 201 + 1 + 100);
     Ok(())
 }
+
+#[test]
+fn ids_end_at_i64_max_with_a_typed_error_and_nothing_lost() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("e.sqlite");
+    let store = EventStore::new(SqliteBackend::open(&path, options(IndexConfig::none()))?);
+    let mut first = store.store(NewEvent::new("first"))?;
+    drop(store);
+    // Move the only event to the second-to-last id SQLite has, with a matching checksum.
+    first.id = i64::MAX as u64 - 1;
+    rusqlite::Connection::open(&path)?.execute(
+        "UPDATE queue SET id = ?1, checksum = ?2 WHERE id = 1",
+        rusqlite::params![first.id as i64, i64::from(first.checksum())],
+    )?;
+
+    let store = EventStore::new(SqliteBackend::open(&path, options(IndexConfig::none()))?);
+    let last = store.store(NewEvent::new("last"))?;
+    assert_eq!(last.id, i64::MAX as u64);
+    for refused in [
+        store.store(NewEvent::new("one too many")),
+        store
+            .store_bulk(vec![NewEvent::new("a"), NewEvent::new("b")])
+            .map(|mut v| v.remove(0)),
+    ] {
+        assert!(matches!(refused, Err(Error::StorageFull(_))), "{refused:?}");
+    }
+    assert_eq!(
+        store.get(first.id)?.map(|e| e.cmd),
+        Some("first".to_owned())
+    );
+    assert_eq!(store.get(last.id)?, Some(last));
+    assert_eq!(store.count(&Filter::default())?, 2);
+    Ok(())
+}

@@ -1,7 +1,8 @@
 //! The performance guide's tables, measured per engine beside the raw engine underneath.
 //!
 //! `cargo run --release -p eventlite-benches --bin seed-tables -- [--quick] [--events N]
-//! [--runs R] [--engines sqlite,redb] [--json PATH] [--markdown PATH] [--svg PATH] [--scale]`
+//! [--runs R] [--engines sqlite,redb] [--only bulk,reads,…] [--json PATH] [--markdown PATH]
+//! [--svg PATH] [--scale]`
 
 use std::fmt::Write as _;
 use std::time::Instant;
@@ -25,6 +26,14 @@ struct Args {
     svg: Option<String>,
     scale: bool,
     render: Option<String>,
+    /// Only these tables (`index`, `durability`, `bulk`, `profiles`, `reads`); all when empty.
+    only: Vec<String>,
+}
+
+impl Args {
+    fn wants(&self, table: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|t| t == table)
+    }
 }
 
 fn parse_args() -> Result<Args> {
@@ -38,6 +47,7 @@ fn parse_args() -> Result<Args> {
         svg: None,
         scale: false,
         render: None,
+        only: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -51,6 +61,13 @@ fn parse_args() -> Result<Args> {
             "--markdown" => args.markdown = Some(value()?),
             "--svg" => args.svg = Some(value()?),
             "--render" => args.render = Some(value()?),
+            "--only" => {
+                args.only = value()?.split(',').map(str::to_owned).collect();
+                let known = ["index", "durability", "bulk", "profiles", "reads"];
+                if let Some(t) = args.only.iter().find(|t| !known.contains(&t.as_str())) {
+                    bail!("unknown table {t} (known: {})", known.join(", "));
+                }
+            }
             "--engines" => {
                 args.engines = value()?
                     .split(',')
@@ -168,6 +185,9 @@ impl Bench {
         mode: Mode,
         n: u64,
     ) -> Result<()> {
+        if !self.args.wants(table) {
+            return Ok(());
+        }
         let data = events(0, n);
         let (mut ours, mut raws) = (Vec::new(), Vec::new());
         for _ in 0..self.args.runs {
@@ -835,7 +855,12 @@ fn main() -> Result<()> {
             eprintln!("== {} writes", e.name());
             writes(&mut b, e)?;
         }
-        for &e in &engines {
+        let read_engines = if b.args.wants("reads") {
+            engines
+        } else {
+            Vec::new()
+        };
+        for e in read_engines {
             eprintln!("== {} reads", e.name());
             reads(&mut b, e)?;
         }
