@@ -176,6 +176,20 @@ impl EventFields<'_> {
         opt(self.causation_id);
         opt(self.stream.map(|s| s.len() as u64));
         opt(self.stream_version);
+        let body = texts.iter().chain(&self.stream).map(|t| t.len()).sum::<usize>();
+        // crc32fast hashes short slices a byte at a time; one contiguous buffer takes its SIMD
+        // path, about a third of the instructions for a typical event. Same bytes, same CRC.
+        const SMALL: usize = 1024;
+        if header.len() + body <= SMALL {
+            let mut buf = [0u8; SMALL];
+            let mut at = header.len();
+            buf[..at].copy_from_slice(&header);
+            for t in texts.into_iter().chain(self.stream) {
+                buf[at..at + t.len()].copy_from_slice(t.as_bytes());
+                at += t.len();
+            }
+            return crc32fast::hash(&buf[..at]);
+        }
         let mut h = crc32fast::Hasher::new();
         h.update(&header);
         for t in texts.into_iter().chain(self.stream) {
