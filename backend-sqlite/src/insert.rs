@@ -30,8 +30,8 @@ pub(crate) struct Row<'a> {
     pub checksum: i64,
 }
 
-/// Parameters per row.
-const PARAMS: usize = 13;
+/// Parameters per row (every column but `id`).
+const PARAMS: usize = 12;
 
 /// A prepared `INSERT … VALUES (…), …` of a fixed number of rows on the writer connection.
 ///
@@ -100,7 +100,7 @@ impl InsertStmt {
                 rc => Err(rc),
             }
         });
-        // The id column is bound NULL, so SQLite assigns max(id) + 1 per row (no AUTOINCREMENT)
+        // The id column is left out, so SQLite assigns max(id) + 1 per row (no AUTOINCREMENT)
         // without the uniqueness seek an explicit id costs (~5% of a bulk append). The caller
         // computed the same ids (and checksummed them) from MAX(id) in this transaction; were
         // SQLite ever to pick another, the append fails here and its transaction rolls back.
@@ -140,7 +140,6 @@ impl InsertStmt {
             // SAFETY (all binds): a live statement, parameter numbers 1..=rows*PARAMS, and text
             // that stays borrowed until `insert` has cleared the bindings.
             unsafe {
-                check(ffi::sqlite3_bind_null(stmt, next()))?;
                 check(ffi::sqlite3_bind_int64(stmt, next(), r.version))?;
                 check(ffi::sqlite3_bind_int64(stmt, next(), r.datetime))?;
                 bind_text(stmt, next(), r.user)?;

@@ -4,17 +4,23 @@
 use eventlite_core::{Filter, IndexName, Order, Query};
 use rusqlite::types::Value;
 
-/// Rows per multi-row INSERT statement in a bulk append (13 parameters each).
+/// Rows per multi-row INSERT statement in a bulk append (12 parameters each).
 pub(crate) const ROWS_PER_INSERT: usize = 32;
 
-/// `INSERT INTO queue … VALUES (…), (…), …` for `rows` rows.
+/// `INSERT INTO queue … VALUES (…), (…), …` for `rows` rows, every column but `id` (SQLite
+/// assigns it: see `insert::InsertStmt::insert`).
 pub(crate) fn insert_sql(rows: usize) -> String {
-    let one = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    let one = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
     format!(
-        "INSERT OR ROLLBACK INTO queue ({COLUMNS}) VALUES {}",
+        "INSERT OR ROLLBACK INTO queue ({}) VALUES {}",
+        INSERTED_COLUMNS,
         vec![one; rows].join(", ")
     )
 }
+
+/// The columns an append binds, in [`insert::Row`](crate::insert::Row) order.
+const INSERTED_COLUMNS: &str = "version, datetime, user, ip, cmd, data, correlation_id, \
+     causation_id, metadata, stream, stream_version, checksum";
 
 pub(crate) const COLUMNS: &str = "id, version, datetime, user, ip, cmd, data, correlation_id, \
      causation_id, metadata, stream, stream_version, checksum";
