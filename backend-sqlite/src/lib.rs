@@ -495,43 +495,44 @@ impl Backend for SqliteBackend {
             )));
         }
         let first = last as u64 + 1;
-        let rows: Vec<insert::Row<'_>> = batch
-            .iter()
-            .zip(&stream_versions)
-            .enumerate()
-            .map(|(i, (p, sv))| {
-                let id = first + i as u64;
-                insert::Row {
-                    id: sql::clamp(id),
-                    version: i64::from(p.version),
-                    datetime: p.datetime,
-                    user: &p.user,
-                    ip: &p.ip,
-                    cmd: &p.cmd,
-                    data: &p.data,
-                    correlation_id: &p.correlation_id,
-                    causation_id: p.causation_id.map(sql::clamp),
-                    metadata: &p.metadata,
-                    stream: p.stream.as_deref(),
-                    stream_version: sv.map(sql::clamp),
-                    checksum: i64::from(p.checksum(id, *sv)),
-                }
-            })
-            .collect();
+        let row = |i: usize| {
+            let (p, sv) = (&batch[i], stream_versions[i]);
+            let id = first + i as u64;
+            insert::Row {
+                id: sql::clamp(id),
+                version: i64::from(p.version),
+                datetime: p.datetime,
+                user: &p.user,
+                ip: &p.ip,
+                cmd: &p.cmd,
+                data: &p.data,
+                correlation_id: &p.correlation_id,
+                causation_id: p.causation_id.map(sql::clamp),
+                metadata: &p.metadata,
+                stream: p.stream.as_deref(),
+                stream_version: sv.map(sql::clamp),
+                checksum: i64::from(p.checksum(id, sv)),
+            }
+        };
         // Multi-row statements cut SQLite's per-statement work for bulk appends; the tail
-        // goes one row per statement.
+        // goes one row per statement. Rows are built a statement's worth at a time, so a
+        // large batch does not stream a second copy of itself through the cache.
         let many = sql::ROWS_PER_INSERT;
-        let (head, tail) = rows.split_at(rows.len() - rows.len() % many);
-        if !head.is_empty() {
+        let full = batch.len() - batch.len() % many;
+        let mut rows = Vec::with_capacity(many);
+        if full > 0 {
             let stmt = prepared(&mut w.insert_many, &tx, many)?;
-            for chunk in head.chunks(many) {
-                stmt.insert(&tx, chunk).map_err(|e| map_write_err(&tx, e))?;
+            for start in (0..full).step_by(many) {
+                rows.clear();
+                rows.extend((start..start + many).map(row));
+                stmt.insert(&tx, &rows).map_err(|e| map_write_err(&tx, e))?;
             }
         }
-        if !tail.is_empty() {
+        if full < batch.len() {
             let stmt = prepared(&mut w.insert_one, &tx, 1)?;
-            for row in tail.chunks(1) {
-                stmt.insert(&tx, row).map_err(|e| map_write_err(&tx, e))?;
+            for i in full..batch.len() {
+                stmt.insert(&tx, &[row(i)])
+                    .map_err(|e| map_write_err(&tx, e))?;
             }
         }
         drop(rows);
