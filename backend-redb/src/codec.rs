@@ -10,7 +10,9 @@ pub(crate) const ROW_FORMAT: u8 = 1;
 
 const CONFIG: bincode::config::Configuration = bincode::config::standard();
 
-#[derive(bincode::Encode)]
+// Decoding borrows the texts from the stored bytes and copies each once into its String:
+// bincode's owned decode zero-fills every String's buffer before copying into it.
+#[derive(bincode::Encode, bincode::BorrowDecode)]
 struct RowRef<'a> {
     version: u32,
     datetime: i64,
@@ -22,21 +24,6 @@ struct RowRef<'a> {
     causation_id: Option<u64>,
     metadata: &'a str,
     stream: Option<&'a str>,
-    stream_version: Option<u64>,
-}
-
-#[derive(bincode::Decode)]
-struct Row {
-    version: u32,
-    datetime: i64,
-    user: String,
-    ip: String,
-    cmd: String,
-    data: String,
-    correlation_id: String,
-    causation_id: Option<u64>,
-    metadata: String,
-    stream: Option<String>,
     stream_version: Option<u64>,
 }
 
@@ -96,7 +83,7 @@ pub(crate) fn decode_row(id: u64, stored: &[u8]) -> Result<Event> {
             "event {id}: unknown row format {format}"
         )));
     }
-    let (row, used): (Row, usize) = bincode::decode_from_slice(body, CONFIG)
+    let (row, used): (RowRef<'_>, usize) = bincode::borrow_decode_from_slice(body, CONFIG)
         .map_err(|e| Error::Corrupt(format!("event {id}: {e}")))?;
     if used != body.len() {
         return Err(Error::Corrupt(format!("event {id}: trailing bytes")));
@@ -105,14 +92,14 @@ pub(crate) fn decode_row(id: u64, stored: &[u8]) -> Result<Event> {
         id,
         version: row.version,
         datetime: row.datetime,
-        user: row.user,
-        ip: row.ip,
-        cmd: row.cmd,
-        data: row.data,
-        correlation_id: row.correlation_id,
+        user: row.user.to_owned(),
+        ip: row.ip.to_owned(),
+        cmd: row.cmd.to_owned(),
+        data: row.data.to_owned(),
+        correlation_id: row.correlation_id.to_owned(),
         causation_id: row.causation_id,
-        metadata: row.metadata,
-        stream: row.stream,
+        metadata: row.metadata.to_owned(),
+        stream: row.stream.map(str::to_owned),
         stream_version: row.stream_version,
     })
 }

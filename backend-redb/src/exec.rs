@@ -218,6 +218,11 @@ impl Bounds {
         self.non_empty()
     }
 
+    /// Whether the id bounds exclude nothing (then `has_id` is always true).
+    fn any_id(&self) -> bool {
+        self.id_lo == 0 && self.id_hi == u64::MAX
+    }
+
     fn has_id(&self, id: u64) -> bool {
         id >= self.id_lo && id <= self.id_hi
     }
@@ -240,19 +245,25 @@ enum Step {
 
 /// Visits one entry: its id, and its row bytes when the scan is over the events table itself.
 /// Returns whether to go on.
-type Visit<'v> = dyn FnMut(u64, Option<&[u8]>) -> Result<bool> + 'v;
+/// Generic rather than `dyn`, so a count's visitor (one increment) inlines into the loop.
+trait Visit: FnMut(u64, Option<&[u8]>) -> Result<bool> {}
+impl<F: FnMut(u64, Option<&[u8]>) -> Result<bool>> Visit for F {}
 
 /// Walks one index table's range (borrowed, not owned, ranges: no per-entry reference
 /// counting).
-fn walk<K: redb::Key + 'static>(
+fn walk<K: redb::Key + 'static, V: Visit>(
     range: redb::Range<'_, K, ()>,
     rev: bool,
-    step: impl for<'a> Fn(K::SelfType<'a>) -> Step,
-    visit: &mut Visit<'_>,
+    step: Option<impl for<'a> Fn(K::SelfType<'a>) -> Step>,
+    visit: &mut V,
 ) -> Result<()> {
     let mut go = |entry: std::result::Result<_, redb::StorageError>| -> Result<bool> {
         let (k, _): (redb::AccessGuard<'_, K>, redb::AccessGuard<'_, ()>) =
             entry.map_err(map_err)?;
+        // Without a step, every entry counts and nobody needs its id: the key is not decoded.
+        let Some(step) = &step else {
+            return visit(0, None);
+        };
         match step(k.value()) {
             Step::Yield(id) => visit(id, None),
             Step::Skip => Ok(true),
@@ -283,14 +294,21 @@ fn open<K: redb::Key + 'static>(
 }
 
 /// Walks an access path within the bounds, in its natural order (reversed if `rev`).
-fn scan(
+///
+/// With `ids` false the visitor is not given ids (it sees 0) wherever skipping the key's
+/// decoding is possible: for counts that the index answers alone.
+fn scan<V: Visit>(
     txn: &ReadTransaction,
     access: Access,
     f: &Filter,
     b: Bounds,
     rev: bool,
-    visit: &mut Visit<'_>,
+    ids: bool,
+    visit: &mut V,
 ) -> Result<()> {
+    // A step that would yield every entry can be dropped when ids are not wanted.
+    let keep = |needed: bool| ids || needed;
+    let filters_ids = !b.any_id();
     let text = |v: &Option<String>, what: &str| v.clone().ok_or_else(|| missing(what));
     let in_bounds = move |id: u64| {
         if b.has_id(id) {
@@ -307,7 +325,7 @@ fn scan(
             return walk(
                 open(txn, STREAM_IDX)?.range(range).map_err(map_err)?,
                 rev,
-                |k: (&str, u64)| Step::Yield(k.1),
+                keep(false).then_some(|k: (&str, u64)| Step::Yield(k.1)),
                 visit,
             );
         }
@@ -342,7 +360,7 @@ fn scan(
             walk(
                 open(txn, IDX_CORRELATION)?.range(range).map_err(map_err)?,
                 rev,
-                |k: (&str, u64)| Step::Yield(k.1),
+                keep(false).then_some(|k: (&str, u64)| Step::Yield(k.1)),
                 visit,
             )
         }
@@ -353,7 +371,7 @@ fn scan(
                     .range((c, b.id_lo)..=(c, b.id_hi))
                     .map_err(map_err)?,
                 rev,
-                |k: (u64, u64)| Step::Yield(k.1),
+                keep(false).then_some(|k: (u64, u64)| Step::Yield(k.1)),
                 visit,
             )
         }
@@ -364,7 +382,7 @@ fn scan(
                     .range((v, b.id_lo)..=(v, b.id_hi))
                     .map_err(map_err)?,
                 rev,
-                |k: (u32, u64)| Step::Yield(k.1),
+                keep(false).then_some(|k: (u32, u64)| Step::Yield(k.1)),
                 visit,
             )
         }
@@ -379,7 +397,7 @@ fn scan(
                             .range(range)
                             .map_err(map_err)?,
                         rev,
-                        |k: (&str, &str, u64)| Step::Yield(k.2),
+                        keep(false).then_some(|k: (&str, &str, u64)| Step::Yield(k.2)),
                         visit,
                     )
                 }
@@ -393,7 +411,7 @@ fn scan(
                             .range(range)
                             .map_err(map_err)?,
                         false,
-                        step,
+                        Some(step),
                         visit,
                     )
                 }
@@ -404,7 +422,7 @@ fn scan(
                 .range(b.dt_lo..=b.dt_hi)
                 .map_err(map_err)?,
             rev,
-            |k: (i64, u64)| in_bounds(k.1),
+            keep(filters_ids).then_some(|k: (i64, u64)| in_bounds(k.1)),
             visit,
         ),
         IndexName::Cmd | IndexName::User | IndexName::UserDatetime => {
@@ -417,7 +435,7 @@ fn scan(
             walk(
                 open(txn, def)?.range(range).map_err(map_err)?,
                 rev,
-                |k: (&str, i64, u64)| in_bounds(k.2),
+                keep(filters_ids).then_some(|k: (&str, i64, u64)| in_bounds(k.2)),
                 visit,
             )
         }
@@ -498,6 +516,7 @@ pub(crate) fn query(backend: &RedbBackend, txn: &ReadTransaction, q: &Query) -> 
             &q.filter,
             bounds,
             q.order != Order::IdAsc,
+            true,
             &mut |id, bytes| {
                 if skip_keys > 0 {
                     skip_keys -= 1;
@@ -520,16 +539,24 @@ pub(crate) fn query(backend: &RedbBackend, txn: &ReadTransaction, q: &Query) -> 
     // The access path's order is not the query's: keep the best `offset + limit` in a heap.
     let keep = offset.saturating_add(limit);
     let mut heap = BinaryHeap::new();
-    scan(txn, access, &q.filter, bounds, false, &mut |id, bytes| {
-        let event = load(&events, id, bytes)?;
-        if q.admits(&event) {
-            heap.push(Ranked(q.order, event));
-            if heap.len() > keep {
-                heap.pop();
+    scan(
+        txn,
+        access,
+        &q.filter,
+        bounds,
+        false,
+        true,
+        &mut |id, bytes| {
+            let event = load(&events, id, bytes)?;
+            if q.admits(&event) {
+                heap.push(Ranked(q.order, event));
+                if heap.len() > keep {
+                    heap.pop();
+                }
             }
-        }
-        Ok(true)
-    })?;
+            Ok(true)
+        },
+    )?;
     out.extend(
         heap.into_sorted_vec()
             .into_iter()
@@ -557,7 +584,7 @@ pub(crate) fn count(backend: &RedbBackend, txn: &ReadTransaction, f: &Filter) ->
         return Ok(if hi >= lo { hi - lo + 1 } else { 0 });
     }
     let mut n = 0;
-    scan(txn, access, f, bounds, false, &mut |id, bytes| {
+    scan(txn, access, f, bounds, false, !covered, &mut |id, bytes| {
         if covered || f.matches(&load(&events, id, bytes)?) {
             n += 1;
         }
