@@ -562,6 +562,14 @@ impl Backend for RedbBackend {
         contain("count", || exec::count(self, &self.read()?, filter))
     }
 
+    fn query_with_total(&self, query: &Query) -> Result<(Vec<Event>, u64)> {
+        contain("query", || {
+            let txn = self.read()?;
+            let total = exec::count(self, &txn, &query.filter)?;
+            Ok((exec::query(self, &txn, query)?, total))
+        })
+    }
+
     fn explain(&self, query: &Query) -> Result<QueryPlan> {
         Ok(exec::explain(self.config(), query))
     }

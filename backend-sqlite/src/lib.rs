@@ -454,6 +454,31 @@ fn actual_indexes(conn: &Connection) -> Result<IndexConfig> {
     Ok(config)
 }
 
+fn query_on(conn: &Connection, query: &Query) -> Result<Vec<Event>> {
+    if query.filter.is_empty_range() || query.limit == Some(0) {
+        return Ok(Vec::new());
+    }
+    let (sql, params) = sql::select(query);
+    let mut stmt = conn.prepare_cached(&sql).map_err(map_err)?;
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(params), row_to_event)
+        .map_err(map_err)?;
+    let mut out = Vec::with_capacity(query.limit.map_or(0, |l| l.min(4_096) as usize));
+    for row in rows {
+        out.push(row.map_err(map_err)??);
+    }
+    Ok(out)
+}
+
+fn count_on(conn: &Connection, filter: &Filter) -> Result<u64> {
+    let (where_sql, params) = sql::where_clause(filter, None);
+    let sql = format!("SELECT COUNT(*) FROM queue{where_sql}");
+    conn.prepare_cached(&sql)
+        .and_then(|mut s| s.query_row(rusqlite::params_from_iter(params), |r| r.get::<_, i64>(0)))
+        .map(|n| n as u64)
+        .map_err(map_err)
+}
+
 impl Backend for SqliteBackend {
     fn append(&self, batch: Vec<PendingEvent>) -> Result<Vec<Event>> {
         let mut guard = self.writer();
@@ -560,33 +585,22 @@ impl Backend for SqliteBackend {
     }
 
     fn query(&self, query: &Query) -> Result<Vec<Event>> {
-        if query.filter.is_empty_range() || query.limit == Some(0) {
-            return Ok(Vec::new());
-        }
-        let (sql, params) = sql::select(query);
-        self.with_reader(|conn| {
-            let mut stmt = conn.prepare_cached(&sql).map_err(map_err)?;
-            let rows = stmt
-                .query_map(rusqlite::params_from_iter(params), row_to_event)
-                .map_err(map_err)?;
-            let mut out = Vec::with_capacity(query.limit.map_or(0, |l| l.min(4_096) as usize));
-            for row in rows {
-                out.push(row.map_err(map_err)??);
-            }
-            Ok(out)
-        })
+        self.with_reader(|conn| query_on(conn, query))
     }
 
     fn count(&self, filter: &Filter) -> Result<u64> {
-        let (where_sql, params) = sql::where_clause(filter, None);
-        let sql = format!("SELECT COUNT(*) FROM queue{where_sql}");
+        self.with_reader(|conn| count_on(conn, filter))
+    }
+
+    fn query_with_total(&self, query: &Query) -> Result<(Vec<Event>, u64)> {
         self.with_reader(|conn| {
-            conn.prepare_cached(&sql)
-                .and_then(|mut s| {
-                    s.query_row(rusqlite::params_from_iter(params), |r| r.get::<_, i64>(0))
-                })
-                .map(|n| n as u64)
-                .map_err(map_err)
+            // One read transaction: both statements see the same snapshot. Dropped unfinished
+            // on an error, it rolls back, so the pooled connection holds no snapshot.
+            let tx = conn.unchecked_transaction().map_err(map_err)?;
+            let total = count_on(&tx, &query.filter)?;
+            let events = query_on(&tx, query)?;
+            tx.commit().map_err(map_err)?;
+            Ok((events, total))
         })
     }
 

@@ -230,6 +230,7 @@ macro_rules! conformance_suite {
             explain_uses_each_index,
             explain_scans_without_index,
             concurrent_writers_get_unique_gapless_ids,
+            page_total_agrees_with_its_events_during_writes,
             hostile_strings_roundtrip
         );
     };

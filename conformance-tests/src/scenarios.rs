@@ -1514,6 +1514,56 @@ pub fn explain_scans_without_index<E: Engine>(ctx: &Ctx<E>) -> Result<()> {
     Ok(())
 }
 
+/// A page's total and its events come from one snapshot: while a writer appends whole batches,
+/// a page large enough for everything holds exactly `total_count` events, a multiple of the
+/// batch size.
+pub fn page_total_agrees_with_its_events_during_writes<E: Engine>(ctx: &Ctx<E>) -> Result<()> {
+    let f = ctx.fixture_with(ctx.profile, CachePolicy::disabled())?;
+    let store = &f.store;
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (written, pages) = std::thread::scope(|s| {
+        let writer = s.spawn(|| -> eventlite_core::Result<u64> {
+            let mut n = 0;
+            for _ in 0..150 {
+                n += store
+                    .store_bulk((0..4).map(|_| ev("w").user("writer")).collect())?
+                    .len() as u64;
+            }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(n)
+        });
+        let mut pages = 0u64;
+        let mut check = || -> Result<()> {
+            for page in [
+                store.by_user("writer", Page::first(1_000_000))?,
+                store.by_cmd("w", Page::first(1_000_000))?,
+            ] {
+                ensure!(
+                    page.events.len() as u64 == page.total_count
+                        && page.total_count % 4 == 0
+                        && !page.has_more,
+                    "{} events, total {}",
+                    page.events.len(),
+                    page.total_count
+                );
+            }
+            pages += 2;
+            Ok(())
+        };
+        while !done.load(std::sync::atomic::Ordering::SeqCst) {
+            check()?;
+        }
+        check()?;
+        let written = writer
+            .join()
+            .unwrap_or_else(|_| Err(Error::Unavailable("writer panicked".into())))?;
+        Ok::<_, anyhow::Error>((written, pages))
+    })?;
+    ensure!(written == 600 && pages >= 2);
+    ensure!(store.by_user("writer", Page::first(1_000))?.total_count == 600);
+    Ok(())
+}
+
 /// Threads sharing one store get unique, gap-free ids, and batches stay contiguous.
 pub fn concurrent_writers_get_unique_gapless_ids<E: Engine>(ctx: &Ctx<E>) -> Result<()> {
     let f = ctx.fixture()?;

@@ -46,6 +46,15 @@ pub trait Backend: Send + Sync + Debug + 'static {
     /// How many events `filter` selects.
     fn count(&self, filter: &Filter) -> Result<u64>;
 
+    /// A query's events and how many events its filter selects, read from one snapshot, so
+    /// that a page's total agrees with its events while writers append. The default runs
+    /// [`count`](Self::count) then [`query`](Self::query); engines with read transactions
+    /// override it.
+    fn query_with_total(&self, query: &Query) -> Result<(Vec<Event>, u64)> {
+        let total = self.count(&query.filter)?;
+        Ok((self.query(query)?, total))
+    }
+
     /// How the engine would run `query`.
     fn explain(&self, query: &Query) -> Result<QueryPlan>;
 
@@ -78,6 +87,9 @@ macro_rules! forward_backend {
             fn get(&self, id: u64) -> Result<Option<Event>> { (**self).get(id) }
             fn query(&self, query: &Query) -> Result<Vec<Event>> { (**self).query(query) }
             fn count(&self, filter: &Filter) -> Result<u64> { (**self).count(filter) }
+            fn query_with_total(&self, query: &Query) -> Result<(Vec<Event>, u64)> {
+                (**self).query_with_total(query)
+            }
             fn explain(&self, query: &Query) -> Result<QueryPlan> { (**self).explain(query) }
             fn indexes(&self) -> Result<IndexConfig> { (**self).indexes() }
             fn last_id(&self) -> Result<u64> { (**self).last_id() }

@@ -109,14 +109,26 @@ impl Backend for MemoryBackend {
     }
 
     fn query(&self, query: &Query) -> Result<Vec<Event>> {
+        Ok(self.query_with_total(query)?.0)
+    }
+
+    fn query_with_total(&self, query: &Query) -> Result<(Vec<Event>, u64)> {
         let state = self.read();
+        let total = state
+            .events
+            .iter()
+            .filter(|e| query.filter.matches(e))
+            .count() as u64;
         let mut hits: Vec<&Event> = state.events.iter().filter(|e| query.admits(e)).collect();
         hits.sort_by(|a, b| query.order.compare(a, b));
         let skip = usize::try_from(query.offset).unwrap_or(usize::MAX);
         let take = query
             .limit
             .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
-        Ok(hits.into_iter().skip(skip).take(take).cloned().collect())
+        Ok((
+            hits.into_iter().skip(skip).take(take).cloned().collect(),
+            total,
+        ))
     }
 
     fn count(&self, filter: &Filter) -> Result<u64> {

@@ -472,7 +472,6 @@ impl<B: Backend> EventStore<B> {
                 "page limit must be at least 1".into(),
             ));
         }
-        let total_count = self.backend.count(&filter)?;
         let (after, offset) = match page.start {
             PageStart::Offset(offset) => (None, offset),
             PageStart::After(cursor) => (Some(cursor), 0),
@@ -485,7 +484,7 @@ impl<B: Backend> EventStore<B> {
             offset,
             limit: Some(page.limit.saturating_add(1)),
         };
-        let mut events = self.backend.query(&query)?;
+        let (mut events, total_count) = self.backend.query_with_total(&query)?;
         let has_more = events.len() as u64 > page.limit;
         events.truncate(usize::try_from(page.limit).unwrap_or(usize::MAX));
         let next_cursor = has_more.then(|| events.last().map(Event::cursor)).flatten();
