@@ -490,7 +490,7 @@ pub mod redb {
                 Some(c) => (s, c.datetime, c.id.saturating_sub(1)),
                 None => (s, i64::MAX, u64::MAX),
             };
-            let mut n = 0;
+            let mut rows = Vec::with_capacity(100);
             for entry in idx
                 .range((s, i64::MIN, 0u64)..=hi)?
                 .rev()
@@ -498,9 +498,9 @@ pub mod redb {
                 .take(100)
             {
                 let id = entry?.0.value().2;
-                n += usize::from(Self::get_row(&events, id)?.is_some());
+                rows.extend(Self::get_row(&events, id)?);
             }
-            Ok(n)
+            Ok(rows.len())
         }
     }
 
@@ -518,16 +518,16 @@ pub mod redb {
             let idx = txn.open_table(IDX_CORRELATION)?;
             let events = txn.open_table(EVENTS)?;
             let _count = idx.range((corr, 0u64)..=(corr, u64::MAX))?.count();
-            let mut n = 0;
+            let mut rows = Vec::with_capacity(100);
             for entry in idx
                 .range((corr, 0u64)..=(corr, u64::MAX))?
                 .skip(offset as usize)
                 .take(100)
             {
                 let id = entry?.0.value().1;
-                n += usize::from(Self::get_row(&events, id)?.is_some());
+                rows.extend(Self::get_row(&events, id)?);
             }
-            Ok(n)
+            Ok(rows.len())
         }
         fn user_page_offset(&mut self, user: &str, offset: u64) -> Result<usize> {
             self.dt_page(IDX_USER, user, offset, None)
@@ -539,12 +539,12 @@ pub mod redb {
             let txn = self.db.begin_read()?;
             let idx = txn.open_table(IDX_CORRELATION)?;
             let events = txn.open_table(EVENTS)?;
-            let mut n = 0;
+            let mut rows = Vec::new();
             for entry in idx.range((corr, 0u64)..=(corr, u64::MAX))? {
                 let id = entry?.0.value().1;
-                n += usize::from(Self::get_row(&events, id)?.is_some());
+                rows.extend(Self::get_row(&events, id)?);
             }
-            Ok(n)
+            Ok(rows.len())
         }
         fn cmd_page(&mut self, cmd: &str) -> Result<usize> {
             self.dt_page(IDX_CMD, cmd, 0, None)
@@ -554,12 +554,12 @@ pub mod redb {
             let idx = txn.open_table(IDX_DATETIME)?;
             let events = txn.open_table(EVENTS)?;
             let _count = idx.range((from, 0u64)..=(to, u64::MAX))?.count();
-            let mut n = 0;
+            let mut rows = Vec::with_capacity(100);
             for entry in idx.range((from, 0u64)..=(to, u64::MAX))?.rev().take(100) {
                 let id = entry?.0.value().1;
-                n += usize::from(Self::get_row(&events, id)?.is_some());
+                rows.extend(Self::get_row(&events, id)?);
             }
-            Ok(n)
+            Ok(rows.len())
         }
         fn stream_all(&mut self) -> Result<u64> {
             let (mut last, mut n) = (0u64, 0u64);
