@@ -153,9 +153,14 @@ impl Bench {
         ours: Vec<f64>,
         raw: Option<Vec<f64>>,
     ) {
+        // Run i measured ours then raw back to back, so each pair shares the machine's state
+        // at that moment; the median of the pairs' ratios cancels drift between runs.
+        let ratio = raw.as_ref().map(|raw| {
+            let pairs = ours.iter().zip(raw).map(|(o, r)| o / r).collect();
+            Stat::of(pairs).median
+        });
         let ours = Stat::of(ours);
         let raw = raw.map(Stat::of);
-        let ratio = raw.as_ref().map(|r| ours.median / r.median);
         eprintln!(
             "  {table:<10} {case:<44} {:<6} ours {:>12.0}  raw {:>12}  ratio {}",
             engine.name(),
