@@ -249,38 +249,72 @@ enum Step {
 trait Visit: FnMut(u64, Option<&[u8]>) -> Result<bool> {}
 impl<F: FnMut(u64, Option<&[u8]>) -> Result<bool>> Visit for F {}
 
+/// How a scan hands entries over.
+#[derive(Clone, Copy)]
+struct Pass {
+    /// Whether the visitor needs ids; without them, an index whose every entry in range
+    /// matches is walked without decoding keys (a count the index answers alone).
+    ids: bool,
+    /// Leading matches to pass over unvisited: a covered query's offset. Where every entry
+    /// in range matches they are passed over without decoding anything.
+    skip: usize,
+}
+
 /// Walks one index table's range (borrowed, not owned, ranges: no per-entry reference
-/// counting).
+/// counting). `trivial`: `step` yields every entry (no id bounds to check), so it is only
+/// needed for the id.
 fn walk<K: redb::Key + 'static, V: Visit>(
     range: redb::Range<'_, K, ()>,
     rev: bool,
-    step: Option<impl for<'a> Fn(K::SelfType<'a>) -> Step>,
+    step: impl for<'a> Fn(K::SelfType<'a>) -> Step,
+    trivial: bool,
+    pass: Pass,
     visit: &mut V,
 ) -> Result<()> {
-    let mut go = |entry: std::result::Result<_, redb::StorageError>| -> Result<bool> {
-        let (k, _): (redb::AccessGuard<'_, K>, redb::AccessGuard<'_, ()>) =
-            entry.map_err(map_err)?;
-        // Without a step, every entry counts and nobody needs its id: the key is not decoded.
-        let Some(step) = &step else {
-            return visit(0, None);
-        };
-        match step(k.value()) {
-            Step::Yield(id) => visit(id, None),
-            Step::Skip => Ok(true),
-            Step::Stop => Ok(false),
-        }
-    };
     if rev {
-        for entry in range.rev() {
-            if !go(entry)? {
-                break;
-            }
-        }
+        drive(range.rev(), step, trivial, pass, visit)
     } else {
-        for entry in range {
-            if !go(entry)? {
+        drive(range, step, trivial, pass, visit)
+    }
+}
+
+type Entry<'r, K> =
+    std::result::Result<(redb::AccessGuard<'r, K>, redb::AccessGuard<'r, ()>), redb::StorageError>;
+
+fn drive<'r, K: redb::Key + 'static, V: Visit>(
+    mut entries: impl Iterator<Item = Entry<'r, K>>,
+    step: impl for<'a> Fn(K::SelfType<'a>) -> Step,
+    trivial: bool,
+    pass: Pass,
+    visit: &mut V,
+) -> Result<()> {
+    let mut skip = pass.skip;
+    if trivial {
+        while skip > 0 {
+            match entries.next() {
+                Some(entry) => drop(entry.map_err(map_err)?),
+                None => return Ok(()),
+            }
+            skip -= 1;
+        }
+    }
+    for entry in entries {
+        let (k, _) = entry.map_err(map_err)?;
+        if trivial && !pass.ids {
+            if !visit(0, None)? {
                 break;
             }
+            continue;
+        }
+        match step(k.value()) {
+            Step::Yield(_) if skip > 0 => skip -= 1,
+            Step::Yield(id) => {
+                if !visit(id, None)? {
+                    break;
+                }
+            }
+            Step::Skip => {}
+            Step::Stop => break,
         }
     }
     Ok(())
@@ -293,22 +327,18 @@ fn open<K: redb::Key + 'static>(
     txn.open_table(def).map_err(map_err)
 }
 
-/// Walks an access path within the bounds, in its natural order (reversed if `rev`).
-///
-/// With `ids` false the visitor is not given ids (it sees 0) wherever skipping the key's
-/// decoding is possible: for counts that the index answers alone.
+/// Walks an access path within the bounds, in its natural order (reversed if `rev`). Without
+/// `pass.ids` the visitor may be given 0 instead of ids; `pass.skip` matches are passed over.
 fn scan<V: Visit>(
     txn: &ReadTransaction,
     access: Access,
     f: &Filter,
     b: Bounds,
     rev: bool,
-    ids: bool,
+    pass: Pass,
     visit: &mut V,
 ) -> Result<()> {
-    // A step that would yield every entry can be dropped when ids are not wanted.
-    let keep = |needed: bool| ids || needed;
-    let filters_ids = !b.any_id();
+    let any_id = b.any_id();
     let text = |v: &Option<String>, what: &str| v.clone().ok_or_else(|| missing(what));
     let in_bounds = move |id: u64| {
         if b.has_id(id) {
@@ -325,16 +355,23 @@ fn scan<V: Visit>(
             return walk(
                 open(txn, STREAM_IDX)?.range(range).map_err(map_err)?,
                 rev,
-                keep(false).then_some(|k: (&str, u64)| Step::Yield(k.1)),
+                |k: (&str, u64)| Step::Yield(k.1),
+                true,
+                pass,
                 visit,
             );
         }
         Access::Primary => {
             let events = txn.open_table(EVENTS).map_err(map_err)?;
             let range = events.range(b.id_lo..=b.id_hi).map_err(map_err)?;
+            let mut skip = pass.skip;
             let mut go = |entry: std::result::Result<_, redb::StorageError>| -> Result<bool> {
                 let (k, v): (redb::AccessGuard<'_, u64>, redb::AccessGuard<'_, &[u8]>) =
                     entry.map_err(map_err)?;
+                if skip > 0 {
+                    skip -= 1;
+                    return Ok(true);
+                }
                 visit(k.value(), Some(v.value()))
             };
             if rev {
@@ -360,7 +397,9 @@ fn scan<V: Visit>(
             walk(
                 open(txn, IDX_CORRELATION)?.range(range).map_err(map_err)?,
                 rev,
-                keep(false).then_some(|k: (&str, u64)| Step::Yield(k.1)),
+                |k: (&str, u64)| Step::Yield(k.1),
+                true,
+                pass,
                 visit,
             )
         }
@@ -371,7 +410,9 @@ fn scan<V: Visit>(
                     .range((c, b.id_lo)..=(c, b.id_hi))
                     .map_err(map_err)?,
                 rev,
-                keep(false).then_some(|k: (u64, u64)| Step::Yield(k.1)),
+                |k: (u64, u64)| Step::Yield(k.1),
+                true,
+                pass,
                 visit,
             )
         }
@@ -382,7 +423,9 @@ fn scan<V: Visit>(
                     .range((v, b.id_lo)..=(v, b.id_hi))
                     .map_err(map_err)?,
                 rev,
-                keep(false).then_some(|k: (u32, u64)| Step::Yield(k.1)),
+                |k: (u32, u64)| Step::Yield(k.1),
+                true,
+                pass,
                 visit,
             )
         }
@@ -397,7 +440,9 @@ fn scan<V: Visit>(
                             .range(range)
                             .map_err(map_err)?,
                         rev,
-                        keep(false).then_some(|k: (&str, &str, u64)| Step::Yield(k.2)),
+                        |k: (&str, &str, u64)| Step::Yield(k.2),
+                        true,
+                        pass,
                         visit,
                     )
                 }
@@ -411,7 +456,9 @@ fn scan<V: Visit>(
                             .range(range)
                             .map_err(map_err)?,
                         false,
-                        Some(step),
+                        step,
+                        false,
+                        pass,
                         visit,
                     )
                 }
@@ -422,7 +469,9 @@ fn scan<V: Visit>(
                 .range(b.dt_lo..=b.dt_hi)
                 .map_err(map_err)?,
             rev,
-            keep(filters_ids).then_some(|k: (i64, u64)| in_bounds(k.1)),
+            |k: (i64, u64)| in_bounds(k.1),
+            any_id,
+            pass,
             visit,
         ),
         IndexName::Cmd | IndexName::User | IndexName::UserDatetime => {
@@ -435,7 +484,9 @@ fn scan<V: Visit>(
             walk(
                 open(txn, def)?.range(range).map_err(map_err)?,
                 rev,
-                keep(filters_ids).then_some(|k: (&str, i64, u64)| in_bounds(k.2)),
+                |k: (&str, i64, u64)| in_bounds(k.2),
+                any_id,
+                pass,
                 visit,
             )
         }
@@ -507,21 +558,21 @@ pub(crate) fn query(backend: &RedbBackend, txn: &ReadTransaction, q: &Query) -> 
                 None => return Ok(out),
             }
         }
-        // With every key known to match, the offset is skipped without decoding rows.
+        // With every key known to match, the offset is passed over without decoding rows.
         let covered = filter_fields(&q.filter) & !key_fields(access) == 0;
-        let (mut skip_keys, mut skip_rows) = if covered { (offset, 0) } else { (0, offset) };
+        let (skip_keys, mut skip_rows) = if covered { (offset, 0) } else { (0, offset) };
+        let pass = Pass {
+            ids: true,
+            skip: skip_keys,
+        };
         scan(
             txn,
             access,
             &q.filter,
             bounds,
             q.order != Order::IdAsc,
-            true,
+            pass,
             &mut |id, bytes| {
-                if skip_keys > 0 {
-                    skip_keys -= 1;
-                    return Ok(true);
-                }
                 let event = load(&events, id, bytes)?;
                 if !q.admits(&event) {
                     return Ok(true);
@@ -545,7 +596,7 @@ pub(crate) fn query(backend: &RedbBackend, txn: &ReadTransaction, q: &Query) -> 
         &q.filter,
         bounds,
         false,
-        true,
+        Pass { ids: true, skip: 0 },
         &mut |id, bytes| {
             let event = load(&events, id, bytes)?;
             if q.admits(&event) {
@@ -584,7 +635,11 @@ pub(crate) fn count(backend: &RedbBackend, txn: &ReadTransaction, f: &Filter) ->
         return Ok(if hi >= lo { hi - lo + 1 } else { 0 });
     }
     let mut n = 0;
-    scan(txn, access, f, bounds, false, !covered, &mut |id, bytes| {
+    let pass = Pass {
+        ids: !covered,
+        skip: 0,
+    };
+    scan(txn, access, f, bounds, false, pass, &mut |id, bytes| {
         if covered || f.matches(&load(&events, id, bytes)?) {
             n += 1;
         }
