@@ -536,12 +536,7 @@ impl Backend for RedbBackend {
                 exec::index_batch(&txn, name, first, &batch)?;
             }
             self.shared.commit(txn)?;
-            Ok(batch
-                .into_iter()
-                .zip(stream_versions)
-                .enumerate()
-                .map(|(i, (p, sv))| p.into_event(first + i as u64, sv))
-                .collect())
+            Ok(PendingEvent::into_events(batch, first, &stream_versions))
         })
     }
 

@@ -564,12 +564,7 @@ impl Backend for SqliteBackend {
         let committed = tx.commit();
         committed.map_err(|e| map_write_err(&w.conn, e))?;
         drop(guard);
-        Ok(batch
-            .into_iter()
-            .zip(stream_versions)
-            .enumerate()
-            .map(|(i, (p, sv))| p.into_event(first + i as u64, sv))
-            .collect())
+        Ok(PendingEvent::into_events(batch, first, &stream_versions))
     }
 
     fn get(&self, id: u64) -> Result<Option<Event>> {

@@ -85,12 +85,7 @@ impl Backend for MemoryBackend {
             assigned.push(stream_version);
         }
         let first = state.events.len() as u64 + 1;
-        let events: Vec<Event> = batch
-            .into_iter()
-            .zip(assigned)
-            .enumerate()
-            .map(|(i, (p, sv))| p.into_event(first + i as u64, sv))
-            .collect();
+        let events = PendingEvent::into_events(batch, first, &assigned);
         for event in &events {
             if let (Some(stream), Some(v)) = (&event.stream, event.stream_version) {
                 state.streams.insert(stream.clone(), v);

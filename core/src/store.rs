@@ -255,10 +255,11 @@ impl<B: Backend> EventStore<B> {
     fn append(&self, events: Vec<NewEvent>) -> Result<Vec<Event>> {
         let now = self.clock.now_ms();
         let mut parents: HashMap<u64, String> = HashMap::new();
-        let mut batch = Vec::with_capacity(events.len());
-        for event in events {
-            batch.push(self.prepare(event, now, &mut parents)?);
-        }
+        // Collected from the NewEvent vector in place (see PendingEvent's layout).
+        let batch = events
+            .into_iter()
+            .map(|event| self.prepare(event, now, &mut parents))
+            .collect::<Result<Vec<_>>>()?;
         let stored = self.backend.append(batch)?;
         if self.cache.enabled() {
             let mut seen = HashSet::new();
@@ -340,6 +341,7 @@ impl<B: Backend> EventStore<B> {
             metadata,
             stream,
             expected,
+            _layout: 0,
         };
         let size = pending.content_len();
         if size > self.max_event_size {
