@@ -490,10 +490,9 @@ mod tests {
         .into_event(9, Some(1))
     }
 
-    #[test]
-    fn checksum_covers_every_field_and_matches_the_pending_form() {
-        let e = sample();
-        let pending = PendingEvent {
+    /// The pending form of a stored event.
+    fn pending_of(e: &Event) -> PendingEvent {
+        PendingEvent {
             version: e.version,
             datetime: e.datetime,
             user: e.user.clone(),
@@ -506,8 +505,13 @@ mod tests {
             stream: e.stream.clone(),
             expected: ExpectedVersion::Any,
             _layout: 0,
-        };
-        assert_eq!(pending.checksum(9, Some(1)), e.checksum());
+        }
+    }
+
+    #[test]
+    fn checksum_covers_every_field_and_matches_the_pending_form() {
+        let e = sample();
+        assert_eq!(pending_of(&e).checksum(9, Some(1)), e.checksum());
         type Change = Box<dyn Fn(&mut Event)>;
         let changes: Vec<Change> = vec![
             Box::new(|e| e.id += 1),
@@ -607,23 +611,9 @@ mod tests {
     fn into_events_numbers_the_batch_and_keeps_its_order() {
         let mut a = sample();
         a.stream = None;
-        let pending = |e: &Event| PendingEvent {
-            version: e.version,
-            datetime: e.datetime,
-            user: e.user.clone(),
-            ip: e.ip.clone(),
-            cmd: e.cmd.clone(),
-            data: e.data.clone(),
-            correlation_id: e.correlation_id.clone(),
-            causation_id: e.causation_id,
-            metadata: e.metadata.clone(),
-            stream: e.stream.clone(),
-            expected: ExpectedVersion::Any,
-            _layout: 0,
-        };
         let b = sample();
         let events =
-            PendingEvent::into_events(vec![pending(&a), pending(&b)], 41, &[None, Some(7)]);
+            PendingEvent::into_events(vec![pending_of(&a), pending_of(&b)], 41, &[None, Some(7)]);
         assert_eq!(
             events
                 .iter()
