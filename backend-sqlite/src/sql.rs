@@ -127,8 +127,14 @@ pub(crate) fn select(query: &Query) -> (String, Vec<Value>) {
     };
     let mut sql = format!("SELECT {COLUMNS} FROM queue{where_sql} ORDER BY {order}");
     if query.limit.is_some() || query.offset > 0 {
-        sql.push_str(" LIMIT ? OFFSET ?");
-        params.push(Value::Integer(query.limit.map_or(-1, clamp)));
+        // The limit is written into the SQL (it is our integer, never caller text) so that
+        // the planner knows it (connections plan without peeking at bound values, see
+        // `open_connection`); the offset stays bound, so paging through offsets reuses one
+        // prepared statement.
+        sql.push_str(&format!(
+            " LIMIT {} OFFSET ?",
+            query.limit.map_or(-1, clamp)
+        ));
         params.push(Value::Integer(clamp(query.offset)));
     }
     (sql, params)

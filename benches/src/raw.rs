@@ -113,6 +113,11 @@ pub mod sqlite {
             conn.pragma_update(None, "synchronous", sync)?;
             conn.pragma_update(None, "cache_size", -i64::from(o.cache_size_kib))?;
             conn.pragma_update(None, "mmap_size", o.mmap_size as i64)?;
+            // The same connection setting as ours: plans never peek at bound values.
+            conn.set_db_config(
+                rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+                true,
+            )?;
             Ok(Raw { conn })
         }
 
