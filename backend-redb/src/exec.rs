@@ -298,14 +298,20 @@ fn drive<'r, K: redb::Key + 'static, V: Visit>(
             skip -= 1;
         }
     }
-    for entry in entries {
-        let (k, _) = entry.map_err(map_err)?;
-        if trivial && !pass.ids {
+    if trivial && !pass.ids {
+        // A count the index answers alone: entries are only counted, never looked into.
+        for entry in entries {
+            if entry.is_err() {
+                entry.map_err(map_err)?;
+            }
             if !visit(0, None)? {
                 break;
             }
-            continue;
         }
+        return Ok(());
+    }
+    for entry in entries {
+        let (k, _) = entry.map_err(map_err)?;
         match step(k.value()) {
             Step::Yield(_) if skip > 0 => skip -= 1,
             Step::Yield(id) => {
