@@ -6,14 +6,14 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 use eventlite_core::{
-    Cursor, Error, Event, Filter, IndexConfig, IndexName, Order, PendingEvent, Query, QueryPlan,
-    Result,
+    Cursor, Error, Event, EventFields, Filter, IndexConfig, IndexName, Order, PendingEvent, Query,
+    QueryPlan, Result,
 };
 use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
 
 use crate::{
     EVENTS, IDX_CAUSATION, IDX_CMD, IDX_CORRELATION, IDX_CORRELATION_CMD, IDX_DATETIME, IDX_USER,
-    IDX_USER_DATETIME, IDX_VERSION, IndexFields, RedbBackend, STREAM_IDX, codec, map_err,
+    IDX_USER_DATETIME, IDX_VERSION, RedbBackend, STREAM_IDX, codec, map_err,
 };
 
 // ---- index maintenance ---------------------------------------------------------------------
@@ -29,32 +29,34 @@ pub(crate) fn index_batch(
     name: IndexName,
     first: u64,
     batch: &[PendingEvent],
+    stream_versions: &[Option<u64>],
 ) -> Result<()> {
     index_entries(
         txn,
         name,
         batch
             .iter()
+            .zip(stream_versions)
             .enumerate()
-            .map(|(i, p)| (first + i as u64, IndexFields::from(p))),
+            .map(|(i, (p, sv))| p.fields(first + i as u64, *sv)),
     )
 }
 
-/// Inserts `(id, fields)` entries into one index, opening its table once.
+/// Inserts the entries of events into one index, opening its table once.
 pub(crate) fn index_entries<'a>(
     txn: &WriteTransaction,
     name: IndexName,
-    entries: impl Iterator<Item = (u64, IndexFields<'a>)>,
+    entries: impl Iterator<Item = EventFields<'a>>,
 ) -> Result<()> {
     fn fill<'e, K: redb::Key + 'static>(
         txn: &WriteTransaction,
         def: TableDefinition<K, ()>,
-        entries: impl Iterator<Item = (u64, IndexFields<'e>)>,
-        key: impl for<'k> Fn(u64, &'k IndexFields<'e>) -> Option<K::SelfType<'k>>,
+        entries: impl Iterator<Item = EventFields<'e>>,
+        key: impl for<'k> Fn(u64, &'k EventFields<'e>) -> Option<K::SelfType<'k>>,
     ) -> Result<()> {
         let mut table = txn.open_table(def).map_err(map_err)?;
-        for (id, fields) in entries {
-            if let Some(k) = key(id, &fields) {
+        for fields in entries {
+            if let Some(k) = key(fields.id, &fields) {
                 table.insert(k, ()).map_err(map_err)?;
             }
         }

@@ -277,42 +277,6 @@ fn config_from_text(text: &str) -> IndexConfig {
     IndexConfig::from_names(text.split(',').filter_map(IndexName::parse))
 }
 
-/// The fields an index key is made of.
-pub(crate) struct IndexFields<'a> {
-    pub(crate) correlation_id: &'a str,
-    pub(crate) causation_id: Option<u64>,
-    pub(crate) cmd: &'a str,
-    pub(crate) user: &'a str,
-    pub(crate) datetime: i64,
-    pub(crate) version: u32,
-}
-
-impl<'a> From<&'a Event> for IndexFields<'a> {
-    fn from(e: &'a Event) -> Self {
-        IndexFields {
-            correlation_id: &e.correlation_id,
-            causation_id: e.causation_id,
-            cmd: &e.cmd,
-            user: &e.user,
-            datetime: e.datetime,
-            version: e.version,
-        }
-    }
-}
-
-impl<'a> From<&'a PendingEvent> for IndexFields<'a> {
-    fn from(e: &'a PendingEvent) -> Self {
-        IndexFields {
-            correlation_id: &e.correlation_id,
-            causation_id: e.causation_id,
-            cmd: &e.cmd,
-            user: &e.user,
-            datetime: e.datetime,
-            version: e.version,
-        }
-    }
-}
-
 fn delete_index(txn: &WriteTransaction, name: IndexName) -> Result<()> {
     let deleted = match name {
         IndexName::CorrelationId => txn.delete_table(IDX_CORRELATION),
@@ -475,11 +439,7 @@ fn init(shared: &Shared) -> Result<()> {
                 break;
             }
             for name in &added {
-                exec::index_entries(
-                    &txn,
-                    *name,
-                    chunk.iter().map(|e| (e.id, IndexFields::from(e))),
-                )?;
+                exec::index_entries(&txn, *name, chunk.iter().map(Event::fields))?;
             }
         }
     }
@@ -533,7 +493,7 @@ impl Backend for RedbBackend {
                 last + 1
             };
             for name in self.config().enabled() {
-                exec::index_batch(&txn, name, first, &batch)?;
+                exec::index_batch(&txn, name, first, &batch, &stream_versions)?;
             }
             self.shared.commit(txn)?;
             Ok(PendingEvent::into_events(batch, first, &stream_versions))

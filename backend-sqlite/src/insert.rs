@@ -2,7 +2,7 @@
 //!
 //! rusqlite binds every string with `SQLITE_TRANSIENT`, so SQLite mallocs and copies each one
 //! before the insert copies it again into the row. An append binds ~6 strings per event, and in
-//! bulk appends that copy (plus clearing rusqlite's cached statement) was ~20% of the writer's
+//! bulk appends that copy (plus clearing rusqlite's cached statement) was ~24% of the writer's
 //! instructions. Here the strings are bound `SQLITE_STATIC`: SQLite reads them in place while
 //! the statement steps, and the bindings are cleared before [`InsertStmt::insert`] returns, so
 //! no pointer into a caller's event outlives the call.
@@ -10,24 +10,16 @@
 use std::ffi::{CStr, c_char, c_int};
 use std::ptr::{self, NonNull};
 
+use eventlite_core::EventFields;
 use rusqlite::{Connection, ffi};
 
-/// One row of the `queue` table, in [`crate::sql::COLUMNS`] order, borrowed from the event.
-/// `id` is the id SQLite must assign (see [`InsertStmt::insert`]).
+use crate::sql::clamp;
+
+/// One row of the `queue` table: the event's fields and their checksum. `fields.id` is the id
+/// SQLite must assign (see [`InsertStmt::insert`]).
 pub(crate) struct Row<'a> {
-    pub id: i64,
-    pub version: i64,
-    pub datetime: i64,
-    pub user: &'a str,
-    pub ip: &'a str,
-    pub cmd: &'a str,
-    pub data: &'a str,
-    pub correlation_id: &'a str,
-    pub causation_id: Option<i64>,
-    pub metadata: &'a str,
-    pub stream: Option<&'a str>,
-    pub stream_version: Option<i64>,
-    pub checksum: i64,
+    pub fields: EventFields<'a>,
+    pub checksum: u32,
 }
 
 /// Parameters per row (every column but `id`).
@@ -105,7 +97,7 @@ impl InsertStmt {
         // computed the same ids (and checksummed them) from MAX(id) in this transaction; were
         // SQLite ever to pick another, the append fails here and its transaction rolls back.
         let outcome = outcome.map_err(|rc| error(conn, rc)).and_then(|()| {
-            let expected = rows.last().map_or(0, |r| r.id);
+            let expected = rows.last().map_or(0, |r| clamp(r.fields.id));
             // SAFETY: the handle is valid while `conn` lives.
             let got = unsafe { ffi::sqlite3_last_insert_rowid(conn.handle()) };
             if got == expected {
@@ -136,25 +128,29 @@ impl InsertStmt {
             k += 1;
             k
         };
-        for r in rows {
+        for Row {
+            fields: f,
+            checksum,
+        } in rows
+        {
             // SAFETY (all binds): a live statement, parameter numbers 1..=rows*PARAMS, and text
             // that stays borrowed until `insert` has cleared the bindings.
             unsafe {
-                check(ffi::sqlite3_bind_int64(stmt, next(), r.version))?;
-                check(ffi::sqlite3_bind_int64(stmt, next(), r.datetime))?;
-                bind_text(stmt, next(), r.user)?;
-                bind_text(stmt, next(), r.ip)?;
-                bind_text(stmt, next(), r.cmd)?;
-                bind_text(stmt, next(), r.data)?;
-                bind_text(stmt, next(), r.correlation_id)?;
-                bind_opt_int(stmt, next(), r.causation_id)?;
-                bind_text(stmt, next(), r.metadata)?;
-                match r.stream {
+                check(ffi::sqlite3_bind_int64(stmt, next(), i64::from(f.version)))?;
+                check(ffi::sqlite3_bind_int64(stmt, next(), f.datetime))?;
+                bind_text(stmt, next(), f.user)?;
+                bind_text(stmt, next(), f.ip)?;
+                bind_text(stmt, next(), f.cmd)?;
+                bind_text(stmt, next(), f.data)?;
+                bind_text(stmt, next(), f.correlation_id)?;
+                bind_opt_int(stmt, next(), f.causation_id.map(clamp))?;
+                bind_text(stmt, next(), f.metadata)?;
+                match f.stream {
                     Some(s) => bind_text(stmt, next(), s)?,
                     None => check(ffi::sqlite3_bind_null(stmt, next()))?,
                 }
-                bind_opt_int(stmt, next(), r.stream_version)?;
-                check(ffi::sqlite3_bind_int64(stmt, next(), r.checksum))?;
+                bind_opt_int(stmt, next(), f.stream_version.map(clamp))?;
+                check(ffi::sqlite3_bind_int64(stmt, next(), i64::from(*checksum)))?;
             }
         }
         debug_assert_eq!(k as usize, self.rows * PARAMS);

@@ -529,23 +529,9 @@ impl Backend for SqliteBackend {
         }
         let first = last as u64 + 1;
         let row = |i: usize| {
-            let (p, sv) = (&batch[i], stream_versions[i]);
-            let id = first + i as u64;
-            insert::Row {
-                id: sql::clamp(id),
-                version: i64::from(p.version),
-                datetime: p.datetime,
-                user: &p.user,
-                ip: &p.ip,
-                cmd: &p.cmd,
-                data: &p.data,
-                correlation_id: &p.correlation_id,
-                causation_id: p.causation_id.map(sql::clamp),
-                metadata: &p.metadata,
-                stream: p.stream.as_deref(),
-                stream_version: sv.map(sql::clamp),
-                checksum: i64::from(p.checksum(id, sv)),
-            }
+            let fields = batch[i].fields(first + i as u64, stream_versions[i]);
+            let checksum = fields.checksum();
+            insert::Row { fields, checksum }
         };
         // Multi-row statements cut SQLite's per-statement work for bulk appends; the tail
         // goes one row per statement. Rows are built a statement's worth at a time, so a

@@ -439,6 +439,11 @@ impl PendingEvent {
 
     /// The checksum the event will have once stored with this id and stream version.
     pub fn checksum(&self, id: u64, stream_version: Option<u64>) -> u32 {
+        self.fields(id, stream_version).checksum()
+    }
+
+    /// The fields the event will have once stored with this id and stream version, borrowed.
+    pub fn fields(&self, id: u64, stream_version: Option<u64>) -> EventFields<'_> {
         EventFields {
             id,
             version: self.version,
@@ -453,7 +458,6 @@ impl PendingEvent {
             stream: self.stream.as_deref(),
             stream_version,
         }
-        .checksum()
     }
 
     /// Bytes of caller-supplied content: what the store's size limit counts.
