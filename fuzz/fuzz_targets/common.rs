@@ -1,4 +1,5 @@
 //! Shared by the fuzz targets: read a store every way; no call may panic.
+#![allow(dead_code)] // each target uses a part of this module
 use eventlite_core::{Backend, EventStore, Filter, NewEvent, Order, Page, Query, StreamOptions};
 
 /// Writes `data` as a store file named `name` and, if `open` accepts it, reads it every way.
@@ -33,4 +34,17 @@ pub fn read_everything<B: Backend>(store: &EventStore<B>) {
     }
     let _ = store.count(&Filter::user("u"));
     let _ = store.store(NewEvent::new("fuzz"));
+}
+
+/// For the fuzz target's `init`: libfuzzer-sys aborts on any panic, even one the backend
+/// contains and turns into an error, so the hook is silenced ...
+pub fn silence_panics() {
+    std::panic::set_hook(Box::new(|_| {}));
+}
+
+/// ... and only a panic that reaches the caller aborts (and is reported as a crash).
+pub fn abort_on_escaped_panic(run: impl FnOnce() + std::panic::UnwindSafe) {
+    if std::panic::catch_unwind(run).is_err() {
+        std::process::abort();
+    }
 }

@@ -5,16 +5,8 @@ use libfuzzer_sys::fuzz_target;
 #[path = "common.rs"]
 mod common;
 
-fuzz_target!(
-    init: {
-        // libfuzzer-sys aborts on any panic, even one the backend contains and turns into an
-        // error; silence the hook and abort only for a panic that reaches this caller.
-        std::panic::set_hook(Box::new(|_| {}));
-    },
-    |data: &[u8]| {
-    if std::panic::catch_unwind(|| run(data)).is_err() {
-        std::process::abort();
-    }
+fuzz_target!(init: common::silence_panics(), |data: &[u8]| {
+    common::abort_on_escaped_panic(|| run(data))
 });
 
 fn run(data: &[u8]) {
