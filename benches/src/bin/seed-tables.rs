@@ -608,16 +608,22 @@ fn reads(b: &mut Bench, engine: Engine) -> Result<()> {
     Ok(())
 }
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
+/// Resident memory from `/proc/self/status`, in KiB: (anonymous, file-backed). Anonymous is
+/// the heap (caches, buffers); file-backed is mapped file pages, which the kernel can drop.
+fn rss_kib() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("RssAnon:"), field("RssFile:"))
 }
+
+/// Windows of bulk appends measured at each level of stored events.
+const SCALE_WINDOWS: usize = 3;
 
 fn scale(b: &mut Bench, engine: Engine) -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -632,25 +638,37 @@ fn scale(b: &mut Bench, engine: Engine) -> Result<()> {
             store.store_bulk(events(stored, n).iter().map(new_event).collect())?;
             stored += n;
         }
-        let batches: Vec<Vec<NewEvent>> = events(stored, window)
-            .chunks(1_000)
-            .map(|c| c.iter().map(new_event).collect())
-            .collect();
-        let started = Instant::now();
-        for batch in batches {
-            store.store_bulk(batch)?;
+        let mut rates = Vec::with_capacity(SCALE_WINDOWS);
+        for _ in 0..SCALE_WINDOWS {
+            let batches: Vec<Vec<NewEvent>> = events(stored, window)
+                .chunks(1_000)
+                .map(|c| c.iter().map(new_event).collect())
+                .collect();
+            let started = Instant::now();
+            for batch in batches {
+                store.store_bulk(batch)?;
+            }
+            rates.push(rate(window, started));
+            stored += window;
         }
-        let r = rate(window, started);
-        stored += window;
         b.record(
             "scale",
             &format!("bulk append at {level} stored"),
             engine,
             "events/s",
-            vec![r],
+            rates,
             None,
         );
+        if level > 0 {
+            scale_stream(b, engine, &store)?;
+        }
     }
+    Ok(())
+}
+
+/// Streams every stored event, recording the rate and how much resident memory grew: flat
+/// memory means the same growth at 1M and at 5M events.
+fn scale_stream(b: &mut Bench, engine: Engine, store: &Store) -> Result<()> {
     let before = rss_kib();
     let mut peak = before;
     let started = Instant::now();
@@ -658,26 +676,33 @@ fn scale(b: &mut Bench, engine: Engine) -> Result<()> {
     for batch in store.stream(eventlite_core::StreamOptions::new().batch_size(1_000))? {
         n += batch?.len() as u64;
         if n.is_multiple_of(100_000) {
-            peak = peak.max(rss_kib());
+            let now = rss_kib();
+            peak = (peak.0.max(now.0), peak.1.max(now.1));
         }
     }
     let r = rate(n, started);
+    let millions = n / 1_000_000;
     b.record(
         "scale",
-        &format!("stream all {n}"),
+        &format!("stream all ({millions}M stored)"),
         engine,
         "events/s",
         vec![r],
         None,
     );
-    b.record(
-        "scale",
-        "RSS growth while streaming (KiB)",
-        engine,
-        "KiB",
-        vec![(peak - before) as f64],
-        None,
-    );
+    for (what, grew) in [
+        ("anonymous", peak.0 - before.0),
+        ("file-backed", peak.1 - before.1),
+    ] {
+        b.record(
+            "scale",
+            &format!("RSS growth, {what}, streaming {millions}M (KiB)"),
+            engine,
+            "KiB",
+            vec![grew as f64],
+            None,
+        );
+    }
     Ok(())
 }
 
@@ -700,14 +725,27 @@ fn unique<'a>(items: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
     items.filter(|i| seen.insert(*i)).collect()
 }
 
+/// Whether a smaller figure in `unit` is the better one (memory, as opposed to rates).
+fn lower_is_better(unit: &str) -> bool {
+    unit == "KiB"
+}
+
 fn markdown(b: &Bench) -> String {
     let engines: Vec<&str> = b.args.engines.iter().map(|e| e.name()).collect();
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "N = {} events, {} runs per figure (median, min–max in brackets).\n",
-        b.args.events, b.args.runs
-    );
+    if b.args.scale {
+        let _ = writeln!(
+            out,
+            "Bulk appends: {SCALE_WINDOWS} windows of 100,000 events per level (median, \
+             min–max in brackets); streams: one pass over every stored event.\n"
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "N = {} events, {} runs per figure (median, min–max in brackets).\n",
+            b.args.events, b.args.runs
+        );
+    }
     for table in unique(b.rows.iter().map(|r| r.table.as_str())) {
         let _ = writeln!(out, "### {table}\n");
         let mut header = "| case | unit |".to_owned();
@@ -731,18 +769,27 @@ fn markdown(b: &Bench) -> String {
                 .iter()
                 .filter(|r| r.table == table && r.case == case)
                 .collect();
-            let best = rows.iter().map(|r| r.ours.median).fold(f64::MIN, f64::max);
             let unit = rows.first().map_or("", |r| r.unit.as_str());
+            let medians = rows.iter().map(|r| r.ours.median);
+            let best = if lower_is_better(unit) {
+                medians.fold(f64::MAX, f64::min)
+            } else {
+                medians.fold(f64::MIN, f64::max)
+            };
             let mut line = format!("| {case} | {unit} |");
             for e in &engines {
                 match rows.iter().find(|r| r.engine == *e) {
                     Some(r) => {
-                        let v = format!(
-                            "{} ({}–{})",
-                            fmt_num(r.ours.median),
-                            fmt_num(r.ours.min),
-                            fmt_num(r.ours.max)
-                        );
+                        let v = if r.ours.min == r.ours.max {
+                            fmt_num(r.ours.median)
+                        } else {
+                            format!(
+                                "{} ({}–{})",
+                                fmt_num(r.ours.median),
+                                fmt_num(r.ours.min),
+                                fmt_num(r.ours.max)
+                            )
+                        };
                         let v = if rows.len() > 1 && r.ours.median == best {
                             format!("**{v}**")
                         } else {
@@ -896,4 +943,57 @@ fn main() -> Result<()> {
     }
     eprintln!("done in {:.1}s", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bench(scale: bool) -> Bench {
+        Bench {
+            args: Args {
+                quick: false,
+                events: 1_000,
+                runs: 3,
+                engines: vec![Engine::Sqlite, Engine::Redb],
+                json: None,
+                markdown: None,
+                svg: None,
+                scale,
+                render: None,
+                only: Vec::new(),
+            },
+            rows: Vec::new(),
+        }
+    }
+
+    fn line<'a>(md: &'a str, case: &str) -> &'a str {
+        md.lines()
+            .find(|l| l.starts_with(&format!("| {case} |")))
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn the_best_rate_is_the_highest_and_the_best_memory_the_lowest() {
+        let mut b = bench(true);
+        for (engine, rate, kib) in [(Engine::Sqlite, 10.0, 900.0), (Engine::Redb, 20.0, 64.0)] {
+            b.record(
+                "scale",
+                "append",
+                engine,
+                "events/s",
+                vec![rate, rate + 1.0, rate + 2.0],
+                None,
+            );
+            b.record("scale", "RSS growth", engine, "KiB", vec![kib], None);
+        }
+        let md = markdown(&b);
+        assert!(line(&md, "append").contains("| **21 (20–22)** |"), "{md}");
+        assert!(line(&md, "append").contains("| 11 (10–12) |"), "{md}");
+        // A single measurement has no range; less memory is the better figure.
+        assert!(line(&md, "RSS growth").contains("| **64** |"), "{md}");
+        assert!(line(&md, "RSS growth").contains("| 900 |"), "{md}");
+        assert!(md.starts_with("Bulk appends: 3 windows"), "{md}");
+        assert!(markdown(&bench(false)).starts_with("N = 1000 events, 3 runs per figure"));
+    }
 }
