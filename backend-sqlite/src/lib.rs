@@ -20,7 +20,9 @@
 
 mod insert;
 mod options;
+mod select;
 mod sql;
+mod stmt;
 
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
@@ -34,6 +36,7 @@ use eventlite_core::{
 };
 use insert::InsertStmt;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use select::Selects;
 
 pub use options::{JournalMode, SqliteOptions, Synchronous};
 
@@ -95,7 +98,6 @@ pub(crate) fn map_err(e: rusqlite::Error) -> Error {
     }
 }
 
-/// Reads a row and checks its checksum.
 /// Maps an error of a write on `conn`: SQLite reports a write that failed for a file-size limit
 /// (EFBIG) as a plain I/O error, so the OS error it saw decides.
 fn map_write_err(conn: &Connection, e: rusqlite::Error) -> Error {
@@ -113,41 +115,6 @@ fn map_write_err(conn: &Connection, e: rusqlite::Error) -> Error {
         }
     }
     map_err(e)
-}
-
-fn row_to_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Event>> {
-    let event = row_fields(row)?;
-    let stored: i64 = row.get(12)?;
-    Ok(match u32::try_from(stored) {
-        Ok(sum) => event.verify(sum),
-        Err(_) => Err(Error::Corrupt(format!(
-            "event {}: bad checksum {stored}",
-            event.id
-        ))),
-    })
-}
-
-fn row_fields(row: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
-    let id: i64 = row.get(0)?;
-    let causation: Option<i64> = row.get(8)?;
-    let stream_version: Option<i64> = row.get(11)?;
-    let u = |v: i64, col: usize| {
-        u64::try_from(v).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(col, v))
-    };
-    Ok(Event {
-        id: u(id, 0)?,
-        version: row.get(1)?,
-        datetime: row.get(2)?,
-        user: row.get(3)?,
-        ip: row.get(4)?,
-        cmd: row.get(5)?,
-        data: row.get(6)?,
-        correlation_id: row.get(7)?,
-        causation_id: causation.map(|c| u(c, 8)).transpose()?,
-        metadata: row.get(9)?,
-        stream: row.get(10)?,
-        stream_version: stream_version.map(|v| u(v, 11)).transpose()?,
-    })
 }
 
 fn row_to_snapshot(row: &rusqlite::Row<'_>) -> rusqlite::Result<Snapshot> {
@@ -168,7 +135,15 @@ pub struct SqliteBackend {
     path: PathBuf,
     options: SqliteOptions,
     writer: Mutex<Writer>,
-    readers: Mutex<Vec<Connection>>,
+    readers: Mutex<Vec<Reader>>,
+}
+
+/// A pooled reader connection and the event SELECTs prepared on it.
+#[derive(Debug)]
+struct Reader {
+    // Declared before `conn`: statements must be finalized before their connection closes.
+    selects: Selects,
+    conn: Connection,
 }
 
 /// The writer connection and its append statements, prepared at the first append (the table
@@ -179,6 +154,13 @@ struct Writer {
     insert_many: Option<InsertStmt>,
     insert_one: Option<InsertStmt>,
     conn: Connection,
+}
+
+impl Deref for Reader {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.conn
+    }
 }
 
 impl Deref for Writer {
@@ -265,21 +247,25 @@ impl SqliteBackend {
         self.writer.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    fn with_reader<T>(&self, f: impl FnOnce(&mut Reader) -> Result<T>) -> Result<T> {
         let pooled = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let conn = match pooled {
-            Some(c) => c,
+        let mut reader = match pooled {
+            Some(r) => r,
             None => {
-                let c = open_connection(&self.path, &self.options)?;
-                c.pragma_update(None, "query_only", true).map_err(map_err)?;
-                configure_cache(&c, &self.options)?;
-                c
+                let conn = open_connection(&self.path, &self.options)?;
+                conn.pragma_update(None, "query_only", true)
+                    .map_err(map_err)?;
+                configure_cache(&conn, &self.options)?;
+                Reader {
+                    selects: Selects::default(),
+                    conn,
+                }
             }
         };
-        let out = f(&conn);
+        let out = f(&mut reader);
         let mut pool = self.readers.lock().unwrap_or_else(|e| e.into_inner());
         if pool.len() < self.options.max_idle_readers {
-            pool.push(conn);
+            pool.push(reader);
         }
         out
     }
@@ -462,20 +448,13 @@ fn actual_indexes(conn: &Connection) -> Result<IndexConfig> {
     Ok(config)
 }
 
-fn query_on(conn: &Connection, query: &Query) -> Result<Vec<Event>> {
+fn query_on(selects: &mut Selects, conn: &Connection, query: &Query) -> Result<Vec<Event>> {
     if query.filter.is_empty_range() || query.limit == Some(0) {
         return Ok(Vec::new());
     }
     let (sql, params) = sql::select(query);
-    let mut stmt = conn.prepare_cached(&sql).map_err(map_err)?;
-    let rows = stmt
-        .query_map(rusqlite::params_from_iter(params), row_to_event)
-        .map_err(map_err)?;
-    let mut out = Vec::with_capacity(query.limit.map_or(0, |l| l.min(4_096) as usize));
-    for row in rows {
-        out.push(row.map_err(map_err)??);
-    }
-    Ok(out)
+    let capacity = query.limit.map_or(0, |l| l.min(4_096) as usize);
+    selects.events(conn, &sql, &params, capacity)
 }
 
 fn count_on(conn: &Connection, filter: &Filter) -> Result<u64> {
@@ -565,29 +544,28 @@ impl Backend for SqliteBackend {
         let Ok(id) = i64::try_from(id) else {
             return Ok(None);
         };
-        self.with_reader(|conn| {
-            conn.prepare_cached(&format!("SELECT {} FROM queue WHERE id = ?1", sql::COLUMNS))
-                .and_then(|mut s| s.query_row([id], row_to_event).optional())
-                .map_err(map_err)?
-                .transpose()
+        self.with_reader(|r| {
+            let sql = format!("SELECT {} FROM queue WHERE id = ?", sql::COLUMNS);
+            let params = [rusqlite::types::Value::Integer(id)];
+            Ok(r.selects.events(&r.conn, &sql, &params, 1)?.pop())
         })
     }
 
     fn query(&self, query: &Query) -> Result<Vec<Event>> {
-        self.with_reader(|conn| query_on(conn, query))
+        self.with_reader(|r| query_on(&mut r.selects, &r.conn, query))
     }
 
     fn count(&self, filter: &Filter) -> Result<u64> {
-        self.with_reader(|conn| count_on(conn, filter))
+        self.with_reader(|r| count_on(&r.conn, filter))
     }
 
     fn query_with_total(&self, query: &Query) -> Result<(Vec<Event>, u64)> {
-        self.with_reader(|conn| {
+        self.with_reader(|r| {
             // One read transaction: both statements see the same snapshot. Dropped unfinished
             // on an error, it rolls back, so the pooled connection holds no snapshot.
-            let tx = conn.unchecked_transaction().map_err(map_err)?;
+            let tx = r.conn.unchecked_transaction().map_err(map_err)?;
             let total = count_on(&tx, &query.filter)?;
-            let events = query_on(&tx, query)?;
+            let events = query_on(&mut r.selects, &tx, query)?;
             tx.commit().map_err(map_err)?;
             Ok((events, total))
         })
@@ -619,7 +597,7 @@ impl Backend for SqliteBackend {
     }
 
     fn indexes(&self) -> Result<IndexConfig> {
-        self.with_reader(actual_indexes)
+        self.with_reader(|r| actual_indexes(&r.conn))
     }
 
     fn last_id(&self) -> Result<u64> {
@@ -703,7 +681,6 @@ impl Backend for SqliteBackend {
 mod tests {
     use super::*;
     use eventlite_core::Order;
-    use rusqlite::StatementStatus;
 
     /// A page query is prepared once and reused as its parameters (values, offsets) change.
     /// SQLite re-prepares a statement whose plan peeked at a bound value each time that value
@@ -737,11 +714,8 @@ mod tests {
                 backend.query_with_total(&shape(i))?;
             }
             let (sql, _) = sql::select(&shape(0));
-            let reprepared = backend.with_reader(|conn| {
-                let stmt = conn.prepare_cached(&sql).map_err(map_err)?;
-                Ok(stmt.get_status(StatementStatus::RePrepare))
-            })?;
-            assert_eq!(reprepared, 0, "{sql}");
+            let reprepared = backend.with_reader(|r| Ok(r.selects.reprepares(&sql)))?;
+            assert_eq!(reprepared, Some(0), "{sql}");
         }
         Ok(())
     }

@@ -364,3 +364,51 @@ fn ids_end_at_i64_max_with_a_typed_error_and_nothing_lost() -> anyhow::Result<()
     assert_eq!(store.count(&Filter::default())?, 2);
     Ok(())
 }
+
+/// A column holding what our writer never writes (another type, bytes that are not UTF-8,
+/// an out-of-range number) makes its event `Corrupt`, on a get and in a page, and leaves the
+/// events around it readable.
+#[test]
+fn a_damaged_column_is_reported_corrupt_and_its_neighbours_still_read() -> anyhow::Result<()> {
+    let damage = [
+        "user = x'FF'",
+        "cmd = x'C328'",
+        "version = 'abc'",
+        "version = -1",
+        "datetime = 1.5",
+        "metadata = 42",
+        "causation_id = 'x'",
+        "causation_id = -3",
+        "stream = x'80'",
+        "stream_version = -1",
+        "checksum = -5",
+        "checksum = 4294967296",
+    ];
+    for set in damage {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("e.sqlite");
+        let store = EventStore::new(SqliteBackend::open(&path, options(IndexConfig::none()))?);
+        let root = store.store(NewEvent::new("root").user("ada"))?;
+        let damaged = store.store(
+            NewEvent::new("child")
+                .causation_id(root.id)
+                .stream("acct", ExpectedVersion::NoStream),
+        )?;
+        let after = store.store(NewEvent::new("after"))?;
+        drop(store);
+        let changed = rusqlite::Connection::open(&path)?.execute(
+            &format!("UPDATE queue SET {set} WHERE id = ?1"),
+            [damaged.id as i64],
+        )?;
+        assert_eq!(changed, 1, "{set}");
+
+        let store = EventStore::new(SqliteBackend::open(&path, options(IndexConfig::none()))?);
+        let got = store.get(damaged.id);
+        assert!(matches!(got, Err(Error::Corrupt(_))), "{set}: {got:?}");
+        let page = store.by_correlation(&root.correlation_id, eventlite_core::Page::first(10));
+        assert!(matches!(page, Err(Error::Corrupt(_))), "{set}: {page:?}");
+        assert_eq!(store.get(root.id)?, Some(root), "{set}");
+        assert_eq!(store.get(after.id)?, Some(after), "{set}");
+    }
+    Ok(())
+}

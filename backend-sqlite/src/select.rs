@@ -1,0 +1,221 @@
+//! Event reads on statements we own.
+//!
+//! rusqlite reads a text column with three C calls (type, text, bytes), each taking and
+//! releasing the connection's mutex, plus its own conversion layers; for a 13-column event
+//! that was ~1.2k of the ~8k instructions a streamed event cost. Here a text column is two
+//! calls, a NOT NULL integer one, and the row is checked against its checksum as before.
+
+use std::collections::HashMap;
+use std::ffi::c_int;
+
+use eventlite_core::{Error, Event, Result};
+use rusqlite::types::Value;
+use rusqlite::{Connection, ffi};
+
+use crate::stmt::{RawStmt, bind_opt_int, bind_text, check, error};
+use crate::{ENGINE, map_err};
+
+/// Statements kept per reader connection; past this the cache starts over (the LIMIT is part
+/// of the SQL, so a caller cycling through many page sizes could otherwise grow it forever).
+const CAPACITY: usize = 64;
+
+/// A reader connection's prepared event SELECTs, by SQL text.
+///
+/// Like every [`RawStmt`], they must be dropped before their connection: [`crate::Reader`]
+/// declares them first.
+#[derive(Debug, Default)]
+pub(crate) struct Selects {
+    cache: HashMap<String, RawStmt>,
+}
+
+impl Selects {
+    /// Runs `sql` (a SELECT of [`crate::sql::COLUMNS`]) with `params` on `conn`, and returns
+    /// its rows as events, each checked against its stored checksum.
+    pub(crate) fn events(
+        &mut self,
+        conn: &Connection,
+        sql: &str,
+        params: &[Value],
+        capacity: usize,
+    ) -> Result<Vec<Event>> {
+        if !self.cache.contains_key(sql) {
+            if self.cache.len() >= CAPACITY {
+                self.cache.clear();
+            }
+            let stmt = RawStmt::prepare(conn, sql).map_err(map_err)?;
+            self.cache.insert(sql.to_owned(), stmt);
+        }
+        let Some(stmt) = self.cache.get_mut(sql) else {
+            return Err(Error::backend(
+                ENGINE,
+                "prepared statement missing",
+                std::io::Error::other("statement cache"),
+            ));
+        };
+        let out = run(stmt, conn, params, capacity);
+        // Drops the pointers into `params`, and ends the read so the connection holds no
+        // snapshot while it waits in the pool.
+        stmt.reset();
+        out
+    }
+}
+
+#[cfg(test)]
+impl Selects {
+    /// How often SQLite re-prepared the cached statement for `sql`, if there is one.
+    pub(crate) fn reprepares(&self, sql: &str) -> Option<c_int> {
+        let stmt = self.cache.get(sql)?;
+        // SAFETY: a live statement; the call only reads a counter.
+        Some(unsafe {
+            ffi::sqlite3_stmt_status(stmt.as_ptr(), ffi::SQLITE_STMTSTATUS_REPREPARE, 0)
+        })
+    }
+}
+
+fn run(
+    stmt: &mut RawStmt,
+    conn: &Connection,
+    params: &[Value],
+    capacity: usize,
+) -> Result<Vec<Event>> {
+    let raw = stmt.as_ptr();
+    bind(raw, params).map_err(|rc| map_err(error(conn, rc)))?;
+    let mut out = Vec::with_capacity(capacity);
+    loop {
+        // SAFETY: a live statement whose parameters are bound to `params`, which outlive
+        // the loop.
+        match unsafe { ffi::sqlite3_step(raw) } {
+            // SAFETY: the statement is live and on a row of a SELECT of `COLUMNS`.
+            ffi::SQLITE_ROW => out.push(unsafe { read_event(raw) }?),
+            ffi::SQLITE_DONE => return Ok(out),
+            rc => return Err(map_err(error(conn, rc))),
+        }
+    }
+}
+
+fn bind(stmt: *mut ffi::sqlite3_stmt, params: &[Value]) -> std::result::Result<(), c_int> {
+    // SAFETY: a live statement.
+    let expected = unsafe { ffi::sqlite3_bind_parameter_count(stmt) };
+    if usize::try_from(expected).ok() != Some(params.len()) {
+        return Err(ffi::SQLITE_RANGE);
+    }
+    for (i, value) in (1..).zip(params) {
+        // SAFETY (all binds): a live statement, a parameter number within its count, and text
+        // that `params` keeps alive until the statement is reset and its bindings cleared.
+        unsafe {
+            match value {
+                Value::Integer(v) => bind_opt_int(stmt, i, Some(*v))?,
+                Value::Null => bind_opt_int(stmt, i, None)?,
+                Value::Text(t) => bind_text(stmt, i, t)?,
+                Value::Real(v) => check(ffi::sqlite3_bind_double(stmt, i, *v))?,
+                Value::Blob(_) => return Err(ffi::SQLITE_MISMATCH),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads the row the statement is on as an event and checks its checksum.
+///
+/// NOT NULL integer columns are read without a type check: SQLite converts whatever is
+/// there, and the checksum (over id, version and datetime too) catches a value that is not
+/// the one written.
+///
+/// # Safety
+/// `stmt` is live and positioned on a row of a SELECT of [`crate::sql::COLUMNS`].
+unsafe fn read_event(stmt: *mut ffi::sqlite3_stmt) -> Result<Event> {
+    // SAFETY (every column read): per the function's contract, with column numbers below 13.
+    unsafe {
+        let id = ffi::sqlite3_column_int64(stmt, 0);
+        let id = u64::try_from(id).map_err(|_| Error::Corrupt(format!("bad event id {id}")))?;
+        let bad = |column: &str, what: &str| Error::Corrupt(format!("event {id}: {column} {what}"));
+        let unreadable = |column: &str, e: Unreadable| match e {
+            Unreadable::NotUtf8 => bad(column, "is not UTF-8"),
+            Unreadable::OutOfMemory => Error::backend(
+                ENGINE,
+                format!("event {id}: out of memory reading {column}"),
+                std::io::Error::from(std::io::ErrorKind::OutOfMemory),
+            ),
+        };
+        let required = |col: c_int, column: &str| {
+            text(stmt, col)
+                .map_err(|e| unreadable(column, e))?
+                .ok_or_else(|| bad(column, "is NULL"))
+        };
+        let version = ffi::sqlite3_column_int64(stmt, 1);
+        let event = Event {
+            id,
+            version: u32::try_from(version).map_err(|_| bad("version", "out of range"))?,
+            datetime: ffi::sqlite3_column_int64(stmt, 2),
+            user: required(3, "user")?,
+            ip: required(4, "ip")?,
+            cmd: required(5, "cmd")?,
+            data: required(6, "data")?,
+            correlation_id: required(7, "correlation_id")?,
+            causation_id: optional_id(stmt, 8).map_err(|what| bad("causation_id", what))?,
+            metadata: required(9, "metadata")?,
+            stream: text(stmt, 10).map_err(|e| unreadable("stream", e))?,
+            stream_version: optional_id(stmt, 11).map_err(|what| bad("stream_version", what))?,
+        };
+        let stored = ffi::sqlite3_column_int64(stmt, 12);
+        match u32::try_from(stored) {
+            Ok(sum) => event.verify(sum),
+            Err(_) => Err(bad("checksum", "out of range")),
+        }
+    }
+}
+
+/// Why a text column could not be read.
+enum Unreadable {
+    NotUtf8,
+    OutOfMemory,
+}
+
+/// A text column: `None` for NULL.
+///
+/// # Safety
+/// `stmt` is live and on a row with a column `col`.
+unsafe fn text(
+    stmt: *mut ffi::sqlite3_stmt,
+    col: c_int,
+) -> std::result::Result<Option<String>, Unreadable> {
+    // SAFETY: per the function's contract. The pointer stays valid until the next call on
+    // this column or step, and the bytes are copied before either.
+    unsafe {
+        let ptr = ffi::sqlite3_column_text(stmt, col);
+        let len = usize::try_from(ffi::sqlite3_column_bytes(stmt, col)).unwrap_or(0);
+        if ptr.is_null() {
+            // NULL, an empty value, or SQLite out of memory converting the value to text.
+            return match ffi::sqlite3_column_type(stmt, col) {
+                ffi::SQLITE_NULL => Ok(None),
+                _ if len == 0 => Ok(Some(String::new())),
+                _ => Err(Unreadable::OutOfMemory),
+            };
+        }
+        let bytes = std::slice::from_raw_parts(ptr, len);
+        match std::str::from_utf8(bytes) {
+            Ok(s) => Ok(Some(s.to_owned())),
+            Err(_) => Err(Unreadable::NotUtf8),
+        }
+    }
+}
+
+/// A nullable id column (causation, stream version): `None` for NULL.
+///
+/// # Safety
+/// `stmt` is live and on a row with a column `col`.
+unsafe fn optional_id(
+    stmt: *mut ffi::sqlite3_stmt,
+    col: c_int,
+) -> std::result::Result<Option<u64>, &'static str> {
+    // SAFETY: per the function's contract.
+    unsafe {
+        match ffi::sqlite3_column_type(stmt, col) {
+            ffi::SQLITE_NULL => Ok(None),
+            ffi::SQLITE_INTEGER => u64::try_from(ffi::sqlite3_column_int64(stmt, col))
+                .map(Some)
+                .map_err(|_| "out of range"),
+            _ => Err("is not an integer"),
+        }
+    }
+}
