@@ -544,11 +544,7 @@ impl Backend for SqliteBackend {
         let Ok(id) = i64::try_from(id) else {
             return Ok(None);
         };
-        self.with_reader(|r| {
-            let sql = format!("SELECT {} FROM queue WHERE id = ?", sql::COLUMNS);
-            let params = [rusqlite::types::Value::Integer(id)];
-            Ok(r.selects.events(&r.conn, &sql, &params, 1)?.pop())
-        })
+        self.with_reader(|r| r.selects.by_id(&r.conn, id))
     }
 
     fn query(&self, query: &Query) -> Result<Vec<Event>> {
