@@ -104,31 +104,19 @@ impl Backend for MemoryBackend {
     }
 
     fn query(&self, query: &Query) -> Result<Vec<Event>> {
-        Ok(self.query_with_total(query)?.0)
+        Ok(select(&self.read().events, query))
     }
 
     fn query_with_total(&self, query: &Query) -> Result<(Vec<Event>, u64)> {
         let state = self.read();
-        let total = state
-            .events
-            .iter()
-            .filter(|e| query.filter.matches(e))
-            .count() as u64;
-        let mut hits: Vec<&Event> = state.events.iter().filter(|e| query.admits(e)).collect();
-        hits.sort_by(|a, b| query.order.compare(a, b));
-        let skip = usize::try_from(query.offset).unwrap_or(usize::MAX);
-        let take = query
-            .limit
-            .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
         Ok((
-            hits.into_iter().skip(skip).take(take).cloned().collect(),
-            total,
+            select(&state.events, query),
+            count(&state.events, &query.filter),
         ))
     }
 
     fn count(&self, filter: &Filter) -> Result<u64> {
-        let state = self.read();
-        Ok(state.events.iter().filter(|e| filter.matches(e)).count() as u64)
+        Ok(count(&self.read().events, filter))
     }
 
     fn explain(&self, query: &Query) -> Result<QueryPlan> {
@@ -190,6 +178,22 @@ impl Backend for MemoryBackend {
         }
         Ok(doomed.len() as u64)
     }
+}
+
+/// The events of `query`, in its order, past its offset and within its limit.
+fn select(events: &[Event], query: &Query) -> Vec<Event> {
+    let mut hits: Vec<&Event> = events.iter().filter(|e| query.admits(e)).collect();
+    hits.sort_by(|a, b| query.order.compare(a, b));
+    let skip = usize::try_from(query.offset).unwrap_or(usize::MAX);
+    let take = query
+        .limit
+        .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
+    hits.into_iter().skip(skip).take(take).cloned().collect()
+}
+
+/// How many events `filter` selects.
+fn count(events: &[Event], filter: &Filter) -> u64 {
+    events.iter().filter(|e| filter.matches(e)).count() as u64
 }
 
 /// The plan an engine that follows [`IndexConfig::choose`] reports: the chosen index, or a
