@@ -52,34 +52,32 @@ pub(crate) fn index_entries<'a>(
         txn: &WriteTransaction,
         def: TableDefinition<K, ()>,
         entries: impl Iterator<Item = EventFields<'e>>,
-        key: impl for<'k> Fn(u64, &'k EventFields<'e>) -> Option<K::SelfType<'k>>,
+        key: impl for<'k> Fn(&'k EventFields<'e>) -> Option<K::SelfType<'k>>,
     ) -> Result<()> {
         let mut table = txn.open_table(def).map_err(map_err)?;
         for fields in entries {
-            if let Some(k) = key(fields.id, &fields) {
+            if let Some(k) = key(&fields) {
                 table.insert(k, ()).map_err(map_err)?;
             }
         }
         Ok(())
     }
     match name {
-        IndexName::CorrelationId => fill(txn, IDX_CORRELATION, entries, |id, f| {
-            Some((f.correlation_id, id))
+        IndexName::CorrelationId => fill(txn, IDX_CORRELATION, entries, |f| {
+            Some((f.correlation_id, f.id))
         }),
-        IndexName::CausationId => fill(txn, IDX_CAUSATION, entries, |id, f| {
-            f.causation_id.map(|c| (c, id))
+        IndexName::CausationId => fill(txn, IDX_CAUSATION, entries, |f| {
+            f.causation_id.map(|c| (c, f.id))
         }),
-        IndexName::Cmd => fill(txn, IDX_CMD, entries, |id, f| Some((f.cmd, f.datetime, id))),
-        IndexName::User => fill(txn, IDX_USER, entries, |id, f| {
-            Some((f.user, f.datetime, id))
+        IndexName::Cmd => fill(txn, IDX_CMD, entries, |f| Some((f.cmd, f.datetime, f.id))),
+        IndexName::User => fill(txn, IDX_USER, entries, |f| Some((f.user, f.datetime, f.id))),
+        IndexName::Datetime => fill(txn, IDX_DATETIME, entries, |f| Some((f.datetime, f.id))),
+        IndexName::Version => fill(txn, IDX_VERSION, entries, |f| Some((f.version, f.id))),
+        IndexName::CorrelationCmd => fill(txn, IDX_CORRELATION_CMD, entries, |f| {
+            Some((f.correlation_id, f.cmd, f.id))
         }),
-        IndexName::Datetime => fill(txn, IDX_DATETIME, entries, |id, f| Some((f.datetime, id))),
-        IndexName::Version => fill(txn, IDX_VERSION, entries, |id, f| Some((f.version, id))),
-        IndexName::CorrelationCmd => fill(txn, IDX_CORRELATION_CMD, entries, |id, f| {
-            Some((f.correlation_id, f.cmd, id))
-        }),
-        IndexName::UserDatetime => fill(txn, IDX_USER_DATETIME, entries, |id, f| {
-            Some((f.user, f.datetime, id))
+        IndexName::UserDatetime => fill(txn, IDX_USER_DATETIME, entries, |f| {
+            Some((f.user, f.datetime, f.id))
         }),
     }
 }
