@@ -153,8 +153,8 @@ impl Bench {
         ours: Vec<f64>,
         raw: Option<Vec<f64>>,
     ) {
-        // Run i measured ours then raw back to back, so each pair shares the machine's state
-        // at that moment; the median of the pairs' ratios cancels drift between runs.
+        // Run i measured ours and raw back to back (see `paired`), so each pair shares the
+        // machine's state at that moment; the median of the pairs' ratios cancels drift.
         let ratio = raw.as_ref().map(|raw| {
             let pairs = ours.iter().zip(raw).map(|(o, r)| o / r).collect();
             Stat::of(pairs).median
@@ -194,21 +194,34 @@ impl Bench {
             return Ok(());
         }
         let data = events(0, n);
-        let (mut ours, mut raws) = (Vec::new(), Vec::new());
-        for run in 0..self.args.runs {
-            // Whichever goes second inherits a warm heap and page cache from the first:
-            // alternating the order cancels that along with the machine's drift.
-            if run % 2 == 0 {
-                ours.push(write_ours(engine, &setup, mode, &data)?);
-                raws.push(write_raw(engine, &setup, mode, &data)?);
-            } else {
-                raws.push(write_raw(engine, &setup, mode, &data)?);
-                ours.push(write_ours(engine, &setup, mode, &data)?);
-            }
-        }
+        let (ours, raws) = paired(
+            self.args.runs,
+            |_| write_ours(engine, &setup, mode, &data),
+            |_| write_raw(engine, &setup, mode, &data),
+        )?;
         self.record(table, case, engine, "events/s", ours, Some(raws));
         Ok(())
     }
+}
+
+/// `runs` measurements of ours and of raw, back to back in each run. Whichever goes second
+/// inherits a warm heap and page cache from the first, so they take turns going first.
+fn paired(
+    runs: usize,
+    mut ours: impl FnMut(usize) -> Result<f64>,
+    mut raw: impl FnMut(usize) -> Result<f64>,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    let (mut o, mut r) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
+    for run in 0..runs {
+        if run % 2 == 0 {
+            o.push(ours(run)?);
+            r.push(raw(run)?);
+        } else {
+            r.push(raw(run)?);
+            o.push(ours(run)?);
+        }
+    }
+    Ok((o, r))
 }
 
 fn write_ours(engine: Engine, setup: &Setup, mode: Mode, data: &[BenchEvent]) -> Result<f64> {
@@ -585,7 +598,6 @@ fn reads(b: &mut Bench, engine: Engine) -> Result<()> {
         ),
     ];
     for (case, unit, op) in &cases {
-        let (mut ours, mut raws) = (Vec::new(), Vec::new());
         let seed = |run: usize| Rng(0x9E37_79B9_7F4A_7C15 ^ run as u64);
         let measure_ours = |run: usize| -> Result<f64> {
             let mut store: Store = open_ours(engine, &path, &setup)?;
@@ -604,16 +616,7 @@ fn reads(b: &mut Bench, engine: Engine) -> Result<()> {
             let done = op(raw.as_mut(), &mut rng)?;
             Ok(rate(done, started))
         };
-        for run in 0..b.args.runs {
-            // Alternate who goes first: the second reader finds the heap the first one freed.
-            if run % 2 == 0 {
-                ours.push(measure_ours(run)?);
-                raws.push(measure_raw(run)?);
-            } else {
-                raws.push(measure_raw(run)?);
-                ours.push(measure_ours(run)?);
-            }
-        }
+        let (ours, raws) = paired(b.args.runs, measure_ours, measure_raw)?;
         b.record("reads", case, engine, unit, ours, Some(raws));
     }
     Ok(())
