@@ -2,7 +2,7 @@
 //!
 //! `cargo run --release -p eventlite-benches --bin seed-tables -- [--quick] [--events N]
 //! [--runs R] [--engines sqlite,redb] [--only bulk,reads,…] [--json PATH] [--markdown PATH]
-//! [--svg PATH] [--scale]`
+//! [--svg PATH] [--scale] [--render JSON]`; `--help` prints what each flag does.
 
 use std::fmt::Write as _;
 use std::time::Instant;
@@ -36,7 +36,21 @@ impl Args {
     }
 }
 
-fn parse_args() -> Result<Args> {
+const USAGE: &str = "\
+usage: seed-tables [--quick] [--events N] [--runs R] [--engines sqlite,redb]
+                   [--only index,durability,bulk,profiles,reads]
+                   [--json PATH] [--markdown PATH] [--svg PATH]
+       seed-tables --scale [--engines sqlite,redb] [--json PATH] [--markdown PATH]
+       seed-tables --render JSON [--markdown PATH] [--svg PATH]
+
+  --quick     20,000 events, 3 runs (the CI smoke run; under 60 s)
+  --events N  events per store (default 100,000)
+  --runs R    runs per figure; each figure is their median (default 5)
+  --scale     append windows at 0, 1M and 5M stored events, then stream them all
+  --render    re-print the tables of an earlier run's JSON";
+
+/// `None` when the user asked for the usage text.
+fn parse_args() -> Result<Option<Args>> {
     let mut args = Args {
         quick: false,
         events: 0,
@@ -53,6 +67,7 @@ fn parse_args() -> Result<Args> {
     while let Some(a) = it.next() {
         let mut value = || it.next().with_context(|| format!("{a} needs a value"));
         match a.as_str() {
+            "-h" | "--help" => return Ok(None),
             "--quick" => args.quick = true,
             "--scale" => args.scale = true,
             "--events" => args.events = value()?.parse()?,
@@ -78,7 +93,7 @@ fn parse_args() -> Result<Args> {
                     })
                     .collect::<Result<_>>()?
             }
-            other => bail!("unknown argument {other}"),
+            other => bail!("unknown argument {other}\n\n{USAGE}"),
         }
     }
     if args.events == 0 {
@@ -87,7 +102,7 @@ fn parse_args() -> Result<Args> {
     if args.runs == 0 {
         args.runs = if args.quick { 3 } else { 5 };
     }
-    Ok(args)
+    Ok(Some(args))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -899,7 +914,10 @@ fn svg(b: &Bench) -> String {
 }
 
 fn main() -> Result<()> {
-    let args = parse_args()?;
+    let Some(args) = parse_args()? else {
+        println!("{USAGE}");
+        return Ok(());
+    };
     let started = Instant::now();
     let mut b = Bench {
         args,
