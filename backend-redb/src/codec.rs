@@ -11,20 +11,29 @@ pub(crate) const ROW_FORMAT: u8 = 1;
 const CONFIG: bincode::config::Configuration = bincode::config::standard();
 
 // Decoding borrows the texts from the stored bytes and copies each once into its String:
-// bincode's owned decode zero-fills every String's buffer before copying into it.
+// bincode's owned decode zero-fills every String's buffer before copying into it. The texts
+// are bytes here (bincode writes `&str` and `&[u8]` alike: a length, then the bytes) so that
+// UTF-8 is checked on the copy, which the allocator has aligned, rather than on the
+// unaligned page bytes: std's check goes a word at a time only from an aligned address.
 #[derive(bincode::Encode, bincode::BorrowDecode)]
 struct RowRef<'a> {
     version: u32,
     datetime: i64,
-    user: &'a str,
-    ip: &'a str,
-    cmd: &'a str,
-    data: &'a str,
-    correlation_id: &'a str,
+    user: &'a [u8],
+    ip: &'a [u8],
+    cmd: &'a [u8],
+    data: &'a [u8],
+    correlation_id: &'a [u8],
     causation_id: Option<u64>,
-    metadata: &'a str,
-    stream: Option<&'a str>,
+    metadata: &'a [u8],
+    stream: Option<&'a [u8]>,
     stream_version: Option<u64>,
+}
+
+/// The owned text of a stored field; invalid UTF-8 is damage.
+fn text(id: u64, field: &str, bytes: &[u8]) -> Result<String> {
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| Error::Corrupt(format!("event {id}: {field} is not UTF-8")))
 }
 
 /// Encodes the row of event `id`, with its checksum.
@@ -39,14 +48,14 @@ pub(crate) fn encode_row(
     let row = RowRef {
         version: p.version,
         datetime: p.datetime,
-        user: &p.user,
-        ip: &p.ip,
-        cmd: &p.cmd,
-        data: &p.data,
-        correlation_id: &p.correlation_id,
+        user: p.user.as_bytes(),
+        ip: p.ip.as_bytes(),
+        cmd: p.cmd.as_bytes(),
+        data: p.data.as_bytes(),
+        correlation_id: p.correlation_id.as_bytes(),
         causation_id: p.causation_id,
-        metadata: &p.metadata,
-        stream: p.stream.as_deref(),
+        metadata: p.metadata.as_bytes(),
+        stream: p.stream.as_deref().map(str::as_bytes),
         stream_version,
     };
     bincode::encode_into_std_write(&row, buf, CONFIG)
@@ -92,14 +101,14 @@ pub(crate) fn decode_row(id: u64, stored: &[u8]) -> Result<Event> {
         id,
         version: row.version,
         datetime: row.datetime,
-        user: row.user.to_owned(),
-        ip: row.ip.to_owned(),
-        cmd: row.cmd.to_owned(),
-        data: row.data.to_owned(),
-        correlation_id: row.correlation_id.to_owned(),
+        user: text(id, "user", row.user)?,
+        ip: text(id, "ip", row.ip)?,
+        cmd: text(id, "cmd", row.cmd)?,
+        data: text(id, "data", row.data)?,
+        correlation_id: text(id, "correlation_id", row.correlation_id)?,
         causation_id: row.causation_id,
-        metadata: row.metadata.to_owned(),
-        stream: row.stream.map(str::to_owned),
+        metadata: text(id, "metadata", row.metadata)?,
+        stream: row.stream.map(|s| text(id, "stream", s)).transpose()?,
         stream_version: row.stream_version,
     })
 }
@@ -120,4 +129,100 @@ pub(crate) fn decode_snapshot(name: &str, event_id: u64, bytes: &[u8]) -> Result
         metadata,
         created_at,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The row as earlier versions declared it, with texts as `&str`.
+    #[derive(bincode::Encode)]
+    struct StrRow<'a> {
+        version: u32,
+        datetime: i64,
+        user: &'a str,
+        ip: &'a str,
+        cmd: &'a str,
+        data: &'a str,
+        correlation_id: &'a str,
+        causation_id: Option<u64>,
+        metadata: &'a str,
+        stream: Option<&'a str>,
+        stream_version: Option<u64>,
+    }
+
+    const DATA: &str = r#"{"total":12.5,"note":"naïve ☕"}"#;
+
+    fn str_row(user: &str) -> StrRow<'_> {
+        StrRow {
+            version: 3,
+            datetime: 1_700_000_000_123,
+            user,
+            ip: "10.0.0.1",
+            cmd: "order_placed",
+            data: DATA,
+            correlation_id: "corr-1",
+            causation_id: Some(7),
+            metadata: "{}",
+            stream: Some("order-9"),
+            stream_version: Some(5),
+        }
+    }
+
+    /// A stored row, as the `&str` declaration wrote it, with its checksum.
+    fn stored(row: &StrRow<'_>, id: u64) -> Vec<u8> {
+        let mut buf = vec![ROW_FORMAT];
+        bincode::encode_into_std_write(row, &mut buf, CONFIG).expect("encodes");
+        let sum = checksum(id, &buf);
+        buf.extend_from_slice(&sum.to_le_bytes());
+        buf
+    }
+
+    #[test]
+    fn rows_are_byte_for_byte_what_the_str_layout_wrote() {
+        let s = str_row("zoë");
+        let bytes = RowRef {
+            version: s.version,
+            datetime: s.datetime,
+            user: s.user.as_bytes(),
+            ip: s.ip.as_bytes(),
+            cmd: s.cmd.as_bytes(),
+            data: s.data.as_bytes(),
+            correlation_id: s.correlation_id.as_bytes(),
+            causation_id: s.causation_id,
+            metadata: s.metadata.as_bytes(),
+            stream: s.stream.map(str::as_bytes),
+            stream_version: s.stream_version,
+        };
+        assert_eq!(
+            bincode::encode_to_vec(&bytes, CONFIG).expect("encodes"),
+            bincode::encode_to_vec(&s, CONFIG).expect("encodes"),
+        );
+
+        let e = decode_row(42, &stored(&s, 42)).expect("decodes");
+        assert_eq!(
+            (e.id, e.user.as_str(), e.data.as_str(), e.stream.as_deref()),
+            (42, "zoë", DATA, Some("order-9"))
+        );
+        assert_eq!((e.causation_id, e.stream_version), (Some(7), Some(5)));
+    }
+
+    #[test]
+    fn invalid_utf8_under_a_valid_checksum_is_corrupt() {
+        let mut row = stored(&str_row("AB"), 1);
+        // A lone continuation byte and a dangling lead byte in place of the user, checksummed
+        // again so that only the UTF-8 check can catch them.
+        let at = row
+            .windows(2)
+            .position(|w| w == b"AB")
+            .expect("user bytes present");
+        row[at..at + 2].copy_from_slice(&[0x80, 0xC3]);
+        let body = row.len() - 4;
+        let sum = checksum(1, &row[..body]);
+        row[body..].copy_from_slice(&sum.to_le_bytes());
+        match decode_row(1, &row) {
+            Err(Error::Corrupt(msg)) => assert!(msg.contains("user is not UTF-8"), "{msg}"),
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
 }

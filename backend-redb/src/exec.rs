@@ -201,7 +201,9 @@ impl Bounds {
         (self.id_lo <= self.id_hi && self.dt_lo <= self.dt_hi).then_some(self)
     }
 
-    /// Moves the scan's start past `cursor`, for an access path in the query's order.
+    /// Moves the scan's start past `cursor`, for an access path in the query's order. Every
+    /// pair that [`in_order`] accepts has its arm here, so the scan then leaves out the cursor
+    /// and everything before it, and no event needs checking against the cursor again.
     fn after(mut self, natural: Natural, order: Order, c: Cursor) -> Option<Self> {
         match (natural, order) {
             (Natural::Id, Order::IdAsc) => self.id_lo = self.id_lo.max(c.id.checked_add(1)?),
@@ -566,6 +568,9 @@ pub(crate) fn query(backend: &RedbBackend, txn: &ReadTransaction, q: &Query) -> 
         }
         // With every key known to match, the offset is passed over without decoding rows.
         let covered = filter_fields(&q.filter) & !key_fields(access) == 0;
+        // The bounds took the cursor too, so then no event needs checking: a stream's batch is
+        // decoded and kept, nothing more.
+        let check = !covered;
         let (skip_keys, mut skip_rows) = if covered { (offset, 0) } else { (0, offset) };
         let pass = Pass {
             ids: true,
@@ -580,7 +585,7 @@ pub(crate) fn query(backend: &RedbBackend, txn: &ReadTransaction, q: &Query) -> 
             pass,
             &mut |id, bytes| {
                 let event = load(&events, id, bytes)?;
-                if !q.admits(&event) {
+                if check && !q.admits(&event) {
                     return Ok(true);
                 }
                 if skip_rows > 0 {
