@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use eventlite_benches::raw;
 use eventlite_benches::{BenchEvent, Engine, Reads, Setup, Store, events, new_event, open_ours};
 use eventlite_core::{
-    CachePolicy, Cursor, Durability, EventStore, IndexConfig, ManualClock, NewEvent, Page,
+    CachePolicy, Cursor, Durability, Event, EventStore, IndexConfig, ManualClock, NewEvent, Page,
 };
 use eventlite_sqlite::{JournalMode, Synchronous};
 use serde::{Deserialize, Serialize};
@@ -168,8 +168,9 @@ impl Bench {
         ours: Vec<f64>,
         raw: Option<Vec<f64>>,
     ) {
-        // Run i measured ours and raw back to back (see `paired`), so each pair shares the
-        // machine's state at that moment; the median of the pairs' ratios cancels drift.
+        // Run i measured ours and raw in interleaved slices (see `interleaved`), so each pair
+        // shares the machine's state of that moment; the median of the pairs' ratios cancels
+        // drift between runs.
         let ratio = raw.as_ref().map(|raw| {
             let pairs = ours.iter().zip(raw).map(|(o, r)| o / r).collect();
             Stat::of(pairs).median
@@ -195,7 +196,8 @@ impl Bench {
         });
     }
 
-    /// One write case: `runs` times ours then raw, on fresh files.
+    /// One write case: `runs` runs, each writing the data to a fresh file of ours and a fresh
+    /// file of raw, in interleaved slices (see [`interleaved`]).
     fn write_case(
         &mut self,
         table: &'static str,
@@ -209,87 +211,147 @@ impl Bench {
             return Ok(());
         }
         let data = events(0, n);
-        let (ours, raws) = paired(
-            self.args.runs,
-            |_| write_ours(engine, &setup, mode, &data),
-            |_| write_raw(engine, &setup, mode, &data),
-        )?;
+        let (ours, raws) = each_run(self.args.runs, |run| {
+            write_pair(engine, &setup, mode, &data, run)
+        })?;
         self.record(table, case, engine, "events/s", ours, Some(raws));
         Ok(())
     }
 }
 
-/// `runs` measurements of ours and of raw, back to back in each run. Whichever goes second
-/// inherits a warm heap and page cache from the first, so they take turns going first.
-fn paired(
+/// `runs` measurements of (ours, raw), as two lists.
+fn each_run(
     runs: usize,
-    mut ours: impl FnMut(usize) -> Result<f64>,
-    mut raw: impl FnMut(usize) -> Result<f64>,
+    mut pair: impl FnMut(usize) -> Result<(f64, f64)>,
 ) -> Result<(Vec<f64>, Vec<f64>)> {
     let (mut o, mut r) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
     for run in 0..runs {
-        if run % 2 == 0 {
-            o.push(ours(run)?);
-            r.push(raw(run)?);
+        let (ours, raw) = pair(run)?;
+        o.push(ours);
+        r.push(raw);
+    }
+    Ok((o, r))
+}
+
+/// How many slices a case's work is cut into, at most.
+const SLICES: usize = 20;
+
+/// Ours and raw, both open, take turns on equal slices of the work: A B, B A, A B, …, with
+/// the first turn alternating by `run` too. Each side's time is the sum of its turns. A slow
+/// spell of this shared machine (a neighbour's job, a slow fsync) then falls on both sides
+/// within a slice, where timing all of ours and then all of raw let it fall on one side.
+/// Whichever goes second in a turn finds the heap and CPU caches the first one left, hence
+/// the alternation. `ours(i)` and `raw(i)` do slice `i`; returns their (ours, raw) seconds.
+fn interleaved(
+    slices: usize,
+    run: usize,
+    mut ours: impl FnMut(usize) -> Result<()>,
+    mut raw: impl FnMut(usize) -> Result<()>,
+) -> Result<(f64, f64)> {
+    fn timed(f: &mut dyn FnMut(usize) -> Result<()>, i: usize) -> Result<f64> {
+        let started = Instant::now();
+        f(i)?;
+        Ok(started.elapsed().as_secs_f64())
+    }
+    let (mut o, mut r) = (0.0, 0.0);
+    for i in 0..slices {
+        if (i + run).is_multiple_of(2) {
+            o += timed(&mut ours, i)?;
+            r += timed(&mut raw, i)?;
         } else {
-            r.push(raw(run)?);
-            o.push(ours(run)?);
+            r += timed(&mut raw, i)?;
+            o += timed(&mut ours, i)?;
         }
     }
     Ok((o, r))
 }
 
-fn write_ours(engine: Engine, setup: &Setup, mode: Mode, data: &[BenchEvent]) -> Result<f64> {
-    let dir = tempfile::tempdir()?;
-    let store = open_ours(engine, &dir.path().join(engine.file()), setup)?;
-    let started;
-    match mode {
-        Mode::Individual => {
-            let batch: Vec<NewEvent> = data.iter().map(new_event).collect();
-            started = Instant::now();
-            for e in batch {
-                store.store(e)?;
-            }
-        }
-        Mode::Bulk(size) => {
-            let batches: Vec<Vec<NewEvent>> = data
-                .chunks(size)
-                .map(|c| c.iter().map(new_event).collect())
-                .collect();
-            started = Instant::now();
-            for b in batches {
-                store.store_bulk(b)?;
-            }
-        }
-    }
-    Ok(rate(data.len() as u64, started))
+/// A raw writer of either engine.
+enum RawWriter {
+    Sqlite(raw::sqlite::Raw),
+    Redb(raw::redb::Raw),
 }
 
-fn write_raw(engine: Engine, setup: &Setup, mode: Mode, data: &[BenchEvent]) -> Result<f64> {
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join(engine.file());
-    // Our backend lays out the schema and indexes, so that raw code writes the same file.
-    drop(open_ours(engine, &path, setup)?);
-    let started;
-    match engine {
-        Engine::Sqlite => {
-            let mut raw = raw::sqlite::Raw::open(&path, setup)?;
-            started = Instant::now();
-            match mode {
-                Mode::Individual => data.iter().try_for_each(|e| raw.insert_one(e))?,
-                Mode::Bulk(size) => data.chunks(size).try_for_each(|c| raw.insert_batch(c))?,
+impl RawWriter {
+    /// A raw writer of a new file at `path`, which our backend lays out first (schema and
+    /// indexes), so that raw code writes the same file ours does.
+    fn create(engine: Engine, path: &std::path::Path, setup: &Setup) -> Result<Self> {
+        drop(open_ours(engine, path, setup)?);
+        Ok(match engine {
+            Engine::Sqlite => RawWriter::Sqlite(raw::sqlite::Raw::open(path, setup)?),
+            Engine::Redb => RawWriter::Redb(raw::redb::Raw::open(path, setup)?),
+        })
+    }
+
+    /// Writes `unit` as ours does in `mode`: event by event, or as one batch.
+    fn write(&mut self, mode: Mode, unit: &[BenchEvent]) -> Result<()> {
+        match (self, mode) {
+            (RawWriter::Sqlite(r), Mode::Individual) => {
+                unit.iter().try_for_each(|e| r.insert_one(e))
             }
-        }
-        Engine::Redb => {
-            let mut raw = raw::redb::Raw::open(&path, setup)?;
-            started = Instant::now();
-            match mode {
-                Mode::Individual => data.iter().try_for_each(|e| raw.insert_one(e))?,
-                Mode::Bulk(size) => data.chunks(size).try_for_each(|c| raw.insert_batch(c))?,
-            }
+            (RawWriter::Redb(r), Mode::Individual) => unit.iter().try_for_each(|e| r.insert_one(e)),
+            (RawWriter::Sqlite(r), Mode::Bulk(_)) => r.insert_batch(unit),
+            (RawWriter::Redb(r), Mode::Bulk(_)) => r.insert_batch(unit),
         }
     }
-    Ok(rate(data.len() as u64, started))
+}
+
+/// One run of a write case: `data` written by ours and by raw, each to a new file of its own,
+/// in interleaved slices of whole calls (a slice is some `store` calls, or some `store_bulk`
+/// batches; one call of everything is one slice). Returns (ours, raw) in events/s.
+fn write_pair(
+    engine: Engine,
+    setup: &Setup,
+    mode: Mode,
+    data: &[BenchEvent],
+    run: usize,
+) -> Result<(f64, f64)> {
+    let dir = tempfile::tempdir()?;
+    let store = open_ours(engine, &dir.path().join(engine.file()), setup)?;
+    let raw_path = dir.path().join(format!("raw-{}", engine.file()));
+    let mut raw = RawWriter::create(engine, &raw_path, setup)?;
+    let unit = match mode {
+        Mode::Individual => 1,
+        Mode::Bulk(size) => size.max(1),
+    };
+    let units: Vec<&[BenchEvent]> = data.chunks(unit).collect();
+    let slices: Vec<&[&[BenchEvent]]> = units.chunks(units.len().div_ceil(SLICES).max(1)).collect();
+    // Ours takes its events by value: they are built before the clock starts, as raw's rows
+    // are. The stored events it returns hold those same strings, so they are kept until the
+    // clock stops: raw's rows are freed after it too.
+    let mut ours_slices: Vec<Vec<Vec<NewEvent>>> = slices
+        .iter()
+        .map(|s| {
+            s.iter()
+                .map(|u| u.iter().map(new_event).collect())
+                .collect()
+        })
+        .collect();
+    let (mut kept, mut kept_batches): (Vec<Event>, Vec<Vec<Event>>) = match mode {
+        Mode::Individual => (Vec::with_capacity(data.len()), Vec::new()),
+        Mode::Bulk(_) => (Vec::new(), Vec::with_capacity(units.len())),
+    };
+    let (ours, raw) = interleaved(
+        slices.len(),
+        run,
+        |i| {
+            for unit in std::mem::take(&mut ours_slices[i]) {
+                match mode {
+                    Mode::Individual => {
+                        for e in unit {
+                            kept.push(store.store(e)?);
+                        }
+                    }
+                    Mode::Bulk(_) => kept_batches.push(store.store_bulk(unit)?),
+                }
+            }
+            Ok(())
+        },
+        |i| slices[i].iter().try_for_each(|u| raw.write(mode, u)),
+    )?;
+    drop((kept, kept_batches));
+    let n = data.len() as f64;
+    Ok((n / ours, n / raw))
 }
 
 fn writes(b: &mut Bench, engine: Engine) -> Result<()> {
@@ -466,7 +528,9 @@ fn build_read_store(engine: Engine, path: &std::path::Path, setup: &Setup, n: u6
     Ok(())
 }
 
-type ReadOp<'a> = Box<dyn Fn(&mut dyn Reads, &mut Rng) -> Result<u64> + 'a>;
+/// A read case's work: `reps` operations (ignored by a whole pass); returns how many units
+/// (operations, pages or events) it did.
+type ReadOp<'a> = Box<dyn Fn(&mut dyn Reads, &mut Rng, u64) -> Result<u64> + 'a>;
 
 fn reads(b: &mut Bench, engine: Engine) -> Result<()> {
     let n = b.args.events;
@@ -499,140 +563,178 @@ fn reads(b: &mut Bench, engine: Engine) -> Result<()> {
             .map(|e| e.cursor())
             .context("no event at the deep position")?
     };
-    let cases: Vec<(&str, &'static str, ReadOp<'_>)> = vec![
+    // (case, unit, operations in all or None for one whole pass, the work)
+    let cases: Vec<(&str, &'static str, Option<u64>, ReadOp<'_>)> = vec![
         (
             "get by id (random)",
             "ops/s",
-            Box::new(move |r, rng| {
-                for _ in 0..k {
+            Some(k),
+            Box::new(move |r, rng, reps| {
+                for _ in 0..reps {
                     r.get(rng.next(n) + 1)?;
                 }
-                Ok(k)
+                Ok(reps)
             }),
         ),
         (
             "cached get (hot set of 100)",
             "ops/s",
-            Box::new(move |r, rng| {
-                for _ in 0..k {
+            Some(k),
+            Box::new(move |r, rng, reps| {
+                for _ in 0..reps {
                     r.get_cached(rng.next(100) + 1)?;
                 }
-                Ok(k)
+                Ok(reps)
             }),
         ),
         (
             "cached get (random)",
             "ops/s",
-            Box::new(move |r, rng| {
-                for _ in 0..k {
+            Some(k),
+            Box::new(move |r, rng, reps| {
+                for _ in 0..reps {
                     r.get_cached(rng.next(n) + 1)?;
                 }
-                Ok(k)
+                Ok(reps)
             }),
         ),
         (
             "correlation page of 100, offset 0",
             "pages/s",
-            Box::new(move |r, rng| {
-                for _ in 0..pages {
+            Some(pages),
+            Box::new(move |r, rng, reps| {
+                for _ in 0..reps {
                     r.correlation_page(&format!("corr-{}", rng.next(groups)), 0)?;
                 }
-                Ok(pages)
+                Ok(reps)
             }),
         ),
         (
             "whole transaction of 100",
             "ops/s",
-            Box::new(move |r, rng| {
-                for _ in 0..pages {
+            Some(pages),
+            Box::new(move |r, rng, reps| {
+                for _ in 0..reps {
                     r.transaction(&format!("corr-{}", rng.next(groups)))?;
                 }
-                Ok(pages)
+                Ok(reps)
             }),
         ),
         (
             "user page of 100, first page",
             "pages/s",
-            Box::new(move |r, _| {
-                for _ in 0..pages {
+            Some(pages),
+            Box::new(move |r, _, reps| {
+                for _ in 0..reps {
                     r.user_page_offset("user3", 0)?;
                 }
-                Ok(pages)
+                Ok(reps)
             }),
         ),
         (
             "user page of 100, deep by offset",
             "pages/s",
-            Box::new(move |r, _| {
-                for _ in 0..pages {
+            Some(pages),
+            Box::new(move |r, _, reps| {
+                for _ in 0..reps {
                     r.user_page_offset("user3", deep)?;
                 }
-                Ok(pages)
+                Ok(reps)
             }),
         ),
         (
             "user page of 100, deep by cursor",
             "pages/s",
-            Box::new(move |r, _| {
-                for _ in 0..pages {
+            Some(pages),
+            Box::new(move |r, _, reps| {
+                for _ in 0..reps {
                     r.user_page_after("user3", cursor)?;
                 }
-                Ok(pages)
+                Ok(reps)
             }),
         ),
         (
             "cmd page of 100",
             "pages/s",
-            Box::new(move |r, _| {
-                for _ in 0..pages {
+            Some(pages),
+            Box::new(move |r, _, reps| {
+                for _ in 0..reps {
                     r.cmd_page("item_shipped")?;
                 }
-                Ok(pages)
+                Ok(reps)
             }),
         ),
         (
             "time-range page of 100",
             "pages/s",
-            Box::new(move |r, rng| {
-                for _ in 0..pages {
+            Some(pages),
+            Box::new(move |r, rng, reps| {
+                for _ in 0..reps {
                     let from = t0 + rng.next(span as u64 / 2) as i64;
                     r.time_page(from, from + 50)?;
                 }
-                Ok(pages)
+                Ok(reps)
             }),
         ),
         (
             "stream all events",
             "events/s",
-            Box::new(|r, _| r.stream_all()),
+            None,
+            Box::new(|r, _, _| r.stream_all()),
         ),
         (
             "replay through a trivial model",
             "events/s",
-            Box::new(|r, _| r.replay_all()),
+            None,
+            Box::new(|r, _, _| r.replay_all()),
         ),
     ];
-    for (case, unit, op) in &cases {
-        let seed = |run: usize| Rng(0x9E37_79B9_7F4A_7C15 ^ run as u64);
-        let measure_ours = |run: usize| -> Result<f64> {
+    // Ours and raw read copies of one file, so that both can be open at once (redb locks its
+    // file against a second handle).
+    let raw_path = dir.path().join(format!("raw-{}", engine.file()));
+    copy_store(&path, &raw_path)?;
+    for (case, unit, reps, op) in &cases {
+        let (ours, raws) = each_run(b.args.runs, |run| {
             let mut store: Store = open_ours(engine, &path, &setup)?;
-            let mut rng = seed(run);
-            let started = Instant::now();
-            let done = op(&mut store, &mut rng)?;
-            Ok(rate(done, started))
-        };
-        let measure_raw = |run: usize| -> Result<f64> {
-            let mut rng = seed(run);
             let mut raw: Box<dyn Reads> = match engine {
-                Engine::Sqlite => Box::new(raw::sqlite::Raw::open(&path, &setup)?),
-                Engine::Redb => Box::new(raw::redb::Raw::open(&path, &setup)?),
+                Engine::Sqlite => Box::new(raw::sqlite::Raw::open(&raw_path, &setup)?),
+                Engine::Redb => Box::new(raw::redb::Raw::open(&raw_path, &setup)?),
             };
-            let started = Instant::now();
-            let done = op(raw.as_mut(), &mut rng)?;
-            Ok(rate(done, started))
-        };
-        let (ours, raws) = paired(b.args.runs, measure_ours, measure_raw)?;
+            // Both sides draw the same ids from the same sequence.
+            let seed = || Rng(0x9E37_79B9_7F4A_7C15 ^ run as u64);
+            let (mut rng_ours, mut rng_raw) = (seed(), seed());
+            let slices = reps.map_or(1, |r| r.clamp(1, SLICES as u64));
+            let per_slice = reps.map_or(1, |r| r / slices);
+            let (mut done_ours, mut done_raw) = (0, 0);
+            let (t_ours, t_raw) = interleaved(
+                slices as usize,
+                run,
+                |_| {
+                    done_ours += op(&mut store, &mut rng_ours, per_slice)?;
+                    Ok(())
+                },
+                |_| {
+                    done_raw += op(raw.as_mut(), &mut rng_raw, per_slice)?;
+                    Ok(())
+                },
+            )?;
+            Ok((done_ours as f64 / t_ours, done_raw as f64 / t_raw))
+        })?;
         b.record("reads", case, engine, unit, ours, Some(raws));
+    }
+    Ok(())
+}
+
+/// Copies a closed store's file (and a SQLite write-ahead log, should one be left).
+fn copy_store(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
+    std::fs::copy(from, to)?;
+    let wal = |p: &std::path::Path| {
+        let mut name = p.as_os_str().to_owned();
+        name.push("-wal");
+        std::path::PathBuf::from(name)
+    };
+    if wal(from).exists() {
+        std::fs::copy(wal(from), wal(to))?;
     }
     Ok(())
 }
@@ -980,6 +1082,42 @@ fn main() -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::RefCell;
+
+    #[test]
+    fn interleaved_slices_take_turns_and_the_first_turn_alternates_by_run() {
+        for (run, want) in [
+            (0, "o0 r0 r1 o1 o2 r2 r3 o3"),
+            (1, "r0 o0 o1 r1 r2 o2 o3 r3"),
+        ] {
+            let order = RefCell::new(Vec::new());
+            let (o, r) = interleaved(
+                4,
+                run,
+                |i| {
+                    order.borrow_mut().push(format!("o{i}"));
+                    Ok(())
+                },
+                |i| {
+                    order.borrow_mut().push(format!("r{i}"));
+                    Ok(())
+                },
+            )
+            .expect("no slice fails");
+            assert_eq!(order.into_inner().join(" "), want);
+            assert!(o > 0.0 && r > 0.0);
+        }
+        let failing = interleaved(
+            3,
+            0,
+            |_| Ok(()),
+            |i| {
+                anyhow::ensure!(i < 1, "slice {i}");
+                Ok(())
+            },
+        );
+        assert_eq!(failing.expect_err("slice 1 fails").to_string(), "slice 1");
+    }
 
     fn bench(scale: bool) -> Bench {
         Bench {
