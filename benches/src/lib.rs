@@ -2,11 +2,12 @@
 //! and the raw baselines (the same rows, schema, indexes and pragmas, written and read with
 //! plain rusqlite / plain redb code).
 
+use std::ops::RangeInclusive;
 use std::path::Path;
 
 use anyhow::Result;
 use eventlite_core::{
-    Backend, CachePolicy, Callbacks, Cursor, Durability, EventStore, FnModel, IndexConfig,
+    Backend, CachePolicy, Callbacks, Cursor, Durability, EventStore, Filter, FnModel, IndexConfig,
     NewEvent, Page, StreamOptions,
 };
 use eventlite_redb::{RedbBackend, RedbOptions};
@@ -166,10 +167,10 @@ pub trait Reads {
     fn cmd_page(&mut self, cmd: &str) -> Result<usize>;
     /// A time-range page of 100 (newest first), with its total count.
     fn time_page(&mut self, from: i64, to: i64) -> Result<usize>;
-    /// Every event, in batches of 1,000; how many.
-    fn stream_all(&mut self) -> Result<u64>;
-    /// Every event through a trivial model; how many.
-    fn replay_all(&mut self) -> Result<u64>;
+    /// The events with ids in `ids`, streamed in batches of 1,000; how many.
+    fn stream_ids(&mut self, ids: RangeInclusive<u64>) -> Result<u64>;
+    /// The events with ids in `ids` through a trivial model; how many.
+    fn replay_ids(&mut self, ids: RangeInclusive<u64>) -> Result<u64>;
 }
 
 impl Reads for Store {
@@ -200,19 +201,24 @@ impl Reads for Store {
     fn time_page(&mut self, from: i64, to: i64) -> Result<usize> {
         Ok(self.by_time_range(from, to, Page::first(100))?.events.len())
     }
-    fn stream_all(&mut self) -> Result<u64> {
+    fn stream_ids(&mut self, ids: RangeInclusive<u64>) -> Result<u64> {
+        let filter = Filter {
+            id_from: Some(*ids.start()),
+            id_to: Some(*ids.end()),
+            ..Filter::default()
+        };
         let mut n = 0;
-        for batch in self.stream(StreamOptions::new().batch_size(1_000))? {
+        for batch in self.stream(StreamOptions::new().batch_size(1_000).filter(filter))? {
             n += batch?.len() as u64;
         }
         Ok(n)
     }
-    fn replay_all(&mut self) -> Result<u64> {
+    fn replay_ids(&mut self, ids: RangeInclusive<u64>) -> Result<u64> {
         let mut model = FnModel::new(0u64).on_default(|n: &mut u64, _, _| {
             *n += 1;
             Ok(())
         });
-        let stats = self.replay(&mut model, .., &mut Callbacks::new())?;
+        let stats = self.replay(&mut model, ids, &mut Callbacks::new())?;
         Ok(stats.events)
     }
 }

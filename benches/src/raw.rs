@@ -1,6 +1,7 @@
 //! The raw baselines: plain rusqlite and plain redb code over the same files, schema, indexes
 //! and pragmas as our backends, without EventLite's layers.
 
+use std::ops::RangeInclusive;
 use std::path::Path;
 
 use anyhow::Result;
@@ -180,6 +181,29 @@ pub mod sqlite {
             Ok(rows)
         }
 
+        /// The rows with ids in `ids`, a batch of 1,000 per query (keyset, as ours streams);
+        /// `each` is given every batch, and the sum of what it returns is returned.
+        fn batches(
+            &self,
+            ids: RangeInclusive<u64>,
+            mut each: impl FnMut(&[(u64, Row)]) -> u64,
+        ) -> Result<u64> {
+            let sql = format!(
+                "SELECT {COLS} FROM queue WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT 1000"
+            );
+            let (mut last, mut n) = (ids.start().saturating_sub(1), 0u64);
+            loop {
+                let batch = self.rows(&sql, [last as i64, *ids.end() as i64])?;
+                let Some((id, _)) = batch.last() else { break };
+                last = *id;
+                n += each(&batch);
+                if batch.len() < 1000 {
+                    break;
+                }
+            }
+            Ok(n)
+        }
+
         fn count(&self, sql: &str, p: impl rusqlite::Params) -> Result<i64> {
             Ok(self.conn.prepare_cached(sql)?.query_row(p, |r| r.get(0))?)
         }
@@ -255,35 +279,13 @@ pub mod sqlite {
             );
             Ok(self.rows(&sql, [from, to])?.len().min(100))
         }
-        fn stream_all(&mut self) -> Result<u64> {
-            let sql = format!("SELECT {COLS} FROM queue WHERE id > ?1 ORDER BY id LIMIT 1000");
-            let (mut last, mut n) = (0u64, 0u64);
-            loop {
-                let batch = self.rows(&sql, [last as i64])?;
-                let Some((id, _)) = batch.last() else { break };
-                last = *id;
-                n += batch.len() as u64;
-                if batch.len() < 1000 {
-                    break;
-                }
-            }
-            Ok(n)
+        fn stream_ids(&mut self, ids: RangeInclusive<u64>) -> Result<u64> {
+            self.batches(ids, |batch| batch.len() as u64)
         }
-        fn replay_all(&mut self) -> Result<u64> {
-            let sql = format!("SELECT {COLS} FROM queue WHERE id > ?1 ORDER BY id LIMIT 1000");
-            let (mut last, mut n) = (0u64, 0u64);
-            loop {
-                let batch = self.rows(&sql, [last as i64])?;
-                let Some((id, _)) = batch.last() else { break };
-                last = *id;
-                for r in &batch {
-                    n += u64::from(!r.1.cmd.is_empty());
-                }
-                if batch.len() < 1000 {
-                    break;
-                }
-            }
-            Ok(n)
+        fn replay_ids(&mut self, ids: RangeInclusive<u64>) -> Result<u64> {
+            self.batches(ids, |batch| {
+                batch.iter().map(|r| u64::from(!r.1.cmd.is_empty())).sum()
+            })
         }
     }
 }
@@ -487,6 +489,32 @@ pub mod redb {
             self.insert_batch(std::slice::from_ref(e))
         }
 
+        /// The rows with ids in `ids`, a read transaction per batch of 1,000 (as ours streams);
+        /// `each` is given every batch, and the sum of what it returns is returned.
+        fn batches(
+            &self,
+            ids: RangeInclusive<u64>,
+            mut each: impl FnMut(&[(u64, RedbRow)]) -> u64,
+        ) -> Result<u64> {
+            let (mut next, mut n) = (*ids.start(), 0u64);
+            loop {
+                let txn = self.db.begin_read()?;
+                let events = txn.open_table(EVENTS)?;
+                let mut batch = Vec::with_capacity(1000);
+                for entry in events.range(next..=*ids.end())?.take(1000) {
+                    let (k, v) = entry?;
+                    batch.push((k.value(), decode(v.value())?));
+                }
+                let Some((id, _)) = batch.last() else { break };
+                next = id + 1;
+                n += each(&batch);
+                if batch.len() < 1000 {
+                    break;
+                }
+            }
+            Ok(n)
+        }
+
         fn get_row(events: &::redb::ReadOnlyTable<u64, &[u8]>, id: u64) -> Result<Option<RedbRow>> {
             events.get(id)?.map(|v| decode(v.value())).transpose()
         }
@@ -580,27 +608,13 @@ pub mod redb {
             }
             Ok(rows.len())
         }
-        fn stream_all(&mut self) -> Result<u64> {
-            let (mut last, mut n) = (0u64, 0u64);
-            loop {
-                let txn = self.db.begin_read()?;
-                let events = txn.open_table(EVENTS)?;
-                let mut batch = Vec::with_capacity(1000);
-                for entry in events.range(last + 1..)?.take(1000) {
-                    let (k, v) = entry?;
-                    batch.push((k.value(), decode(v.value())?));
-                }
-                let Some((id, _)) = batch.last() else { break };
-                last = *id;
-                n += batch.len() as u64;
-                if batch.len() < 1000 {
-                    break;
-                }
-            }
-            Ok(n)
+        fn stream_ids(&mut self, ids: RangeInclusive<u64>) -> Result<u64> {
+            self.batches(ids, |batch| batch.len() as u64)
         }
-        fn replay_all(&mut self) -> Result<u64> {
-            self.stream_all()
+        fn replay_ids(&mut self, ids: RangeInclusive<u64>) -> Result<u64> {
+            self.batches(ids, |batch| {
+                batch.iter().map(|r| u64::from(!r.1.cmd.is_empty())).sum()
+            })
         }
     }
 }

@@ -528,9 +528,37 @@ fn build_read_store(engine: Engine, path: &std::path::Path, setup: &Setup, n: u6
     Ok(())
 }
 
-/// A read case's work: `reps` operations (ignored by a whole pass); returns how many units
-/// (operations, pages or events) it did.
-type ReadOp<'a> = Box<dyn Fn(&mut dyn Reads, &mut Rng, u64) -> Result<u64> + 'a>;
+/// A slice of a read case's work; returns how many units (operations, pages or events) it did.
+type ReadOp<'a> = Box<dyn Fn(&mut dyn Reads, &mut Rng, Slice) -> Result<u64> + 'a>;
+
+/// One slice of a read case's work of `total` units: `reps` operations, or, for a pass over
+/// the log, the ids `first..=last` (`reps` of them). The slices tile `1..=total`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Slice {
+    reps: u64,
+    first: u64,
+    last: u64,
+}
+
+impl Slice {
+    /// How many slices of how many units each (the last may hold fewer) cut `total` units
+    /// into at most [`SLICES`] slices, none empty.
+    fn plan(total: u64) -> (u64, u64) {
+        let per = total.div_ceil(SLICES as u64).max(1);
+        (total.div_ceil(per), per)
+    }
+
+    /// Slice `i`, of `per` units, over `total` units.
+    fn nth(i: u64, per: u64, total: u64) -> Slice {
+        let first = i * per + 1;
+        let last = ((i + 1) * per).min(total);
+        Slice {
+            reps: (last + 1).saturating_sub(first),
+            first,
+            last,
+        }
+    }
+}
 
 fn reads(b: &mut Bench, engine: Engine) -> Result<()> {
     let n = b.args.events;
@@ -563,137 +591,137 @@ fn reads(b: &mut Bench, engine: Engine) -> Result<()> {
             .map(|e| e.cursor())
             .context("no event at the deep position")?
     };
-    // (case, unit, operations in all or None for one whole pass, the work)
-    let cases: Vec<(&str, &'static str, Option<u64>, ReadOp<'_>)> = vec![
+    // (case, unit, units of work in all: operations, or events for a pass, the work)
+    let cases: Vec<(&str, &'static str, u64, ReadOp<'_>)> = vec![
         (
             "get by id (random)",
             "ops/s",
-            Some(k),
-            Box::new(move |r, rng, reps| {
-                for _ in 0..reps {
+            k,
+            Box::new(move |r, rng, s: Slice| {
+                for _ in 0..s.reps {
                     r.get(rng.next(n) + 1)?;
                 }
-                Ok(reps)
+                Ok(s.reps)
             }),
         ),
         (
             "cached get (hot set of 100)",
             "ops/s",
-            Some(k),
-            Box::new(move |r, rng, reps| {
-                for _ in 0..reps {
+            k,
+            Box::new(move |r, rng, s: Slice| {
+                for _ in 0..s.reps {
                     r.get_cached(rng.next(100) + 1)?;
                 }
-                Ok(reps)
+                Ok(s.reps)
             }),
         ),
         (
             "cached get (random)",
             "ops/s",
-            Some(k),
-            Box::new(move |r, rng, reps| {
-                for _ in 0..reps {
+            k,
+            Box::new(move |r, rng, s: Slice| {
+                for _ in 0..s.reps {
                     r.get_cached(rng.next(n) + 1)?;
                 }
-                Ok(reps)
+                Ok(s.reps)
             }),
         ),
         (
             "correlation page of 100, offset 0",
             "pages/s",
-            Some(pages),
-            Box::new(move |r, rng, reps| {
-                for _ in 0..reps {
+            pages,
+            Box::new(move |r, rng, s: Slice| {
+                for _ in 0..s.reps {
                     r.correlation_page(&format!("corr-{}", rng.next(groups)), 0)?;
                 }
-                Ok(reps)
+                Ok(s.reps)
             }),
         ),
         (
             "whole transaction of 100",
             "ops/s",
-            Some(pages),
-            Box::new(move |r, rng, reps| {
-                for _ in 0..reps {
+            pages,
+            Box::new(move |r, rng, s: Slice| {
+                for _ in 0..s.reps {
                     r.transaction(&format!("corr-{}", rng.next(groups)))?;
                 }
-                Ok(reps)
+                Ok(s.reps)
             }),
         ),
         (
             "user page of 100, first page",
             "pages/s",
-            Some(pages),
-            Box::new(move |r, _, reps| {
-                for _ in 0..reps {
+            pages,
+            Box::new(move |r, _, s: Slice| {
+                for _ in 0..s.reps {
                     r.user_page_offset("user3", 0)?;
                 }
-                Ok(reps)
+                Ok(s.reps)
             }),
         ),
         (
             "user page of 100, deep by offset",
             "pages/s",
-            Some(pages),
-            Box::new(move |r, _, reps| {
-                for _ in 0..reps {
+            pages,
+            Box::new(move |r, _, s: Slice| {
+                for _ in 0..s.reps {
                     r.user_page_offset("user3", deep)?;
                 }
-                Ok(reps)
+                Ok(s.reps)
             }),
         ),
         (
             "user page of 100, deep by cursor",
             "pages/s",
-            Some(pages),
-            Box::new(move |r, _, reps| {
-                for _ in 0..reps {
+            pages,
+            Box::new(move |r, _, s: Slice| {
+                for _ in 0..s.reps {
                     r.user_page_after("user3", cursor)?;
                 }
-                Ok(reps)
+                Ok(s.reps)
             }),
         ),
         (
             "cmd page of 100",
             "pages/s",
-            Some(pages),
-            Box::new(move |r, _, reps| {
-                for _ in 0..reps {
+            pages,
+            Box::new(move |r, _, s: Slice| {
+                for _ in 0..s.reps {
                     r.cmd_page("item_shipped")?;
                 }
-                Ok(reps)
+                Ok(s.reps)
             }),
         ),
         (
             "time-range page of 100",
             "pages/s",
-            Some(pages),
-            Box::new(move |r, rng, reps| {
-                for _ in 0..reps {
+            pages,
+            Box::new(move |r, rng, s: Slice| {
+                for _ in 0..s.reps {
                     let from = t0 + rng.next(span as u64 / 2) as i64;
                     r.time_page(from, from + 50)?;
                 }
-                Ok(reps)
+                Ok(s.reps)
             }),
         ),
         (
             "stream all events",
             "events/s",
-            None,
-            Box::new(|r, _, _| r.stream_all()),
+            n,
+            Box::new(|r, _, s: Slice| r.stream_ids(s.first..=s.last)),
         ),
         (
             "replay through a trivial model",
             "events/s",
-            None,
-            Box::new(|r, _, _| r.replay_all()),
+            n,
+            Box::new(|r, _, s: Slice| r.replay_ids(s.first..=s.last)),
         ),
     ];
     // Ours and raw read copies of one file, so that both can be open at once (redb locks its
     // file against a second handle).
     let raw_path = dir.path().join(format!("raw-{}", engine.file()));
     copy_store(&path, &raw_path)?;
-    for (case, unit, reps, op) in &cases {
+    for (case, unit, total, op) in &cases {
         let (ours, raws) = each_run(b.args.runs, |run| {
             let mut store: Store = open_ours(engine, &path, &setup)?;
             let mut raw: Box<dyn Reads> = match engine {
@@ -703,21 +731,25 @@ fn reads(b: &mut Bench, engine: Engine) -> Result<()> {
             // Both sides draw the same ids from the same sequence.
             let seed = || Rng(0x9E37_79B9_7F4A_7C15 ^ run as u64);
             let (mut rng_ours, mut rng_raw) = (seed(), seed());
-            let slices = reps.map_or(1, |r| r.clamp(1, SLICES as u64));
-            let per_slice = reps.map_or(1, |r| r / slices);
+            let (slices, per) = Slice::plan(*total);
+            let slice = |i: usize| Slice::nth(i as u64, per, *total);
             let (mut done_ours, mut done_raw) = (0, 0);
             let (t_ours, t_raw) = interleaved(
                 slices as usize,
                 run,
-                |_| {
-                    done_ours += op(&mut store, &mut rng_ours, per_slice)?;
+                |i| {
+                    done_ours += op(&mut store, &mut rng_ours, slice(i))?;
                     Ok(())
                 },
-                |_| {
-                    done_raw += op(raw.as_mut(), &mut rng_raw, per_slice)?;
+                |i| {
+                    done_raw += op(raw.as_mut(), &mut rng_raw, slice(i))?;
                     Ok(())
                 },
             )?;
+            anyhow::ensure!(
+                done_ours == done_raw,
+                "{case}: ours did {done_ours} units of work, raw {done_raw}"
+            );
             Ok((done_ours as f64 / t_ours, done_raw as f64 / t_raw))
         })?;
         b.record("reads", case, engine, unit, ours, Some(raws));
@@ -1083,6 +1115,31 @@ fn main() -> Result<()> {
 mod tests {
     use super::*;
     use std::cell::RefCell;
+
+    #[test]
+    fn slices_tile_the_work_without_gaps_or_overlap() {
+        for total in [100_000, 20_000, 1_001, 21, 7, 1] {
+            let (count, per) = Slice::plan(total);
+            assert!(count <= SLICES as u64, "{total}: {count} slices");
+            let mut next = 1;
+            for i in 0..count {
+                let s = Slice::nth(i, per, total);
+                assert!(s.reps > 0, "{total}: slice {i} is empty");
+                assert_eq!((s.first, s.reps), (next, s.last + 1 - s.first), "{total}");
+                next = s.last + 1;
+            }
+            assert_eq!(next, total + 1, "{total}: the slices cover 1..={total}");
+        }
+        let (count, per) = Slice::plan(100_000);
+        assert_eq!(
+            Slice::nth(count - 1, per, 100_000),
+            Slice {
+                reps: 5_000,
+                first: 95_001,
+                last: 100_000
+            }
+        );
+    }
 
     #[test]
     fn interleaved_slices_take_turns_and_the_first_turn_alternates_by_run() {
