@@ -678,6 +678,115 @@ mod tests {
     use super::*;
     use eventlite_core::Order;
 
+    /// A keyset page costs the same wherever its cursor is, also when the filter bounds the
+    /// same column the cursor does: SQLite seeks to one bound per side and checks any other
+    /// row by row, so a cursor beside a filter's `id_from` or `datetime_to` must be the bound
+    /// it seeks to. Measured in virtual machine steps, which count the rows visited.
+    #[test]
+    fn a_deep_cursor_page_visits_what_a_shallow_one_does() -> anyhow::Result<()> {
+        use eventlite_core::{Cursor, EventStore, ManualClock, NewEvent};
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("e.sqlite");
+        let options = SqliteOptions {
+            indexes: IndexConfig::all(),
+            ..SqliteOptions::default()
+        };
+        {
+            let clock = std::sync::Arc::new(ManualClock::new(1_000));
+            let store = EventStore::builder(SqliteBackend::open(&path, options.clone())?)
+                .clock(clock.clone())
+                .build();
+            for i in 0..3_000 {
+                store.store(NewEvent::new("tick").user("ada").correlation_id("c"))?;
+                if i % 2 == 1 {
+                    clock.advance(1);
+                }
+            }
+        }
+        let backend = SqliteBackend::open(&path, options)?;
+        let all = backend.query(&Query::new(Filter::default(), Order::IdAsc))?;
+        let (shallow, deep) = (&all[150], &all[2_850]);
+        let (shallow_desc, deep_desc) = (&all[2_850], &all[150]);
+        type Shape = fn() -> (Filter, Order);
+        let shapes: [(&str, Shape); 5] = [
+            ("a stream from an id", || {
+                (
+                    Filter {
+                        id_from: Some(1),
+                        ..Filter::default()
+                    },
+                    Order::IdAsc,
+                )
+            }),
+            ("newest first up to an id", || {
+                (
+                    Filter {
+                        id_to: Some(3_000),
+                        ..Filter::default()
+                    },
+                    Order::IdDesc,
+                )
+            }),
+            ("a correlation from an id", || {
+                (
+                    Filter {
+                        id_from: Some(1),
+                        ..Filter::correlation("c")
+                    },
+                    Order::IdAsc,
+                )
+            }),
+            ("a time range, newest first", || {
+                let f = Filter {
+                    datetime_from: Some(0),
+                    datetime_to: Some(10_000),
+                    ..Filter::default()
+                };
+                (f, Order::DatetimeDesc)
+            }),
+            ("a user's time range, newest first", || {
+                (
+                    Filter {
+                        datetime_to: Some(10_000),
+                        ..Filter::user("ada")
+                    },
+                    Order::DatetimeDesc,
+                )
+            }),
+        ];
+        let mut costly = Vec::new();
+        for (what, shape) in shapes {
+            let (filter, order) = shape();
+            let (near, far) = if order == Order::IdAsc {
+                (shallow, deep)
+            } else {
+                (shallow_desc, deep_desc)
+            };
+            let steps = |c: &eventlite_core::Event| -> anyhow::Result<i64> {
+                let q = Query {
+                    after: Some(Cursor {
+                        id: c.id,
+                        datetime: c.datetime,
+                    }),
+                    ..Query::new(filter.clone(), order).limit(100)
+                };
+                assert_eq!(backend.query(&q)?.len(), 100, "{what}");
+                let (sql, _) = sql::select(&q);
+                let steps = backend.with_reader(|r| Ok(r.selects.take_vm_steps(&sql)))?;
+                Ok(i64::from(steps.expect("the query's statement is cached")))
+            };
+            steps(near)?; // resets the counter
+            let (near_steps, far_steps) = (steps(near)?, steps(far)?);
+            if far_steps > 2 * near_steps {
+                costly.push(format!(
+                    "{what}: {far_steps} steps 2,700 events deep, {near_steps} near the start"
+                ));
+            }
+        }
+        assert!(costly.is_empty(), "{costly:#?}");
+        Ok(())
+    }
+
     /// A page query is prepared once and reused as its parameters (values, offsets) change.
     /// SQLite re-prepares a statement whose plan peeked at a bound value each time that value
     /// is bound again; an equality filter with an ORDER BY did that on every page.

@@ -80,6 +80,14 @@ impl Selects {
 
 #[cfg(test)]
 impl Selects {
+    /// The virtual machine steps the cached statement for `sql` took since the last call (a
+    /// measure of the rows it visited), if there is one.
+    pub(crate) fn take_vm_steps(&self, sql: &str) -> Option<c_int> {
+        let stmt = self.cache.get(sql)?;
+        // SAFETY: a live statement; the call reads and resets a counter.
+        Some(unsafe { ffi::sqlite3_stmt_status(stmt.as_ptr(), ffi::SQLITE_STMTSTATUS_VM_STEP, 1) })
+    }
+
     /// How often SQLite re-prepared the cached statement for `sql`, if there is one.
     pub(crate) fn reprepares(&self, sql: &str) -> Option<c_int> {
         let stmt = self.cache.get(sql)?;

@@ -92,23 +92,47 @@ pub(crate) fn where_clause(filter: &Filter, query: Option<&Query>) -> (String, V
         }
     };
     int("causation_id = ?", filter.causation_id.map(clamp));
-    int("datetime >= ?", filter.datetime_from);
-    int("datetime <= ?", filter.datetime_to);
-    int("version = ?", filter.version.map(i64::from));
-    int("id >= ?", filter.id_from.map(clamp));
-    int("id <= ?", filter.id_to.map(clamp));
-    if let Some(q) = query
-        && let Some(c) = q.after
-    {
-        match q.order {
-            Order::IdAsc => int("id > ?", Some(clamp(c.id))),
-            Order::IdDesc => int("id < ?", Some(clamp(c.id))),
-            Order::DatetimeDesc => {
-                terms.push("(datetime, id) < (?, ?)");
-                params.push(Value::Integer(c.datetime));
-                params.push(Value::Integer(clamp(c.id)));
+    // One bound per side of a column: SQLite seeks to one of them and checks any other row by
+    // row, and, planning without bound values (see `open_connection`), it cannot tell which
+    // is tighter. A cursor beside `id_from` would otherwise make each batch of a stream scan
+    // from `id_from` up to the cursor again.
+    let (mut id_lo, mut id_hi) = (filter.id_from, filter.id_to);
+    let (mut dt_hi, mut before) = (filter.datetime_to, None);
+    let mut empty = false;
+    match query.and_then(|q| Some((q.order, q.after?))) {
+        None => {}
+        Some((Order::IdAsc, c)) => match c.id.checked_add(1) {
+            Some(next) => id_lo = Some(id_lo.map_or(next, |lo| lo.max(next))),
+            None => empty = true,
+        },
+        Some((Order::IdDesc, c)) => match c.id.checked_sub(1) {
+            Some(prev) => id_hi = Some(id_hi.map_or(prev, |hi| hi.min(prev))),
+            None => empty = true,
+        },
+        Some((Order::DatetimeDesc, c)) => match dt_hi {
+            // Every event at or before `to` comes before the cursor.
+            Some(to) if to < c.datetime => {}
+            // The cursor implies `datetime <= to`.
+            _ => {
+                dt_hi = None;
+                before = Some(c);
             }
-        }
+        },
+    }
+    // Ids are never above i64::MAX, so a lower bound past it matches nothing.
+    empty |= id_lo.is_some_and(|lo| lo > i64::MAX as u64);
+    int("datetime >= ?", filter.datetime_from);
+    int("datetime <= ?", dt_hi);
+    int("version = ?", filter.version.map(i64::from));
+    int("id >= ?", id_lo.map(clamp));
+    int("id <= ?", id_hi.map(clamp));
+    if let Some(c) = before {
+        terms.push("(datetime, id) < (?, ?)");
+        params.push(Value::Integer(c.datetime));
+        params.push(Value::Integer(clamp(c.id)));
+    }
+    if empty {
+        terms.push("0");
     }
     if terms.is_empty() {
         (String::new(), params)

@@ -195,6 +195,7 @@ macro_rules! conformance_suite {
             cursor_paging_through_ties,
             page_edge_cases,
             combined_filters_match_reference,
+            cursors_and_bounds_combine_at_the_extremes,
             count_matches_query,
             stream_batches_in_id_order,
             stream_with_combined_filters,

@@ -700,6 +700,67 @@ pub fn combined_filters_match_reference<E: Engine>(ctx: &Ctx<E>) -> Result<()> {
     Ok(())
 }
 
+/// A cursor and the filter's own bounds on the same column combine as both conditions, up to
+/// the ends of the id and time ranges, where arithmetic on a bound could overflow.
+pub fn cursors_and_bounds_combine_at_the_extremes<E: Engine>(ctx: &Ctx<E>) -> Result<()> {
+    let f = ctx.fixture()?;
+    let all = populate(&f)?;
+    let mid = &all[29];
+    let ids_ = [
+        0,
+        1,
+        2,
+        30,
+        59,
+        60,
+        61,
+        i64::MAX as u64,
+        i64::MAX as u64 + 1,
+        u64::MAX,
+    ];
+    let times = [i64::MIN, T0 - 1, T0, mid.datetime, T0 + 22_000, i64::MAX];
+    let mut filters = vec![Filter::all()];
+    for &id in &[1, 30, 60, i64::MAX as u64, u64::MAX] {
+        filters.push(Filter {
+            id_from: Some(id),
+            ..Filter::default()
+        });
+        filters.push(Filter {
+            id_to: Some(id),
+            ..Filter::default()
+        });
+    }
+    for &t in &times {
+        filters.push(Filter {
+            datetime_to: Some(t),
+            ..Filter::default()
+        });
+        filters.push(Filter {
+            datetime_from: Some(t),
+            ..Filter::user("ada")
+        });
+    }
+    for filter in &filters {
+        for order in [Order::IdAsc, Order::IdDesc, Order::DatetimeDesc] {
+            for &id in &ids_ {
+                for &datetime in &times {
+                    let q = Query::new(filter.clone(), order)
+                        .limit(7)
+                        .after(Cursor { id, datetime });
+                    let (got, want) = (f.query(&q)?, reference(&all, &q));
+                    ensure!(
+                        got == want,
+                        "{q:?}: got {:?}, want {:?}",
+                        ids(&got),
+                        ids(&want)
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `count` agrees with the query it counts.
 pub fn count_matches_query<E: Engine>(ctx: &Ctx<E>) -> Result<()> {
     let f = ctx.fixture()?;
