@@ -303,9 +303,7 @@ fn drive<'r, K: redb::Key + 'static, V: Visit>(
     if trivial && !pass.ids {
         // A count the index answers alone: entries are only counted, never looked into.
         for entry in entries {
-            if entry.is_err() {
-                entry.map_err(map_err)?;
-            }
+            entry.map_err(map_err)?;
             if !visit(0, None)? {
                 break;
             }

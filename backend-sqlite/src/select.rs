@@ -42,9 +42,7 @@ impl Selects {
                     .insert(RawStmt::prepare(conn, &sql).map_err(map_err)?)
             }
         };
-        let out = run(stmt, conn, &[Value::Integer(id)], 1);
-        stmt.reset();
-        Ok(out?.pop())
+        Ok(run(stmt, conn, &[Value::Integer(id)], 1)?.pop())
     }
 
     /// Runs `sql` (a SELECT of [`crate::sql::COLUMNS`]) with `params` on `conn`, and returns
@@ -56,25 +54,19 @@ impl Selects {
         params: &[Value],
         capacity: usize,
     ) -> Result<Vec<Event>> {
-        if !self.cache.contains_key(sql) {
-            if self.cache.len() >= CAPACITY {
-                self.cache.clear();
-            }
-            let stmt = RawStmt::prepare(conn, sql).map_err(map_err)?;
-            self.cache.insert(sql.to_owned(), stmt);
+        if let Some(stmt) = self.cache.get_mut(sql) {
+            return run(stmt, conn, params, capacity);
         }
-        let Some(stmt) = self.cache.get_mut(sql) else {
-            return Err(Error::backend(
-                ENGINE,
-                "prepared statement missing",
-                std::io::Error::other("statement cache"),
-            ));
-        };
-        let out = run(stmt, conn, params, capacity);
-        // Drops the pointers into `params`, and ends the read so the connection holds no
-        // snapshot while it waits in the pool.
-        stmt.reset();
-        out
+        if self.cache.len() >= CAPACITY {
+            self.cache.clear();
+        }
+        let stmt = RawStmt::prepare(conn, sql).map_err(map_err)?;
+        run(
+            self.cache.entry(sql.to_owned()).or_insert(stmt),
+            conn,
+            params,
+            capacity,
+        )
     }
 }
 
@@ -98,13 +90,26 @@ impl Selects {
     }
 }
 
+/// Binds `params`, steps through every row, and resets the statement: that drops the pointers
+/// into `params`, and ends the read so the connection holds no snapshot while it waits in the
+/// pool.
 fn run(
     stmt: &mut RawStmt,
     conn: &Connection,
     params: &[Value],
     capacity: usize,
 ) -> Result<Vec<Event>> {
-    let raw = stmt.as_ptr();
+    let out = step_all(stmt.as_ptr(), conn, params, capacity);
+    stmt.reset();
+    out
+}
+
+fn step_all(
+    raw: *mut ffi::sqlite3_stmt,
+    conn: &Connection,
+    params: &[Value],
+    capacity: usize,
+) -> Result<Vec<Event>> {
     bind(raw, params).map_err(|rc| map_err(error(conn, rc)))?;
     let mut out = Vec::with_capacity(capacity);
     loop {

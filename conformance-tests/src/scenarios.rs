@@ -706,7 +706,7 @@ pub fn cursors_and_bounds_combine_at_the_extremes<E: Engine>(ctx: &Ctx<E>) -> Re
     let f = ctx.fixture()?;
     let all = populate(&f)?;
     let mid = &all[29];
-    let ids_ = [
+    let cursor_ids = [
         0,
         1,
         2,
@@ -742,7 +742,7 @@ pub fn cursors_and_bounds_combine_at_the_extremes<E: Engine>(ctx: &Ctx<E>) -> Re
     }
     for filter in &filters {
         for order in [Order::IdAsc, Order::IdDesc, Order::DatetimeDesc] {
-            for &id in &ids_ {
+            for &id in &cursor_ids {
                 for &datetime in &times {
                     let q = Query::new(filter.clone(), order)
                         .limit(7)
