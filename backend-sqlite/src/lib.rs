@@ -23,6 +23,7 @@ mod options;
 mod select;
 mod sql;
 mod stmt;
+mod tx;
 
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
@@ -37,6 +38,7 @@ use eventlite_core::{
 use insert::InsertStmt;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use select::Selects;
+use tx::TxStmts;
 
 pub use options::{JournalMode, SqliteOptions, Synchronous};
 
@@ -153,6 +155,7 @@ struct Writer {
     // Declared before `conn`: statements must be finalized before their connection closes.
     insert_many: Option<InsertStmt>,
     insert_one: Option<InsertStmt>,
+    tx: Option<TxStmts>,
     conn: Connection,
 }
 
@@ -209,6 +212,7 @@ impl SqliteBackend {
             writer: Mutex::new(Writer {
                 insert_many: None,
                 insert_one: None,
+                tx: None,
                 conn: writer,
             }),
             readers: Mutex::new(Vec::new()),
@@ -469,15 +473,18 @@ fn count_on(conn: &Connection, filter: &Filter) -> Result<u64> {
 impl Backend for SqliteBackend {
     fn append(&self, batch: Vec<PendingEvent>) -> Result<Vec<Event>> {
         let mut guard = self.writer();
-        let w = &mut *guard;
-        let tx = w
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(map_err)?;
-        let last: i64 = tx
-            .prepare_cached("SELECT COALESCE(MAX(id), 0) FROM queue")
-            .and_then(|mut s| s.query_row([], |r| r.get(0)))
-            .map_err(map_err)?;
+        let Writer {
+            insert_many,
+            insert_one,
+            tx: tx_stmts,
+            conn,
+        } = &mut *guard;
+        let tx_stmts = match tx_stmts {
+            Some(stmts) => stmts,
+            None => tx_stmts.insert(TxStmts::prepare(conn).map_err(map_err)?),
+        };
+        let mut tx = tx_stmts.begin(conn).map_err(map_err)?;
+        let last = tx.last_id().map_err(map_err)?;
         let mut versions: HashMap<&str, Option<u64>> = HashMap::new();
         let mut stream_versions = Vec::with_capacity(batch.len());
         for pending in &batch {
@@ -519,7 +526,7 @@ impl Backend for SqliteBackend {
         let full = batch.len() - batch.len() % many;
         let mut rows = Vec::with_capacity(many);
         if full > 0 {
-            let stmt = prepared(&mut w.insert_many, &tx, many)?;
+            let stmt = prepared(insert_many, &tx, many)?;
             for start in (0..full).step_by(many) {
                 rows.clear();
                 rows.extend((start..start + many).map(row));
@@ -527,15 +534,14 @@ impl Backend for SqliteBackend {
             }
         }
         if full < batch.len() {
-            let stmt = prepared(&mut w.insert_one, &tx, 1)?;
+            let stmt = prepared(insert_one, &tx, 1)?;
             for i in full..batch.len() {
                 stmt.insert(&tx, &[row(i)])
                     .map_err(|e| map_write_err(&tx, e))?;
             }
         }
         drop(rows);
-        let committed = tx.commit();
-        committed.map_err(|e| map_write_err(&w.conn, e))?;
+        tx.commit(map_write_err)?;
         drop(guard);
         Ok(PendingEvent::into_events(batch, first, &stream_versions))
     }

@@ -211,6 +211,40 @@ fn a_busy_file_gives_a_typed_error() -> anyhow::Result<()> {
 }
 
 #[test]
+fn a_commit_that_cannot_lock_the_file_stores_nothing() -> anyhow::Result<()> {
+    // In rollback-journal mode a commit needs every reader gone; a reader that stays past the
+    // busy timeout makes COMMIT itself fail, after the rows were inserted.
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("commit.sqlite");
+    let opts = SqliteOptions {
+        journal_mode: JournalMode::Delete,
+        busy_timeout: std::time::Duration::from_millis(50),
+        ..options(IndexConfig::default())
+    };
+    let store = EventStore::new(SqliteBackend::open(&path, opts)?);
+    store.store(NewEvent::new("first"))?;
+    let reader = rusqlite::Connection::open(&path)?;
+    reader.execute_batch("BEGIN")?;
+    let seen: i64 = reader.query_row("SELECT COUNT(*) FROM queue", [], |r| r.get(0))?;
+    assert_eq!(seen, 1);
+    for attempt in [
+        store.store(NewEvent::new("blocked")),
+        store
+            .store_bulk((0..40).map(|_| NewEvent::new("bulk")).collect())
+            .map(|mut v| v.remove(0)),
+    ] {
+        let err = attempt.unwrap_err();
+        assert!(matches!(err, Error::Busy(_)), "{err:?}");
+    }
+    reader.execute_batch("COMMIT")?;
+    assert_eq!(store.count(&Filter::all())?, 1);
+    assert_eq!(store.store(NewEvent::new("after"))?.id, 2);
+    let again: i64 = reader.query_row("SELECT COUNT(*) FROM queue", [], |r| r.get(0))?;
+    assert_eq!(again, 2);
+    Ok(())
+}
+
+#[test]
 fn an_index_made_by_another_definition_is_rebuilt() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("e.sqlite");
