@@ -72,7 +72,8 @@ fn checksum(id: u64, bytes: &[u8]) -> u32 {
     h.finalize()
 }
 
-pub(crate) fn decode_row(id: u64, stored: &[u8]) -> Result<Event> {
+/// The checked, decoded row of event `id`, borrowing its texts from `stored`.
+fn verified_row(id: u64, stored: &[u8]) -> Result<RowRef<'_>> {
     let split = stored.len().checked_sub(4).filter(|n| *n > 0);
     let Some((bytes, sum)) = split.map(|n| stored.split_at(n)) else {
         return Err(Error::Corrupt(format!("event {id}: short row")));
@@ -97,6 +98,22 @@ pub(crate) fn decode_row(id: u64, stored: &[u8]) -> Result<Event> {
     if used != body.len() {
         return Err(Error::Corrupt(format!("event {id}: trailing bytes")));
     }
+    Ok(row)
+}
+
+pub(crate) fn decode_row(id: u64, stored: &[u8]) -> Result<Event> {
+    owned(id, verified_row(id, stored)?)
+}
+
+/// [`decode_row`], pushed onto `out` (built in place, not moved through a `Result`).
+pub(crate) fn decode_row_onto(id: u64, stored: &[u8], out: &mut Vec<Event>) -> Result<()> {
+    let row = verified_row(id, stored)?;
+    out.push(owned(id, row)?);
+    Ok(())
+}
+
+#[inline(always)]
+fn owned(id: u64, row: RowRef<'_>) -> Result<Event> {
     Ok(Event {
         id,
         version: row.version,
@@ -111,6 +128,44 @@ pub(crate) fn decode_row(id: u64, stored: &[u8]) -> Result<Event> {
         stream: row.stream.map(|s| text(id, "stream", s)).transpose()?,
         stream_version: row.stream_version,
     })
+}
+
+/// [`decode_row`] into `event`, reusing its strings' buffers. On an error `event` is left
+/// partly overwritten.
+pub(crate) fn decode_row_into(id: u64, stored: &[u8], event: &mut Event) -> Result<()> {
+    let row = verified_row(id, stored)?;
+    event.id = id;
+    event.version = row.version;
+    event.datetime = row.datetime;
+    set_text(id, "user", &mut event.user, row.user)?;
+    set_text(id, "ip", &mut event.ip, row.ip)?;
+    set_text(id, "cmd", &mut event.cmd, row.cmd)?;
+    set_text(id, "data", &mut event.data, row.data)?;
+    set_text(
+        id,
+        "correlation_id",
+        &mut event.correlation_id,
+        row.correlation_id,
+    )?;
+    event.causation_id = row.causation_id;
+    set_text(id, "metadata", &mut event.metadata, row.metadata)?;
+    match (&mut event.stream, row.stream) {
+        (Some(to), Some(bytes)) => set_text(id, "stream", to, bytes)?,
+        (to, bytes) => *to = bytes.map(|b| text(id, "stream", b)).transpose()?,
+    }
+    event.stream_version = row.stream_version;
+    Ok(())
+}
+
+/// Copies a stored text into `to`'s buffer, then checks it for UTF-8 there (aligned, like
+/// [`text`]).
+fn set_text(id: u64, field: &str, to: &mut String, bytes: &[u8]) -> Result<()> {
+    let mut buf = std::mem::take(to).into_bytes();
+    buf.clear();
+    buf.extend_from_slice(bytes);
+    *to = String::from_utf8(buf)
+        .map_err(|_| Error::Corrupt(format!("event {id}: {field} is not UTF-8")))?;
+    Ok(())
 }
 
 pub(crate) fn encode_snapshot(s: &Snapshot) -> Result<Vec<u8>> {

@@ -529,12 +529,59 @@ fn load(
 ) -> Result<Event> {
     match bytes {
         Some(b) => codec::decode_row(id, b),
-        None => {
-            let row = events.get(id).map_err(map_err)?.ok_or_else(|| {
-                Error::Corrupt(format!("index names event {id}, which is missing"))
-            })?;
-            codec::decode_row(id, row.value())
+        None => codec::decode_row(id, fetch(events, id)?.value()),
+    }
+}
+
+fn fetch<'t>(
+    events: &'t redb::ReadOnlyTable<u64, &'static [u8]>,
+    id: u64,
+) -> Result<redb::AccessGuard<'t, &'static [u8]>> {
+    events
+        .get(id)
+        .map_err(map_err)?
+        .ok_or_else(|| Error::Corrupt(format!("index names event {id}, which is missing")))
+}
+
+/// A query's results, written over the events a vector already holds.
+struct Refill<'o> {
+    out: &'o mut Vec<Event>,
+    kept: usize,
+}
+
+impl Refill<'_> {
+    /// Decodes a visited entry into the first slot past the kept events (reusing the event
+    /// there, if any) and returns it.
+    fn load(
+        &mut self,
+        events: &redb::ReadOnlyTable<u64, &'static [u8]>,
+        id: u64,
+        bytes: Option<&[u8]>,
+    ) -> Result<&Event> {
+        let guard;
+        let stored = match bytes {
+            Some(b) => b,
+            None => {
+                guard = fetch(events, id)?;
+                guard.value()
+            }
+        };
+        match self.out.get_mut(self.kept) {
+            Some(slot) => codec::decode_row_into(id, stored, slot)?,
+            None => codec::decode_row_onto(id, stored, self.out)?,
         }
+        Ok(&self.out[self.kept])
+    }
+
+    /// Keeps the event last loaded.
+    fn keep(&mut self) {
+        self.kept += 1;
+    }
+}
+
+impl Drop for Refill<'_> {
+    fn drop(&mut self) {
+        self.out.truncate(self.kept);
     }
 }
 
@@ -543,11 +590,25 @@ fn to_usize(v: u64) -> usize {
 }
 
 pub(crate) fn query(backend: &RedbBackend, txn: &ReadTransaction, q: &Query) -> Result<Vec<Event>> {
+    // Streams and pages ask for a known number of events; don't grow the vector event by event.
+    let mut out = Vec::with_capacity(q.limit.map_or(0, to_usize).min(4_096));
+    query_into(backend, txn, q, &mut out)?;
+    Ok(out)
+}
+
+/// [`query`] into `out`, overwriting the events already there in place.
+pub(crate) fn query_into(
+    backend: &RedbBackend,
+    txn: &ReadTransaction,
+    q: &Query,
+    out: &mut Vec<Event>,
+) -> Result<()> {
+    let mut refill = Refill { out, kept: 0 };
     let Some(mut bounds) = Bounds::new(&q.filter) else {
-        return Ok(Vec::new());
+        return Ok(());
     };
     if q.limit == Some(0) {
-        return Ok(Vec::new());
+        return Ok(());
     }
     let access = access(backend.config(), &q.filter);
     let natural = natural(access, &q.filter);
@@ -555,13 +616,11 @@ pub(crate) fn query(backend: &RedbBackend, txn: &ReadTransaction, q: &Query) -> 
     let limit = q.limit.map_or(usize::MAX, to_usize);
     let offset = to_usize(q.offset);
     let events = txn.open_table(EVENTS).map_err(map_err)?;
-    // Streams and pages ask for a known number of events; don't grow the vector event by event.
-    let mut out = Vec::with_capacity(limit.min(4_096));
     if ordered {
         if let Some(c) = q.after {
             match bounds.after(natural, q.order, c) {
                 Some(b) => bounds = b,
-                None => return Ok(out),
+                None => return Ok(()),
             }
         }
         // With every key known to match, the offset is passed over without decoding rows.
@@ -574,7 +633,7 @@ pub(crate) fn query(backend: &RedbBackend, txn: &ReadTransaction, q: &Query) -> 
             ids: true,
             skip: skip_keys,
         };
-        scan(
+        return scan(
             txn,
             access,
             &q.filter,
@@ -582,19 +641,18 @@ pub(crate) fn query(backend: &RedbBackend, txn: &ReadTransaction, q: &Query) -> 
             q.order != Order::IdAsc,
             pass,
             &mut |id, bytes| {
-                let event = load(&events, id, bytes)?;
-                if check && !q.admits(&event) {
+                let event = refill.load(&events, id, bytes)?;
+                if check && !q.admits(event) {
                     return Ok(true);
                 }
                 if skip_rows > 0 {
                     skip_rows -= 1;
                     return Ok(true);
                 }
-                out.push(event);
-                Ok(out.len() < limit)
+                refill.keep();
+                Ok(refill.kept < limit)
             },
-        )?;
-        return Ok(out);
+        );
     }
     // The access path's order is not the query's: keep the best `offset + limit` in a heap.
     let keep = offset.saturating_add(limit);
@@ -617,14 +675,14 @@ pub(crate) fn query(backend: &RedbBackend, txn: &ReadTransaction, q: &Query) -> 
             Ok(true)
         },
     )?;
-    out.extend(
-        heap.into_sorted_vec()
-            .into_iter()
-            .skip(offset)
-            .take(limit)
-            .map(|Ranked(_, e)| e),
-    );
-    Ok(out)
+    for Ranked(_, event) in heap.into_sorted_vec().into_iter().skip(offset).take(limit) {
+        match refill.out.get_mut(refill.kept) {
+            Some(slot) => *slot = event,
+            None => refill.out.push(event),
+        }
+        refill.keep();
+    }
+    Ok(())
 }
 
 pub(crate) fn count(backend: &RedbBackend, txn: &ReadTransaction, f: &Filter) -> Result<u64> {

@@ -513,6 +513,12 @@ impl Backend for RedbBackend {
         contain("query", || exec::query(self, &self.read()?, query))
     }
 
+    fn query_into(&self, query: &Query, out: &mut Vec<Event>) -> Result<()> {
+        contain("query", || {
+            exec::query_into(self, &self.read()?, query, out)
+        })
+    }
+
     fn count(&self, filter: &Filter) -> Result<u64> {
         contain("count", || exec::count(self, &self.read()?, filter))
     }

@@ -461,6 +461,20 @@ fn query_on(selects: &mut Selects, conn: &Connection, query: &Query) -> Result<V
     selects.events(conn, &sql, &params, capacity)
 }
 
+fn query_into_on(
+    selects: &mut Selects,
+    conn: &Connection,
+    query: &Query,
+    out: &mut Vec<Event>,
+) -> Result<()> {
+    if query.filter.is_empty_range() || query.limit == Some(0) {
+        out.clear();
+        return Ok(());
+    }
+    let (sql, params) = sql::select(query);
+    selects.events_into(conn, &sql, &params, out)
+}
+
 fn count_on(conn: &Connection, filter: &Filter) -> Result<u64> {
     let (where_sql, params) = sql::where_clause(filter, None);
     let sql = format!("SELECT COUNT(*) FROM queue{where_sql}");
@@ -555,6 +569,10 @@ impl Backend for SqliteBackend {
 
     fn query(&self, query: &Query) -> Result<Vec<Event>> {
         self.with_reader(|r| query_on(&mut r.selects, &r.conn, query))
+    }
+
+    fn query_into(&self, query: &Query, out: &mut Vec<Event>) -> Result<()> {
+        self.with_reader(|r| query_into_on(&mut r.selects, &r.conn, query, out))
     }
 
     fn count(&self, filter: &Filter) -> Result<u64> {

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::ffi::c_int;
 
-use eventlite_core::{Error, Event, Result};
+use eventlite_core::{Error, Event, EventFields, Result};
 use rusqlite::types::Value;
 use rusqlite::{Connection, ffi};
 
@@ -42,7 +42,13 @@ impl Selects {
                     .insert(RawStmt::prepare(conn, &sql).map_err(map_err)?)
             }
         };
-        Ok(run(stmt, conn, &[Value::Integer(id)], 1)?.pop())
+        let mut found = None;
+        run(stmt, conn, &[Value::Integer(id)], |row| {
+            // SAFETY: `run` calls this on a row of a SELECT of `COLUMNS`.
+            found = Some(unsafe { read_event(row) }?);
+            Ok(())
+        })?;
+        Ok(found)
     }
 
     /// Runs `sql` (a SELECT of [`crate::sql::COLUMNS`]) with `params` on `conn`, and returns
@@ -54,8 +60,49 @@ impl Selects {
         params: &[Value],
         capacity: usize,
     ) -> Result<Vec<Event>> {
+        let mut out = Vec::with_capacity(capacity);
+        self.each_row(conn, sql, params, |row| {
+            // SAFETY: `run` calls this on a row of a SELECT of `COLUMNS`.
+            out.push(unsafe { read_event(row) }?);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// [`Selects::events`] into `out`, overwriting the events already there in place.
+    pub(crate) fn events_into(
+        &mut self,
+        conn: &Connection,
+        sql: &str,
+        params: &[Value],
+        out: &mut Vec<Event>,
+    ) -> Result<()> {
+        let mut n = 0;
+        self.each_row(conn, sql, params, |row| {
+            // SAFETY: `run` calls this on a row of a SELECT of `COLUMNS`.
+            unsafe {
+                with_fields(row, |fields| match out.get_mut(n) {
+                    Some(event) => event.assign(fields),
+                    None => out.push(fields.to_event()),
+                })
+            }?;
+            n += 1;
+            Ok(())
+        })?;
+        out.truncate(n);
+        Ok(())
+    }
+
+    /// Runs the cached statement for `sql`, preparing it on first use.
+    fn each_row(
+        &mut self,
+        conn: &Connection,
+        sql: &str,
+        params: &[Value],
+        on_row: impl FnMut(*mut ffi::sqlite3_stmt) -> Result<()>,
+    ) -> Result<()> {
         if let Some(stmt) = self.cache.get_mut(sql) {
-            return run(stmt, conn, params, capacity);
+            return run(stmt, conn, params, on_row);
         }
         if self.cache.len() >= CAPACITY {
             self.cache.clear();
@@ -65,7 +112,7 @@ impl Selects {
             self.cache.entry(sql.to_owned()).or_insert(stmt),
             conn,
             params,
-            capacity,
+            on_row,
         )
     }
 }
@@ -90,16 +137,16 @@ impl Selects {
     }
 }
 
-/// Binds `params`, steps through every row, and resets the statement: that drops the pointers
-/// into `params`, and ends the read so the connection holds no snapshot while it waits in the
-/// pool.
+/// Binds `params`, hands every row to `on_row` (which may read the row's columns), and
+/// resets the statement: that drops the pointers into `params`, and ends the read so the
+/// connection holds no snapshot while it waits in the pool.
 fn run(
     stmt: &mut RawStmt,
     conn: &Connection,
     params: &[Value],
-    capacity: usize,
-) -> Result<Vec<Event>> {
-    let out = step_all(stmt.as_ptr(), conn, params, capacity);
+    on_row: impl FnMut(*mut ffi::sqlite3_stmt) -> Result<()>,
+) -> Result<()> {
+    let out = step_all(stmt.as_ptr(), conn, params, on_row);
     stmt.reset();
     out
 }
@@ -108,17 +155,15 @@ fn step_all(
     raw: *mut ffi::sqlite3_stmt,
     conn: &Connection,
     params: &[Value],
-    capacity: usize,
-) -> Result<Vec<Event>> {
+    mut on_row: impl FnMut(*mut ffi::sqlite3_stmt) -> Result<()>,
+) -> Result<()> {
     bind(raw, params).map_err(|rc| map_err(error(conn, rc)))?;
-    let mut out = Vec::with_capacity(capacity);
     loop {
         // SAFETY: a live statement whose parameters are bound to `params`, which outlive
         // the loop.
         match unsafe { ffi::sqlite3_step(raw) } {
-            // SAFETY: the statement is live and on a row of a SELECT of `COLUMNS`.
-            ffi::SQLITE_ROW => out.push(unsafe { read_event(raw) }?),
-            ffi::SQLITE_DONE => return Ok(out),
+            ffi::SQLITE_ROW => on_row(raw)?,
+            ffi::SQLITE_DONE => return Ok(()),
             rc => return Err(map_err(error(conn, rc))),
         }
     }
@@ -148,14 +193,29 @@ fn bind(stmt: *mut ffi::sqlite3_stmt, params: &[Value]) -> std::result::Result<(
 
 /// Reads the row the statement is on as an event and checks its checksum.
 ///
+/// # Safety
+/// `stmt` is live and positioned on a row of a SELECT of [`crate::sql::COLUMNS`].
+unsafe fn read_event(stmt: *mut ffi::sqlite3_stmt) -> Result<Event> {
+    // SAFETY: per the function's contract.
+    unsafe { with_fields(stmt, |fields| fields.to_event()) }
+}
+
+/// Hands the row the statement is on to `f` as borrowed fields, once they match the stored
+/// checksum.
+///
 /// NOT NULL integer columns are read without a type check: SQLite converts whatever is
 /// there, and the checksum (over id, version and datetime too) catches a value that is not
 /// the one written.
 ///
 /// # Safety
 /// `stmt` is live and positioned on a row of a SELECT of [`crate::sql::COLUMNS`].
-unsafe fn read_event(stmt: *mut ffi::sqlite3_stmt) -> Result<Event> {
+unsafe fn with_fields<T>(
+    stmt: *mut ffi::sqlite3_stmt,
+    f: impl for<'row> FnOnce(EventFields<'row>) -> T,
+) -> Result<T> {
     // SAFETY (every column read): per the function's contract, with column numbers below 13.
+    // The texts borrow SQLite's buffers, which stay valid until the next step or reset; `f`
+    // cannot keep them (its result outlives no `'row`), and nothing steps before it returns.
     unsafe {
         let id = ffi::sqlite3_column_int64(stmt, 0);
         let id = u64::try_from(id).map_err(|_| Error::Corrupt(format!("bad event id {id}")))?;
@@ -174,7 +234,7 @@ unsafe fn read_event(stmt: *mut ffi::sqlite3_stmt) -> Result<Event> {
                 .ok_or_else(|| bad(column, "is NULL"))
         };
         let version = ffi::sqlite3_column_int64(stmt, 1);
-        let event = Event {
+        let fields = EventFields {
             id,
             version: u32::try_from(version).map_err(|_| bad("version", "out of range"))?,
             datetime: ffi::sqlite3_column_int64(stmt, 2),
@@ -189,10 +249,9 @@ unsafe fn read_event(stmt: *mut ffi::sqlite3_stmt) -> Result<Event> {
             stream_version: optional_id(stmt, 11).map_err(|what| bad("stream_version", what))?,
         };
         let stored = ffi::sqlite3_column_int64(stmt, 12);
-        match u32::try_from(stored) {
-            Ok(sum) => event.verify(sum),
-            Err(_) => Err(bad("checksum", "out of range")),
-        }
+        let stored = u32::try_from(stored).map_err(|_| bad("checksum", "out of range"))?;
+        fields.verify(stored)?;
+        Ok(f(fields))
     }
 }
 
@@ -202,16 +261,17 @@ enum Unreadable {
     OutOfMemory,
 }
 
-/// A text column: `None` for NULL.
+/// A text column, borrowed from SQLite's buffer: `None` for NULL.
 ///
 /// # Safety
-/// `stmt` is live and on a row with a column `col`.
-unsafe fn text(
+/// `stmt` is live and on a row with a column `col`, and the text is not used after the next
+/// step, reset or type conversion of this column (`'a` is the caller's to bound).
+unsafe fn text<'a>(
     stmt: *mut ffi::sqlite3_stmt,
     col: c_int,
-) -> std::result::Result<Option<String>, Unreadable> {
-    // SAFETY: per the function's contract. The pointer stays valid until the next call on
-    // this column or step, and the bytes are copied before either.
+) -> std::result::Result<Option<&'a str>, Unreadable> {
+    // SAFETY: per the function's contract; `column_bytes` after `column_text` converts
+    // nothing, so the pointer stays valid.
     unsafe {
         let ptr = ffi::sqlite3_column_text(stmt, col);
         let len = usize::try_from(ffi::sqlite3_column_bytes(stmt, col)).unwrap_or(0);
@@ -219,15 +279,14 @@ unsafe fn text(
             // NULL, an empty value, or SQLite out of memory converting the value to text.
             return match ffi::sqlite3_column_type(stmt, col) {
                 ffi::SQLITE_NULL => Ok(None),
-                _ if len == 0 => Ok(Some(String::new())),
+                _ if len == 0 => Ok(Some("")),
                 _ => Err(Unreadable::OutOfMemory),
             };
         }
         let bytes = std::slice::from_raw_parts(ptr, len);
-        match std::str::from_utf8(bytes) {
-            Ok(s) => Ok(Some(s.to_owned())),
-            Err(_) => Err(Unreadable::NotUtf8),
-        }
+        std::str::from_utf8(bytes)
+            .map(Some)
+            .map_err(|_| Unreadable::NotUtf8)
     }
 }
 

@@ -441,6 +441,20 @@ fn a_damaged_column_is_reported_corrupt_and_its_neighbours_still_read() -> anyho
         assert!(matches!(got, Err(Error::Corrupt(_))), "{set}: {got:?}");
         let page = store.by_correlation(&root.correlation_id, eventlite_core::Page::first(10));
         assert!(matches!(page, Err(Error::Corrupt(_))), "{set}: {page:?}");
+        // Replays read rows in place, borrowed from SQLite: the same checks apply.
+        let mut ids = eventlite_core::FnModel::new(Vec::new()).on_default(
+            |seen: &mut Vec<u64>, e: &eventlite_core::Event, _: &eventlite_core::EventData<'_>| {
+                seen.push(e.id);
+                Ok(())
+            },
+        );
+        let replayed = store.replay(&mut ids, .., &mut eventlite_core::Callbacks::new());
+        assert!(
+            matches!(replayed, Err(Error::Corrupt(_))),
+            "{set}: {replayed:?}"
+        );
+        // A batch is read and checked whole before the model sees any of it.
+        assert!(ids.state().is_empty(), "{set}: {:?}", ids.state());
         assert_eq!(store.get(root.id)?, Some(root), "{set}");
         assert_eq!(store.get(after.id)?, Some(after), "{set}");
     }

@@ -202,6 +202,8 @@ macro_rules! conformance_suite {
             stream_rejects_zero_batch,
             replay_everything_through_model,
             replay_windows,
+            replay_hands_over_every_event_intact,
+            query_into_overwrites_what_the_vector_held,
             migrations_chain,
             model_error_keeps_event,
             migration_error_is_reported,

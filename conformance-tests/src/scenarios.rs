@@ -6,9 +6,9 @@ use std::collections::HashSet;
 
 use anyhow::{Result, ensure};
 use eventlite_core::{
-    BoxError, CachePolicy, Callbacks, Cursor, Error, Event, EventData, EventStore, ExpectedVersion,
-    Filter, FnModel, IndexConfig, IndexName, Model, NewEvent, Order, Page, Query, Stage,
-    StreamOptions,
+    Backend, BoxError, CachePolicy, Callbacks, Cursor, Error, Event, EventData, EventStore,
+    ExpectedVersion, Filter, FnModel, IndexConfig, IndexName, Model, NewEvent, Order, Page, Query,
+    Stage, StreamOptions,
 };
 use serde_json::json;
 
@@ -856,6 +856,112 @@ pub fn replay_everything_through_model<E: Engine>(ctx: &Ctx<E>) -> Result<()> {
     let stats = f.replay(&mut model, .., &mut Callbacks::new())?;
     ensure!(stats.events == 2_345 && stats.errors == 0 && stats.last_id == Some(2_345));
     ensure!(*model.state() == (1..=2_345).collect::<Vec<_>>());
+    Ok(())
+}
+
+/// Replay hands the model every event exactly as stored, across batch boundaries, while it
+/// reuses one batch's buffers for the next: texts that shrink, streams that come and go.
+pub fn replay_hands_over_every_event_intact<E: Engine>(ctx: &Ctx<E>) -> Result<()> {
+    let f = ctx.fixture()?;
+    let batch = (0..2_345u64)
+        .map(|i| {
+            // Lengths cycle with another period than the 1,000-event batches.
+            let e = ev(["a", "deposit-with-a-long-name", "cmd"][(i % 3) as usize])
+                .user("u".repeat((i % 7) as usize * 9))
+                .correlation_id(format!("c-{}", i % 11))
+                .data(&json!({ "i": i, "pad": "x".repeat((i % 13) as usize * 5) }));
+            // Period 7: a slot of one batch and the same slot of the next differ.
+            if i % 7 < 3 {
+                e.stream(format!("s-{}", i % 7), ExpectedVersion::Any)
+            } else {
+                e
+            }
+        })
+        .collect();
+    f.store_bulk(batch)?;
+    let stored = all_events(&f)?;
+    let mut model = FnModel::new(Vec::new()).on_default(
+        |seen: &mut Vec<Event>, e: &Event, _: &EventData<'_>| {
+            seen.push(e.clone());
+            Ok(())
+        },
+    );
+    let stats = f.replay(&mut model, .., &mut Callbacks::new())?;
+    ensure!(stats.events == 2_345 && stats.errors == 0);
+    ensure!(
+        *model.state() == stored,
+        "replayed events differ from stored ones"
+    );
+    Ok(())
+}
+
+/// `query_into` leaves exactly `query`'s events in the vector, whatever it held before:
+/// longer or shorter, with or without streams and causations.
+pub fn query_into_overwrites_what_the_vector_held<E: Engine>(ctx: &Ctx<E>) -> Result<()> {
+    let f = ctx.fixture()?;
+    let mut all = populate(&f)?;
+    for i in 0..4u64 {
+        all.push(f.store(ev("moved").user("bob").stream("acct", ExpectedVersion::Any))?);
+        all.push(f.store(ev("noted").causation_id(i + 1))?);
+    }
+    let junk = |stream: bool| Event {
+        id: 999,
+        version: 9,
+        datetime: -1,
+        user: "j".repeat(300),
+        ip: "10.0.0.1".into(),
+        cmd: "junk".into(),
+        data: "[1,2,3]".into(),
+        correlation_id: "junk-correlation".into(),
+        causation_id: Some(999),
+        metadata: r#"{"junk":true}"#.into(),
+        stream: stream.then(|| "junk-stream".to_string()),
+        stream_version: stream.then_some(7),
+    };
+    let mid = all[30].cursor();
+    let queries = [
+        Query::new(Filter::all(), Order::IdAsc),
+        Query::new(Filter::all(), Order::IdAsc).limit(7),
+        Query::new(Filter::all(), Order::IdAsc).after(mid).limit(9),
+        Query::new(Filter::all(), Order::IdDesc).offset(3).limit(5),
+        Query::new(Filter::all(), Order::DatetimeDesc)
+            .after(mid)
+            .limit(6),
+        Query::new(Filter::user("bob"), Order::IdAsc).offset(2),
+        Query::new(Filter::user("bob"), Order::DatetimeDesc).limit(4),
+        Query::new(Filter::cmd("deposit"), Order::IdDesc),
+        Query::new(Filter::correlation("c-b"), Order::DatetimeDesc)
+            .offset(1)
+            .limit(3),
+        Query::new(Filter::stream("acct"), Order::IdAsc),
+        Query::new(
+            Filter::time_range(T0 + 3_000, T0 + 9_000),
+            Order::DatetimeDesc,
+        ),
+        Query::new(Filter::all(), Order::IdAsc).limit(0),
+        Query::new(Filter::user("nobody"), Order::IdAsc),
+    ];
+    for query in &queries {
+        let want = f.backend().query(query)?;
+        ensure!(
+            want == reference(&all, query),
+            "query disagrees with reference: {query:?}"
+        );
+        let starts = [
+            Vec::new(),
+            vec![junk(false)],
+            vec![junk(true); 3],
+            (0..80).map(|i| junk(i % 2 == 0)).collect(),
+        ];
+        for mut out in starts {
+            let held = out.len();
+            f.backend().query_into(query, &mut out)?;
+            ensure!(
+                out == want,
+                "query_into over {held} events differs from query: {query:?}"
+            );
+        }
+    }
     Ok(())
 }
 

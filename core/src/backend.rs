@@ -43,6 +43,15 @@ pub trait Backend: Send + Sync + Debug + 'static {
     /// Runs a query.
     fn query(&self, query: &Query) -> Result<Vec<Event>>;
 
+    /// [`query`](Self::query) into `out`, which ends up holding exactly the query's events.
+    /// Events already in `out` are overwritten in place ([`Event::assign`]), so a caller that
+    /// reads batch after batch into one vector (a replay) allocates nothing per event once
+    /// warm. On an error, what `out` holds is unspecified. The default runs `query`.
+    fn query_into(&self, query: &Query, out: &mut Vec<Event>) -> Result<()> {
+        *out = self.query(query)?;
+        Ok(())
+    }
+
     /// How many events `filter` selects.
     fn count(&self, filter: &Filter) -> Result<u64>;
 
@@ -86,6 +95,9 @@ macro_rules! forward_backend {
             fn append(&self, batch: Vec<PendingEvent>) -> Result<Vec<Event>> { (**self).append(batch) }
             fn get(&self, id: u64) -> Result<Option<Event>> { (**self).get(id) }
             fn query(&self, query: &Query) -> Result<Vec<Event>> { (**self).query(query) }
+            fn query_into(&self, query: &Query, out: &mut Vec<Event>) -> Result<()> {
+                (**self).query_into(query, out)
+            }
             fn count(&self, filter: &Filter) -> Result<u64> { (**self).count(filter) }
             fn query_with_total(&self, query: &Query) -> Result<(Vec<Event>, u64)> {
                 (**self).query_with_total(query)

@@ -75,6 +75,31 @@ impl Event {
         self.fields().checksum()
     }
 
+    /// Overwrites this event with `fields`, copying the texts into the strings' existing
+    /// buffers: a reader that refills the same events batch after batch (a replay) allocates
+    /// nothing per event once the buffers are large enough.
+    pub fn assign(&mut self, fields: EventFields<'_>) {
+        fn set(to: &mut String, from: &str) {
+            to.clear();
+            to.push_str(from);
+        }
+        self.id = fields.id;
+        self.version = fields.version;
+        self.datetime = fields.datetime;
+        set(&mut self.user, fields.user);
+        set(&mut self.ip, fields.ip);
+        set(&mut self.cmd, fields.cmd);
+        set(&mut self.data, fields.data);
+        set(&mut self.correlation_id, fields.correlation_id);
+        self.causation_id = fields.causation_id;
+        set(&mut self.metadata, fields.metadata);
+        match (&mut self.stream, fields.stream) {
+            (Some(to), Some(from)) => set(to, from),
+            (to, from) => *to = from.map(str::to_owned),
+        }
+        self.stream_version = fields.stream_version;
+    }
+
     /// The event's fields, borrowed.
     pub fn fields(&self) -> EventFields<'_> {
         EventFields {
@@ -95,14 +120,8 @@ impl Event {
 
     /// Checks `stored` against [`Event::checksum`].
     pub fn verify(self, stored: u32) -> Result<Event> {
-        if self.checksum() == stored {
-            Ok(self)
-        } else {
-            Err(Error::Corrupt(format!(
-                "event {}: checksum mismatch",
-                self.id
-            )))
-        }
+        self.fields().verify(stored)?;
+        Ok(self)
     }
 
     /// A keyset cursor pointing just past this event (for any [`crate::Order`]).
@@ -144,6 +163,36 @@ pub struct EventFields<'a> {
 }
 
 impl EventFields<'_> {
+    /// Checks `stored` against [`EventFields::checksum`]: a mismatch is [`Error::Corrupt`].
+    pub fn verify(&self, stored: u32) -> Result<()> {
+        if self.checksum() == stored {
+            Ok(())
+        } else {
+            Err(Error::Corrupt(format!(
+                "event {}: checksum mismatch",
+                self.id
+            )))
+        }
+    }
+
+    /// An owned event with these fields.
+    pub fn to_event(&self) -> Event {
+        Event {
+            id: self.id,
+            version: self.version,
+            datetime: self.datetime,
+            user: self.user.to_owned(),
+            ip: self.ip.to_owned(),
+            cmd: self.cmd.to_owned(),
+            data: self.data.to_owned(),
+            correlation_id: self.correlation_id.to_owned(),
+            causation_id: self.causation_id,
+            metadata: self.metadata.to_owned(),
+            stream: self.stream.map(str::to_owned),
+            stream_version: self.stream_version,
+        }
+    }
+
     /// CRC-32 of the canonical encoding: a fixed header (id, version, datetime, the byte length
     /// of each text field, then causation id, stream length and stream version, each behind a
     /// presence byte; integers little endian), then the text fields' bytes in declaration

@@ -575,16 +575,31 @@ impl<B: Backend> EventStore<B> {
             ..Filter::default()
         };
         let mut stats = ReplayStats::default();
-        for batch in self.stream(StreamOptions::new().filter(filter))? {
-            for event in batch? {
-                if execute(model, callbacks, &event).is_err() {
+        let batch_size = StreamOptions::new().batch_size;
+        let mut query = Query {
+            filter,
+            order: Order::IdAsc,
+            after: None,
+            offset: 0,
+            limit: Some(batch_size),
+        };
+        // One vector refilled in place: a replay reads every event once and hands the model a
+        // reference, so the events' strings are reused instead of allocated and freed per event.
+        let mut batch = Vec::new();
+        loop {
+            self.backend.query_into(&query, &mut batch)?;
+            for event in &batch {
+                if execute(model, callbacks, event).is_err() {
                     stats.errors += 1;
                 }
                 stats.events += 1;
                 stats.last_id = Some(event.id);
             }
+            match batch.last() {
+                Some(last) if batch.len() as u64 == batch_size => query.after = Some(last.cursor()),
+                _ => return Ok(stats),
+            }
         }
-        Ok(stats)
     }
 
     // ---- snapshots -------------------------------------------------------------------------

@@ -7,7 +7,8 @@ use std::path::Path;
 
 use anyhow::{Result, ensure};
 use eventlite_core::{
-    Durability, Event, ExpectedVersion, Filter, NewEvent, Order, Page, Query, StreamOptions,
+    Callbacks, Durability, Event, EventData, ExpectedVersion, Filter, FnModel, NewEvent, Order,
+    Page, Query, StreamOptions,
 };
 use eventlite_reliability::{Kind, open};
 
@@ -76,6 +77,15 @@ fn probe(kind: Kind, path: &Path, original: &[Event], t: &mut Tally) {
                 }
             }
             Err(e) => first_err = Some(e),
+        }
+        // A replay reads rows into one reused batch, on its own decoding path.
+        let mut model =
+            FnModel::new(0u64).on_default(|n: &mut u64, e: &Event, _: &EventData<'_>| {
+                *n += e.data.len() as u64;
+                Ok(())
+            });
+        if let Err(e) = store.replay(&mut model, .., &mut Callbacks::new()) {
+            first_err.get_or_insert(e);
         }
         let _ = store.count(&Filter::user("u2"));
         let _ = store.store(NewEvent::new("after-damage"));
