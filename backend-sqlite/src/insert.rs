@@ -76,6 +76,8 @@ impl InsertStmt {
         outcome
     }
 
+    /// Binds every row. Every parameter is NULL on entry: a statement starts with NULL
+    /// parameters, and [`InsertStmt::insert`] clears them before it returns, whatever happened.
     fn bind_all(&mut self, rows: &[Row<'_>]) -> Result<(), c_int> {
         if rows.len() != self.rows {
             return Err(ffi::SQLITE_MISUSE);
@@ -101,13 +103,21 @@ impl InsertStmt {
                 bind_text(stmt, next(), f.cmd)?;
                 bind_text(stmt, next(), f.data)?;
                 bind_text(stmt, next(), f.correlation_id)?;
-                bind_opt_int(stmt, next(), f.causation_id.map(clamp))?;
-                bind_text(stmt, next(), f.metadata)?;
-                match f.stream {
-                    Some(s) => bind_text(stmt, next(), s)?,
-                    None => check(ffi::sqlite3_bind_null(stmt, next()))?,
+                // An absent value is left unbound: every parameter is NULL on entry (see
+                // above), and most events have no causation and no stream.
+                let k = next();
+                if let Some(id) = f.causation_id {
+                    bind_opt_int(stmt, k, Some(clamp(id)))?;
                 }
-                bind_opt_int(stmt, next(), f.stream_version.map(clamp))?;
+                bind_text(stmt, next(), f.metadata)?;
+                let k = next();
+                if let Some(s) = f.stream {
+                    bind_text(stmt, k, s)?;
+                }
+                let k = next();
+                if let Some(v) = f.stream_version {
+                    bind_opt_int(stmt, k, Some(clamp(v)))?;
+                }
                 check(ffi::sqlite3_bind_int64(stmt, next(), i64::from(*checksum)))?;
             }
         }

@@ -211,6 +211,49 @@ fn a_busy_file_gives_a_typed_error() -> anyhow::Result<()> {
 }
 
 #[test]
+fn absent_values_are_null_after_appends_that_had_them() -> anyhow::Result<()> {
+    // The insert statements leave an absent causation or stream unbound, relying on every
+    // append clearing its parameters: nothing of one append may leak into the next, through
+    // the 32-row statement or the one-row one.
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("nulls.sqlite");
+    let store = EventStore::new(SqliteBackend::open(&path, options(IndexConfig::default()))?);
+    let root = store.store(NewEvent::new("root"))?;
+    let with = |i: usize| {
+        NewEvent::new("with")
+            .causation_id(root.id)
+            .stream(format!("s{i}"), ExpectedVersion::Any)
+    };
+    for _ in 0..2 {
+        store.store_bulk((0..33).map(with).collect())?;
+        store.store_bulk((0..33).map(|_| NewEvent::new("without")).collect())?;
+        store.store(with(99))?;
+        store.store(NewEvent::new("without"))?;
+    }
+    let conn = rusqlite::Connection::open(&path)?;
+    let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0));
+    assert_eq!(
+        count(
+            "SELECT COUNT(*) FROM queue WHERE cmd = 'without' AND (causation_id IS NOT NULL \
+             OR stream IS NOT NULL OR stream_version IS NOT NULL)"
+        )?,
+        0
+    );
+    assert_eq!(
+        count(
+            "SELECT COUNT(*) FROM queue WHERE cmd = 'with' AND causation_id = 1 \
+             AND stream IS NOT NULL AND stream_version IS NOT NULL"
+        )?,
+        68
+    );
+    for e in store.query(&Query::new(Filter::all(), Order::IdAsc))? {
+        assert_eq!(e.stream.is_some(), e.cmd == "with", "{e:?}");
+        assert_eq!(e.causation_id.is_some(), e.cmd == "with", "{e:?}");
+    }
+    Ok(())
+}
+
+#[test]
 fn a_commit_that_cannot_lock_the_file_stores_nothing() -> anyhow::Result<()> {
     // In rollback-journal mode a commit needs every reader gone; a reader that stays past the
     // busy timeout makes COMMIT itself fail, after the rows were inserted.
