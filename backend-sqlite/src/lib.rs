@@ -18,6 +18,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod checkpoint;
 mod insert;
 mod options;
 mod select;
@@ -30,6 +31,7 @@ use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
+use checkpoint::Checkpointer;
 use eventlite_core::files::{StoreFile, prepare_store_file};
 use eventlite_core::{
     Backend, Error, Event, Filter, IndexConfig, IndexName, PendingEvent, Query, QueryPlan, Result,
@@ -157,6 +159,8 @@ struct Writer {
     insert_one: Option<InsertStmt>,
     tx: Option<TxStmts>,
     conn: Connection,
+    // Declared after `conn`: its state must outlive the connection's WAL hook.
+    checkpoints: Option<Checkpointer>,
 }
 
 impl Deref for Reader {
@@ -214,11 +218,16 @@ impl SqliteBackend {
                 insert_one: None,
                 tx: None,
                 conn: writer,
+                checkpoints: None,
             }),
             readers: Mutex::new(Vec::new()),
         };
         backend.init_schema()?;
         backend.sync_indexes()?;
+        if backend.options.journal_mode == JournalMode::Wal {
+            let mut w = backend.writer();
+            w.checkpoints = start_checkpointer(&w.conn, &backend.path, &backend.options);
+        }
         Ok(backend)
     }
 
@@ -390,6 +399,24 @@ fn configure_cache(conn: &Connection, options: &SqliteOptions) -> Result<()> {
         .map_err(map_err)
 }
 
+/// A checkpointer for the writer `conn`, or `None` when one cannot be started: then the writer
+/// keeps SQLite's own checkpoints, which do the same work inline.
+fn start_checkpointer(
+    conn: &Connection,
+    path: &Path,
+    options: &SqliteOptions,
+) -> Option<Checkpointer> {
+    let own = open_connection(path, options).ok()?;
+    // A checkpoint syncs as its connection's `synchronous` says: the writer's level.
+    own.pragma_update(
+        None,
+        "synchronous",
+        options.effective_synchronous().as_sql(),
+    )
+    .ok()?;
+    Checkpointer::start(conn, own).ok()
+}
+
 fn configure_writer(conn: &Connection, options: &SqliteOptions) -> Result<()> {
     let mode: String = conn
         .query_row(
@@ -492,6 +519,7 @@ impl Backend for SqliteBackend {
             insert_one,
             tx: tx_stmts,
             conn,
+            ..
         } = &mut *guard;
         let tx_stmts = match tx_stmts {
             Some(stmts) => stmts,
@@ -573,6 +601,29 @@ impl Backend for SqliteBackend {
 
     fn query_into(&self, query: &Query, out: &mut Vec<Event>) -> Result<()> {
         self.with_reader(|r| query_into_on(&mut r.selects, &r.conn, query, out))
+    }
+
+    fn checkpoint(&self) -> Result<()> {
+        let w = self.writer();
+        // Any background checkpoint first (it would make ours busy), then one here that
+        // reports what it could not copy.
+        if let Some(c) = &w.checkpoints {
+            c.settle();
+        }
+        if self.options.journal_mode != JournalMode::Wal {
+            return Ok(());
+        }
+        let (busy, log, copied): (i64, i64, i64) = w
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .map_err(map_err)?;
+        if busy != 0 || copied < log {
+            return Err(Error::Busy(format!(
+                "checkpoint copied {copied} of {log} log pages: a reader holds older ones"
+            )));
+        }
+        Ok(())
     }
 
     fn count(&self, filter: &Filter) -> Result<u64> {

@@ -254,6 +254,41 @@ fn absent_values_are_null_after_appends_that_had_them() -> anyhow::Result<()> {
 }
 
 #[test]
+fn after_a_checkpoint_the_main_file_alone_holds_the_store() -> anyhow::Result<()> {
+    // Commits go to the write-ahead log; a background thread copies the log into the main
+    // file once it passes 1,000 pages, and `checkpoint` waits for whatever is left.
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("ckpt.sqlite");
+    let store = EventStore::new(SqliteBackend::open(&path, options(IndexConfig::default()))?);
+    let pad = "x".repeat(400);
+    for _ in 0..6 {
+        store.store_bulk(
+            (0..2_000)
+                .map(|i| NewEvent::new("bulk").data_json(format!(r#"{{"i":{i},"pad":"{pad}"}}"#)))
+                .collect(),
+        )?;
+    }
+    let main_file_count = |name: &str| -> anyhow::Result<i64> {
+        // Only the main file: a copy without the log sees what was checkpointed.
+        let copy = dir.path().join(name);
+        std::fs::copy(&path, &copy)?;
+        let conn = rusqlite::Connection::open(&copy)?;
+        Ok(conn.query_row("SELECT COUNT(*) FROM queue", [], |r| r.get(0))?)
+    };
+    store.checkpoint()?;
+    assert_eq!(main_file_count("a.sqlite")?, 12_000);
+    // A few more commits stay in the log (far below the threshold) until the next checkpoint.
+    for _ in 0..10 {
+        store.store(NewEvent::new("late"))?;
+    }
+    assert_eq!(main_file_count("b.sqlite")?, 12_000);
+    store.checkpoint()?;
+    assert_eq!(main_file_count("c.sqlite")?, 12_010);
+    assert_eq!(store.count(&Filter::all())?, 12_010);
+    Ok(())
+}
+
+#[test]
 fn a_commit_that_cannot_lock_the_file_stores_nothing() -> anyhow::Result<()> {
     // In rollback-journal mode a commit needs every reader gone; a reader that stays past the
     // busy timeout makes COMMIT itself fail, after the rows were inserted.

@@ -228,6 +228,7 @@ macro_rules! conformance_suite {
             optimistic_batch_on_one_stream,
             stream_filter_selects_stream_events,
             reopen_keeps_everything,
+            checkpoint_changes_no_answer,
             reopen_with_other_indexes_same_answers,
             indexes_match_config,
             explain_uses_each_index,

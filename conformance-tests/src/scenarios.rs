@@ -1550,6 +1550,21 @@ pub fn reopen_keeps_everything<E: Engine>(ctx: &Ctx<E>) -> Result<()> {
     Ok(())
 }
 
+/// A checkpoint changes no answer, repeats harmlessly, and appends go on after it.
+pub fn checkpoint_changes_no_answer<E: Engine>(ctx: &Ctx<E>) -> Result<()> {
+    let f = ctx.fixture()?;
+    let all = populate(&f)?;
+    f.checkpoint()?;
+    ensure!(all_events(&f)? == all);
+    let next = f.store(ev("after"))?;
+    f.checkpoint()?;
+    f.checkpoint()?;
+    let f = f.reopen(ctx.profile)?;
+    ensure!(f.get(next.id)?.as_ref() == Some(&next));
+    ensure!(all_events(&f)?[..all.len()] == all[..]);
+    Ok(())
+}
+
 /// Reopening with other indexes changes the indexes, never the answers.
 pub fn reopen_with_other_indexes_same_answers<E: Engine>(ctx: &Ctx<E>) -> Result<()> {
     let mut f = ctx.fixture()?;

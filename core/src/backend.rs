@@ -55,6 +55,14 @@ pub trait Backend: Send + Sync + Debug + 'static {
     /// How many events `filter` selects.
     fn count(&self, filter: &Filter) -> Result<u64>;
 
+    /// Brings the main file up to date with everything committed and waits for the engine's
+    /// background work on it (SQLite: its WAL checkpoints, which run on their own thread), so
+    /// that the file alone holds the store, e.g. before it is copied. Engines with nothing to
+    /// bring up to date return at once, which is the default.
+    fn checkpoint(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// A query's events and how many events its filter selects, read from one snapshot, so
     /// that a page's total agrees with its events while writers append. The default runs
     /// [`count`](Self::count) then [`query`](Self::query); engines with read transactions
@@ -99,6 +107,7 @@ macro_rules! forward_backend {
                 (**self).query_into(query, out)
             }
             fn count(&self, filter: &Filter) -> Result<u64> { (**self).count(filter) }
+            fn checkpoint(&self) -> Result<()> { (**self).checkpoint() }
             fn query_with_total(&self, query: &Query) -> Result<(Vec<Event>, u64)> {
                 (**self).query_with_total(query)
             }

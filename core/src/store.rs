@@ -459,6 +459,13 @@ impl<B: Backend> EventStore<B> {
         self.backend.indexes()
     }
 
+    /// Brings the store's main file up to date with everything committed and waits for the
+    /// engine's background work on it: after it returns, the file alone holds the store (e.g.
+    /// to copy it). See [`Backend::checkpoint`].
+    pub fn checkpoint(&self) -> Result<()> {
+        self.backend.checkpoint()
+    }
+
     /// The newest event's id (0 when empty).
     pub fn last_id(&self) -> Result<u64> {
         self.backend.last_id()
