@@ -103,6 +103,26 @@ pub fn open_ours(engine: Engine, path: &Path, setup: &Setup) -> Result<Store> {
     Ok(EventStore::builder(backend).cache(setup.cache).build())
 }
 
+/// A function that waits for the background work a store's appends started.
+pub type Wait = Box<dyn Fn()>;
+
+/// Our store, and a function that waits for the background work its appends started
+/// (SQLite's checkpoint in progress) without starting any: write cases call it after our turn,
+/// off the clock, so that the work never runs into raw's turn. Checkpoints that run during our
+/// turn are timed as part of it, as in an application that keeps appending.
+pub fn open_ours_with_wait(engine: Engine, path: &Path, setup: &Setup) -> Result<(Store, Wait)> {
+    match engine {
+        Engine::Sqlite => {
+            let backend = std::sync::Arc::new(SqliteBackend::open(path, setup.sqlite())?);
+            let waiter = std::sync::Arc::clone(&backend);
+            let backend: Box<dyn Backend> = Box::new(backend);
+            let store = EventStore::builder(backend).cache(setup.cache).build();
+            Ok((store, Box::new(move || waiter.wait_for_checkpoints())))
+        }
+        Engine::Redb => Ok((open_ours(engine, path, setup)?, Box::new(|| {}))),
+    }
+}
+
 /// One generated event, as both our store and the raw code write it.
 #[derive(Debug, Clone)]
 pub struct BenchEvent {

@@ -9,7 +9,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use eventlite_benches::raw;
-use eventlite_benches::{BenchEvent, Engine, Reads, Setup, Store, events, new_event, open_ours};
+use eventlite_benches::{
+    BenchEvent, Engine, Reads, Setup, Store, events, new_event, open_ours, open_ours_with_wait,
+};
 use eventlite_core::{
     CachePolicy, Cursor, Durability, Event, EventStore, IndexConfig, ManualClock, NewEvent, Page,
 };
@@ -243,7 +245,8 @@ const SLICES: usize = 20;
 /// Whichever goes second in a turn finds the heap and CPU caches the first one left, hence
 /// the alternation. `ours(i)` and `raw(i)` do slice `i`; returns their (ours, raw) seconds.
 /// `settle()` runs after each of our turns, off the clock: it waits for the background work
-/// our turn started (SQLite's checkpoints), so that it never runs during raw's turn.
+/// our turn started (a SQLite checkpoint still running), so that it never runs during raw's
+/// turn.
 fn interleaved(
     slices: usize,
     run: usize,
@@ -338,7 +341,7 @@ fn write_pair_once(
     run: usize,
 ) -> Result<(f64, f64)> {
     let dir = tempfile::tempdir()?;
-    let store = open_ours(engine, &dir.path().join(engine.file()), setup)?;
+    let (store, wait) = open_ours_with_wait(engine, &dir.path().join(engine.file()), setup)?;
     let raw_path = dir.path().join(format!("raw-{}", engine.file()));
     let mut raw = RawWriter::create(engine, &raw_path, setup)?;
     let unit = match mode {
@@ -379,7 +382,10 @@ fn write_pair_once(
             Ok(())
         },
         |i| slices[i].iter().try_for_each(|u| raw.write(mode, u)),
-        || Ok(store.checkpoint()?),
+        || {
+            wait();
+            Ok(())
+        },
     )?;
     drop((kept, kept_batches));
     Ok((ours, raw))
