@@ -281,6 +281,8 @@ fn after_a_checkpoint_the_main_file_alone_holds_the_store() -> anyhow::Result<()
     for _ in 0..10 {
         store.store(NewEvent::new("late"))?;
     }
+    // Waiting for background checkpoints starts none.
+    store.backend().wait_for_checkpoints();
     assert_eq!(main_file_count("b.sqlite")?, 12_000);
     store.checkpoint()?;
     assert_eq!(main_file_count("c.sqlite")?, 12_010);
