@@ -5,19 +5,28 @@
 //! work lands on whichever append is unlucky: a `store_bulk` of 100,000 events waited ~30% of
 //! its time for the checkpoint of its own pages (two fsyncs of ~12 ms and 36 MB of copying).
 //!
-//! Here the writer's WAL hook only asks a checkpointer thread, with its own connection, to run
-//! a `PASSIVE` checkpoint, which never blocks readers or the writer. Durability is untouched:
-//! a commit is durable when its log frames are synced, before the hook runs. Should the
-//! checkpointer fall behind (a writer faster than it, or readers pinning old pages), the
-//! writer checkpoints itself once the log passes [`BACKSTOP`] pages, as SQLite would have.
+//! Here, when one commit wrote most of the log (a large `store_bulk`), the writer's WAL hook
+//! only asks a checkpointer thread, with its own connection, to run a `PASSIVE` checkpoint,
+//! which never blocks readers or the writer. Durability is untouched: a commit is durable when
+//! its log frames are synced, before the hook runs.
+//!
+//! When the log filled up over many small commits, the writer checkpoints inline as SQLite
+//! does: that checkpoint completes at once, so the next commit starts the log over and
+//! overwrites its blocks. Handed to the thread, checkpoints of a stream of small commits
+//! rarely completed between two of them, the log kept growing, and each commit's fsync then
+//! also wrote the file's new size: one-event stores with eight indexes ran at 0.84 of raw.
+//! Should the checkpointer fall behind, the writer checkpoints inline once the log passes
+//! [`BACKSTOP`] pages.
 
 use std::ffi::{c_char, c_int, c_void};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use rusqlite::{Connection, ffi};
 
-/// Log pages past which the checkpointer is asked to run (SQLite's own autocheckpoint).
+/// Log pages past which the log is checkpointed (SQLite's own autocheckpoint); a commit that
+/// wrote this many pages itself hands its checkpoint to the thread.
 pub(crate) const THRESHOLD: c_int = 1_000;
 
 /// Log pages past which the writer checkpoints itself (64 MiB of 4 KiB pages).
@@ -36,6 +45,8 @@ struct State {
 struct Signal {
     state: Mutex<State>,
     changed: Condvar,
+    /// The log's size in pages after the previous commit.
+    last_pages: AtomicI32,
 }
 
 impl Signal {
@@ -123,23 +134,29 @@ unsafe extern "C" fn hook(
     name: *const c_char,
     pages: c_int,
 ) -> c_int {
-    if pages >= BACKSTOP {
-        // SAFETY: SQLite passes its own handle and database name; checkpointing from the
-        // hook is what its default hook does. A busy result (the checkpointer is running)
-        // is fine: the log is checkpointed either way.
-        unsafe {
-            ffi::sqlite3_wal_checkpoint_v2(
-                db,
-                name,
-                ffi::SQLITE_CHECKPOINT_PASSIVE,
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-            );
-        }
-    } else if pages >= THRESHOLD {
-        // SAFETY: `ctx` is the `Signal` the `Checkpointer` keeps alive (see `start`).
-        let signal = unsafe { &*ctx.cast::<Signal>() };
+    // SAFETY: `ctx` is the `Signal` the `Checkpointer` keeps alive (see `start`).
+    let signal = unsafe { &*ctx.cast::<Signal>() };
+    let last = signal.last_pages.swap(pages, Ordering::Relaxed);
+    // A log smaller than before was started over: all of it is this commit's.
+    let written = if pages >= last { pages - last } else { pages };
+    if pages < THRESHOLD {
+        return ffi::SQLITE_OK;
+    }
+    if written >= THRESHOLD && pages < BACKSTOP {
         signal.ask();
+        return ffi::SQLITE_OK;
+    }
+    // SAFETY: SQLite passes its own handle and database name; checkpointing from the hook is
+    // what its default hook does. A busy result (the checkpointer is running) is fine: the
+    // log is checkpointed either way.
+    unsafe {
+        ffi::sqlite3_wal_checkpoint_v2(
+            db,
+            name,
+            ffi::SQLITE_CHECKPOINT_PASSIVE,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        );
     }
     ffi::SQLITE_OK
 }

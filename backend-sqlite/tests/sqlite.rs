@@ -255,19 +255,26 @@ fn absent_values_are_null_after_appends_that_had_them() -> anyhow::Result<()> {
 
 #[test]
 fn after_a_checkpoint_the_main_file_alone_holds_the_store() -> anyhow::Result<()> {
-    // Commits go to the write-ahead log; a background thread copies the log into the main
-    // file once it passes 1,000 pages, and `checkpoint` waits for whatever is left.
+    // Commits go to the write-ahead log, which is copied into the main file once it passes
+    // 1,000 pages: inline after small commits, on a background thread after one that wrote
+    // that much itself. `checkpoint` waits for the thread and copies whatever is left.
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("ckpt.sqlite");
     let store = EventStore::new(SqliteBackend::open(&path, options(IndexConfig::default()))?);
     let pad = "x".repeat(400);
-    for _ in 0..6 {
+    // Small commits, then one of ~6 MB (~1,500 pages).
+    for _ in 0..2 {
         store.store_bulk(
-            (0..2_000)
+            (0..500)
                 .map(|i| NewEvent::new("bulk").data_json(format!(r#"{{"i":{i},"pad":"{pad}"}}"#)))
                 .collect(),
         )?;
     }
+    store.store_bulk(
+        (0..11_000)
+            .map(|i| NewEvent::new("bulk").data_json(format!(r#"{{"i":{i},"pad":"{pad}"}}"#)))
+            .collect(),
+    )?;
     let main_file_count = |name: &str| -> anyhow::Result<i64> {
         // Only the main file: a copy without the log sees what was checkpointed.
         let copy = dir.path().join(name);
