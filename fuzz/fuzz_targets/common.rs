@@ -1,6 +1,9 @@
 //! Shared by the fuzz targets: read a store every way; no call may panic.
 #![allow(dead_code)] // each target uses a part of this module
-use eventlite_core::{Backend, EventStore, Filter, NewEvent, Order, Page, Query, StreamOptions};
+use eventlite_core::{
+    Backend, Callbacks, Event, EventData, EventStore, Filter, FnModel, NewEvent, Order, Page,
+    Query, StreamOptions,
+};
 
 /// Writes `data` as a store file named `name` and, if `open` accepts it, reads it every way.
 pub fn open_bytes<B: Backend>(
@@ -32,6 +35,12 @@ pub fn read_everything<B: Backend>(store: &EventStore<B>) {
     if let Ok(batches) = store.stream(StreamOptions::new().batch_size(7)) {
         for _ in batches {}
     }
+    // Replays decode into one reused batch: their own path through each engine.
+    let mut seen = FnModel::new(0u64).on_default(|n: &mut u64, _: &Event, _: &EventData<'_>| {
+        *n += 1;
+        Ok(())
+    });
+    let _ = store.replay(&mut seen, .., &mut Callbacks::new());
     let _ = store.count(&Filter::user("u"));
     let _ = store.store(NewEvent::new("fuzz"));
 }
