@@ -5,18 +5,18 @@
 //! work lands on whichever append is unlucky: a `store_bulk` of 100,000 events waited ~30% of
 //! its time for the checkpoint of its own pages (two fsyncs of ~12 ms and 36 MB of copying).
 //!
-//! Here, when one commit wrote most of the log (a large `store_bulk`), the writer's WAL hook
-//! only asks a checkpointer thread, with its own connection, to run a `PASSIVE` checkpoint,
-//! which never blocks readers or the writer. Durability is untouched: a commit is durable when
-//! its log frames are synced, before the hook runs.
+//! Here, when one commit wrote [`THRESHOLD`] log pages or more itself (a large `store_bulk`),
+//! the writer's WAL hook only asks a checkpointer thread, with its own connection, to run a
+//! `PASSIVE` checkpoint, which never blocks readers or the writer. Durability is untouched: a
+//! commit is durable when its log frames are synced, before the hook runs.
 //!
 //! When the log filled up over many small commits, the writer checkpoints inline as SQLite
 //! does: that checkpoint completes at once, so the next commit starts the log over and
-//! overwrites its blocks. Handed to the thread, checkpoints of a stream of small commits
-//! rarely completed between two of them, the log kept growing, and each commit's fsync then
-//! also wrote the file's new size: one-event stores with eight indexes ran at 0.84 of raw.
-//! Should the checkpointer fall behind, the writer checkpoints inline once the log passes
-//! [`BACKSTOP`] pages.
+//! overwrites its blocks. Handed to the thread, the checkpoints of a stream of small commits
+//! rarely completed between two of them, so the log did not start over and kept growing, and
+//! one-event stores with eight indexes fell to 0.84–0.92 of raw (likely because each fsync
+//! then also had to record the log file's new size). Should the checkpointer fall behind, the
+//! writer checkpoints inline once the log passes [`BACKSTOP`] pages.
 
 use std::ffi::{c_char, c_int, c_void};
 use std::sync::atomic::{AtomicI32, Ordering};
