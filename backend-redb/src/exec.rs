@@ -521,26 +521,32 @@ impl Ord for Ranked {
     }
 }
 
-/// Decodes a visited entry: from the bytes the scan handed over, or by id from the events table.
+/// Runs `f` on a visited entry's stored row: the bytes the scan handed over, or the row
+/// looked up by id in the events table.
+fn with_row<T>(
+    events: &redb::ReadOnlyTable<u64, &'static [u8]>,
+    id: u64,
+    bytes: Option<&[u8]>,
+    f: impl FnOnce(&[u8]) -> Result<T>,
+) -> Result<T> {
+    match bytes {
+        Some(b) => f(b),
+        None => {
+            let row = events.get(id).map_err(map_err)?.ok_or_else(|| {
+                Error::Corrupt(format!("index names event {id}, which is missing"))
+            })?;
+            f(row.value())
+        }
+    }
+}
+
+/// Decodes a visited entry (see [`with_row`]).
 fn load(
     events: &redb::ReadOnlyTable<u64, &'static [u8]>,
     id: u64,
     bytes: Option<&[u8]>,
 ) -> Result<Event> {
-    match bytes {
-        Some(b) => codec::decode_row(id, b),
-        None => codec::decode_row(id, fetch(events, id)?.value()),
-    }
-}
-
-fn fetch<'t>(
-    events: &'t redb::ReadOnlyTable<u64, &'static [u8]>,
-    id: u64,
-) -> Result<redb::AccessGuard<'t, &'static [u8]>> {
-    events
-        .get(id)
-        .map_err(map_err)?
-        .ok_or_else(|| Error::Corrupt(format!("index names event {id}, which is missing")))
+    with_row(events, id, bytes, |row| codec::decode_row(id, row))
 }
 
 /// A query's results, written over the events a vector already holds.
@@ -558,23 +564,25 @@ impl Refill<'_> {
         id: u64,
         bytes: Option<&[u8]>,
     ) -> Result<&Event> {
-        let guard;
-        let stored = match bytes {
-            Some(b) => b,
-            None => {
-                guard = fetch(events, id)?;
-                guard.value()
-            }
-        };
-        match self.out.get_mut(self.kept) {
-            Some(slot) => codec::decode_row_into(id, stored, slot)?,
-            None => codec::decode_row_onto(id, stored, self.out)?,
-        }
+        let (out, kept) = (&mut *self.out, self.kept);
+        with_row(events, id, bytes, |stored| match out.get_mut(kept) {
+            Some(slot) => codec::decode_row_into(id, stored, slot),
+            None => codec::decode_row_onto(id, stored, out),
+        })?;
         Ok(&self.out[self.kept])
     }
 
     /// Keeps the event last loaded.
     fn keep(&mut self) {
+        self.kept += 1;
+    }
+
+    /// Keeps `event`, decoded elsewhere.
+    fn put(&mut self, event: Event) {
+        match self.out.get_mut(self.kept) {
+            Some(slot) => *slot = event,
+            None => self.out.push(event),
+        }
         self.kept += 1;
     }
 }
@@ -676,11 +684,7 @@ pub(crate) fn query_into(
         },
     )?;
     for Ranked(_, event) in heap.into_sorted_vec().into_iter().skip(offset).take(limit) {
-        match refill.out.get_mut(refill.kept) {
-            Some(slot) => *slot = event,
-            None => refill.out.push(event),
-        }
-        refill.keep();
+        refill.put(event);
     }
     Ok(())
 }

@@ -96,12 +96,6 @@ impl Checkpointer {
         })
     }
 
-    /// Asks for a checkpoint and waits until the checkpointer has run every one asked for.
-    pub(crate) fn settle(&self) {
-        self.signal.ask();
-        self.wait();
-    }
-
     /// Waits until the checkpointer has run every checkpoint asked for so far.
     pub(crate) fn wait(&self) {
         let mut state = self.signal.lock();

@@ -489,12 +489,10 @@ fn actual_indexes(conn: &Connection) -> Result<IndexConfig> {
 }
 
 fn query_on(selects: &mut Selects, conn: &Connection, query: &Query) -> Result<Vec<Event>> {
-    if query.filter.is_empty_range() || query.limit == Some(0) {
-        return Ok(Vec::new());
-    }
-    let (sql, params) = sql::select(query);
-    let capacity = query.limit.map_or(0, |l| l.min(4_096) as usize);
-    selects.events(conn, &sql, &params, capacity)
+    // Streams and pages ask for a known number of events; don't grow the vector event by event.
+    let mut out = Vec::with_capacity(query.limit.map_or(0, |l| l.min(4_096) as usize));
+    query_into_on(selects, conn, query, &mut out)?;
+    Ok(out)
 }
 
 fn query_into_on(
@@ -614,10 +612,10 @@ impl Backend for SqliteBackend {
 
     fn checkpoint(&self) -> Result<()> {
         let w = self.writer();
-        // Any background checkpoint first (it would make ours busy), then one here that
-        // reports what it could not copy.
+        // A background checkpoint in progress would make ours busy: wait for it, then copy
+        // whatever is left here, where what could not be copied is reported.
         if let Some(c) = &w.checkpoints {
-            c.settle();
+            c.wait();
         }
         if self.options.journal_mode != JournalMode::Wal {
             return Ok(());

@@ -51,25 +51,9 @@ impl Selects {
         Ok(found)
     }
 
-    /// Runs `sql` (a SELECT of [`crate::sql::COLUMNS`]) with `params` on `conn`, and returns
-    /// its rows as events, each checked against its stored checksum.
-    pub(crate) fn events(
-        &mut self,
-        conn: &Connection,
-        sql: &str,
-        params: &[Value],
-        capacity: usize,
-    ) -> Result<Vec<Event>> {
-        let mut out = Vec::with_capacity(capacity);
-        self.each_row(conn, sql, params, |row| {
-            // SAFETY: `run` calls this on a row of a SELECT of `COLUMNS`.
-            out.push(unsafe { read_event(row) }?);
-            Ok(())
-        })?;
-        Ok(out)
-    }
-
-    /// [`Selects::events`] into `out`, overwriting the events already there in place.
+    /// Runs `sql` (a SELECT of [`crate::sql::COLUMNS`]) with `params` on `conn`, and leaves
+    /// its rows in `out` as events, each checked against its stored checksum. The events `out`
+    /// held are overwritten in place, reusing their strings' buffers.
     pub(crate) fn events_into(
         &mut self,
         conn: &Connection,

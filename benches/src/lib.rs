@@ -96,11 +96,7 @@ pub type Store = EventStore<Box<dyn Backend>>;
 
 /// Opens our store.
 pub fn open_ours(engine: Engine, path: &Path, setup: &Setup) -> Result<Store> {
-    let backend: Box<dyn Backend> = match engine {
-        Engine::Sqlite => Box::new(SqliteBackend::open(path, setup.sqlite())?),
-        Engine::Redb => Box::new(RedbBackend::open(path, setup.redb())?),
-    };
-    Ok(EventStore::builder(backend).cache(setup.cache).build())
+    Ok(open_ours_with_wait(engine, path, setup)?.0)
 }
 
 /// A function that waits for the background work a store's appends started.
@@ -111,16 +107,24 @@ pub type Wait = Box<dyn Fn()>;
 /// off the clock, so that the work never runs into raw's turn. Checkpoints that run during our
 /// turn are timed as part of it, as in an application that keeps appending.
 pub fn open_ours_with_wait(engine: Engine, path: &Path, setup: &Setup) -> Result<(Store, Wait)> {
-    match engine {
+    let (backend, wait): (Box<dyn Backend>, Wait) = match engine {
         Engine::Sqlite => {
             let backend = std::sync::Arc::new(SqliteBackend::open(path, setup.sqlite())?);
             let waiter = std::sync::Arc::clone(&backend);
-            let backend: Box<dyn Backend> = Box::new(backend);
-            let store = EventStore::builder(backend).cache(setup.cache).build();
-            Ok((store, Box::new(move || waiter.wait_for_checkpoints())))
+            (
+                Box::new(backend),
+                Box::new(move || waiter.wait_for_checkpoints()),
+            )
         }
-        Engine::Redb => Ok((open_ours(engine, path, setup)?, Box::new(|| {}))),
-    }
+        Engine::Redb => (
+            Box::new(RedbBackend::open(path, setup.redb())?),
+            Box::new(|| {}),
+        ),
+    };
+    Ok((
+        EventStore::builder(backend).cache(setup.cache).build(),
+        wait,
+    ))
 }
 
 /// One generated event, as both our store and the raw code write it.

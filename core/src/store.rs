@@ -152,6 +152,34 @@ pub struct EventStream<'s, B> {
     done: bool,
 }
 
+impl<B: Backend> EventStream<'_, B> {
+    /// The next batch into `batch`, overwriting the events it holds in place
+    /// ([`Backend::query_into`]); `false` once the stream is done.
+    fn next_into(&mut self, batch: &mut Vec<Event>) -> Result<bool> {
+        if self.done {
+            return Ok(false);
+        }
+        if let Err(e) = self.backend.query_into(&self.query, batch) {
+            self.done = true;
+            return Err(e);
+        }
+        Ok(self.advance(batch))
+    }
+
+    /// Moves the cursor past `batch`, just read; `false` when it was empty.
+    fn advance(&mut self, batch: &[Event]) -> bool {
+        let Some(last) = batch.last() else {
+            self.done = true;
+            return false;
+        };
+        self.query.after = Some(last.cursor());
+        if (batch.len() as u64) < self.batch_size {
+            self.done = true;
+        }
+        true
+    }
+}
+
 impl<B: Backend> Iterator for EventStream<'_, B> {
     type Item = Result<Vec<Event>>;
 
@@ -159,24 +187,13 @@ impl<B: Backend> Iterator for EventStream<'_, B> {
         if self.done {
             return None;
         }
-        let batch = match self.backend.query(&self.query) {
-            Ok(batch) => batch,
+        match self.backend.query(&self.query) {
+            Ok(batch) => self.advance(&batch).then_some(Ok(batch)),
             Err(e) => {
                 self.done = true;
-                return Some(Err(e));
+                Some(Err(e))
             }
-        };
-        match batch.last() {
-            None => {
-                self.done = true;
-                return None;
-            }
-            Some(last) => self.query.after = Some(last.cursor()),
         }
-        if (batch.len() as u64) < self.batch_size {
-            self.done = true;
-        }
-        Some(Ok(batch))
     }
 }
 
@@ -582,19 +599,11 @@ impl<B: Backend> EventStore<B> {
             ..Filter::default()
         };
         let mut stats = ReplayStats::default();
-        let batch_size = StreamOptions::new().batch_size;
-        let mut query = Query {
-            filter,
-            order: Order::IdAsc,
-            after: None,
-            offset: 0,
-            limit: Some(batch_size),
-        };
+        let mut stream = self.stream(StreamOptions::new().filter(filter))?;
         // One vector refilled in place: a replay reads every event once and hands the model a
         // reference, so the events' strings are reused instead of allocated and freed per event.
         let mut batch = Vec::new();
-        loop {
-            self.backend.query_into(&query, &mut batch)?;
+        while stream.next_into(&mut batch)? {
             for event in &batch {
                 if execute(model, callbacks, event).is_err() {
                     stats.errors += 1;
@@ -602,11 +611,8 @@ impl<B: Backend> EventStore<B> {
                 stats.events += 1;
                 stats.last_id = Some(event.id);
             }
-            match batch.last() {
-                Some(last) if batch.len() as u64 == batch_size => query.after = Some(last.cursor()),
-                _ => return Ok(stats),
-            }
         }
+        Ok(stats)
     }
 
     // ---- snapshots -------------------------------------------------------------------------
