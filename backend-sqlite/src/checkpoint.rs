@@ -131,14 +131,13 @@ unsafe extern "C" fn hook(
     // SAFETY: `ctx` is the `Signal` the `Checkpointer` keeps alive (see `start`).
     let signal = unsafe { &*ctx.cast::<Signal>() };
     let last = signal.last_pages.swap(pages, Ordering::Relaxed);
-    // A log smaller than before was started over: all of it is this commit's.
-    let written = if pages >= last { pages - last } else { pages };
-    if pages < THRESHOLD {
-        return ffi::SQLITE_OK;
-    }
-    if written >= THRESHOLD && pages < BACKSTOP {
-        signal.ask();
-        return ffi::SQLITE_OK;
+    match after_commit(last, pages) {
+        Action::None => return ffi::SQLITE_OK,
+        Action::Ask => {
+            signal.ask();
+            return ffi::SQLITE_OK;
+        }
+        Action::Inline => {}
     }
     // SAFETY: SQLite passes its own handle and database name; checkpointing from the hook is
     // what its default hook does. A busy result (the checkpointer is running) is fine: the
@@ -153,6 +152,31 @@ unsafe extern "C" fn hook(
         );
     }
     ffi::SQLITE_OK
+}
+
+/// What the writer does about the log after a commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    /// Nothing: the log is still small.
+    None,
+    /// Ask the checkpointer thread.
+    Ask,
+    /// Checkpoint in the committing connection, as SQLite's own hook does.
+    Inline,
+}
+
+/// The decision, from the log's size in pages after the previous commit (`last`) and after
+/// this one (`pages`).
+fn after_commit(last: c_int, pages: c_int) -> Action {
+    // A log smaller than before was started over: all of it is this commit's.
+    let written = if pages >= last { pages - last } else { pages };
+    if pages < THRESHOLD {
+        Action::None
+    } else if written >= THRESHOLD && pages < BACKSTOP {
+        Action::Ask
+    } else {
+        Action::Inline
+    }
 }
 
 fn run(signal: &Signal, conn: &Connection) {
@@ -185,5 +209,42 @@ fn run(signal: &Signal, conn: &Connection) {
             .changed
             .wait(state)
             .unwrap_or_else(|e| e.into_inner());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_small_log_is_left_alone() {
+        assert_eq!(after_commit(0, 1), Action::None);
+        assert_eq!(after_commit(0, THRESHOLD - 1), Action::None);
+        // A log that was started over and is small again.
+        assert_eq!(after_commit(THRESHOLD * 3, 5), Action::None);
+    }
+
+    #[test]
+    fn only_a_commit_that_wrote_a_threshold_itself_is_handed_over() {
+        assert_eq!(after_commit(0, THRESHOLD), Action::Ask);
+        assert_eq!(after_commit(10, THRESHOLD + 10), Action::Ask);
+        // The log was started over by this commit, which wrote all of it.
+        assert_eq!(after_commit(THRESHOLD * 2, THRESHOLD + 1), Action::Ask);
+        // Small commits that took the log past the threshold checkpoint inline, so that the
+        // next commit starts the log over.
+        assert_eq!(after_commit(THRESHOLD - 1, THRESHOLD), Action::Inline);
+        assert_eq!(
+            after_commit(THRESHOLD * 5, THRESHOLD * 5 + 3),
+            Action::Inline
+        );
+    }
+
+    #[test]
+    fn past_the_backstop_the_writer_checkpoints_itself() {
+        // However much this commit wrote: the checkpointer has fallen behind, or one commit
+        // alone wrote that much.
+        assert_eq!(after_commit(BACKSTOP - THRESHOLD, BACKSTOP), Action::Inline);
+        assert_eq!(after_commit(0, BACKSTOP), Action::Inline);
+        assert_eq!(after_commit(0, BACKSTOP - 1), Action::Ask);
     }
 }
