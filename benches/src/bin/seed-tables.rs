@@ -1012,7 +1012,7 @@ fn checks(b: &Bench) -> Vec<Check> {
         let find = |table: &str, case: &str| {
             rows.iter()
                 .find(|r| r.table == table && r.case.starts_with(case))
-                .map(|r| r.ours.median)
+                .map(|r| (r.ours.median, r.ours.max))
         };
         let mut push = |target: String, measured: String, met: bool| {
             out.push(Check {
@@ -1038,10 +1038,12 @@ fn checks(b: &Bench) -> Vec<Check> {
             );
         }
         let mut at_least = |target: &str, table: &str, case: &str, min: f64, unit: &str| {
-            if let Some(v) = find(table, case) {
+            if let Some((v, best)) = find(table, case) {
+                // The best run shows what the code does when the shared machine is quiet;
+                // the target is judged on the median.
                 push(
                     format!("{target} ≥ {} {unit}", fmt_num(min)),
-                    format!("{} {unit}", fmt_num(v)),
+                    format!("{} {unit} (best run {})", fmt_num(v), fmt_num(best)),
                     v >= min,
                 );
             }
@@ -1451,6 +1453,10 @@ mod tests {
         );
         let md = markdown(&b);
         assert!(md.contains("| ours/raw ≥ 0.85 in every case | redb | lowest 0.840 (cmd page of 100); 1 of 3 below | **no** |"), "{md}");
+        assert!(
+            md.contains("| stream ≥ 1,000,000 events/s | redb | 999,999 events/s (best run 1,099,999) | **no** |"),
+            "{md}"
+        );
 
         // A quick run, or another N, is not held to the targets.
         b.args.quick = true;
