@@ -1,8 +1,9 @@
 //! # EventLite
 //!
-//! An embedded event-sourcing log with pluggable storage engines. This facade re-exports the
-//! core API ([`EventStore`], [`NewEvent`], [`Query`], models, policies) and the engines chosen
-//! with Cargo features: `sqlite` (the default) and `redb`.
+//! An embedded event-sourcing log with pluggable storage engines. This facade is what users
+//! depend on: the store ([`EventStore`]), events ([`NewEvent`], [`Event`]), queries and
+//! pages, models, policies and errors, and the engines chosen with Cargo features: `sqlite`
+//! (the default) and `redb`. Engine authors implement `eventlite_core::spi` instead.
 //!
 //! ```
 //! # #[cfg(any(feature = "sqlite", feature = "redb"))] {
@@ -21,11 +22,20 @@
 //! Swapping engines is a feature change: `eventlite = { default-features = false, features =
 //! ["redb"] }` makes [`open`] use redb, and every query answers the same.
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
-pub use eventlite_core::*;
+pub use eventlite_core::{
+    Backend, BoxError, CachePolicy, CacheStats, Callbacks, Clock, Cursor, DEFAULT_MAX_EVENT_SIZE,
+    Durability, Error, Event, EventData, EventPage, EventStore, EventStoreBuilder, EventStream,
+    Executed, ExecutionError, ExpectedVersion, Filter, FnModel, IndexConfig, IndexName, Lineage,
+    ManualClock, MemoryBackend, Migration, Model, NewEvent, Order, Page, PageStart, Query,
+    QueryPlan, ReplayStats, Restored, Result, Snapshot, Stage, StreamOptions, SystemClock,
+};
 
 /// The SQLite engine and its options.
 #[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub mod sqlite {
     pub use eventlite_sqlite::*;
 
@@ -42,6 +52,7 @@ pub mod sqlite {
 
 /// The redb engine and its options.
 #[cfg(feature = "redb")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redb")))]
 pub mod redb {
     pub use eventlite_redb::*;
 
@@ -58,15 +69,18 @@ pub mod redb {
 
 /// The engine [`open`] uses: SQLite when the `sqlite` feature is on, else redb.
 #[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "redb"))))]
 pub type DefaultBackend = sqlite::SqliteBackend;
 
 /// The engine [`open`] uses: SQLite when the `sqlite` feature is on, else redb.
 #[cfg(all(feature = "redb", not(feature = "sqlite")))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "redb"))))]
 pub type DefaultBackend = redb::RedbBackend;
 
 /// Opens (or creates) a store at `path` on the default engine, with default options: the
 /// guide's default indexes, durable appends, the default cache.
 #[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "redb"))))]
 pub fn open(path: impl AsRef<std::path::Path>) -> Result<EventStore<DefaultBackend>> {
     sqlite::open(path, sqlite::SqliteOptions::default())
 }
@@ -74,6 +88,7 @@ pub fn open(path: impl AsRef<std::path::Path>) -> Result<EventStore<DefaultBacke
 /// Opens (or creates) a store at `path` on the default engine, with default options: the
 /// guide's default indexes, durable appends, the default cache.
 #[cfg(all(feature = "redb", not(feature = "sqlite")))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "redb"))))]
 pub fn open(path: impl AsRef<std::path::Path>) -> Result<EventStore<DefaultBackend>> {
     redb::open(path, redb::RedbOptions::default())
 }

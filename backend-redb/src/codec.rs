@@ -1,9 +1,10 @@
-//! Row encoding: one format byte, bincode 2 (standard config), then a CRC-32 (little endian)
-//! of the event id followed by everything before it. The checksum is over the stored bytes
+//! Row encoding: one format byte, bincode 2 (standard config), then the row's CRC-32 (little
+//! endian; [`row_checksum`] of the event id followed by everything before it). The checksum is over the stored bytes
 //! themselves: one pass over one slice on every read, before decoding, so damaged bytes are
 //! never decoded into an event.
 
-use eventlite_core::{Error, Event, PendingEvent, Result, Snapshot};
+use eventlite_core::spi::{EventFields, PendingEvent, row_checksum};
+use eventlite_core::{Error, Event, Result, Snapshot};
 
 /// Version of the row layout, first byte of every stored row.
 pub(crate) const ROW_FORMAT: u8 = 1;
@@ -30,12 +31,6 @@ struct RowRef<'a> {
     stream_version: Option<u64>,
 }
 
-/// The owned text of a stored field; invalid UTF-8 is damage.
-fn text(id: u64, field: &str, bytes: &[u8]) -> Result<String> {
-    String::from_utf8(bytes.to_vec())
-        .map_err(|_| Error::Corrupt(format!("event {id}: {field} is not UTF-8")))
-}
-
 /// Encodes the row of event `id`, with its checksum.
 pub(crate) fn encode_row(
     p: &PendingEvent,
@@ -59,124 +54,80 @@ pub(crate) fn encode_row(
         stream_version,
     };
     bincode::encode_into_std_write(&row, buf, CONFIG)
-        .map_err(|e| Error::backend("redb", "encoding a row", e))?;
-    let sum = checksum(id, buf);
+        .map_err(|e| Error::encode(format!("event {id}: {e}")).with_source(e))?;
+    let sum = row_checksum(id, buf);
     buf.extend_from_slice(&sum.to_le_bytes());
     Ok(())
-}
-
-fn checksum(id: u64, bytes: &[u8]) -> u32 {
-    let mut h = crc32fast::Hasher::new();
-    h.update(&id.to_le_bytes());
-    h.update(bytes);
-    h.finalize()
 }
 
 /// The checked, decoded row of event `id`, borrowing its texts from `stored`.
 fn verified_row(id: u64, stored: &[u8]) -> Result<RowRef<'_>> {
     let split = stored.len().checked_sub(4).filter(|n| *n > 0);
     let Some((bytes, sum)) = split.map(|n| stored.split_at(n)) else {
-        return Err(Error::Corrupt(format!("event {id}: short row")));
+        return Err(Error::corrupt(format!("event {id}: short row")));
     };
     let sum = u32::from_le_bytes(
         sum.try_into()
-            .map_err(|_| Error::Corrupt(format!("event {id}: short row")))?,
+            .map_err(|_| Error::corrupt(format!("event {id}: short row")))?,
     );
-    if checksum(id, bytes) != sum {
-        return Err(Error::Corrupt(format!("event {id}: checksum mismatch")));
+    if row_checksum(id, bytes) != sum {
+        return Err(Error::corrupt(format!("event {id}: checksum mismatch")));
     }
     let Some((&format, body)) = bytes.split_first() else {
-        return Err(Error::Corrupt(format!("event {id}: empty row")));
+        return Err(Error::corrupt(format!("event {id}: empty row")));
     };
     if format != ROW_FORMAT {
-        return Err(Error::Corrupt(format!(
+        return Err(Error::corrupt(format!(
             "event {id}: unknown row format {format}"
         )));
     }
     let (row, used): (RowRef<'_>, usize) = bincode::borrow_decode_from_slice(body, CONFIG)
-        .map_err(|e| Error::Corrupt(format!("event {id}: {e}")))?;
+        .map_err(|e| Error::corrupt(format!("event {id}: {e}")).with_source(e))?;
     if used != body.len() {
-        return Err(Error::Corrupt(format!("event {id}: trailing bytes")));
+        return Err(Error::corrupt(format!("event {id}: trailing bytes")));
     }
     Ok(row)
 }
 
+/// The stored row of event `id`, checked, as an event.
 pub(crate) fn decode_row(id: u64, stored: &[u8]) -> Result<Event> {
-    owned(id, verified_row(id, stored)?)
-}
-
-/// [`decode_row`], pushed onto `out` (built in place, not moved through a `Result`).
-pub(crate) fn decode_row_onto(id: u64, stored: &[u8], out: &mut Vec<Event>) -> Result<()> {
-    let row = verified_row(id, stored)?;
-    out.push(owned(id, row)?);
-    Ok(())
-}
-
-#[inline(always)]
-fn owned(id: u64, row: RowRef<'_>) -> Result<Event> {
-    Ok(Event {
-        id,
-        version: row.version,
-        datetime: row.datetime,
-        user: text(id, "user", row.user)?,
-        ip: text(id, "ip", row.ip)?,
-        cmd: text(id, "cmd", row.cmd)?,
-        data: text(id, "data", row.data)?,
-        correlation_id: text(id, "correlation_id", row.correlation_id)?,
-        causation_id: row.causation_id,
-        metadata: text(id, "metadata", row.metadata)?,
-        stream: row.stream.map(|s| text(id, "stream", s)).transpose()?,
-        stream_version: row.stream_version,
-    })
+    fields(id, &verified_row(id, stored)?).to_event()
 }
 
 /// [`decode_row`] into `event`, reusing its strings' buffers. On an error `event` is left
 /// partly overwritten.
 pub(crate) fn decode_row_into(id: u64, stored: &[u8], event: &mut Event) -> Result<()> {
-    let row = verified_row(id, stored)?;
-    event.id = id;
-    event.version = row.version;
-    event.datetime = row.datetime;
-    set_text(id, "user", &mut event.user, row.user)?;
-    set_text(id, "ip", &mut event.ip, row.ip)?;
-    set_text(id, "cmd", &mut event.cmd, row.cmd)?;
-    set_text(id, "data", &mut event.data, row.data)?;
-    set_text(
-        id,
-        "correlation_id",
-        &mut event.correlation_id,
-        row.correlation_id,
-    )?;
-    event.causation_id = row.causation_id;
-    set_text(id, "metadata", &mut event.metadata, row.metadata)?;
-    match (&mut event.stream, row.stream) {
-        (Some(to), Some(bytes)) => set_text(id, "stream", to, bytes)?,
-        (to, bytes) => *to = bytes.map(|b| text(id, "stream", b)).transpose()?,
-    }
-    event.stream_version = row.stream_version;
-    Ok(())
+    fields(id, &verified_row(id, stored)?).write_into(event)
 }
 
-/// Copies a stored text into `to`'s buffer, then checks it for UTF-8 there (aligned, like
-/// [`text`]).
-fn set_text(id: u64, field: &str, to: &mut String, bytes: &[u8]) -> Result<()> {
-    let mut buf = std::mem::take(to).into_bytes();
-    buf.clear();
-    buf.extend_from_slice(bytes);
-    *to = String::from_utf8(buf)
-        .map_err(|_| Error::Corrupt(format!("event {id}: {field} is not UTF-8")))?;
-    Ok(())
+fn fields<'a>(id: u64, row: &RowRef<'a>) -> EventFields<'a, [u8]> {
+    EventFields {
+        id,
+        version: row.version,
+        datetime: row.datetime,
+        user: row.user,
+        ip: row.ip,
+        cmd: row.cmd,
+        data: row.data,
+        correlation_id: row.correlation_id,
+        causation_id: row.causation_id,
+        metadata: row.metadata,
+        stream: row.stream,
+        stream_version: row.stream_version,
+    }
 }
 
 pub(crate) fn encode_snapshot(s: &Snapshot) -> Result<Vec<u8>> {
-    bincode::encode_to_vec((&s.state, &s.metadata, s.created_at), CONFIG)
-        .map_err(|e| Error::backend("redb", "encoding a snapshot", e))
+    bincode::encode_to_vec((&s.state, &s.metadata, s.created_at), CONFIG).map_err(|e| {
+        Error::encode(format!("snapshot {:?}@{}: {e}", s.name, s.event_id)).with_source(e)
+    })
 }
 
 pub(crate) fn decode_snapshot(name: &str, event_id: u64, bytes: &[u8]) -> Result<Snapshot> {
     let ((state, metadata, created_at), _): ((Vec<u8>, String, i64), usize) =
-        bincode::decode_from_slice(bytes, CONFIG)
-            .map_err(|e| Error::Corrupt(format!("snapshot {name:?}@{event_id}: {e}")))?;
+        bincode::decode_from_slice(bytes, CONFIG).map_err(|e| {
+            Error::corrupt(format!("snapshot {name:?}@{event_id}: {e}")).with_source(e)
+        })?;
     Ok(Snapshot {
         name: name.to_owned(),
         event_id,
@@ -228,7 +179,7 @@ mod tests {
     fn stored(row: &StrRow<'_>, id: u64) -> Vec<u8> {
         let mut buf = vec![ROW_FORMAT];
         bincode::encode_into_std_write(row, &mut buf, CONFIG).expect("encodes");
-        let sum = checksum(id, &buf);
+        let sum = row_checksum(id, &buf);
         buf.extend_from_slice(&sum.to_le_bytes());
         buf
     }
@@ -273,10 +224,12 @@ mod tests {
             .expect("user bytes present");
         row[at..at + 2].copy_from_slice(&[0x80, 0xC3]);
         let body = row.len() - 4;
-        let sum = checksum(1, &row[..body]);
+        let sum = row_checksum(1, &row[..body]);
         row[body..].copy_from_slice(&sum.to_le_bytes());
         match decode_row(1, &row) {
-            Err(Error::Corrupt(msg)) => assert!(msg.contains("user is not UTF-8"), "{msg}"),
+            Err(Error::Corrupt { message, .. }) => {
+                assert!(message.contains("user is not UTF-8"), "{message}")
+            }
             other => panic!("expected Corrupt, got {other:?}"),
         }
     }

@@ -5,9 +5,9 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
+use eventlite_core::spi::{EventFields, PendingEvent, planner};
 use eventlite_core::{
-    Cursor, Error, Event, EventFields, Filter, IndexConfig, IndexName, Order, PendingEvent, Query,
-    QueryPlan, Result,
+    Cursor, Error, Event, Filter, IndexConfig, IndexName, Order, Query, QueryPlan, Result,
 };
 use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
 
@@ -148,7 +148,7 @@ fn key_fields(access: Access) -> u8 {
 }
 
 fn access(config: &IndexConfig, filter: &Filter) -> Access {
-    match config.choose(filter) {
+    match planner::choose_index(config, filter) {
         Some(name) => Access::Index(name),
         None if filter.stream.is_some() => Access::Stream,
         None => Access::Primary,
@@ -231,11 +231,7 @@ impl Bounds {
 }
 
 fn missing(field: &str) -> Error {
-    Error::backend(
-        "redb",
-        format!("planner chose an index without its {field}"),
-        std::io::Error::other("planner invariant"),
-    )
+    Error::Internal(format!("the planner chose an index without its {field}"))
 }
 
 /// What a scan does with an index key.
@@ -544,7 +540,7 @@ fn with_row<T>(
         Some(b) => f(b),
         None => {
             let row = events.get(id).map_err(map_err)?.ok_or_else(|| {
-                Error::Corrupt(format!("index names event {id}, which is missing"))
+                Error::corrupt(format!("index names event {id}, which is missing"))
             })?;
             f(row.value())
         }
@@ -578,7 +574,10 @@ impl Refill<'_> {
         let (out, kept) = (&mut *self.out, self.kept);
         with_row(events, id, bytes, |stored| match out.get_mut(kept) {
             Some(slot) => codec::decode_row_into(id, stored, slot),
-            None => codec::decode_row_onto(id, stored, out),
+            None => {
+                out.push(codec::decode_row(id, stored)?);
+                Ok(())
+            }
         })?;
         Ok(&self.out[self.kept])
     }
@@ -733,7 +732,7 @@ pub(crate) fn count(backend: &RedbBackend, txn: &ReadTransaction, f: &Filter) ->
 pub(crate) fn explain(config: &IndexConfig, q: &Query) -> QueryPlan {
     let access = access(config, &q.filter);
     let ordered = in_order(natural(access, &q.filter), q.order);
-    let mut plan = eventlite_core::plan_with(config, &q.filter, "events");
+    let mut plan = planner::plan(config, &q.filter, "events");
     if access == Access::Stream {
         plan.full_scan = false;
         plan.detail = "SEARCH events USING TABLE idx_stream".to_owned();

@@ -20,22 +20,24 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod codec;
 mod exec;
 mod options;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use eventlite_core::files::{StoreFile, prepare_store_file};
+use eventlite_core::spi::files::{StoreFile, prepare_store_file};
+use eventlite_core::spi::{
+    EventFields, EventLog, Maintenance, PendingEvent, SnapshotStore, StreamVersions, io_error,
+};
 use eventlite_core::{
-    Backend, Durability, Error, Event, Filter, IndexConfig, IndexName, PendingEvent, Query,
-    QueryPlan, Result, Snapshot,
+    Durability, Error, Event, Filter, IndexConfig, IndexName, Query, QueryPlan, Result, Snapshot,
 };
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableHandle, WriteTransaction};
 
@@ -65,29 +67,32 @@ pub(crate) const IDX_CORRELATION_CMD: TableDefinition<(&str, &str, u64), ()> =
 pub(crate) const IDX_USER_DATETIME: TableDefinition<(&str, i64, u64), ()> =
     TableDefinition::new("idx_composite_user_datetime");
 
-/// Maps redb's errors to the variants a caller can act on.
+/// Maps redb's errors to the variants a caller can act on, keeping redb's error as the source.
 pub(crate) fn map_err(e: impl Into<redb::Error>) -> Error {
     let e: redb::Error = e.into();
+    let e = match e {
+        redb::Error::Io(io) => return io_error(ENGINE, "redb I/O", io),
+        other => other,
+    };
     let msg = e.to_string();
-    match e {
-        redb::Error::DatabaseAlreadyOpen => Error::Busy(format!("already open: {msg}")),
-        redb::Error::Corrupted(_) => Error::Corrupt(msg),
-        redb::Error::UpgradeRequired(_) => Error::NotAStore(msg),
-        redb::Error::TableTypeMismatch { .. } | redb::Error::TypeDefinitionChanged { .. } => {
-            Error::NotAStore(msg)
-        }
+    let variant = match &e {
+        redb::Error::DatabaseAlreadyOpen => Error::busy(format!("already open: {msg}")),
+        redb::Error::Corrupted(_) => Error::corrupt(msg),
+        redb::Error::UpgradeRequired(_)
+        | redb::Error::TableTypeMismatch { .. }
+        | redb::Error::TypeDefinitionChanged { .. } => Error::not_a_store(msg),
         redb::Error::ValueTooLarge(_) => Error::invalid_event(msg),
-        redb::Error::Io(io) => Error::from_io(ENGINE, "redb I/O", io),
-        redb::Error::DatabaseClosed | redb::Error::PreviousIo => Error::Unavailable(msg),
-        other => Error::backend(ENGINE, msg, other),
-    }
+        redb::Error::DatabaseClosed | redb::Error::PreviousIo => Error::unavailable(msg),
+        _ => return Error::backend(ENGINE, msg, e),
+    };
+    variant.with_source(e)
 }
 
 /// Opening errors: redb reports a file of another format as invalid data.
 fn map_open_err(e: redb::DatabaseError) -> Error {
     match e.into() {
         redb::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
-            Error::NotAStore(io.to_string())
+            Error::not_a_store(io.to_string()).with_source(io)
         }
         other => map_err(other),
     }
@@ -102,7 +107,7 @@ pub(crate) fn contain<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T>
             .map(String::as_str)
             .or_else(|| panic.downcast_ref::<&str>().copied())
             .unwrap_or("panic");
-        Err(Error::Corrupt(format!("{what}: {detail}")))
+        Err(Error::corrupt(format!("{what}: {detail}")))
     })
 }
 
@@ -126,7 +131,7 @@ impl Shared {
     fn db(&self) -> Result<&redb::Database> {
         self.db
             .as_ref()
-            .ok_or_else(|| Error::Unavailable("the store is closed".into()))
+            .ok_or_else(|| Error::unavailable("the store is closed"))
     }
 
     fn begin_write(&self) -> Result<WriteTransaction> {
@@ -241,23 +246,25 @@ fn check_is_store(db: &impl ReadableDatabase) -> Result<()> {
         return Ok(());
     }
     if !tables.iter().any(|t| t == META.name()) {
-        return Err(Error::NotAStore(
-            "a redb file without EventLite's tables".into(),
-        ));
+        return Err(Error::not_a_store("a redb file without EventLite's tables"));
     }
     let meta = txn.open_table(META).map_err(map_err)?;
     let format = meta.get("format").map_err(map_err)?;
     match format.as_ref().map(|f| f.value()) {
         Some(FORMAT) => {}
-        other => return Err(Error::NotAStore(format!("unknown store format {other:?}"))),
+        other => {
+            return Err(Error::not_a_store(format!(
+                "unknown store format {other:?}"
+            )));
+        }
     }
     let version = meta
         .get("schema_version")
         .map_err(map_err)?
         .and_then(|v| v.value().parse::<u32>().ok())
-        .ok_or_else(|| Error::Corrupt("unreadable schema version".into()))?;
+        .ok_or_else(|| Error::corrupt("unreadable schema version"))?;
     if version > SCHEMA_VERSION {
-        return Err(Error::NotAStore(format!(
+        return Err(Error::not_a_store(format!(
             "schema version {version} is newer than this EventLite ({SCHEMA_VERSION})"
         )));
     }
@@ -313,7 +320,7 @@ impl RedbBackend {
                 // read-write open below repairs it and checks it again.
                 match builder.open_read_only(&path).map_err(map_open_err) {
                     Ok(ro) => check_is_store(&ro)?,
-                    Err(e @ Error::NotAStore(_)) => return Err(e),
+                    Err(e @ Error::NotAStore { .. }) => return Err(e),
                     Err(_) => {}
                 }
                 let mut db = builder.open(&path).map_err(map_open_err)?;
@@ -358,7 +365,7 @@ impl RedbBackend {
             let handle = std::thread::Builder::new()
                 .name("eventlite-redb-flush".into())
                 .spawn(move || flusher(for_thread, rx))
-                .map_err(|e| Error::from_io(ENGINE, "starting the flush thread", e))?;
+                .map_err(|e| io_error(ENGINE, "starting the flush thread", e))?;
             backend.flusher = Some((stop, handle));
         }
         Ok(backend)
@@ -372,11 +379,6 @@ impl RedbBackend {
     /// The options the store was opened with.
     pub fn options(&self) -> &RedbOptions {
         &self.shared.options
-    }
-
-    /// Makes every relaxed commit durable now.
-    pub fn flush(&self) -> Result<()> {
-        self.shared.flush()
     }
 
     pub(crate) fn config(&self) -> &IndexConfig {
@@ -439,7 +441,7 @@ fn init(shared: &Shared) -> Result<()> {
                 break;
             }
             for name in &added {
-                exec::index_entries(&txn, *name, chunk.iter().map(Event::fields))?;
+                exec::index_entries(&txn, *name, chunk.iter().map(EventFields::from))?;
             }
         }
     }
@@ -450,12 +452,11 @@ fn init(shared: &Shared) -> Result<()> {
     txn.commit().map_err(map_err)
 }
 
-impl Backend for RedbBackend {
+impl EventLog for RedbBackend {
     fn append(&self, batch: Vec<PendingEvent>) -> Result<Vec<Event>> {
         contain("append", move || {
             let txn = self.shared.begin_write()?;
-            let mut stream_versions = Vec::with_capacity(batch.len());
-            let first = {
+            let (first, stream_versions) = {
                 let mut events = txn.open_table(EVENTS).map_err(map_err)?;
                 let last = events
                     .last()
@@ -463,21 +464,10 @@ impl Backend for RedbBackend {
                     .map_or(0, |(k, _)| k.value());
                 let mut streams = txn.open_table(STREAMS).map_err(map_err)?;
                 let mut stream_idx = txn.open_table(STREAM_IDX).map_err(map_err)?;
-                let mut versions: HashMap<&str, u64> = HashMap::new();
-                for p in &batch {
-                    let Some(stream) = p.stream.as_deref() else {
-                        stream_versions.push(None);
-                        continue;
-                    };
-                    let current = match versions.get(stream) {
-                        Some(v) => Some(*v),
-                        None => streams.get(stream).map_err(map_err)?.map(|v| v.value()),
-                    };
-                    p.expected.check(stream, current)?;
-                    let next = current.unwrap_or(0) + 1;
-                    versions.insert(stream, next);
-                    stream_versions.push(Some(next));
-                }
+                let mut versions = StreamVersions::new();
+                let stream_versions = versions.check_batch(&batch, |stream| {
+                    Ok(streams.get(stream).map_err(map_err)?.map(|v| v.value()))
+                })?;
                 let mut buf = Vec::with_capacity(256);
                 for (i, (p, sv)) in batch.iter().zip(&stream_versions).enumerate() {
                     let id = last + 1 + i as u64;
@@ -487,10 +477,10 @@ impl Backend for RedbBackend {
                         stream_idx.insert((stream, id), ()).map_err(map_err)?;
                     }
                 }
-                for (stream, version) in &versions {
-                    streams.insert(*stream, *version).map_err(map_err)?;
+                for (stream, version) in versions.written() {
+                    streams.insert(stream, version).map_err(map_err)?;
                 }
-                last + 1
+                (last + 1, stream_versions)
             };
             for name in self.config().enabled() {
                 exec::index_batch(&txn, name, first, &batch, &stream_versions)?;
@@ -554,7 +544,17 @@ impl Backend for RedbBackend {
                 .map_or(0, |(k, _)| k.value()))
         })
     }
+}
 
+impl Maintenance for RedbBackend {
+    /// Makes every relaxed commit durable; redb keeps no log apart from its file, so that is
+    /// all there is to bring up to date.
+    fn checkpoint(&self) -> Result<()> {
+        self.shared.flush()
+    }
+}
+
+impl SnapshotStore for RedbBackend {
     fn put_snapshot(&self, snapshot: Snapshot) -> Result<()> {
         contain("put_snapshot", || {
             let value = codec::encode_snapshot(&snapshot)?;

@@ -1,14 +1,14 @@
 //! The conformance suite on redb files in temporary directories.
-use eventlite_conformance::Engine;
+use eventlite_conformance::BackendFactory;
 use eventlite_core::{Durability, IndexConfig};
 use eventlite_redb::{RedbBackend, RedbOptions};
 
 /// redb stores in temporary directories. `Relaxed` durability keeps the suite fast; the
 /// semantics under test do not depend on fsync.
 #[derive(Debug, Default)]
-struct RedbEngine;
+struct RedbFactory;
 
-impl Engine for RedbEngine {
+impl BackendFactory for RedbFactory {
     type Backend = RedbBackend;
     type Location = tempfile::TempDir;
 
@@ -27,4 +27,4 @@ impl Engine for RedbEngine {
     }
 }
 
-eventlite_conformance::conformance_suite!(RedbEngine);
+eventlite_conformance::conformance_suite!(RedbFactory);

@@ -107,7 +107,7 @@ fn a_second_opener_gets_a_typed_error() -> anyhow::Result<()> {
     let path = dir.path().join("e.redb");
     let first = RedbBackend::open(&path, RedbOptions::default())?;
     let err = RedbBackend::open(&path, RedbOptions::default()).unwrap_err();
-    assert!(matches!(err, Error::Busy(_)), "{err:?}");
+    assert!(matches!(err, Error::Busy { .. }), "{err:?}");
     drop(first);
     RedbBackend::open(&path, RedbOptions::default())?;
     Ok(())
@@ -137,14 +137,14 @@ fn foreign_files_are_refused_and_left_unchanged() -> anyhow::Result<()> {
         let before = std::fs::read(path)?;
         let err = RedbBackend::open(path, RedbOptions::default()).unwrap_err();
         assert!(
-            matches!(err, Error::NotAStore(_) | Error::Corrupt(_)),
+            matches!(err, Error::NotAStore { .. } | Error::Corrupt { .. }),
             "{}: {err:?}",
             path.display()
         );
         assert!(std::fs::read(path)? == before, "{} changed", path.display());
     }
     let err = RedbBackend::open(dir.path(), RedbOptions::default()).unwrap_err();
-    assert!(matches!(err, Error::NotAStore(_)), "{err:?}");
+    assert!(matches!(err, Error::NotAStore { .. }), "{err:?}");
     assert_eq!(std::fs::read_dir(dir.path())?.count(), 3, "nothing created");
     Ok(())
 }
@@ -162,7 +162,7 @@ fn relaxed_commits_survive_a_clean_close() -> anyhow::Result<()> {
     for _ in 0..10 {
         store.store(NewEvent::new("e"))?;
     }
-    store.backend().flush()?;
+    store.checkpoint()?;
     store.store(NewEvent::new("after-flush"))?;
     drop(store);
     let store = EventStore::new(RedbBackend::open(&path, opts)?);

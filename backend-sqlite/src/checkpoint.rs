@@ -13,12 +13,12 @@
 //! When the log filled up over many small commits, the writer checkpoints inline as SQLite
 //! does: that checkpoint completes at once, so the next commit starts the log over and
 //! overwrites its blocks. Handed to the thread, the checkpoints of a stream of small commits
-//! rarely completed between two of them, so the log did not start over and kept growing, and
-//! one-event stores with eight indexes fell to 0.84–0.92 of raw (likely because each fsync
-//! then also had to record the log file's new size). Should the checkpointer fall behind, the
-//! writer checkpoints inline once the log passes [`BACKSTOP`] pages.
+//! rarely complete between two of them, so the log would not start over and would keep
+//! growing (and each fsync would also record the log file's new size). Should the checkpointer
+//! fall behind, the writer checkpoints inline once the log passes [`BACKSTOP`] pages.
 
 use std::ffi::{c_char, c_int, c_void};
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -62,30 +62,39 @@ impl Signal {
     }
 }
 
-/// The checkpointer thread of one writer connection. Dropping it stops and joins the thread.
+/// The checkpointer thread of one writer connection, which it borrows for `'c`. Dropping it
+/// takes its hook off the writer, then stops and joins the thread.
 #[derive(Debug)]
-pub(crate) struct Checkpointer {
+pub(crate) struct Checkpointer<'c> {
     signal: Arc<Signal>,
     thread: Option<JoinHandle<()>>,
+    /// The writer whose WAL hook points at `signal`.
+    writer: *mut ffi::sqlite3,
+    borrows: PhantomData<&'c Connection>,
 }
 
-impl Checkpointer {
+// SAFETY: `writer` is only used in `drop`, by whoever owns the writer connection this value
+// borrows (the backend, behind its mutex); the rest is `Send` on its own.
+unsafe impl Send for Checkpointer<'_> {}
+
+impl<'c> Checkpointer<'c> {
     /// Starts a checkpointer on `conn` (a second connection to the writer's file) and hands
     /// `writer`'s checkpoints to it.
-    ///
-    /// The hook keeps a pointer to the shared state: the returned value must outlive
-    /// `writer`'s use, which [`crate::Writer`] ensures by declaring it after its connection.
-    pub(crate) fn start(writer: &Connection, conn: Connection) -> std::io::Result<Self> {
+    pub(crate) fn start(writer: &'c Connection, conn: Connection) -> std::io::Result<Self> {
         let signal = Arc::new(Signal::default());
         let shared = Arc::clone(&signal);
         let thread = std::thread::Builder::new()
             .name("eventlite-checkpoint".into())
             .spawn(move || run(&shared, &conn))?;
+        // SAFETY: rusqlite hands out the handle of an open connection; we only pass it to
+        // SQLite's own functions.
+        let handle = unsafe { writer.handle() };
         // SAFETY: a valid connection handle; the context points into `signal`, which this
-        // value keeps alive (see above), and the hook only reads it.
+        // value keeps alive until `drop` has taken the hook off again, and the hook only reads
+        // it.
         unsafe {
             ffi::sqlite3_wal_hook(
-                writer.handle(),
+                handle,
                 Some(hook),
                 Arc::as_ptr(&signal).cast_mut().cast::<c_void>(),
             );
@@ -93,6 +102,8 @@ impl Checkpointer {
         Ok(Checkpointer {
             signal,
             thread: Some(thread),
+            writer: handle,
+            borrows: PhantomData,
         })
     }
 
@@ -109,8 +120,13 @@ impl Checkpointer {
     }
 }
 
-impl Drop for Checkpointer {
+impl Drop for Checkpointer<'_> {
     fn drop(&mut self) {
+        // SAFETY: the writer connection is still open (this value borrows it); without a hook
+        // SQLite goes back to no automatic checkpoints, and the file stays consistent.
+        unsafe {
+            ffi::sqlite3_wal_hook(self.writer, None, std::ptr::null_mut());
+        }
         self.signal.lock().stop = true;
         self.signal.changed.notify_all();
         if let Some(thread) = self.thread.take() {

@@ -9,7 +9,7 @@
 
 use std::ffi::c_int;
 
-use eventlite_core::EventFields;
+use eventlite_core::spi::EventFields;
 use rusqlite::{Connection, ffi};
 
 use crate::sql::clamp;
@@ -26,18 +26,15 @@ pub(crate) struct Row<'a> {
 const PARAMS: usize = 12;
 
 /// A prepared `INSERT … VALUES (…), …` of a fixed number of rows on the writer connection.
-///
-/// Like every [`RawStmt`], it must be dropped before its connection: [`crate::Writer`]
-/// declares its statements before the connection.
 #[derive(Debug)]
-pub(crate) struct InsertStmt {
-    stmt: RawStmt,
+pub(crate) struct InsertStmt<'c> {
+    stmt: RawStmt<'c>,
     rows: usize,
 }
 
-impl InsertStmt {
+impl<'c> InsertStmt<'c> {
     /// Prepares the statement for `rows` rows on `conn`.
-    pub(crate) fn prepare(conn: &Connection, rows: usize) -> rusqlite::Result<Self> {
+    pub(crate) fn prepare(conn: &'c Connection, rows: usize) -> rusqlite::Result<Self> {
         let stmt = RawStmt::prepare(conn, &crate::sql::insert_sql(rows))?;
         Ok(InsertStmt { stmt, rows })
     }

@@ -19,6 +19,7 @@
 #![warn(missing_docs)]
 
 mod checkpoint;
+mod conn;
 mod insert;
 mod options;
 mod select;
@@ -27,18 +28,20 @@ mod stmt;
 mod tx;
 
 use std::collections::HashMap;
-use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use checkpoint::Checkpointer;
-use eventlite_core::files::{StoreFile, prepare_store_file};
+use conn::{ReaderConn, WriterConn, WriterParts};
+use eventlite_core::spi::files::{StoreFile, prepare_store_file};
+use eventlite_core::spi::{EventLog, Maintenance, PendingEvent, SnapshotStore, StreamVersions};
 use eventlite_core::{
-    Backend, Error, Event, Filter, IndexConfig, IndexName, PendingEvent, Query, QueryPlan, Result,
-    Snapshot,
+    Error, Event, Filter, IndexConfig, IndexName, Query, QueryPlan, Result, Snapshot,
 };
 use insert::InsertStmt;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
+};
 use select::Selects;
 use tx::TxStmts;
 
@@ -81,25 +84,27 @@ CREATE TABLE IF NOT EXISTS snapshots (
 ) WITHOUT ROWID;
 ";
 
-/// Maps SQLite's errors to the variants a caller can act on.
+/// Maps SQLite's errors to the variants a caller can act on, keeping SQLite's error as the
+/// source.
 pub(crate) fn map_err(e: rusqlite::Error) -> Error {
     use rusqlite::ErrorCode as C;
     let msg = e.to_string();
-    match &e {
+    let variant = match &e {
         rusqlite::Error::SqliteFailure(f, _) => match f.code {
-            C::DatabaseBusy | C::DatabaseLocked => Error::Busy(msg),
-            C::DiskFull => Error::StorageFull(msg),
-            C::ReadOnly | C::PermissionDenied => Error::ReadOnly(msg),
-            C::DatabaseCorrupt => Error::Corrupt(msg),
-            C::NotADatabase => Error::NotAStore(msg),
-            _ => Error::backend(ENGINE, msg, e),
+            C::DatabaseBusy | C::DatabaseLocked => Error::busy(msg),
+            C::DiskFull => Error::storage_full(msg),
+            C::ReadOnly | C::PermissionDenied => Error::read_only(msg),
+            C::DatabaseCorrupt => Error::corrupt(msg),
+            C::NotADatabase => Error::not_a_store(msg),
+            _ => return Error::backend(ENGINE, msg, e),
         },
         rusqlite::Error::FromSqlConversionFailure(..)
         | rusqlite::Error::IntegralValueOutOfRange(..)
         | rusqlite::Error::Utf8Error(..)
-        | rusqlite::Error::InvalidColumnType(..) => Error::Corrupt(msg),
-        _ => Error::backend(ENGINE, msg, e),
-    }
+        | rusqlite::Error::InvalidColumnType(..) => Error::corrupt(msg),
+        _ => return Error::backend(ENGINE, msg, e),
+    };
+    variant.with_source(e)
 }
 
 /// Maps an error of a write on `conn`: SQLite reports a write that failed for a file-size limit
@@ -110,12 +115,12 @@ fn map_write_err(conn: &Connection, e: rusqlite::Error) -> Error {
     {
         // SAFETY: the handle is valid while `conn` lives; the call only reads its last errno.
         let errno = unsafe { rusqlite::ffi::sqlite3_system_errno(conn.handle()) };
-        let kind = std::io::Error::from_raw_os_error(errno).kind();
+        let io = std::io::Error::from_raw_os_error(errno);
         if matches!(
-            kind,
+            io.kind(),
             std::io::ErrorKind::StorageFull | std::io::ErrorKind::FileTooLarge
         ) {
-            return Error::StorageFull(format!("{e} ({kind})"));
+            return eventlite_core::spi::io_error(ENGINE, &e.to_string(), io).with_source(e);
         }
     }
     map_err(e)
@@ -138,61 +143,26 @@ fn row_to_snapshot(row: &rusqlite::Row<'_>) -> rusqlite::Result<Snapshot> {
 pub struct SqliteBackend {
     path: PathBuf,
     options: SqliteOptions,
-    writer: Mutex<Writer>,
-    readers: Mutex<Vec<Reader>>,
-}
-
-/// A pooled reader connection and the event SELECTs prepared on it.
-#[derive(Debug)]
-struct Reader {
-    // Declared before `conn`: statements must be finalized before their connection closes.
-    selects: Selects,
-    conn: Connection,
-}
-
-/// The writer connection and its append statements, prepared at the first append (the table
-/// may not exist before).
-#[derive(Debug)]
-struct Writer {
-    // Declared before `conn`: statements must be finalized before their connection closes.
-    insert_many: Option<InsertStmt>,
-    insert_one: Option<InsertStmt>,
-    tx: Option<TxStmts>,
-    conn: Connection,
-    // Declared after `conn`: its state must outlive the connection's WAL hook.
-    checkpoints: Option<Checkpointer>,
-}
-
-impl Deref for Reader {
-    type Target = Connection;
-    fn deref(&self) -> &Connection {
-        &self.conn
-    }
-}
-
-impl Deref for Writer {
-    type Target = Connection;
-    fn deref(&self) -> &Connection {
-        &self.conn
-    }
-}
-
-impl DerefMut for Writer {
-    fn deref_mut(&mut self) -> &mut Connection {
-        &mut self.conn
-    }
+    writer: Mutex<WriterConn>,
+    readers: Mutex<Vec<ReaderConn>>,
 }
 
 /// The prepared statement in `slot`, prepared on first use.
-fn prepared<'s>(
-    slot: &'s mut Option<InsertStmt>,
-    conn: &Connection,
+fn prepared<'s, 'c>(
+    slot: &'s mut Option<InsertStmt<'c>>,
+    conn: &'c Connection,
     rows: usize,
-) -> Result<&'s mut InsertStmt> {
+) -> Result<&'s mut InsertStmt<'c>> {
     Ok(match slot {
         Some(stmt) => stmt,
         None => slot.insert(InsertStmt::prepare(conn, rows).map_err(map_err)?),
     })
+}
+
+/// Begins an `IMMEDIATE` write transaction on `conn` (waiting up to the busy timeout for the
+/// write lock); it rolls back when dropped uncommitted.
+fn write_tx(conn: &Connection) -> Result<Transaction<'_>> {
+    Transaction::new_unchecked(conn, TransactionBehavior::Immediate).map_err(map_err)
 }
 
 impl SqliteBackend {
@@ -213,20 +183,16 @@ impl SqliteBackend {
         let backend = SqliteBackend {
             path,
             options,
-            writer: Mutex::new(Writer {
-                insert_many: None,
-                insert_one: None,
-                tx: None,
-                conn: writer,
-                checkpoints: None,
-            }),
+            writer: Mutex::new(WriterConn::open(writer)),
             readers: Mutex::new(Vec::new()),
         };
         backend.init_schema()?;
         backend.sync_indexes()?;
         if backend.options.journal_mode == JournalMode::Wal {
-            let mut w = backend.writer();
-            w.checkpoints = start_checkpointer(&w.conn, &backend.path, &backend.options);
+            let (path, options) = (&backend.path, &backend.options);
+            backend.writer().with_dependent_mut(|conn, parts| {
+                parts.checkpoints = start_checkpointer(conn, path, options);
+            });
         }
         Ok(backend)
     }
@@ -242,34 +208,43 @@ impl SqliteBackend {
     }
 
     /// Waits until the background checkpoint in progress, if any, has finished, without
-    /// asking for one (see [`Backend::checkpoint`] for that). Benchmarks call it after timing
-    /// appends, so that the checkpoint those started does not run into the next measurement.
+    /// asking for one (see [`Maintenance::checkpoint`] for that). EventLite's benchmarks call
+    /// it after timing appends, so that the checkpoint those started does not run into the
+    /// next measurement; it is not part of the stable API.
+    #[cfg(feature = "bench-hooks")]
     pub fn wait_for_checkpoints(&self) {
-        if let Some(c) = &self.writer().checkpoints {
-            c.wait();
-        }
+        self.writer().with_dependent(|_, parts| {
+            if let Some(c) = &parts.checkpoints {
+                c.wait();
+            }
+        });
     }
 
     /// Runs SQLite's `PRAGMA integrity_check`; `Ok(())` when the file is sound.
     pub fn integrity_check(&self) -> Result<()> {
-        let conn = self.writer();
-        let verdict: String = conn
+        let verdict: String = self
+            .writer()
+            .borrow_owner()
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))
             .map_err(map_err)?;
         if verdict == "ok" {
             Ok(())
         } else {
-            Err(Error::Corrupt(verdict))
+            Err(Error::corrupt(verdict))
         }
     }
 
-    fn writer(&self) -> MutexGuard<'_, Writer> {
+    fn writer(&self) -> MutexGuard<'_, WriterConn> {
         // A panic while holding the writer can only come from SQLite or rusqlite; an open
         // transaction is rolled back when its guard drops, so the connection is usable.
         self.writer.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn with_reader<T>(&self, f: impl FnOnce(&mut Reader) -> Result<T>) -> Result<T> {
+    /// Runs `f` on a pooled reader connection and its prepared statements.
+    fn with_reader<T>(
+        &self,
+        f: impl for<'c> FnOnce(&'c Connection, &mut Selects<'c>) -> Result<T>,
+    ) -> Result<T> {
         let pooled = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let mut reader = match pooled {
             Some(r) => r,
@@ -278,13 +253,10 @@ impl SqliteBackend {
                 conn.pragma_update(None, "query_only", true)
                     .map_err(map_err)?;
                 configure_cache(&conn, &self.options)?;
-                Reader {
-                    selects: Selects::default(),
-                    conn,
-                }
+                ReaderConn::open(conn)
             }
         };
-        let out = f(&mut reader);
+        let out = reader.with_dependent_mut(|conn, selects| f(conn, selects));
         let mut pool = self.readers.lock().unwrap_or_else(|e| e.into_inner());
         if pool.len() < self.options.max_idle_readers {
             pool.push(reader);
@@ -293,10 +265,8 @@ impl SqliteBackend {
     }
 
     fn init_schema(&self) -> Result<()> {
-        let mut conn = self.writer();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(map_err)?;
+        let writer = self.writer();
+        let tx = write_tx(writer.borrow_owner())?;
         tx.execute_batch(SCHEMA).map_err(map_err)?;
         let version: Option<String> = tx
             .query_row(
@@ -317,20 +287,20 @@ impl SqliteBackend {
             }
             Some(Ok(v)) if v <= SCHEMA_VERSION => {}
             Some(Ok(v)) => {
-                return Err(Error::NotAStore(format!(
+                return Err(Error::not_a_store(format!(
                     "schema version {v} is newer than this EventLite ({SCHEMA_VERSION})"
                 )));
             }
-            Some(Err(_)) => return Err(Error::Corrupt("unreadable schema version".into())),
+            Some(Err(e)) => {
+                return Err(Error::corrupt("unreadable schema version").with_source(e));
+            }
         }
         tx.commit().map_err(map_err)
     }
 
     fn sync_indexes(&self) -> Result<()> {
-        let mut conn = self.writer();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(map_err)?;
+        let writer = self.writer();
+        let tx = write_tx(writer.borrow_owner())?;
         let present = index_definitions(&tx)?;
         for name in IndexName::ALL {
             let (sql_name, create) = sql::index_sql(name);
@@ -383,8 +353,8 @@ fn check_is_store(conn: &Connection) -> Result<()> {
         return Ok(());
     }
     if !tables.iter().any(|t| t == "eventlite_meta") {
-        return Err(Error::NotAStore(
-            "an SQLite database without EventLite's tables".into(),
+        return Err(Error::not_a_store(
+            "an SQLite database without EventLite's tables",
         ));
     }
     let format: Option<String> = conn
@@ -397,7 +367,9 @@ fn check_is_store(conn: &Connection) -> Result<()> {
         .map_err(map_err)?;
     match format.as_deref() {
         Some(FORMAT) => Ok(()),
-        other => Err(Error::NotAStore(format!("unknown store format {other:?}"))),
+        other => Err(Error::not_a_store(format!(
+            "unknown store format {other:?}"
+        ))),
     }
 }
 
@@ -410,11 +382,11 @@ fn configure_cache(conn: &Connection, options: &SqliteOptions) -> Result<()> {
 
 /// A checkpointer for the writer `conn`, or `None` when one cannot be started: then the writer
 /// keeps SQLite's own checkpoints, which do the same work inline.
-fn start_checkpointer(
-    conn: &Connection,
+fn start_checkpointer<'c>(
+    conn: &'c Connection,
     path: &Path,
     options: &SqliteOptions,
-) -> Option<Checkpointer> {
+) -> Option<Checkpointer<'c>> {
     let own = open_connection(path, options).ok()?;
     // A checkpoint syncs as its connection's `synchronous` says: the writer's level.
     own.pragma_update(
@@ -488,16 +460,20 @@ fn actual_indexes(conn: &Connection) -> Result<IndexConfig> {
     Ok(config)
 }
 
-fn query_on(selects: &mut Selects, conn: &Connection, query: &Query) -> Result<Vec<Event>> {
+fn query_on<'c>(
+    selects: &mut Selects<'c>,
+    conn: &'c Connection,
+    query: &Query,
+) -> Result<Vec<Event>> {
     // Streams and pages ask for a known number of events; don't grow the vector event by event.
     let mut out = Vec::with_capacity(query.limit.map_or(0, |l| l.min(4_096) as usize));
     query_into_on(selects, conn, query, &mut out)?;
     Ok(out)
 }
 
-fn query_into_on(
-    selects: &mut Selects,
-    conn: &Connection,
+fn query_into_on<'c>(
+    selects: &mut Selects<'c>,
+    conn: &'c Connection,
     query: &Query,
     out: &mut Vec<Event>,
 ) -> Result<()> {
@@ -509,6 +485,72 @@ fn query_into_on(
     selects.events_into(conn, &sql, &params, out)
 }
 
+/// Appends `batch` on the writer connection in one `IMMEDIATE` transaction: the id of its
+/// first event and each event's stream version.
+fn append_on<'c>(
+    conn: &'c Connection,
+    parts: &mut WriterParts<'c>,
+    batch: &[PendingEvent],
+) -> Result<(u64, Vec<Option<u64>>)> {
+    let WriterParts {
+        insert_many,
+        insert_one,
+        tx: tx_stmts,
+        ..
+    } = parts;
+    let tx_stmts = match tx_stmts {
+        Some(stmts) => stmts,
+        None => tx_stmts.insert(TxStmts::prepare(conn).map_err(map_err)?),
+    };
+    let mut tx = tx_stmts.begin(conn).map_err(map_err)?;
+    let last = tx.last_id().map_err(map_err)?;
+    let mut versions = StreamVersions::new();
+    let stream_versions = versions.check_batch(batch, |stream| {
+        tx.prepare_cached("SELECT MAX(stream_version) FROM queue WHERE stream = ?1")
+            .and_then(|mut s| s.query_row([stream], |r| r.get::<_, Option<i64>>(0)))
+            .map(|v| v.map(|v| v as u64))
+            .map_err(map_err)
+    })?;
+    // SQLite ids end at i64::MAX; past it SQLite would pick random free ids.
+    let left = i64::MAX.saturating_sub(last).max(0) as u64;
+    if batch.len() as u64 > left {
+        return Err(Error::storage_full(format!(
+            "event ids exhausted: {left} left, {} needed",
+            batch.len()
+        )));
+    }
+    let first = last as u64 + 1;
+    let row = |i: usize| {
+        let fields = batch[i].fields(first + i as u64, stream_versions[i]);
+        let checksum = fields.checksum();
+        insert::Row { fields, checksum }
+    };
+    // Multi-row statements cut SQLite's per-statement work for bulk appends; the tail goes one
+    // row per statement. Rows are built a statement's worth at a time, so a large batch does
+    // not stream a second copy of itself through the cache.
+    let many = sql::ROWS_PER_INSERT;
+    let full = batch.len() - batch.len() % many;
+    let mut rows = Vec::with_capacity(many);
+    if full > 0 {
+        let stmt = prepared(insert_many, conn, many)?;
+        for start in (0..full).step_by(many) {
+            rows.clear();
+            rows.extend((start..start + many).map(row));
+            stmt.insert(&tx, &rows).map_err(|e| map_write_err(&tx, e))?;
+        }
+    }
+    if full < batch.len() {
+        let stmt = prepared(insert_one, conn, 1)?;
+        for i in full..batch.len() {
+            stmt.insert(&tx, &[row(i)])
+                .map_err(|e| map_write_err(&tx, e))?;
+        }
+    }
+    drop(rows);
+    tx.commit(map_write_err)?;
+    Ok((first, stream_versions))
+}
+
 fn count_on(conn: &Connection, filter: &Filter) -> Result<u64> {
     let (where_sql, params) = sql::where_clause(filter, None);
     let sql = format!("SELECT COUNT(*) FROM queue{where_sql}");
@@ -518,79 +560,11 @@ fn count_on(conn: &Connection, filter: &Filter) -> Result<u64> {
         .map_err(map_err)
 }
 
-impl Backend for SqliteBackend {
+impl EventLog for SqliteBackend {
     fn append(&self, batch: Vec<PendingEvent>) -> Result<Vec<Event>> {
         let mut guard = self.writer();
-        let Writer {
-            insert_many,
-            insert_one,
-            tx: tx_stmts,
-            conn,
-            ..
-        } = &mut *guard;
-        let tx_stmts = match tx_stmts {
-            Some(stmts) => stmts,
-            None => tx_stmts.insert(TxStmts::prepare(conn).map_err(map_err)?),
-        };
-        let mut tx = tx_stmts.begin(conn).map_err(map_err)?;
-        let last = tx.last_id().map_err(map_err)?;
-        let mut versions: HashMap<&str, Option<u64>> = HashMap::new();
-        let mut stream_versions = Vec::with_capacity(batch.len());
-        for pending in &batch {
-            let Some(stream) = pending.stream.as_deref() else {
-                stream_versions.push(None);
-                continue;
-            };
-            let current = match versions.get(stream) {
-                Some(v) => *v,
-                None => tx
-                    .prepare_cached("SELECT MAX(stream_version) FROM queue WHERE stream = ?1")
-                    .and_then(|mut s| s.query_row([stream], |r| r.get::<_, Option<i64>>(0)))
-                    .map_err(map_err)?
-                    .map(|v| v as u64),
-            };
-            pending.expected.check(stream, current)?;
-            let next = current.unwrap_or(0) + 1;
-            versions.insert(stream, Some(next));
-            stream_versions.push(Some(next));
-        }
-        // SQLite ids end at i64::MAX; past it SQLite would pick random free ids.
-        let left = i64::MAX.saturating_sub(last).max(0) as u64;
-        if batch.len() as u64 > left {
-            return Err(Error::StorageFull(format!(
-                "event ids exhausted: {left} left, {} needed",
-                batch.len()
-            )));
-        }
-        let first = last as u64 + 1;
-        let row = |i: usize| {
-            let fields = batch[i].fields(first + i as u64, stream_versions[i]);
-            let checksum = fields.checksum();
-            insert::Row { fields, checksum }
-        };
-        // Multi-row statements cut SQLite's per-statement work for bulk appends; the tail
-        // goes one row per statement. Rows are built a statement's worth at a time, so a
-        // large batch does not stream a second copy of itself through the cache.
-        let many = sql::ROWS_PER_INSERT;
-        let full = batch.len() - batch.len() % many;
-        let mut rows = Vec::with_capacity(many);
-        if full > 0 {
-            let stmt = prepared(insert_many, &tx, many)?;
-            for start in (0..full).step_by(many) {
-                rows.clear();
-                rows.extend((start..start + many).map(row));
-                stmt.insert(&tx, &rows).map_err(|e| map_write_err(&tx, e))?;
-            }
-        }
-        if full < batch.len() {
-            let stmt = prepared(insert_one, &tx, 1)?;
-            for i in full..batch.len() {
-                stmt.insert(&tx, &[row(i)])
-                    .map_err(|e| map_write_err(&tx, e))?;
-            }
-        }
-        drop(rows);
-        tx.commit(map_write_err)?;
+        let (first, stream_versions) =
+            guard.with_dependent_mut(|conn, parts| append_on(conn, parts, &batch))?;
         drop(guard);
         Ok(PendingEvent::into_events(batch, first, &stream_versions))
     }
@@ -599,51 +573,28 @@ impl Backend for SqliteBackend {
         let Ok(id) = i64::try_from(id) else {
             return Ok(None);
         };
-        self.with_reader(|r| r.selects.by_id(&r.conn, id))
+        self.with_reader(|conn, selects| selects.by_id(conn, id))
     }
 
     fn query(&self, query: &Query) -> Result<Vec<Event>> {
-        self.with_reader(|r| query_on(&mut r.selects, &r.conn, query))
+        self.with_reader(|conn, selects| query_on(selects, conn, query))
     }
 
     fn query_into(&self, query: &Query, out: &mut Vec<Event>) -> Result<()> {
-        self.with_reader(|r| query_into_on(&mut r.selects, &r.conn, query, out))
-    }
-
-    fn checkpoint(&self) -> Result<()> {
-        let w = self.writer();
-        // A background checkpoint in progress would make ours busy: wait for it, then copy
-        // whatever is left here, where what could not be copied is reported.
-        if let Some(c) = &w.checkpoints {
-            c.wait();
-        }
-        if self.options.journal_mode != JournalMode::Wal {
-            return Ok(());
-        }
-        let (busy, log, copied): (i64, i64, i64) = w
-            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
-            .map_err(map_err)?;
-        if busy != 0 || copied < log {
-            return Err(Error::Busy(format!(
-                "checkpoint copied {copied} of {log} log pages: a reader holds older ones"
-            )));
-        }
-        Ok(())
+        self.with_reader(|conn, selects| query_into_on(selects, conn, query, out))
     }
 
     fn count(&self, filter: &Filter) -> Result<u64> {
-        self.with_reader(|r| count_on(&r.conn, filter))
+        self.with_reader(|conn, _| count_on(conn, filter))
     }
 
     fn query_with_total(&self, query: &Query) -> Result<(Vec<Event>, u64)> {
-        self.with_reader(|r| {
+        self.with_reader(|conn, selects| {
             // One read transaction: both statements see the same snapshot. Dropped unfinished
             // on an error, it rolls back, so the pooled connection holds no snapshot.
-            let tx = r.conn.unchecked_transaction().map_err(map_err)?;
-            let total = count_on(&tx, &query.filter)?;
-            let events = query_on(&mut r.selects, &tx, query)?;
+            let tx = conn.unchecked_transaction().map_err(map_err)?;
+            let total = count_on(conn, &query.filter)?;
+            let events = query_on(selects, conn, query)?;
             tx.commit().map_err(map_err)?;
             Ok((events, total))
         })
@@ -651,7 +602,7 @@ impl Backend for SqliteBackend {
 
     fn explain(&self, query: &Query) -> Result<QueryPlan> {
         let (sql, params) = sql::select(query);
-        let details: Vec<String> = self.with_reader(|conn| {
+        let details: Vec<String> = self.with_reader(|conn, _| {
             let mut stmt = conn
                 .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
                 .map_err(map_err)?;
@@ -675,39 +626,73 @@ impl Backend for SqliteBackend {
     }
 
     fn indexes(&self) -> Result<IndexConfig> {
-        self.with_reader(|r| actual_indexes(&r.conn))
+        self.with_reader(|conn, _| actual_indexes(conn))
     }
 
     fn last_id(&self) -> Result<u64> {
-        self.with_reader(|conn| {
+        self.with_reader(|conn, _| {
             conn.prepare_cached("SELECT COALESCE(MAX(id), 0) FROM queue")
                 .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)))
                 .map(|n| n as u64)
                 .map_err(map_err)
         })
     }
+}
 
-    fn put_snapshot(&self, snapshot: Snapshot) -> Result<()> {
-        let conn = self.writer();
-        conn.prepare_cached(
-            "INSERT OR REPLACE INTO snapshots (name, event_id, state, metadata, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )
-        .and_then(|mut s| {
-            s.execute(params![
-                snapshot.name,
-                sql::clamp(snapshot.event_id),
-                snapshot.state,
-                snapshot.metadata,
-                snapshot.created_at
-            ])
+impl Maintenance for SqliteBackend {
+    /// Waits for a background checkpoint in progress, then copies what is left of the log
+    /// into the main file. Every commit is durable once it returns (under `Relaxed` too: a
+    /// checkpoint syncs the main file), and the main file alone holds the store.
+    fn checkpoint(&self) -> Result<()> {
+        let writer = self.writer();
+        writer.with_dependent(|conn, parts| {
+            // A background checkpoint in progress would make ours busy: wait for it, then copy
+            // whatever is left here, where what could not be copied is reported.
+            if let Some(c) = &parts.checkpoints {
+                c.wait();
+            }
+            if self.options.journal_mode != JournalMode::Wal {
+                return Ok(());
+            }
+            let (busy, log, copied): (i64, i64, i64) = conn
+                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .map_err(map_err)?;
+            if busy != 0 || copied < log {
+                return Err(Error::busy(format!(
+                    "checkpoint copied {copied} of {log} log pages: a reader holds older ones"
+                )));
+            }
+            Ok(())
         })
-        .map(|_| ())
-        .map_err(map_err)
+    }
+}
+
+impl SnapshotStore for SqliteBackend {
+    fn put_snapshot(&self, snapshot: Snapshot) -> Result<()> {
+        let writer = self.writer();
+        writer
+            .borrow_owner()
+            .prepare_cached(
+                "INSERT OR REPLACE INTO snapshots (name, event_id, state, metadata, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    snapshot.name,
+                    sql::clamp(snapshot.event_id),
+                    snapshot.state,
+                    snapshot.metadata,
+                    snapshot.created_at
+                ])
+            })
+            .map(|_| ())
+            .map_err(map_err)
     }
 
     fn snapshot_at_or_before(&self, name: &str, event_id: u64) -> Result<Option<Snapshot>> {
-        self.with_reader(|conn| {
+        self.with_reader(|conn, _| {
             conn.prepare_cached(
                 "SELECT name, event_id, state, metadata, created_at FROM snapshots \
                  WHERE name = ?1 AND event_id <= ?2 ORDER BY event_id DESC LIMIT 1",
@@ -721,7 +706,7 @@ impl Backend for SqliteBackend {
     }
 
     fn list_snapshots(&self, name: &str, limit: u64, offset: u64) -> Result<Vec<Snapshot>> {
-        self.with_reader(|conn| {
+        self.with_reader(|conn, _| {
             let mut stmt = conn
                 .prepare_cached(
                     "SELECT name, event_id, state, metadata, created_at FROM snapshots \
@@ -739,16 +724,20 @@ impl Backend for SqliteBackend {
     }
 
     fn delete_snapshot(&self, name: &str, event_id: u64) -> Result<bool> {
-        let conn = self.writer();
-        conn.prepare_cached("DELETE FROM snapshots WHERE name = ?1 AND event_id = ?2")
+        let writer = self.writer();
+        writer
+            .borrow_owner()
+            .prepare_cached("DELETE FROM snapshots WHERE name = ?1 AND event_id = ?2")
             .and_then(|mut s| s.execute(params![name, sql::clamp(event_id)]))
             .map(|n| n > 0)
             .map_err(map_err)
     }
 
     fn delete_snapshots_before(&self, name: &str, event_id: u64) -> Result<u64> {
-        let conn = self.writer();
-        conn.prepare_cached("DELETE FROM snapshots WHERE name = ?1 AND event_id < ?2")
+        let writer = self.writer();
+        writer
+            .borrow_owner()
+            .prepare_cached("DELETE FROM snapshots WHERE name = ?1 AND event_id < ?2")
             .and_then(|mut s| s.execute(params![name, sql::clamp(event_id)]))
             .map(|n| n as u64)
             .map_err(map_err)
@@ -854,7 +843,7 @@ mod tests {
                 };
                 assert_eq!(backend.query(&q)?.len(), 100, "{what}");
                 let (sql, _) = sql::select(&q);
-                let steps = backend.with_reader(|r| Ok(r.selects.take_vm_steps(&sql)))?;
+                let steps = backend.with_reader(|_, selects| Ok(selects.take_vm_steps(&sql)))?;
                 Ok(i64::from(steps.expect("the query's statement is cached")))
             };
             steps(near)?; // resets the counter
@@ -901,7 +890,7 @@ mod tests {
                 backend.query_with_total(&shape(i))?;
             }
             let (sql, _) = sql::select(&shape(0));
-            let reprepared = backend.with_reader(|r| Ok(r.selects.reprepares(&sql)))?;
+            let reprepared = backend.with_reader(|_, selects| Ok(selects.reprepares(&sql)))?;
             assert_eq!(reprepared, Some(0), "{sql}");
         }
         Ok(())

@@ -8,7 +8,8 @@
 use std::collections::HashMap;
 use std::ffi::c_int;
 
-use eventlite_core::{Error, Event, EventFields, Result};
+use eventlite_core::spi::EventFields;
+use eventlite_core::{Error, Event, Result};
 use rusqlite::types::Value;
 use rusqlite::{Connection, ffi};
 
@@ -19,21 +20,19 @@ use crate::{ENGINE, map_err};
 /// of the SQL, so a caller cycling through many page sizes could otherwise grow it forever).
 const CAPACITY: usize = 64;
 
-/// A reader connection's prepared event SELECTs, by SQL text.
-///
-/// Like every [`RawStmt`], they must be dropped before their connection: [`crate::Reader`]
-/// declares them first.
+/// A reader connection's prepared event SELECTs, by SQL text (kept beside the connection in
+/// a [`crate::conn::ReaderConn`]).
 #[derive(Debug, Default)]
-pub(crate) struct Selects {
-    cache: HashMap<String, RawStmt>,
+pub(crate) struct Selects<'c> {
+    cache: HashMap<String, RawStmt<'c>>,
     /// The get-by-id statement, kept apart: a get is short enough (~14k instructions) that
     /// formatting, hashing and copying its SQL for the cache was ~19% of it.
-    by_id: Option<RawStmt>,
+    by_id: Option<RawStmt<'c>>,
 }
 
-impl Selects {
+impl<'c> Selects<'c> {
     /// The event with id `id`, checked against its stored checksum.
-    pub(crate) fn by_id(&mut self, conn: &Connection, id: i64) -> Result<Option<Event>> {
+    pub(crate) fn by_id(&mut self, conn: &'c Connection, id: i64) -> Result<Option<Event>> {
         let stmt = match &mut self.by_id {
             Some(stmt) => stmt,
             None => {
@@ -45,7 +44,7 @@ impl Selects {
         let mut found = None;
         run(stmt, conn, &[Value::Integer(id)], |row| {
             // SAFETY: `run` calls this on a row of a SELECT of `COLUMNS`.
-            found = Some(unsafe { read_event(row) }?);
+            found = Some(unsafe { with_fields(row, |fields| fields.to_event()) }??);
             Ok(())
         })?;
         Ok(found)
@@ -56,7 +55,7 @@ impl Selects {
     /// held are overwritten in place, reusing their strings' buffers.
     pub(crate) fn events_into(
         &mut self,
-        conn: &Connection,
+        conn: &'c Connection,
         sql: &str,
         params: &[Value],
         out: &mut Vec<Event>,
@@ -66,10 +65,10 @@ impl Selects {
             // SAFETY: `run` calls this on a row of a SELECT of `COLUMNS`.
             unsafe {
                 with_fields(row, |fields| match out.get_mut(n) {
-                    Some(event) => event.assign(fields),
-                    None => out.push(fields.to_event()),
+                    Some(event) => fields.write_into(event),
+                    None => fields.to_event().map(|e| out.push(e)),
                 })
-            }?;
+            }??;
             n += 1;
             Ok(())
         })?;
@@ -80,7 +79,7 @@ impl Selects {
     /// Runs the cached statement for `sql`, preparing it on first use.
     fn each_row(
         &mut self,
-        conn: &Connection,
+        conn: &'c Connection,
         sql: &str,
         params: &[Value],
         on_row: impl FnMut(*mut ffi::sqlite3_stmt) -> Result<()>,
@@ -102,7 +101,7 @@ impl Selects {
 }
 
 #[cfg(test)]
-impl Selects {
+impl Selects<'_> {
     /// The virtual machine steps the cached statement for `sql` took since the last call (a
     /// measure of the rows it visited), if there is one.
     pub(crate) fn take_vm_steps(&self, sql: &str) -> Option<c_int> {
@@ -125,7 +124,7 @@ impl Selects {
 /// resets the statement: that drops the pointers into `params`, and ends the read so the
 /// connection holds no snapshot while it waits in the pool.
 fn run(
-    stmt: &mut RawStmt,
+    stmt: &mut RawStmt<'_>,
     conn: &Connection,
     params: &[Value],
     on_row: impl FnMut(*mut ffi::sqlite3_stmt) -> Result<()>,
@@ -175,15 +174,6 @@ fn bind(stmt: *mut ffi::sqlite3_stmt, params: &[Value]) -> std::result::Result<(
     Ok(())
 }
 
-/// Reads the row the statement is on as an event and checks its checksum.
-///
-/// # Safety
-/// `stmt` is live and positioned on a row of a SELECT of [`crate::sql::COLUMNS`].
-unsafe fn read_event(stmt: *mut ffi::sqlite3_stmt) -> Result<Event> {
-    // SAFETY: per the function's contract.
-    unsafe { with_fields(stmt, |fields| fields.to_event()) }
-}
-
 /// Hands the row the statement is on to `f` as borrowed fields, once they match the stored
 /// checksum.
 ///
@@ -202,8 +192,8 @@ unsafe fn with_fields<T>(
     // cannot keep them (its result outlives no `'row`), and nothing steps before it returns.
     unsafe {
         let id = ffi::sqlite3_column_int64(stmt, 0);
-        let id = u64::try_from(id).map_err(|_| Error::Corrupt(format!("bad event id {id}")))?;
-        let bad = |column: &str, what: &str| Error::Corrupt(format!("event {id}: {column} {what}"));
+        let id = u64::try_from(id).map_err(|_| Error::corrupt(format!("bad event id {id}")))?;
+        let bad = |column: &str, what: &str| Error::corrupt(format!("event {id}: {column} {what}"));
         let unreadable = |column: &str, e: Unreadable| match e {
             Unreadable::NotUtf8 => bad(column, "is not UTF-8"),
             Unreadable::OutOfMemory => Error::backend(

@@ -2,30 +2,36 @@
 //! event reads) where rusqlite's per-value work showed up in profiles.
 
 use std::ffi::{CStr, c_char, c_int};
+use std::marker::PhantomData;
 use std::ptr::{self, NonNull};
 
 use rusqlite::{Connection, ffi};
 
-/// A statement prepared on one connection, finalized on drop.
+/// A statement prepared on the connection it borrows for `'c`, finalized on drop.
 ///
-/// It must be dropped before its connection (rusqlite panics when it closes a connection that
-/// still has statements): every owner declares its statements before the connection.
-pub(crate) struct RawStmt(NonNull<ffi::sqlite3_stmt>);
+/// The borrow is what keeps it sound: a statement must be finalized before its connection
+/// closes (rusqlite panics otherwise), and this one cannot outlive the connection. Owners that
+/// keep statements beside their connection do so in a [`crate::conn::StmtConn`], which drops
+/// the statements first.
+pub(crate) struct RawStmt<'c> {
+    stmt: NonNull<ffi::sqlite3_stmt>,
+    conn: PhantomData<&'c Connection>,
+}
 
 // SAFETY: a statement is only used by whoever holds its connection (the writer behind its
 // mutex, a reader taken out of the pool), so never from two threads at once; SQLite
 // connections in multi-thread mode may move between threads, and their statements with them.
-unsafe impl Send for RawStmt {}
+unsafe impl Send for RawStmt<'_> {}
 
-impl std::fmt::Debug for RawStmt {
+impl std::fmt::Debug for RawStmt<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("RawStmt")
     }
 }
 
-impl RawStmt {
+impl<'c> RawStmt<'c> {
     /// Prepares `sql` on `conn`, for repeated use.
-    pub(crate) fn prepare(conn: &Connection, sql: &str) -> rusqlite::Result<Self> {
+    pub(crate) fn prepare(conn: &'c Connection, sql: &str) -> rusqlite::Result<Self> {
         let len = c_int::try_from(sql.len()).map_err(|_| {
             rusqlite::Error::SqliteFailure(ffi::Error::new(ffi::SQLITE_TOOBIG), None)
         })?;
@@ -43,7 +49,10 @@ impl RawStmt {
             )
         };
         match NonNull::new(raw) {
-            Some(raw) if rc == ffi::SQLITE_OK => Ok(RawStmt(raw)),
+            Some(stmt) if rc == ffi::SQLITE_OK => Ok(RawStmt {
+                stmt,
+                conn: PhantomData,
+            }),
             other => {
                 if let Some(raw) = other {
                     // SAFETY: a statement SQLite handed out, finalized once.
@@ -55,7 +64,7 @@ impl RawStmt {
     }
 
     pub(crate) fn as_ptr(&self) -> *mut ffi::sqlite3_stmt {
-        self.0.as_ptr()
+        self.stmt.as_ptr()
     }
 
     /// Resets the statement and drops its bindings, so that no pointer into data the caller
@@ -70,9 +79,9 @@ impl RawStmt {
     }
 }
 
-impl Drop for RawStmt {
+impl Drop for RawStmt<'_> {
     fn drop(&mut self) {
-        // SAFETY: finalized exactly once, before the connection closes (see the type's docs).
+        // SAFETY: finalized exactly once, while the connection it borrows is open.
         unsafe { ffi::sqlite3_finalize(self.as_ptr()) };
     }
 }

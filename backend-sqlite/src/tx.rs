@@ -2,8 +2,8 @@
 //!
 //! rusqlite's `Transaction` runs `BEGIN IMMEDIATE` and `COMMIT` through `execute_batch`, which
 //! parses and prepares them on every call, and its cached `SELECT MAX(id)` goes through a
-//! statement-cache lookup and a `Rows` wrapper. For a one-event append under `Relaxed`
-//! durability (no fsync per commit) that was ~5.5k of 33.9k instructions (callgrind).
+//! statement-cache lookup and a `Rows` wrapper: a sizeable share of a one-event append when no
+//! fsync dominates it (`Relaxed`).
 
 use std::ops::Deref;
 
@@ -12,19 +12,17 @@ use rusqlite::{Connection, ffi};
 use crate::stmt::{RawStmt, error};
 
 /// `BEGIN IMMEDIATE`, `SELECT MAX(id)`, `COMMIT` and `ROLLBACK`, prepared on the writer.
-///
-/// Like every [`RawStmt`], they must be dropped before their connection.
 #[derive(Debug)]
-pub(crate) struct TxStmts {
-    begin: RawStmt,
-    last_id: RawStmt,
-    commit: RawStmt,
-    rollback: RawStmt,
+pub(crate) struct TxStmts<'c> {
+    begin: RawStmt<'c>,
+    last_id: RawStmt<'c>,
+    commit: RawStmt<'c>,
+    rollback: RawStmt<'c>,
 }
 
-impl TxStmts {
+impl<'c> TxStmts<'c> {
     /// Prepares the four statements (the `queue` table must exist).
-    pub(crate) fn prepare(conn: &Connection) -> rusqlite::Result<Self> {
+    pub(crate) fn prepare(conn: &'c Connection) -> rusqlite::Result<Self> {
         Ok(TxStmts {
             begin: RawStmt::prepare(conn, "BEGIN IMMEDIATE")?,
             last_id: RawStmt::prepare(conn, "SELECT COALESCE(MAX(id), 0) FROM queue")?,
@@ -35,19 +33,22 @@ impl TxStmts {
 
     /// Begins an `IMMEDIATE` transaction on `conn` (waiting up to the busy timeout for the
     /// write lock). It rolls back when the returned guard drops without [`WriteTx::commit`].
-    pub(crate) fn begin<'a>(&'a mut self, conn: &'a Connection) -> rusqlite::Result<WriteTx<'a>> {
+    pub(crate) fn begin<'a>(
+        &'a mut self,
+        conn: &'a Connection,
+    ) -> rusqlite::Result<WriteTx<'a, 'c>> {
         run(&mut self.begin, conn)?;
         Ok(WriteTx { stmts: self, conn })
     }
 }
 
 /// An open write transaction; derefs to its connection for the statements run inside it.
-pub(crate) struct WriteTx<'a> {
-    stmts: &'a mut TxStmts,
+pub(crate) struct WriteTx<'a, 'c> {
+    stmts: &'a mut TxStmts<'c>,
     conn: &'a Connection,
 }
 
-impl WriteTx<'_> {
+impl WriteTx<'_, '_> {
     /// The greatest id stored, 0 when there is none.
     pub(crate) fn last_id(&mut self) -> rusqlite::Result<i64> {
         let stmt = self.stmts.last_id.as_ptr();
@@ -73,14 +74,14 @@ impl WriteTx<'_> {
     }
 }
 
-impl Deref for WriteTx<'_> {
+impl Deref for WriteTx<'_, '_> {
     type Target = Connection;
     fn deref(&self) -> &Connection {
         self.conn
     }
 }
 
-impl Drop for WriteTx<'_> {
+impl Drop for WriteTx<'_, '_> {
     fn drop(&mut self) {
         // Committed, or already rolled back by SQLite (an `OR ROLLBACK` conflict, some I/O
         // errors): nothing is open.
@@ -93,7 +94,7 @@ impl Drop for WriteTx<'_> {
 }
 
 /// Steps a statement that returns no rows, then resets it.
-fn run(stmt: &mut RawStmt, conn: &Connection) -> rusqlite::Result<()> {
+fn run(stmt: &mut RawStmt<'_>, conn: &Connection) -> rusqlite::Result<()> {
     // SAFETY: a live statement without parameters, prepared on `conn`.
     let out = match unsafe { ffi::sqlite3_step(stmt.as_ptr()) } {
         ffi::SQLITE_DONE => Ok(()),

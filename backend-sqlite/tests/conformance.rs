@@ -1,14 +1,14 @@
 //! The conformance suite on SQLite files in temporary directories.
-use eventlite_conformance::Engine;
+use eventlite_conformance::BackendFactory;
 use eventlite_core::{Durability, IndexConfig};
 use eventlite_sqlite::{SqliteBackend, SqliteOptions};
 
 /// SQLite stores in temporary directories. `Relaxed` durability (WAL + NORMAL) keeps the suite
 /// fast; the semantics under test do not depend on fsync.
 #[derive(Debug, Default)]
-struct SqliteEngine;
+struct SqliteFactory;
 
-impl Engine for SqliteEngine {
+impl BackendFactory for SqliteFactory {
     type Backend = SqliteBackend;
     type Location = tempfile::TempDir;
 
@@ -29,4 +29,4 @@ impl Engine for SqliteEngine {
     }
 }
 
-eventlite_conformance::conformance_suite!(SqliteEngine);
+eventlite_conformance::conformance_suite!(SqliteFactory);

@@ -1,8 +1,9 @@
 //! SQLite-specific behaviour: index sync on reopen, refusing foreign files, options, busy
 //! files. (Readers during writes: `reliability/tests/concurrency.rs`, on both engines.)
+use eventlite_core::spi::{EventFields, EventLog};
 use eventlite_core::{
-    Backend, Durability, Error, EventStore, ExpectedVersion, Filter, IndexConfig, IndexName,
-    NewEvent, Order, Query,
+    Durability, Error, EventStore, ExpectedVersion, Filter, IndexConfig, IndexName, NewEvent,
+    Order, Query,
 };
 use eventlite_sqlite::{JournalMode, SqliteBackend, SqliteOptions, Synchronous};
 
@@ -143,14 +144,14 @@ fn foreign_files_are_refused_and_left_unchanged() -> anyhow::Result<()> {
         let before = std::fs::read(path)?;
         let err = SqliteBackend::open(path, SqliteOptions::default()).unwrap_err();
         assert!(
-            matches!(err, Error::NotAStore(_)),
+            matches!(err, Error::NotAStore { .. }),
             "{}: {err:?}",
             path.display()
         );
         assert!(std::fs::read(path)? == before, "{} changed", path.display());
     }
     let err = SqliteBackend::open(dir.path(), SqliteOptions::default()).unwrap_err();
-    assert!(matches!(err, Error::NotAStore(_)), "{err:?}");
+    assert!(matches!(err, Error::NotAStore { .. }), "{err:?}");
     let names: Vec<_> = std::fs::read_dir(dir.path())?.collect::<Result<_, _>>()?;
     assert_eq!(
         names.len(),
@@ -204,7 +205,7 @@ fn a_busy_file_gives_a_typed_error() -> anyhow::Result<()> {
     let other = rusqlite::Connection::open(&path)?;
     other.execute_batch("BEGIN IMMEDIATE")?;
     let err = store.store(NewEvent::new("blocked")).unwrap_err();
-    assert!(matches!(err, Error::Busy(_)), "{err:?}");
+    assert!(matches!(err, Error::Busy { .. }), "{err:?}");
     other.execute_batch("ROLLBACK")?;
     assert_eq!(store.store(NewEvent::new("after"))?.id, 2);
     Ok(())
@@ -321,7 +322,7 @@ fn a_commit_that_cannot_lock_the_file_stores_nothing() -> anyhow::Result<()> {
             .map(|mut v| v.remove(0)),
     ] {
         let err = attempt.unwrap_err();
-        assert!(matches!(err, Error::Busy(_)), "{err:?}");
+        assert!(matches!(err, Error::Busy { .. }), "{err:?}");
     }
     reader.execute_batch("COMMIT")?;
     assert_eq!(store.count(&Filter::all())?, 1);
@@ -463,7 +464,10 @@ fn ids_end_at_i64_max_with_a_typed_error_and_nothing_lost() -> anyhow::Result<()
     first.id = i64::MAX as u64 - 1;
     rusqlite::Connection::open(&path)?.execute(
         "UPDATE queue SET id = ?1, checksum = ?2 WHERE id = 1",
-        rusqlite::params![first.id as i64, i64::from(first.checksum())],
+        rusqlite::params![
+            first.id as i64,
+            i64::from(EventFields::from(&first).checksum())
+        ],
     )?;
 
     let store = EventStore::new(SqliteBackend::open(&path, options(IndexConfig::none()))?);
@@ -475,7 +479,10 @@ fn ids_end_at_i64_max_with_a_typed_error_and_nothing_lost() -> anyhow::Result<()
             .store_bulk(vec![NewEvent::new("a"), NewEvent::new("b")])
             .map(|mut v| v.remove(0)),
     ] {
-        assert!(matches!(refused, Err(Error::StorageFull(_))), "{refused:?}");
+        assert!(
+            matches!(refused, Err(Error::StorageFull { .. })),
+            "{refused:?}"
+        );
     }
     assert_eq!(
         store.get(first.id)?.map(|e| e.cmd),
@@ -525,9 +532,12 @@ fn a_damaged_column_is_reported_corrupt_and_its_neighbours_still_read() -> anyho
 
         let store = EventStore::new(SqliteBackend::open(&path, options(IndexConfig::none()))?);
         let got = store.get(damaged.id);
-        assert!(matches!(got, Err(Error::Corrupt(_))), "{set}: {got:?}");
+        assert!(matches!(got, Err(Error::Corrupt { .. })), "{set}: {got:?}");
         let page = store.by_correlation(&root.correlation_id, eventlite_core::Page::first(10));
-        assert!(matches!(page, Err(Error::Corrupt(_))), "{set}: {page:?}");
+        assert!(
+            matches!(page, Err(Error::Corrupt { .. })),
+            "{set}: {page:?}"
+        );
         // Replays read rows in place, borrowed from SQLite: the same checks apply.
         let mut ids = eventlite_core::FnModel::new(Vec::new()).on_default(
             |seen: &mut Vec<u64>, e: &eventlite_core::Event, _: &eventlite_core::EventData<'_>| {
@@ -537,7 +547,7 @@ fn a_damaged_column_is_reported_corrupt_and_its_neighbours_still_read() -> anyho
         );
         let replayed = store.replay(&mut ids, .., &mut eventlite_core::Callbacks::new());
         assert!(
-            matches!(replayed, Err(Error::Corrupt(_))),
+            matches!(replayed, Err(Error::Corrupt { .. })),
             "{set}: {replayed:?}"
         );
         // A batch is read and checked whole before the model sees any of it.

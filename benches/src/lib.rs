@@ -1,6 +1,7 @@
 //! Shared pieces of the EventLite benchmarks: the engines under test, the generated events,
 //! and the raw baselines (the same rows, schema, indexes and pragmas, written and read with
 //! plain rusqlite / plain redb code).
+#![forbid(unsafe_code)]
 
 use std::ops::RangeInclusive;
 use std::path::Path;

@@ -39,8 +39,8 @@ pub struct Row {
 }
 
 /// The fields of a bench event stored as `id` at `now`, for its checksum.
-fn fields(id: u64, e: &BenchEvent, now: i64) -> eventlite_core::EventFields<'_> {
-    eventlite_core::EventFields {
+fn fields(id: u64, e: &BenchEvent, now: i64) -> eventlite_core::spi::EventFields<'_> {
+    eventlite_core::spi::EventFields {
         id,
         version: 1,
         datetime: now,

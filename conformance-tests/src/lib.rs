@@ -1,14 +1,18 @@
 //! # eventlite-conformance
 //!
 //! The contract every EventLite engine keeps, as code: each scenario is a `pub fn` generic over
-//! an [`Engine`] (how to make and reopen a store), and [`conformance_suite!`] stamps out one
-//! `#[test]` per scenario and index profile for a given engine, plus a property test that
-//! checks random operation sequences against a plain `Vec<Event>` model.
+//! a [`BackendFactory`] (how to make and reopen a store of one engine), grouped by topic in
+//! [`scenarios`]. [`conformance_suite!`] stamps out one `#[test]` per engine scenario and index
+//! profile for a given engine, plus a property test that checks random operation sequences
+//! against a plain `Vec<Event>` model; [`store_logic_suite!`] stamps out the scenarios of
+//! `EventStore`'s own logic, once, for the reference engine. A scenario written but left out
+//! of its macro's list fails the suite's `every_scenario_is_stamped` test.
 //!
 //! ```text
 //! // backend-x/tests/conformance.rs
-//! eventlite_conformance::conformance_suite!(my_backend::tests::XEngine);
+//! eventlite_conformance::conformance_suite!(my_backend::tests::XFactory);
 //! ```
+#![forbid(unsafe_code)]
 
 use std::sync::Arc;
 
@@ -18,7 +22,7 @@ pub mod model_check;
 pub mod scenarios;
 
 /// How to make, and reopen, stores of one engine.
-pub trait Engine: Default + Send + Sync + 'static {
+pub trait BackendFactory: Default + Send + Sync + 'static {
     /// The engine's backend.
     type Backend: Backend;
     /// Where one store lives (a temporary directory, or a shared in-memory handle). Dropping it
@@ -37,11 +41,11 @@ pub trait Engine: Default + Send + Sync + 'static {
     ) -> anyhow::Result<Self::Backend>;
 }
 
-/// The reference engine, [`eventlite_core::MemoryBackend`].
+/// Stores of the reference engine, [`eventlite_core::MemoryBackend`].
 #[derive(Debug, Default, Clone, Copy)]
-pub struct MemoryEngine;
+pub struct MemoryFactory;
 
-impl Engine for MemoryEngine {
+impl BackendFactory for MemoryFactory {
     type Backend = eventlite_core::MemoryBackend;
     type Location = eventlite_core::MemoryBackend;
 
@@ -61,23 +65,23 @@ impl Engine for MemoryEngine {
 /// The clock every fixture starts at (2023-11-14).
 pub const T0: i64 = 1_700_000_000_000;
 
-/// What a scenario runs with: the engine and the index profile of this run.
+/// What a scenario runs with: the engine's factory and the index profile of this run.
 #[derive(Debug)]
-pub struct Ctx<E> {
-    /// The engine under test.
-    pub engine: E,
+pub struct Ctx<F> {
+    /// Makes the stores under test.
+    pub factory: F,
     /// The index profile this run opens stores with.
     pub profile: IndexConfig,
 }
 
-impl<E: Engine> Ctx<E> {
-    /// A context for `engine` under `profile`.
-    pub fn new(engine: E, profile: IndexConfig) -> Self {
-        Ctx { engine, profile }
+impl<F: BackendFactory> Ctx<F> {
+    /// A context for `factory`'s engine under `profile`.
+    pub fn new(factory: F, profile: IndexConfig) -> Self {
+        Ctx { factory, profile }
     }
 
     /// A fresh store with the run's profile, the default cache and a manual clock at [`T0`].
-    pub fn fixture(&self) -> anyhow::Result<Fixture<'_, E>> {
+    pub fn fixture(&self) -> anyhow::Result<Fixture<'_, F>> {
         self.fixture_with(self.profile, CachePolicy::default())
     }
 
@@ -86,16 +90,16 @@ impl<E: Engine> Ctx<E> {
         &self,
         indexes: IndexConfig,
         cache: CachePolicy,
-    ) -> anyhow::Result<Fixture<'_, E>> {
-        let location = self.engine.location()?;
+    ) -> anyhow::Result<Fixture<'_, F>> {
+        let location = self.factory.location()?;
         let clock = Arc::new(ManualClock::new(T0));
-        let backend = self.engine.open(&location, indexes)?;
+        let backend = self.factory.open(&location, indexes)?;
         let store = EventStore::builder(backend)
             .clock(Arc::clone(&clock))
             .cache(cache)
             .build();
         Ok(Fixture {
-            engine: &self.engine,
+            factory: &self.factory,
             location,
             clock,
             cache,
@@ -105,42 +109,42 @@ impl<E: Engine> Ctx<E> {
 }
 
 /// One store under test, with its location and clock.
-pub struct Fixture<'e, E: Engine> {
-    engine: &'e E,
+pub struct Fixture<'f, F: BackendFactory> {
+    factory: &'f F,
     /// Where the store lives.
-    pub location: E::Location,
+    pub location: F::Location,
     /// The store's clock.
     pub clock: Arc<ManualClock>,
     cache: CachePolicy,
     /// The store.
-    pub store: EventStore<E::Backend>,
+    pub store: EventStore<F::Backend>,
 }
 
-impl<E: Engine> std::ops::Deref for Fixture<'_, E> {
-    type Target = EventStore<E::Backend>;
+impl<F: BackendFactory> std::ops::Deref for Fixture<'_, F> {
+    type Target = EventStore<F::Backend>;
     fn deref(&self) -> &Self::Target {
         &self.store
     }
 }
 
-impl<'e, E: Engine> Fixture<'e, E> {
+impl<F: BackendFactory> Fixture<'_, F> {
     /// Closes the store and opens it again with `indexes` (same clock and cache policy).
     pub fn reopen(self, indexes: IndexConfig) -> anyhow::Result<Self> {
         let Fixture {
-            engine,
+            factory,
             location,
             clock,
             cache,
             store,
         } = self;
         drop(store);
-        let backend = engine.open(&location, indexes)?;
+        let backend = factory.open(&location, indexes)?;
         let store = EventStore::builder(backend)
             .clock(Arc::clone(&clock))
             .cache(cache)
             .build();
         Ok(Fixture {
-            engine,
+            factory,
             location,
             clock,
             cache,
@@ -158,52 +162,163 @@ pub fn profiles() -> [(&'static str, IndexConfig); 3] {
     ]
 }
 
-/// Stamps out the whole conformance suite for an engine type (which must implement
-/// [`Engine`] and be in scope where the macro is called): one `#[test]` per scenario under
-/// each of the index profiles `none`, `high_volume` and `all`, plus the model-based property
-/// test.
+/// Checks that `stamped` names every scenario `pub fn` of the given scenario modules'
+/// sources, and nothing else: a scenario written but not stamped (or stamped twice, or gone)
+/// fails the suite instead of being skipped in silence.
+pub fn check_stamped(stamped: &[&str], sources: &[(&str, &str)]) -> anyhow::Result<()> {
+    let mut written: Vec<String> = Vec::new();
+    for (module, text) in sources {
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix("pub fn ") else {
+                continue;
+            };
+            if rest.contains("<F: BackendFactory>(ctx: &Ctx<F>)") {
+                let name = rest.split('<').next().unwrap_or_default();
+                written.push(format!("{module}::{name}"));
+            }
+        }
+    }
+    let mut stamped: Vec<String> = stamped.iter().map(|s| s.replace(' ', "")).collect();
+    written.sort();
+    stamped.sort();
+    let unstamped: Vec<_> = written.iter().filter(|w| !stamped.contains(w)).collect();
+    let unknown: Vec<_> = stamped.iter().filter(|s| !written.contains(s)).collect();
+    let mut dedup = stamped.clone();
+    dedup.dedup();
+    anyhow::ensure!(
+        unstamped.is_empty() && unknown.is_empty() && dedup.len() == stamped.len(),
+        "scenarios written but not stamped: {unstamped:?}; stamped but not written: {unknown:?}; \
+         stamped twice: {}",
+        stamped.len() - dedup.len()
+    );
+    Ok(())
+}
+
+/// The source of every scenario module but [`scenarios::store_logic`], for
+/// [`check_stamped`].
+pub const ENGINE_SCENARIO_SOURCES: &[(&str, &str)] = &[
+    ("appends", include_str!("scenarios/appends.rs")),
+    ("concurrency", include_str!("scenarios/concurrency.rs")),
+    ("queries", include_str!("scenarios/queries.rs")),
+    ("reopen", include_str!("scenarios/reopen.rs")),
+    ("snapshots", include_str!("scenarios/snapshots.rs")),
+    ("streams", include_str!("scenarios/streams.rs")),
+];
+
+/// The source of [`scenarios::store_logic`], for [`check_stamped`].
+pub const STORE_SCENARIO_SOURCES: &[(&str, &str)] =
+    &[("store_logic", include_str!("scenarios/store_logic.rs"))];
+
+/// Stamps out the engine conformance suite for a factory type (which must implement
+/// [`BackendFactory`] and be in scope where the macro is called): one `#[test]` per engine
+/// scenario under each of the index profiles `none`, `high_volume` and `all`, the model-based
+/// property test, and `every_scenario_is_stamped`.
 #[macro_export]
 macro_rules! conformance_suite {
-    ($engine:ty) => {
-        $crate::conformance_suite!(@all $engine;
-            store_assigns_sequential_ids,
-            store_roundtrips_every_field,
-            get_missing_is_none,
-            empty_store_answers_empty,
-            datetime_comes_from_the_clock,
-            correlation_generated_when_absent,
-            correlation_inherited_from_causation,
-            explicit_correlation_wins_over_causation,
-            unknown_causation_is_rejected,
+    ($factory:ty) => {
+        $crate::conformance_suite!(@all $factory;
+            appends::store_assigns_sequential_ids,
+            appends::store_roundtrips_every_field,
+            appends::get_missing_is_none,
+            appends::empty_store_answers_empty,
+            appends::datetime_comes_from_the_clock,
+            appends::bulk_and_single_store_write_identical_rows,
+            appends::bulk_returns_rows_as_stored,
+            appends::bulk_is_atomic_on_conflict,
+            appends::optimistic_no_stream,
+            appends::optimistic_exact,
+            appends::optimistic_any,
+            appends::optimistic_batch_on_one_stream,
+            appends::hostile_strings_roundtrip,
+            queries::transaction_groups_in_id_order,
+            queries::children_and_lineage,
+            queries::correlation_offset_paging_across_pages,
+            queries::correlation_cursor_paging_matches_offset,
+            queries::children_page,
+            queries::by_user_newest_first_ties_by_id,
+            queries::by_cmd_orders_by_datetime_not_id,
+            queries::by_time_range_is_inclusive,
+            queries::cursor_paging_through_ties,
+            queries::page_edge_cases,
+            queries::combined_filters_match_reference,
+            queries::cursors_and_bounds_combine_at_the_extremes,
+            queries::count_matches_query,
+            queries::stream_filter_selects_stream_events,
+            streams::stream_batches_in_id_order,
+            streams::stream_with_combined_filters,
+            streams::replay_everything_through_model,
+            streams::replay_windows,
+            streams::replay_hands_over_every_event_intact,
+            streams::query_into_overwrites_what_the_vector_held,
+            snapshots::snapshot_latest_at_or_before,
+            snapshots::snapshot_replaced_on_same_id,
+            snapshots::snapshots_listed_newest_first,
+            snapshots::snapshots_deleted,
+            snapshots::snapshot_then_replay_equals_full_replay,
+            reopen::reopen_keeps_everything,
+            reopen::checkpoint_changes_no_answer,
+            reopen::reopen_with_other_indexes_same_answers,
+            reopen::indexes_match_config,
+            reopen::explain_uses_each_index,
+            reopen::explain_scans_without_index,
+            concurrency::concurrent_writers_get_unique_gapless_ids,
+            concurrency::page_total_agrees_with_its_events_during_writes,
+        );
+    };
+    (@all $factory:ty; $($module:ident :: $name:ident),* $(,)?) => {
+        mod profile_none {
+            use super::*;
+            $crate::conformance_suite!(@stamp $factory, ::eventlite_core::IndexConfig::none(); $($module::$name),*);
+        }
+        mod profile_high_volume {
+            use super::*;
+            $crate::conformance_suite!(@stamp $factory, ::eventlite_core::IndexConfig::high_volume(); $($module::$name),*);
+        }
+        mod profile_all {
+            use super::*;
+            $crate::conformance_suite!(@stamp $factory, ::eventlite_core::IndexConfig::all(); $($module::$name),*);
+        }
+        #[test]
+        fn model_property() -> ::anyhow::Result<()> {
+            $crate::model_check::run::<$factory>($crate::model_check::cases())
+        }
+        #[test]
+        fn every_scenario_is_stamped() -> ::anyhow::Result<()> {
+            $crate::check_stamped(
+                &[$(stringify!($module::$name)),*],
+                $crate::ENGINE_SCENARIO_SOURCES,
+            )
+        }
+    };
+    (@stamp $factory:ty, $profile:expr; $($module:ident :: $name:ident),*) => {
+        $(
+            #[test]
+            fn $name() -> ::anyhow::Result<()> {
+                let ctx = $crate::Ctx::new(<$factory as ::core::default::Default>::default(), $profile);
+                $crate::scenarios::$module::$name(&ctx)
+            }
+        )*
+    };
+}
+
+/// Stamps out the scenarios of `EventStore`'s own logic (validation, correlation ids, models
+/// and callbacks, the cache), which no engine changes: once, for the given factory (the
+/// reference engine's, in `eventlite-core`'s tests), with the default indexes; plus
+/// `every_store_scenario_is_stamped`.
+#[macro_export]
+macro_rules! store_logic_suite {
+    ($factory:ty) => {
+        $crate::store_logic_suite!(@stamp $factory;
             empty_cmd_is_rejected,
             empty_cmd_in_bulk_stores_nothing,
             malformed_json_is_rejected,
             version_zero_is_rejected,
             oversize_event_is_rejected,
             empty_bulk_is_rejected,
-            bulk_and_single_store_write_identical_rows,
-            bulk_returns_rows_as_stored,
-            bulk_is_atomic_on_conflict,
-            transaction_groups_in_id_order,
-            children_and_lineage,
-            correlation_offset_paging_across_pages,
-            correlation_cursor_paging_matches_offset,
-            children_page,
-            by_user_newest_first_ties_by_id,
-            by_cmd_orders_by_datetime_not_id,
-            by_time_range_is_inclusive,
-            cursor_paging_through_ties,
-            page_edge_cases,
-            combined_filters_match_reference,
-            cursors_and_bounds_combine_at_the_extremes,
-            count_matches_query,
-            stream_batches_in_id_order,
-            stream_with_combined_filters,
-            stream_rejects_zero_batch,
-            replay_everything_through_model,
-            replay_windows,
-            replay_hands_over_every_event_intact,
-            query_into_overwrites_what_the_vector_held,
+            correlation_generated_when_absent,
+            correlation_inherited_from_causation,
+            explicit_correlation_wins_over_causation,
+            unknown_causation_is_rejected,
             migrations_chain,
             model_error_keeps_event,
             migration_error_is_reported,
@@ -216,53 +331,63 @@ macro_rules! conformance_suite {
             cache_entries_expire_after_ttl,
             cache_disabled_still_answers,
             cache_bounded_and_clearable,
-            snapshot_latest_at_or_before,
-            snapshot_replaced_on_same_id,
-            snapshots_listed_newest_first,
-            snapshots_deleted,
             snapshot_of_unknown_event_is_rejected,
-            snapshot_then_replay_equals_full_replay,
-            optimistic_no_stream,
-            optimistic_exact,
-            optimistic_any,
-            optimistic_batch_on_one_stream,
-            stream_filter_selects_stream_events,
-            reopen_keeps_everything,
-            checkpoint_changes_no_answer,
-            reopen_with_other_indexes_same_answers,
-            indexes_match_config,
-            explain_uses_each_index,
-            explain_scans_without_index,
-            concurrent_writers_get_unique_gapless_ids,
-            page_total_agrees_with_its_events_during_writes,
-            hostile_strings_roundtrip
+            stream_rejects_zero_batch,
         );
     };
-    (@all $engine:ty; $($name:ident),* $(,)?) => {
-        mod profile_none {
+    (@stamp $factory:ty; $($name:ident),* $(,)?) => {
+        mod store_logic {
             use super::*;
-            $crate::conformance_suite!(@stamp $engine, ::eventlite_core::IndexConfig::none(); $($name),*);
-        }
-        mod profile_high_volume {
-            use super::*;
-            $crate::conformance_suite!(@stamp $engine, ::eventlite_core::IndexConfig::high_volume(); $($name),*);
-        }
-        mod profile_all {
-            use super::*;
-            $crate::conformance_suite!(@stamp $engine, ::eventlite_core::IndexConfig::all(); $($name),*);
-        }
-        #[test]
-        fn model_property() -> ::anyhow::Result<()> {
-            $crate::model_check::run::<$engine>($crate::model_check::cases())
-        }
-    };
-    (@stamp $engine:ty, $profile:expr; $($name:ident),*) => {
-        $(
+            $(
+                #[test]
+                fn $name() -> ::anyhow::Result<()> {
+                    let ctx = $crate::Ctx::new(
+                        <$factory as ::core::default::Default>::default(),
+                        ::eventlite_core::IndexConfig::default(),
+                    );
+                    $crate::scenarios::store_logic::$name(&ctx)
+                }
+            )*
             #[test]
-            fn $name() -> ::anyhow::Result<()> {
-                let ctx = $crate::Ctx::new(<$engine as ::core::default::Default>::default(), $profile);
-                $crate::scenarios::$name(&ctx)
+            fn every_store_scenario_is_stamped() -> ::anyhow::Result<()> {
+                $crate::check_stamped(
+                    &[$(concat!("store_logic::", stringify!($name))),*],
+                    $crate::STORE_SCENARIO_SOURCES,
+                )
             }
-        )*
+        }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every scenario module is listed in one of the source tables that `check_stamped`
+    /// reads, so a new module cannot escape the check either.
+    #[test]
+    fn every_scenario_module_is_checked() -> anyhow::Result<()> {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/scenarios");
+        let mut on_disk: Vec<String> = std::fs::read_dir(dir)?
+            .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
+            .collect::<std::io::Result<_>>()?;
+        on_disk.retain(|f| f != "mod.rs");
+        on_disk.sort();
+        let mut listed: Vec<String> = super::ENGINE_SCENARIO_SOURCES
+            .iter()
+            .chain(super::STORE_SCENARIO_SOURCES)
+            .map(|(m, _)| format!("{m}.rs"))
+            .collect();
+        listed.sort();
+        anyhow::ensure!(on_disk == listed, "{on_disk:?} vs {listed:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn an_unstamped_scenario_is_reported() {
+        let source = "pub fn written<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {";
+        let sources = [("m", source)];
+        assert!(super::check_stamped(&["m::written"], &sources).is_ok());
+        assert!(super::check_stamped(&[], &sources).is_err());
+        assert!(super::check_stamped(&["m::written", "m::gone"], &sources).is_err());
+        assert!(super::check_stamped(&["m::written", "m::written"], &sources).is_err());
+    }
 }

@@ -1,6 +1,6 @@
 //! SQLite and redb, driven by the same random operation sequences under random index
 //! configurations, must answer every query, page and count identically.
-use eventlite_conformance::{Engine, MemoryEngine, model_check};
+use eventlite_conformance::{BackendFactory, MemoryFactory, model_check};
 use eventlite_core::{Durability, IndexConfig};
 use eventlite_redb::{RedbBackend, RedbOptions};
 use eventlite_sqlite::{SqliteBackend, SqliteOptions};
@@ -8,7 +8,7 @@ use eventlite_sqlite::{SqliteBackend, SqliteOptions};
 #[derive(Debug, Default)]
 struct Sqlite;
 
-impl Engine for Sqlite {
+impl BackendFactory for Sqlite {
     type Backend = SqliteBackend;
     type Location = tempfile::TempDir;
     fn location(&self) -> anyhow::Result<tempfile::TempDir> {
@@ -27,7 +27,7 @@ impl Engine for Sqlite {
 #[derive(Debug, Default)]
 struct Redb;
 
-impl Engine for Redb {
+impl BackendFactory for Redb {
     type Backend = RedbBackend;
     type Location = tempfile::TempDir;
     fn location(&self) -> anyhow::Result<tempfile::TempDir> {
@@ -51,5 +51,5 @@ fn sqlite_and_redb_answer_identically() -> anyhow::Result<()> {
 
 #[test]
 fn reference_and_redb_answer_identically() -> anyhow::Result<()> {
-    model_check::run_differential::<MemoryEngine, Redb>(model_check::cases())
+    model_check::run_differential::<MemoryFactory, Redb>(model_check::cases())
 }

@@ -1,11 +1,13 @@
-//! The storage-engine contract.
+//! The storage-engine contract, split by capability.
 
 use std::fmt::Debug;
+use std::sync::Arc;
 
 use crate::error::Result;
-use crate::event::{Event, PendingEvent};
+use crate::event::Event;
 use crate::index::{IndexConfig, QueryPlan};
 use crate::query::{Filter, Query};
+use crate::spi::PendingEvent;
 
 /// A stored snapshot of some model state at an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,18 +24,45 @@ pub struct Snapshot {
     pub created_at: i64,
 }
 
-/// A storage engine. Synchronous, object-safe, shareable across threads.
+/// A storage engine with every capability [`crate::EventStore`] uses: the event log,
+/// snapshots and maintenance. Implemented for every type that implements the capability
+/// traits of [`crate::spi`]; engines implement those, never this one.
+///
+/// Object-safe (`Box<dyn Backend>` and `Arc<dyn Backend>` are backends too), synchronous, and
+/// shareable across threads. Opening, paths and engine options belong to each engine's
+/// constructor, not to these traits.
+///
+/// ```
+/// use eventlite_core::{Backend, EventStore, MemoryBackend, NewEvent};
+///
+/// // Code that works on any engine.
+/// fn count_orders<B: Backend>(store: &EventStore<B>) -> eventlite_core::Result<u64> {
+///     store.count(&eventlite_core::Filter::cmd("order_placed"))
+/// }
+/// let store: EventStore<Box<dyn Backend>> = EventStore::new(Box::new(MemoryBackend::new()));
+/// store.store(NewEvent::new("order_placed"))?;
+/// assert_eq!(count_orders(&store)?, 1);
+/// # Ok::<(), eventlite_core::Error>(())
+/// ```
+pub trait Backend: EventLog + SnapshotStore + Maintenance {}
+
+impl<T: EventLog + SnapshotStore + Maintenance + ?Sized> Backend for T {}
+
+/// The event log: appends, reads, queries and the indexes behind them.
 ///
 /// The contract every implementation keeps (the conformance suite checks it):
-/// - [`append`](Backend::append) stores a whole batch in one transaction or nothing of it;
+/// - [`append`](EventLog::append) stores a whole batch in one transaction or nothing of it;
 ///   ids are strictly increasing and gap-free from 1; stream expectations are checked with
-///   [`crate::ExpectedVersion::check`] inside that transaction, against the stream's version
-///   including earlier events of the same batch, and `stream_version` counts from 1.
-/// - [`query`](Backend::query) returns exactly the events of the reference semantics
-///   ([`Query::admits`], [`crate::Order::compare`], then offset and limit), whatever indexes are
-///   enabled.
-/// - Opening, paths and engine options belong to each backend's constructor, not to this trait.
-pub trait Backend: Send + Sync + Debug + 'static {
+///   [`StreamVersions`](crate::spi::StreamVersions) inside that transaction, and
+///   `stream_version` counts from 1.
+/// - Every stored event carries a checksum that every read checks
+///   ([`EventFields::checksum`](crate::spi::EventFields::checksum) over its fields, or
+///   [`row_checksum`](crate::spi::row_checksum) over its encoded row); damage is
+///   [`Error::Corrupt`](crate::Error::Corrupt), never a changed event.
+/// - [`query`](EventLog::query) returns exactly the events of the reference semantics
+///   ([`Query::admits`], [`crate::Order::compare`], then offset and limit), whatever indexes
+///   are enabled.
+pub trait EventLog: Send + Sync + Debug + 'static {
     /// Appends a validated batch atomically and returns the stored events, in batch order.
     fn append(&self, batch: Vec<PendingEvent>) -> Result<Vec<Event>>;
 
@@ -44,22 +73,12 @@ pub trait Backend: Send + Sync + Debug + 'static {
     fn query(&self, query: &Query) -> Result<Vec<Event>>;
 
     /// [`query`](Self::query) into `out`, which ends up holding exactly the query's events.
-    /// Events already in `out` are overwritten in place ([`Event::assign`]), so a caller that
+    /// Events already in `out` are overwritten in place
+    /// ([`EventFields::write_into`](crate::spi::EventFields::write_into)), so a caller that
     /// reads batch after batch into one vector (a replay) allocates nothing per event once
     /// warm. On an error, what `out` holds is unspecified. The default runs `query`.
     fn query_into(&self, query: &Query, out: &mut Vec<Event>) -> Result<()> {
         *out = self.query(query)?;
-        Ok(())
-    }
-
-    /// How many events `filter` selects.
-    fn count(&self, filter: &Filter) -> Result<u64>;
-
-    /// Brings the main file up to date with everything committed and waits for the engine's
-    /// background work on it (SQLite: its WAL checkpoints, which run on their own thread), so
-    /// that the file alone holds the store, e.g. before it is copied. Engines with nothing to
-    /// bring up to date return at once, which is the default.
-    fn checkpoint(&self) -> Result<()> {
         Ok(())
     }
 
@@ -72,6 +91,9 @@ pub trait Backend: Send + Sync + Debug + 'static {
         Ok((self.query(query)?, total))
     }
 
+    /// How many events `filter` selects.
+    fn count(&self, filter: &Filter) -> Result<u64>;
+
     /// How the engine would run `query`.
     fn explain(&self, query: &Query) -> Result<QueryPlan>;
 
@@ -80,7 +102,10 @@ pub trait Backend: Send + Sync + Debug + 'static {
 
     /// The id of the newest event (0 for an empty store).
     fn last_id(&self) -> Result<u64>;
+}
 
+/// Snapshots of model state, by name and event id.
+pub trait SnapshotStore: Send + Sync + Debug + 'static {
     /// Stores a snapshot, replacing one with the same name and event id.
     fn put_snapshot(&self, snapshot: Snapshot) -> Result<()>;
 
@@ -97,38 +122,50 @@ pub trait Backend: Send + Sync + Debug + 'static {
     fn delete_snapshots_before(&self, name: &str, event_id: u64) -> Result<u64>;
 }
 
-macro_rules! forward_backend {
-    ($($ty:ty),*) => {$(
-        impl<B: Backend + ?Sized> Backend for $ty {
-            fn append(&self, batch: Vec<PendingEvent>) -> Result<Vec<Event>> { (**self).append(batch) }
-            fn get(&self, id: u64) -> Result<Option<Event>> { (**self).get(id) }
-            fn query(&self, query: &Query) -> Result<Vec<Event>> { (**self).query(query) }
-            fn query_into(&self, query: &Query, out: &mut Vec<Event>) -> Result<()> {
-                (**self).query_into(query, out)
-            }
-            fn count(&self, filter: &Filter) -> Result<u64> { (**self).count(filter) }
-            fn checkpoint(&self) -> Result<()> { (**self).checkpoint() }
-            fn query_with_total(&self, query: &Query) -> Result<(Vec<Event>, u64)> {
-                (**self).query_with_total(query)
-            }
-            fn explain(&self, query: &Query) -> Result<QueryPlan> { (**self).explain(query) }
-            fn indexes(&self) -> Result<IndexConfig> { (**self).indexes() }
-            fn last_id(&self) -> Result<u64> { (**self).last_id() }
-            fn put_snapshot(&self, snapshot: Snapshot) -> Result<()> { (**self).put_snapshot(snapshot) }
-            fn snapshot_at_or_before(&self, name: &str, event_id: u64) -> Result<Option<Snapshot>> {
-                (**self).snapshot_at_or_before(name, event_id)
-            }
-            fn list_snapshots(&self, name: &str, limit: u64, offset: u64) -> Result<Vec<Snapshot>> {
-                (**self).list_snapshots(name, limit, offset)
-            }
-            fn delete_snapshot(&self, name: &str, event_id: u64) -> Result<bool> {
-                (**self).delete_snapshot(name, event_id)
-            }
-            fn delete_snapshots_before(&self, name: &str, event_id: u64) -> Result<u64> {
-                (**self).delete_snapshots_before(name, event_id)
-            }
-        }
-    )*};
+/// Work on the store as a whole.
+pub trait Maintenance: Send + Sync + Debug + 'static {
+    /// Makes everything committed durable and brings the store's files up to date, waiting for
+    /// the engine's background work on them. After it returns, a process crash or power loss
+    /// loses nothing committed before the call, whatever the durability setting, and the
+    /// store's main file alone holds the store (to copy it, say). An engine with nothing to
+    /// bring up to date returns at once.
+    fn checkpoint(&self) -> Result<()>;
 }
 
-forward_backend!(Box<B>, std::sync::Arc<B>);
+// Smart pointers to a capability have it too, so that `EventStore<Box<dyn Backend>>` and
+// `EventStore<Arc<B>>` work. Each capability forwards its own methods here.
+
+macro_rules! forward {
+    ($cap:ident { $(fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)* }) => {
+        impl<B: $cap + ?Sized> $cap for Box<B> {
+            $(fn $name(&self $(, $arg: $ty)*) -> $ret { (**self).$name($($arg),*) })*
+        }
+        impl<B: $cap + ?Sized> $cap for Arc<B> {
+            $(fn $name(&self $(, $arg: $ty)*) -> $ret { (**self).$name($($arg),*) })*
+        }
+    };
+}
+
+forward!(EventLog {
+    fn append(&self, batch: Vec<PendingEvent>) -> Result<Vec<Event>>;
+    fn get(&self, id: u64) -> Result<Option<Event>>;
+    fn query(&self, query: &Query) -> Result<Vec<Event>>;
+    fn query_into(&self, query: &Query, out: &mut Vec<Event>) -> Result<()>;
+    fn query_with_total(&self, query: &Query) -> Result<(Vec<Event>, u64)>;
+    fn count(&self, filter: &Filter) -> Result<u64>;
+    fn explain(&self, query: &Query) -> Result<QueryPlan>;
+    fn indexes(&self) -> Result<IndexConfig>;
+    fn last_id(&self) -> Result<u64>;
+});
+
+forward!(SnapshotStore {
+    fn put_snapshot(&self, snapshot: Snapshot) -> Result<()>;
+    fn snapshot_at_or_before(&self, name: &str, event_id: u64) -> Result<Option<Snapshot>>;
+    fn list_snapshots(&self, name: &str, limit: u64, offset: u64) -> Result<Vec<Snapshot>>;
+    fn delete_snapshot(&self, name: &str, event_id: u64) -> Result<bool>;
+    fn delete_snapshots_before(&self, name: &str, event_id: u64) -> Result<u64>;
+});
+
+forward!(Maintenance {
+    fn checkpoint(&self) -> Result<()>;
+});

@@ -11,8 +11,20 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Everything that can go wrong in EventLite.
 ///
 /// The variants are what a caller can act on: fix the input, retry after a conflict, free disk
-/// space, or give up on a damaged file. Engine-specific detail travels in the message or the
-/// boxed source. New variants may be added, hence `#[non_exhaustive]`.
+/// space, or give up on a damaged file. Where an error has a cause (the engine's own error, an
+/// I/O error, serde's error) it is kept as the [`source`](std::error::Error::source), so
+/// `anyhow`'s `{:#}` or a walk of the chain shows it; the message names what failed, in the
+/// cause's words too. New variants may be added, hence `#[non_exhaustive]`.
+///
+/// ```
+/// use eventlite_core::{Error, EventStore, MemoryBackend, NewEvent};
+///
+/// let store = EventStore::new(MemoryBackend::new());
+/// let err = store.store(NewEvent::new("order_placed").data_json("{not json")).unwrap_err();
+/// assert!(matches!(err, Error::InvalidEvent { .. }));
+/// // serde_json's own error travels along.
+/// assert!(std::error::Error::source(&err).is_some());
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -22,6 +34,9 @@ pub enum Error {
     InvalidEvent {
         /// Why the event was rejected.
         reason: String,
+        /// What rejected it (serde_json's parse error, for instance), when something did.
+        #[source]
+        source: Option<BoxError>,
     },
     /// An argument other than an event was out of range (a page limit of 0, an empty bulk).
     #[error("invalid argument: {0}")]
@@ -45,26 +60,81 @@ pub enum Error {
     NotFound(String),
     /// The stored data failed a consistency check: a damaged file, a bad checksum, an
     /// undecodable row.
-    #[error("corrupt store: {0}")]
-    Corrupt(String),
+    #[error("corrupt store: {message}")]
+    Corrupt {
+        /// What was found damaged.
+        message: String,
+        /// The engine's report of it, when the engine found it.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// The file exists but is not an EventLite store of this engine (or of a newer layout).
-    #[error("not an EventLite store: {0}")]
-    NotAStore(String),
+    #[error("not an EventLite store: {message}")]
+    NotAStore {
+        /// What the file is instead, as far as can be told.
+        message: String,
+        /// The engine's report, when it made one.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// The store cannot be written: a read-only file, directory or mount, or missing permission.
-    #[error("store is read-only: {0}")]
-    ReadOnly(String),
+    #[error("store is read-only: {message}")]
+    ReadOnly {
+        /// What could not be written.
+        message: String,
+        /// The I/O or engine error.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// The device or a file-size limit is full; nothing of the failed call was stored.
-    #[error("storage full: {0}")]
-    StorageFull(String),
+    #[error("storage full: {message}")]
+    StorageFull {
+        /// What ran out.
+        message: String,
+        /// The I/O or engine error.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// The store is locked by another process or connection and did not free up in time.
-    #[error("store is busy: {0}")]
-    Busy(String),
+    #[error("store is busy: {message}")]
+    Busy {
+        /// What was locked.
+        message: String,
+        /// The engine's error.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// The engine is unreachable (a lost server connection, a closed database).
-    #[error("engine unavailable: {0}")]
-    Unavailable(String),
-    /// Event data or a snapshot state could not be (de)serialised to the requested type.
-    #[error("decode error: {0}")]
-    Decode(String),
+    #[error("engine unavailable: {message}")]
+    Unavailable {
+        /// Why.
+        message: String,
+        /// The engine's error.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// Event data or a snapshot state could not be deserialised to the requested type.
+    #[error("decode error: {message}")]
+    Decode {
+        /// What could not be decoded.
+        message: String,
+        /// serde's (or bincode's) error.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// A value could not be serialised (a snapshot state whose `Serialize` failed).
+    #[error("encode error: {message}")]
+    Encode {
+        /// What could not be encoded.
+        message: String,
+        /// The serialiser's error.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// EventLite or an engine broke its own contract (an engine returned fewer events than it
+    /// was asked to append, say). A bug: please report it.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// Any other engine failure, with its source.
     #[error("{engine} backend error: {message}")]
     Backend {
@@ -85,15 +155,44 @@ fn fmt_version(v: &Option<u64>) -> String {
     }
 }
 
+macro_rules! constructors {
+    ($($(#[$doc:meta])* $name:ident => $variant:ident;)*) => {$(
+        $(#[$doc])*
+        pub fn $name(message: impl Into<String>) -> Self {
+            Error::$variant { message: message.into(), source: None }
+        }
+    )*};
+}
+
 impl Error {
-    /// Shorthand for [`Error::InvalidEvent`].
+    /// [`Error::InvalidEvent`] without a source.
     pub fn invalid_event(reason: impl Into<String>) -> Self {
         Error::InvalidEvent {
             reason: reason.into(),
+            source: None,
         }
     }
 
-    /// Shorthand for [`Error::Backend`] with a source.
+    constructors! {
+        /// [`Error::Corrupt`] without a source (add one with [`Error::with_source`]).
+        corrupt => Corrupt;
+        /// [`Error::NotAStore`] without a source (add one with [`Error::with_source`]).
+        not_a_store => NotAStore;
+        /// [`Error::ReadOnly`] without a source (add one with [`Error::with_source`]).
+        read_only => ReadOnly;
+        /// [`Error::StorageFull`] without a source (add one with [`Error::with_source`]).
+        storage_full => StorageFull;
+        /// [`Error::Busy`] without a source (add one with [`Error::with_source`]).
+        busy => Busy;
+        /// [`Error::Unavailable`] without a source (add one with [`Error::with_source`]).
+        unavailable => Unavailable;
+        /// [`Error::Decode`] without a source (add one with [`Error::with_source`]).
+        decode => Decode;
+        /// [`Error::Encode`] without a source (add one with [`Error::with_source`]).
+        encode => Encode;
+    }
+
+    /// [`Error::Backend`] with a source.
     pub fn backend(
         engine: &'static str,
         message: impl Into<String>,
@@ -106,18 +205,46 @@ impl Error {
         }
     }
 
-    /// Maps an I/O error to the variant a caller can act on (full disk, read-only, …).
-    pub fn from_io(engine: &'static str, context: &str, err: std::io::Error) -> Self {
-        use std::io::ErrorKind as K;
-        let msg = format!("{context}: {err}");
-        match err.kind() {
-            K::StorageFull | K::FileTooLarge | K::QuotaExceeded => Error::StorageFull(msg),
-            K::ReadOnlyFilesystem | K::PermissionDenied => Error::ReadOnly(msg),
-            _ => match err.raw_os_error() {
-                // EFBIG (27) is reported by the kernel when RLIMIT_FSIZE is hit.
-                Some(27) | Some(28) => Error::StorageFull(msg),
-                _ => Error::backend(engine, msg, err),
-            },
+    /// The same error with `cause` as its source. Variants without a source field (invalid
+    /// arguments, conflicts, unknown causations, not found, internal) are returned unchanged.
+    pub fn with_source(mut self, cause: impl Into<BoxError>) -> Self {
+        match &mut self {
+            Error::InvalidEvent { source, .. }
+            | Error::Corrupt { source, .. }
+            | Error::NotAStore { source, .. }
+            | Error::ReadOnly { source, .. }
+            | Error::StorageFull { source, .. }
+            | Error::Busy { source, .. }
+            | Error::Unavailable { source, .. }
+            | Error::Decode { source, .. }
+            | Error::Encode { source, .. }
+            | Error::Backend { source, .. } => *source = Some(cause.into()),
+            Error::InvalidArgument(_)
+            | Error::UnknownCausation(_)
+            | Error::Conflict { .. }
+            | Error::NotFound(_)
+            | Error::Internal(_) => {}
         }
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn with_source_keeps_the_cause_and_the_message() {
+        let io = std::io::Error::other("disk on fire");
+        let e = Error::corrupt("event 7: checksum mismatch").with_source(io);
+        assert_eq!(e.to_string(), "corrupt store: event 7: checksum mismatch");
+        assert_eq!(
+            e.source().map(|s| s.to_string()).as_deref(),
+            Some("disk on fire")
+        );
+        // Variants without a source ignore it rather than lose the variant.
+        let e = Error::NotFound("x".into()).with_source(std::io::Error::other("y"));
+        assert!(matches!(e, Error::NotFound(_)) && e.source().is_none());
     }
 }

@@ -1,5 +1,6 @@
-//! Events as stored ([`Event`]), as written by a caller ([`NewEvent`]) and as handed to a
-//! backend ([`PendingEvent`]).
+//! Events as stored ([`Event`]) and as written by a caller ([`NewEvent`]).
+
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -54,7 +55,7 @@ impl Event {
     /// ```
     pub fn data<T: DeserializeOwned>(&self) -> Result<T> {
         serde_json::from_str(&self.data)
-            .map_err(|e| Error::Decode(format!("data of event {}: {e}", self.id)))
+            .map_err(|e| Error::decode(format!("data of event {}: {e}", self.id)).with_source(e))
     }
 
     /// The payload as a dynamic JSON value.
@@ -64,64 +65,9 @@ impl Event {
 
     /// Deserialises the metadata into `T`.
     pub fn metadata<T: DeserializeOwned>(&self) -> Result<T> {
-        serde_json::from_str(&self.metadata)
-            .map_err(|e| Error::Decode(format!("metadata of event {}: {e}", self.id)))
-    }
-
-    /// CRC-32 of the event's canonical encoding (every field, length-prefixed, in declaration
-    /// order). Backends store it with the row and check it on every read, so a flipped bit in
-    /// any field is reported as [`Error::Corrupt`] instead of being returned.
-    pub fn checksum(&self) -> u32 {
-        self.fields().checksum()
-    }
-
-    /// Overwrites this event with `fields`, copying the texts into the strings' existing
-    /// buffers: a reader that refills the same events batch after batch (a replay) allocates
-    /// nothing per event once the buffers are large enough.
-    pub fn assign(&mut self, fields: EventFields<'_>) {
-        fn set(to: &mut String, from: &str) {
-            to.clear();
-            to.push_str(from);
-        }
-        self.id = fields.id;
-        self.version = fields.version;
-        self.datetime = fields.datetime;
-        set(&mut self.user, fields.user);
-        set(&mut self.ip, fields.ip);
-        set(&mut self.cmd, fields.cmd);
-        set(&mut self.data, fields.data);
-        set(&mut self.correlation_id, fields.correlation_id);
-        self.causation_id = fields.causation_id;
-        set(&mut self.metadata, fields.metadata);
-        match (&mut self.stream, fields.stream) {
-            (Some(to), Some(from)) => set(to, from),
-            (to, from) => *to = from.map(str::to_owned),
-        }
-        self.stream_version = fields.stream_version;
-    }
-
-    /// The event's fields, borrowed.
-    pub fn fields(&self) -> EventFields<'_> {
-        EventFields {
-            id: self.id,
-            version: self.version,
-            datetime: self.datetime,
-            user: &self.user,
-            ip: &self.ip,
-            cmd: &self.cmd,
-            data: &self.data,
-            correlation_id: &self.correlation_id,
-            causation_id: self.causation_id,
-            metadata: &self.metadata,
-            stream: self.stream.as_deref(),
-            stream_version: self.stream_version,
-        }
-    }
-
-    /// Checks `stored` against [`Event::checksum`].
-    pub fn verify(self, stored: u32) -> Result<Event> {
-        self.fields().verify(stored)?;
-        Ok(self)
+        serde_json::from_str(&self.metadata).map_err(|e| {
+            Error::decode(format!("metadata of event {}: {e}", self.id)).with_source(e)
+        })
     }
 
     /// A keyset cursor pointing just past this event (for any [`crate::Order`]).
@@ -131,148 +77,6 @@ impl Event {
             datetime: self.datetime,
         }
     }
-}
-
-/// An event's fields, borrowed: what its checksum is computed over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EventFields<'a> {
-    /// See [`Event::id`].
-    pub id: u64,
-    /// See [`Event::version`].
-    pub version: u32,
-    /// See [`Event::datetime`].
-    pub datetime: i64,
-    /// See [`Event::user`].
-    pub user: &'a str,
-    /// See [`Event::ip`].
-    pub ip: &'a str,
-    /// See [`Event::cmd`].
-    pub cmd: &'a str,
-    /// See [`Event::data`].
-    pub data: &'a str,
-    /// See [`Event::correlation_id`].
-    pub correlation_id: &'a str,
-    /// See [`Event::causation_id`].
-    pub causation_id: Option<u64>,
-    /// See [`Event::metadata`].
-    pub metadata: &'a str,
-    /// See [`Event::stream`].
-    pub stream: Option<&'a str>,
-    /// See [`Event::stream_version`].
-    pub stream_version: Option<u64>,
-}
-
-impl EventFields<'_> {
-    /// Checks `stored` against [`EventFields::checksum`]: a mismatch is [`Error::Corrupt`].
-    pub fn verify(&self, stored: u32) -> Result<()> {
-        if self.checksum() == stored {
-            Ok(())
-        } else {
-            Err(Error::Corrupt(format!(
-                "event {}: checksum mismatch",
-                self.id
-            )))
-        }
-    }
-
-    /// An owned event with these fields.
-    pub fn to_event(&self) -> Event {
-        Event {
-            id: self.id,
-            version: self.version,
-            datetime: self.datetime,
-            user: self.user.to_owned(),
-            ip: self.ip.to_owned(),
-            cmd: self.cmd.to_owned(),
-            data: self.data.to_owned(),
-            correlation_id: self.correlation_id.to_owned(),
-            causation_id: self.causation_id,
-            metadata: self.metadata.to_owned(),
-            stream: self.stream.map(str::to_owned),
-            stream_version: self.stream_version,
-        }
-    }
-
-    /// CRC-32 of the canonical encoding: a fixed header (id, version, datetime, the byte length
-    /// of each text field, then causation id, stream length and stream version, each behind a
-    /// presence byte; integers little endian), then the text fields' bytes in declaration
-    /// order. One hasher update per field keeps it cheap on every read.
-    pub fn checksum(&self) -> u32 {
-        // The body: the texts, then the stream's (an absent stream adds no bytes; the header
-        // tells it from an empty one).
-        let all = [
-            self.user,
-            self.ip,
-            self.cmd,
-            self.data,
-            self.correlation_id,
-            self.metadata,
-            self.stream.unwrap_or(""),
-        ];
-        let header = self.header();
-        let body = all.iter().map(|t| t.len()).sum::<usize>();
-        // crc32fast hashes short slices a byte at a time; one contiguous buffer takes its SIMD
-        // path, about a third of the instructions for a typical event. Same bytes, same CRC.
-        // Two buffer sizes, so that a typical event does not zero a kilobyte first.
-        match HEADER + body {
-            0..=256 => contiguous_crc::<256>(&header, all),
-            257..=1024 => contiguous_crc::<1024>(&header, all),
-            _ => {
-                let mut h = crc32fast::Hasher::new();
-                h.update(&header);
-                for t in all {
-                    h.update(t.as_bytes());
-                }
-                h.finalize()
-            }
-        }
-    }
-
-    /// The fixed part of the canonical encoding, at fixed offsets.
-    fn header(&self) -> [u8; HEADER] {
-        let texts = [
-            self.user,
-            self.ip,
-            self.cmd,
-            self.data,
-            self.correlation_id,
-            self.metadata,
-        ];
-        let mut h = [0u8; HEADER];
-        h[0..8].copy_from_slice(&self.id.to_le_bytes());
-        h[8..12].copy_from_slice(&self.version.to_le_bytes());
-        h[12..20].copy_from_slice(&self.datetime.to_le_bytes());
-        for (i, t) in texts.iter().enumerate() {
-            h[20 + 8 * i..28 + 8 * i].copy_from_slice(&(t.len() as u64).to_le_bytes());
-        }
-        let options = [
-            self.causation_id,
-            self.stream.map(|s| s.len() as u64),
-            self.stream_version,
-        ];
-        for (i, v) in options.into_iter().enumerate() {
-            let at = 68 + 9 * i;
-            h[at] = u8::from(v.is_some());
-            h[at + 1..at + 9].copy_from_slice(&v.unwrap_or(0).to_le_bytes());
-        }
-        h
-    }
-}
-
-/// Bytes in the canonical encoding's header: id (8), version (4), datetime (8), six text
-/// lengths (48), three presence-tagged options (27).
-const HEADER: usize = 95;
-
-/// The CRC of `header` then `texts`, copied into one buffer of `N` bytes (which they fit).
-fn contiguous_crc<const N: usize>(header: &[u8; HEADER], texts: [&str; 7]) -> u32 {
-    let mut buf = [0u8; N];
-    buf[..HEADER].copy_from_slice(header);
-    let mut at = HEADER;
-    for t in texts {
-        buf[at..at + t.len()].copy_from_slice(t.as_bytes());
-        at += t.len();
-    }
-    crc32fast::hash(&buf[..at])
 }
 
 /// What a writer expects of a stream before its append (optimistic concurrency).
@@ -286,27 +90,6 @@ pub enum ExpectedVersion {
     /// The stream's last event must have exactly this `stream_version` (versions start at 1,
     /// so `Exact(0)` never matches).
     Exact(u64),
-}
-
-impl ExpectedVersion {
-    /// Checks `actual` (the stream's current version, `None` for an empty stream) against this
-    /// expectation. Every backend calls this inside its append transaction.
-    pub fn check(self, stream: &str, actual: Option<u64>) -> Result<()> {
-        let ok = match self {
-            ExpectedVersion::Any => true,
-            ExpectedVersion::NoStream => actual.is_none(),
-            ExpectedVersion::Exact(n) => actual == Some(n),
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(Error::Conflict {
-                stream: stream.to_owned(),
-                expected: self,
-                actual,
-            })
-        }
-    }
 }
 
 impl std::fmt::Display for ExpectedVersion {
@@ -332,7 +115,7 @@ impl std::fmt::Display for ExpectedVersion {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEvent {
     pub(crate) cmd: String,
-    pub(crate) data: std::result::Result<String, String>,
+    pub(crate) data: std::result::Result<String, SerializeError>,
     /// Whether `data` came from serde_json (valid by construction: no need to parse it again).
     pub(crate) data_serialized: bool,
     pub(crate) user: String,
@@ -340,7 +123,7 @@ pub struct NewEvent {
     pub(crate) version: u32,
     pub(crate) correlation_id: Option<String>,
     pub(crate) causation_id: Option<u64>,
-    pub(crate) metadata: std::result::Result<String, String>,
+    pub(crate) metadata: std::result::Result<String, SerializeError>,
     /// Whether `metadata` came from serde_json (valid JSON; only its kind needs checking).
     pub(crate) metadata_serialized: bool,
     pub(crate) stream: Option<(String, ExpectedVersion)>,
@@ -367,7 +150,7 @@ impl NewEvent {
     /// Sets the payload from any serialisable value. A value that cannot be serialised to
     /// JSON makes the store call fail with [`Error::InvalidEvent`].
     pub fn data<T: Serialize + ?Sized>(mut self, data: &T) -> Self {
-        self.data = serde_json::to_string(data).map_err(|e| e.to_string());
+        self.data = serde_json::to_string(data).map_err(SerializeError::new);
         self.data_serialized = true;
         self
     }
@@ -412,7 +195,7 @@ impl NewEvent {
 
     /// Sets the metadata from a serialisable value, which must serialise to a JSON object.
     pub fn metadata<T: Serialize + ?Sized>(mut self, metadata: &T) -> Self {
-        self.metadata = serde_json::to_string(metadata).map_err(|e| e.to_string());
+        self.metadata = serde_json::to_string(metadata).map_err(SerializeError::new);
         self.metadata_serialized = true;
         self
     }
@@ -434,293 +217,21 @@ impl NewEvent {
     pub fn cmd(&self) -> &str {
         &self.cmd
     }
+}
 
-    /// The causation id, if any.
-    pub fn get_causation_id(&self) -> Option<u64> {
-        self.causation_id
+/// serde_json's error from serialising a payload, kept until the store call reports it (as the
+/// source of its [`Error::InvalidEvent`]).
+#[derive(Debug, Clone)]
+pub(crate) struct SerializeError(pub(crate) Arc<serde_json::Error>);
+
+impl SerializeError {
+    fn new(e: serde_json::Error) -> Self {
+        SerializeError(Arc::new(e))
     }
 }
 
-/// A validated event with everything but its id and stream version, as a [`crate::Backend`]
-/// receives it. Built by [`crate::EventStore`]; backends need not validate it again.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PendingEvent {
-    /// See [`Event::version`].
-    pub version: u32,
-    /// See [`Event::datetime`].
-    pub datetime: i64,
-    /// See [`Event::user`].
-    pub user: String,
-    /// See [`Event::ip`].
-    pub ip: String,
-    /// See [`Event::cmd`].
-    pub cmd: String,
-    /// See [`Event::data`].
-    pub data: String,
-    /// See [`Event::correlation_id`].
-    pub correlation_id: String,
-    /// See [`Event::causation_id`].
-    pub causation_id: Option<u64>,
-    /// See [`Event::metadata`].
-    pub metadata: String,
-    /// The stream to append to, if any.
-    pub stream: Option<String>,
-    /// The check to run against `stream`'s version inside the append transaction.
-    pub expected: ExpectedVersion,
-    // Pads PendingEvent to the size of NewEvent and Event, so that a batch's vector becomes
-    // the next stage's vector in place (NewEvent -> PendingEvent -> Event): a 100,000-event
-    // bulk append otherwise allocates, and page-faults in, two more 20 MB vectors.
-    pub(crate) _layout: u64,
-}
-
-impl PendingEvent {
-    /// The events a batch became once stored with ids `first..` and `stream_versions` (one per
-    /// event, in order), reusing the batch's allocation.
-    pub fn into_events(
-        batch: Vec<PendingEvent>,
-        first: u64,
-        stream_versions: &[Option<u64>],
-    ) -> Vec<Event> {
-        batch
-            .into_iter()
-            .enumerate()
-            .map(|(i, p)| {
-                let sv = stream_versions.get(i).copied().flatten();
-                p.into_event(first + i as u64, sv)
-            })
-            .collect()
-    }
-
-    /// Turns the pending event into the stored one, once the backend assigned its positions.
-    pub fn into_event(self, id: u64, stream_version: Option<u64>) -> Event {
-        Event {
-            id,
-            version: self.version,
-            datetime: self.datetime,
-            user: self.user,
-            ip: self.ip,
-            cmd: self.cmd,
-            data: self.data,
-            correlation_id: self.correlation_id,
-            causation_id: self.causation_id,
-            metadata: self.metadata,
-            stream: self.stream,
-            stream_version,
-        }
-    }
-
-    /// The checksum the event will have once stored with this id and stream version.
-    pub fn checksum(&self, id: u64, stream_version: Option<u64>) -> u32 {
-        self.fields(id, stream_version).checksum()
-    }
-
-    /// The fields the event will have once stored with this id and stream version, borrowed.
-    pub fn fields(&self, id: u64, stream_version: Option<u64>) -> EventFields<'_> {
-        EventFields {
-            id,
-            version: self.version,
-            datetime: self.datetime,
-            user: &self.user,
-            ip: &self.ip,
-            cmd: &self.cmd,
-            data: &self.data,
-            correlation_id: &self.correlation_id,
-            causation_id: self.causation_id,
-            metadata: &self.metadata,
-            stream: self.stream.as_deref(),
-            stream_version,
-        }
-    }
-
-    /// Bytes of caller-supplied content: what the store's size limit counts.
-    pub fn content_len(&self) -> usize {
-        self.user.len()
-            + self.ip.len()
-            + self.cmd.len()
-            + self.data.len()
-            + self.correlation_id.len()
-            + self.metadata.len()
-            + self.stream.as_ref().map_or(0, String::len)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sample() -> Event {
-        PendingEvent {
-            version: 2,
-            datetime: 7,
-            user: "u".into(),
-            ip: "i".into(),
-            cmd: "c".into(),
-            data: "{}".into(),
-            correlation_id: "g".into(),
-            causation_id: Some(3),
-            metadata: "{}".into(),
-            stream: Some("s".into()),
-            expected: ExpectedVersion::Any,
-            _layout: 0,
-        }
-        .into_event(9, Some(1))
-    }
-
-    /// The pending form of a stored event.
-    fn pending_of(e: &Event) -> PendingEvent {
-        PendingEvent {
-            version: e.version,
-            datetime: e.datetime,
-            user: e.user.clone(),
-            ip: e.ip.clone(),
-            cmd: e.cmd.clone(),
-            data: e.data.clone(),
-            correlation_id: e.correlation_id.clone(),
-            causation_id: e.causation_id,
-            metadata: e.metadata.clone(),
-            stream: e.stream.clone(),
-            expected: ExpectedVersion::Any,
-            _layout: 0,
-        }
-    }
-
-    #[test]
-    fn checksum_covers_every_field_and_matches_the_pending_form() {
-        let e = sample();
-        assert_eq!(pending_of(&e).checksum(9, Some(1)), e.checksum());
-        type Change = Box<dyn Fn(&mut Event)>;
-        let changes: Vec<Change> = vec![
-            Box::new(|e| e.id += 1),
-            Box::new(|e| e.version += 1),
-            Box::new(|e| e.datetime += 1),
-            Box::new(|e| e.user.push('x')),
-            Box::new(|e| e.ip.push('x')),
-            Box::new(|e| e.cmd.push('x')),
-            Box::new(|e| e.data = "[]".into()),
-            Box::new(|e| e.correlation_id.push('x')),
-            Box::new(|e| e.causation_id = None),
-            Box::new(|e| e.metadata = "{ }".into()),
-            Box::new(|e| e.stream = None),
-            Box::new(|e| e.stream_version = Some(2)),
-            // Moving a byte between adjacent strings changes the checksum (length prefixes).
-            Box::new(|e| {
-                e.user = "ui".into();
-                e.ip = String::new();
-            }),
-        ];
-        for (i, change) in changes.iter().enumerate() {
-            let mut changed = sample();
-            change(&mut changed);
-            assert_ne!(
-                changed.checksum(),
-                e.checksum(),
-                "change {i} went unnoticed"
-            );
-            assert!(matches!(
-                changed.verify(e.checksum()),
-                Err(Error::Corrupt(_))
-            ));
-        }
-        assert!(sample().verify(e.checksum()).is_ok());
-    }
-
-    /// The documented encoding, built the slow way: stored checksums depend on it.
-    fn canonical(e: &Event) -> Vec<u8> {
-        let mut b = Vec::new();
-        b.extend(e.id.to_le_bytes());
-        b.extend(e.version.to_le_bytes());
-        b.extend(e.datetime.to_le_bytes());
-        let texts = [
-            &e.user,
-            &e.ip,
-            &e.cmd,
-            &e.data,
-            &e.correlation_id,
-            &e.metadata,
-        ];
-        for t in texts {
-            b.extend((t.len() as u64).to_le_bytes());
-        }
-        for v in [
-            e.causation_id,
-            e.stream.as_ref().map(|s| s.len() as u64),
-            e.stream_version,
-        ] {
-            b.push(u8::from(v.is_some()));
-            b.extend(v.unwrap_or(0).to_le_bytes());
-        }
-        for t in texts.into_iter().chain(&e.stream) {
-            b.extend(t.as_bytes());
-        }
-        b
-    }
-
-    #[test]
-    fn checksum_is_the_crc_of_the_canonical_encoding_for_small_and_large_events() {
-        let small = sample();
-        let mut large = sample();
-        large.data = format!("\"{}\"", "x".repeat(5_000));
-        let mut no_options = sample();
-        no_options.causation_id = None;
-        no_options.stream = None;
-        no_options.stream_version = None;
-        // Every size across both buffer tiers and into the streaming path.
-        let sized = (0..1_100).map(|n| {
-            let mut e = sample();
-            e.data = format!("\"{}\"", "y".repeat(n));
-            e
-        });
-        for e in [small, large, no_options].into_iter().chain(sized) {
-            assert_eq!(
-                e.checksum(),
-                crc32fast::hash(&canonical(&e)),
-                "{}",
-                e.data.len()
-            );
-        }
-    }
-
-    #[test]
-    fn batch_stages_have_one_size_so_vectors_convert_in_place() {
-        use std::mem::{align_of, size_of};
-        assert_eq!(size_of::<NewEvent>(), size_of::<PendingEvent>());
-        assert_eq!(size_of::<PendingEvent>(), size_of::<Event>());
-        assert_eq!(align_of::<NewEvent>(), align_of::<PendingEvent>());
-        assert_eq!(align_of::<PendingEvent>(), align_of::<Event>());
-    }
-
-    #[test]
-    fn into_events_numbers_the_batch_and_keeps_its_order() {
-        let mut a = sample();
-        a.stream = None;
-        let b = sample();
-        let events =
-            PendingEvent::into_events(vec![pending_of(&a), pending_of(&b)], 41, &[None, Some(7)]);
-        assert_eq!(
-            events
-                .iter()
-                .map(|e| (e.id, e.stream_version))
-                .collect::<Vec<_>>(),
-            [(41, None), (42, Some(7))]
-        );
-        assert_eq!(
-            (events[0].stream.as_deref(), events[1].stream.as_deref()),
-            (None, Some("s"))
-        );
-    }
-
-    #[test]
-    fn expected_version_checks() {
-        assert!(ExpectedVersion::Any.check("s", Some(3)).is_ok());
-        assert!(ExpectedVersion::NoStream.check("s", None).is_ok());
-        assert!(ExpectedVersion::Exact(3).check("s", Some(3)).is_ok());
-        assert!(matches!(
-            ExpectedVersion::Exact(2).check("s", Some(3)),
-            Err(Error::Conflict {
-                actual: Some(3),
-                ..
-            })
-        ));
-        assert!(ExpectedVersion::Exact(0).check("s", None).is_err());
+impl PartialEq for SerializeError {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_string() == other.0.to_string()
     }
 }

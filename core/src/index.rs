@@ -1,7 +1,5 @@
-//! The index policy: which of the eight secondary indexes a store keeps, and which one a query
-//! would use.
-
-use crate::query::Filter;
+//! The index policy: which of the eight secondary indexes a store keeps, and how `explain`
+//! reports the one a query uses.
 
 /// One of the eight configurable indexes of the performance guide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -187,39 +185,6 @@ impl IndexConfig {
             .into_iter()
             .filter(|n| self.is_enabled(*n))
             .collect()
-    }
-
-    /// The index an engine without its own planner should use for `filter`: the most selective
-    /// enabled one. A composite that covers two filter fields beats a single one, an equality
-    /// beats a range, and `None` means a scan (of the id range, if the filter has one).
-    pub fn choose(&self, filter: &Filter) -> Option<IndexName> {
-        let corr = filter.correlation_id.is_some();
-        let cmd = filter.cmd.is_some();
-        let user = filter.user.is_some();
-        let time = filter.datetime_from.is_some() || filter.datetime_to.is_some();
-        let both_times = filter.datetime_from.is_some() && filter.datetime_to.is_some();
-        let score = |name: IndexName| -> Option<u32> {
-            match name {
-                IndexName::CorrelationCmd if corr && cmd => Some(100),
-                IndexName::UserDatetime if user && time => Some(90),
-                IndexName::CausationId if filter.causation_id.is_some() => Some(80),
-                IndexName::CorrelationId if corr => Some(70),
-                IndexName::CorrelationCmd if corr => Some(60),
-                IndexName::Cmd if cmd => Some(52),
-                IndexName::User if user => Some(51),
-                IndexName::UserDatetime if user => Some(50),
-                IndexName::Datetime if both_times => Some(40),
-                IndexName::Datetime if time => Some(35),
-                IndexName::Version if filter.version.is_some() => Some(30),
-                _ => None,
-            }
-        };
-        IndexName::ALL
-            .into_iter()
-            .filter(|n| self.is_enabled(*n))
-            .filter_map(|n| score(n).map(|s| (s, n)))
-            .max_by_key(|(s, _)| *s)
-            .map(|(_, n)| n)
     }
 }
 

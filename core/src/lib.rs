@@ -1,8 +1,9 @@
 //! # eventlite-core
 //!
-//! The core of EventLite, an embedded event-sourcing log: the event types, the [`Backend`]
-//! trait that storage engines implement, the index and cache policies, the [`EventStore`]
-//! that callers use, models and callbacks, and [`MemoryBackend`], the reference engine.
+//! The core of EventLite, an embedded event-sourcing log: the [`EventStore`] that callers
+//! use, the event and query types, models and callbacks, the index and cache policies, and
+//! [`MemoryBackend`], the reference engine. Storage engines implement the traits of [`spi`]
+//! (together, a [`Backend`]); users pick an engine through the `eventlite` facade.
 //!
 //! ```
 //! use eventlite_core::{EventStore, MemoryBackend, NewEvent, FnModel, Callbacks, Page};
@@ -27,27 +28,28 @@
 //! # Ok::<(), eventlite_core::Error>(())
 //! ```
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod backend;
 mod cache;
 mod clock;
 mod error;
 mod event;
-pub mod files;
 mod index;
 mod memory;
 mod model;
 mod policy;
 mod query;
+pub mod spi;
 mod store;
 
 pub use backend::{Backend, Snapshot};
 pub use cache::CacheStats;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{BoxError, Error, Result};
-pub use event::{Event, EventFields, ExpectedVersion, NewEvent, PendingEvent};
+pub use event::{Event, ExpectedVersion, NewEvent};
 pub use index::{IndexConfig, IndexName, QueryPlan};
-pub use memory::{MemoryBackend, plan_with};
+pub use memory::MemoryBackend;
 pub use model::{Callbacks, EventData, Executed, ExecutionError, FnModel, Migration, Model, Stage};
 pub use policy::{CachePolicy, Durability};
 pub use query::{Cursor, EventPage, Filter, Order, Page, PageStart, Query};

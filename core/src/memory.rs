@@ -3,11 +3,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use crate::backend::{Backend, Snapshot};
+use crate::backend::Snapshot;
 use crate::error::Result;
-use crate::event::{Event, PendingEvent};
+use crate::event::Event;
 use crate::index::{IndexConfig, QueryPlan};
 use crate::query::{Filter, Query};
+use crate::spi::{EventLog, Maintenance, PendingEvent, SnapshotStore, StreamVersions, planner};
 
 #[derive(Debug, Default)]
 struct State {
@@ -21,7 +22,7 @@ struct State {
 /// engine for users' own tests.
 ///
 /// It keeps no real indexes, but reports the configured ones and explains which it would use,
-/// with the same planner as the redb engine.
+/// with [`spi::planner`](crate::spi::planner), as the redb engine does.
 ///
 /// Clones share the same events, like two connections to one file.
 #[derive(Debug, Clone, Default)]
@@ -64,33 +65,18 @@ impl MemoryBackend {
     }
 }
 
-impl Backend for MemoryBackend {
+impl EventLog for MemoryBackend {
     fn append(&self, batch: Vec<PendingEvent>) -> Result<Vec<Event>> {
         let mut state = self.write();
-        let mut versions: HashMap<&str, Option<u64>> = HashMap::new();
-        let mut assigned = Vec::with_capacity(batch.len());
-        for pending in &batch {
-            let stream_version = match &pending.stream {
-                Some(stream) => {
-                    let current = *versions
-                        .entry(stream.as_str())
-                        .or_insert_with(|| state.streams.get(stream).copied());
-                    pending.expected.check(stream, current)?;
-                    let next = current.unwrap_or(0) + 1;
-                    versions.insert(stream.as_str(), Some(next));
-                    Some(next)
-                }
-                None => None,
-            };
-            assigned.push(stream_version);
+        let mut versions = StreamVersions::new();
+        let assigned =
+            versions.check_batch(&batch, |stream| Ok(state.streams.get(stream).copied()))?;
+        for (stream, version) in versions.written() {
+            state.streams.insert(stream.to_owned(), version);
         }
+        drop(versions);
         let first = state.events.len() as u64 + 1;
         let events = PendingEvent::into_events(batch, first, &assigned);
-        for event in &events {
-            if let (Some(stream), Some(v)) = (&event.stream, event.stream_version) {
-                state.streams.insert(stream.clone(), v);
-            }
-        }
         state.events.extend(events.iter().cloned());
         Ok(events)
     }
@@ -120,7 +106,7 @@ impl Backend for MemoryBackend {
     }
 
     fn explain(&self, query: &Query) -> Result<QueryPlan> {
-        Ok(plan_with(&self.indexes, &query.filter, "events"))
+        Ok(planner::plan(&self.indexes, &query.filter, "events"))
     }
 
     fn indexes(&self) -> Result<IndexConfig> {
@@ -130,7 +116,16 @@ impl Backend for MemoryBackend {
     fn last_id(&self) -> Result<u64> {
         Ok(self.read().events.len() as u64)
     }
+}
 
+impl Maintenance for MemoryBackend {
+    /// Nothing to bring up to date: the events live in memory only.
+    fn checkpoint(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl SnapshotStore for MemoryBackend {
     fn put_snapshot(&self, snapshot: Snapshot) -> Result<()> {
         let key = (snapshot.name.clone(), snapshot.event_id);
         self.write().snapshots.insert(key, snapshot);
@@ -194,21 +189,4 @@ fn select(events: &[Event], query: &Query) -> Vec<Event> {
 /// How many events `filter` selects.
 fn count(events: &[Event], filter: &Filter) -> u64 {
     events.iter().filter(|e| filter.matches(e)).count() as u64
-}
-
-/// The plan an engine that follows [`IndexConfig::choose`] reports: the chosen index, or a
-/// primary-key range when the filter bounds ids, or a full scan of `table`.
-pub fn plan_with(indexes: &IndexConfig, filter: &Filter, table: &str) -> QueryPlan {
-    let index = indexes.choose(filter);
-    let id_range = filter.id_from.is_some() || filter.id_to.is_some();
-    let detail = match index {
-        Some(name) => format!("SEARCH {table} USING INDEX {name}"),
-        None if id_range => format!("SEARCH {table} USING PRIMARY KEY (id range)"),
-        None => format!("SCAN {table}"),
-    };
-    QueryPlan {
-        index,
-        full_scan: index.is_none() && !id_range,
-        detail,
-    }
 }

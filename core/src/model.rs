@@ -34,7 +34,7 @@ impl EventData<'_> {
             EventData::Raw(text) => serde_json::from_str(text),
             EventData::Migrated(value) => T::deserialize(value),
         }
-        .map_err(|e| Error::Decode(format!("event data: {e}")))
+        .map_err(|e| Error::decode(format!("event data: {e}")).with_source(e))
     }
 
     /// The (migrated) payload as a dynamic value.

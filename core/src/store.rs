@@ -11,11 +11,12 @@ use crate::backend::{Backend, Snapshot};
 use crate::cache::{Cache, CacheStats};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
-use crate::event::{Event, NewEvent, PendingEvent};
+use crate::event::{Event, NewEvent};
 use crate::index::{IndexConfig, QueryPlan};
 use crate::model::{Callbacks, Executed, Model, execute};
 use crate::policy::CachePolicy;
 use crate::query::{EventPage, Filter, Order, Page, PageStart, Query};
+use crate::spi::PendingEvent;
 
 /// The default size limit of one event's caller-supplied content: 16 MiB.
 pub const DEFAULT_MAX_EVENT_SIZE: usize = 16 * 1024 * 1024;
@@ -154,7 +155,8 @@ pub struct EventStream<'s, B> {
 
 impl<B: Backend> EventStream<'_, B> {
     /// The next batch into `batch`, overwriting the events it holds in place
-    /// ([`Backend::query_into`]); `false` once the stream is done.
+    /// ([`EventLog::query_into`](crate::spi::EventLog::query_into)); `false` once the stream is
+    /// done.
     fn next_into(&mut self, batch: &mut Vec<Event>) -> Result<bool> {
         if self.done {
             return Ok(false);
@@ -225,7 +227,7 @@ impl<B: Backend> EventStore<B> {
         let mut stored = self.append(vec![event])?;
         stored
             .pop()
-            .ok_or_else(|| Error::Corrupt("backend returned no event for an append".into()))
+            .ok_or_else(|| Error::Internal("the engine returned no event for an append".into()))
     }
 
     /// Stores one event, then executes it through `model` and `callbacks`. A model failure is
@@ -272,7 +274,6 @@ impl<B: Backend> EventStore<B> {
     fn append(&self, events: Vec<NewEvent>) -> Result<Vec<Event>> {
         let now = self.clock.now_ms();
         let mut parents: HashMap<u64, String> = HashMap::new();
-        // Collected from the NewEvent vector in place (see PendingEvent's layout).
         let batch = events
             .into_iter()
             .map(|event| self.prepare(event, now, &mut parents))
@@ -315,13 +316,16 @@ impl<B: Backend> EventStore<B> {
         if version == 0 {
             return Err(Error::invalid_event("version must be at least 1"));
         }
-        let data = data.map_err(|e| Error::invalid_event(format!("data: {e}")))?;
+        let data =
+            data.map_err(|e| Error::invalid_event(format!("data: {}", e.0)).with_source(e.0))?;
         // serde_json's own output is valid JSON: only caller-supplied text is parsed again.
         if !data_serialized {
-            serde_json::from_str::<serde::de::IgnoredAny>(&data)
-                .map_err(|e| Error::invalid_event(format!("data is not valid JSON: {e}")))?;
+            serde_json::from_str::<serde::de::IgnoredAny>(&data).map_err(|e| {
+                Error::invalid_event(format!("data is not valid JSON: {e}")).with_source(e)
+            })?;
         }
-        let metadata = metadata.map_err(|e| Error::invalid_event(format!("metadata: {e}")))?;
+        let metadata = metadata
+            .map_err(|e| Error::invalid_event(format!("metadata: {}", e.0)).with_source(e.0))?;
         let is_json =
             metadata_serialized || serde_json::from_str::<serde::de::IgnoredAny>(&metadata).is_ok();
         if !is_json || !metadata.trim_start().starts_with('{') {
@@ -358,7 +362,6 @@ impl<B: Backend> EventStore<B> {
             metadata,
             stream,
             expected,
-            _layout: 0,
         };
         let size = pending.content_len();
         if size > self.max_event_size {
@@ -478,7 +481,8 @@ impl<B: Backend> EventStore<B> {
 
     /// Brings the store's main file up to date with everything committed and waits for the
     /// engine's background work on it: after it returns, the file alone holds the store (e.g.
-    /// to copy it). See [`Backend::checkpoint`].
+    /// to copy it), and nothing committed before the call is lost to a crash, whatever the
+    /// durability setting. See [`Maintenance::checkpoint`](crate::spi::Maintenance::checkpoint).
     pub fn checkpoint(&self) -> Result<()> {
         self.backend.checkpoint()
     }
@@ -648,8 +652,10 @@ impl<B: Backend> EventStore<B> {
                 "event {event_id} for snapshot {name:?}"
             )));
         }
-        let state = bincode::serde::encode_to_vec(state, bincode::config::standard())
-            .map_err(|e| Error::InvalidArgument(format!("snapshot state: {e}")))?;
+        let state =
+            bincode::serde::encode_to_vec(state, bincode::config::standard()).map_err(|e| {
+                Error::encode(format!("snapshot state of {name:?}: {e}")).with_source(e)
+            })?;
         self.backend.put_snapshot(Snapshot {
             name: name.to_owned(),
             event_id,
@@ -710,6 +716,9 @@ impl Snapshot {
     pub fn decode<S: DeserializeOwned>(&self) -> Result<S> {
         bincode::serde::decode_from_slice(&self.state, bincode::config::standard())
             .map(|(s, _)| s)
-            .map_err(|e| Error::Decode(format!("snapshot {:?}@{}: {e}", self.name, self.event_id)))
+            .map_err(|e| {
+                Error::decode(format!("snapshot {:?}@{}: {e}", self.name, self.event_id))
+                    .with_source(e)
+            })
     }
 }

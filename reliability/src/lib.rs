@@ -1,5 +1,6 @@
 //! Shared pieces of the reliability tests: the deterministic events the writer child appends,
 //! and how to check what survived.
+#![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
 use std::path::Path;

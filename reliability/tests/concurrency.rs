@@ -185,7 +185,7 @@ fn redb_second_opener_is_refused() -> Result<()> {
     let first = open(Kind::Redb, &path, Durability::Immediate)?;
     let second = open(Kind::Redb, &path, Durability::Immediate);
     let err = second.err().map(|e| e.downcast::<Error>());
-    ensure!(matches!(err, Some(Ok(Error::Busy(_)))), "{err:?}");
+    ensure!(matches!(err, Some(Ok(Error::Busy { .. }))), "{err:?}");
     first.store(NewEvent::new("still-usable"))?;
     Ok(())
 }

@@ -44,7 +44,7 @@ fn probe(kind: Kind, path: &Path, original: &[Event], t: &mut Tally) {
             Err(e) => {
                 return Err(e
                     .downcast::<eventlite_core::Error>()
-                    .unwrap_or_else(|e| eventlite_core::Error::Corrupt(e.to_string())));
+                    .unwrap_or_else(|e| eventlite_core::Error::corrupt(e.to_string())));
             }
         };
         t.opened += 1;
@@ -186,7 +186,7 @@ fn redb_files_found_by_the_fuzzer_give_typed_errors() -> Result<()> {
         ensure!(
             matches!(
                 err,
-                eventlite_core::Error::Corrupt(_) | eventlite_core::Error::NotAStore(_)
+                eventlite_core::Error::Corrupt { .. } | eventlite_core::Error::NotAStore { .. }
             ),
             "{}: {err:?}",
             src.display()

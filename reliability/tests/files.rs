@@ -66,7 +66,7 @@ fn wrong_formats_are_refused_untouched() -> Result<()> {
         };
         let err = open_err(kind, path)?;
         ensure!(
-            matches!(err, Error::NotAStore(_)),
+            matches!(err, Error::NotAStore { .. }),
             "{} on {}: {err:?}",
             kind.name(),
             path.display()
@@ -134,7 +134,7 @@ fn read_only_stores_give_a_typed_error() -> Result<()> {
         };
         let err = open_err(kind, &ro.0.join(kind.file()))?;
         ensure!(
-            matches!(err, Error::ReadOnly(_)),
+            matches!(err, Error::ReadOnly { .. }),
             "{}: {err:?}",
             kind.name()
         );

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::spi::io_error;
 
 /// Whether [`prepare_store_file`] created the file or found it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,17 +21,16 @@ pub enum StoreFile {
 /// writing (read-only mount, permissions) is [`Error::ReadOnly`]. A missing file is created
 /// with mode 0600, with its parent directories.
 pub fn prepare_store_file(path: &Path, engine: &'static str) -> Result<StoreFile> {
-    let io =
-        |what: &Path, e: std::io::Error| Error::from_io(engine, &what.display().to_string(), e);
+    let io = |what: &Path, e: std::io::Error| io_error(engine, &what.display().to_string(), e);
     match std::fs::metadata(path) {
         Ok(meta) if meta.is_dir() => {
-            return Err(Error::NotAStore(format!(
+            return Err(Error::not_a_store(format!(
                 "{} is a directory",
                 path.display()
             )));
         }
         Ok(meta) if meta.len() == 0 => {
-            return Err(Error::NotAStore(format!(
+            return Err(Error::not_a_store(format!(
                 "{} is an empty file",
                 path.display()
             )));

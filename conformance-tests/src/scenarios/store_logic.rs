@@ -1,0 +1,502 @@
+//! `EventStore`'s own logic, the same on every engine: validation, correlation ids, models and
+//! callbacks, the cache, argument checks. Run once, on the reference engine
+//! ([`crate::store_logic_suite!`]).
+
+use super::*;
+
+struct Recording {
+    handled: Vec<String>,
+    done: Vec<u64>,
+    errors: Vec<Stage>,
+}
+
+impl Model for Recording {
+    type Output = String;
+    fn handle(&mut self, event: &Event, _: &EventData<'_>) -> Result<String, BoxError> {
+        match event.cmd.as_str() {
+            "fail" => Err("handler refused".into()),
+            "known" => {
+                self.handled.push("known".into());
+                Ok("known-result".into())
+            }
+            _ => {
+                self.handled.push(format!("default:{}", event.cmd));
+                Ok("default-result".into())
+            }
+        }
+    }
+    fn done(&mut self, event: &Event, _: &String) {
+        self.done.push(event.id);
+    }
+    fn error(&mut self, error: &eventlite_core::ExecutionError) {
+        self.errors.push(error.stage);
+    }
+}
+
+fn recording() -> Recording {
+    Recording {
+        handled: vec![],
+        done: vec![],
+        errors: vec![],
+    }
+}
+
+/// An empty or blank cmd is a typed error; nothing is stored.
+pub fn empty_cmd_is_rejected<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
+    let f = ctx.fixture()?;
+    for cmd in ["", "   ", "\t\n"] {
+        assert_err(f.store(ev(cmd)), |e| {
+            matches!(e, Error::InvalidEvent { .. })
+        })?;
+        let mut model = FnModel::new(()).on_default(|_, _, _| Ok(()));
+        assert_err(
+            f.store_with(ev(cmd), &mut model, &mut Callbacks::new()),
+            |e| matches!(e, Error::InvalidEvent { .. }),
+        )?;
+    }
+    ensure!(f.last_id()? == 0);
+    Ok(())
+}
+
+/// One bad event aborts the whole bulk.
+pub fn empty_cmd_in_bulk_stores_nothing<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
+    let f = ctx.fixture()?;
+    f.store(ev("before"))?;
+    assert_err(f.store_bulk(vec![ev("a"), ev(""), ev("c")]), |e| {
+        matches!(e, Error::InvalidEvent { .. })
+    })?;
+    ensure!(f.last_id()? == 1);
+    ensure!(
+        f.store(ev("after"))?.id == 2,
+        "next id continues without a gap"
+    );
+    Ok(())
+}
+
+/// Malformed data, malformed or non-object metadata and unserialisable values are rejected.
+pub fn malformed_json_is_rejected<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
+    let f = ctx.fixture()?;
+    let mut bad_map = std::collections::HashMap::new();
+    bad_map.insert(vec![1u8], 1);
+    let cases = vec![
+        ev("a").data_json("{not json"),
+        ev("a").data_json(""),
+        ev("a").data_json("{} trailing"),
+        ev("a").metadata_json("[1, 2]"),
+        ev("a").metadata_json("\"text\""),
+        ev("a").metadata_json("{oops"),
+        ev("a").metadata(&5),
+        ev("a").data(&bad_map),
+        ev("a").correlation_id(""),
+        ev("a").stream("", ExpectedVersion::Any),
+    ];
+    for case in cases {
+        assert_err(f.store(case), |e| matches!(e, Error::InvalidEvent { .. }))?;
+    }
+    ensure!(f.last_id()? == 0);
+    // Any JSON value is valid data.
+    for text in ["1", "\"s\"", "[]", "null", " {\"k\": true} "] {
+        ensure!(f.store(ev("a").data_json(text))?.data == text);
+    }
+    Ok(())
+}
+
+/// Schema versions start at 1.
+pub fn version_zero_is_rejected<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
+    let f = ctx.fixture()?;
+    assert_err(f.store(ev("a").version(0)), |e| {
+        matches!(e, Error::InvalidEvent { .. })
+    })?;
+    ensure!(f.store(ev("a").version(u32::MAX))?.version == u32::MAX);
+    Ok(())
+}
+
+/// Events over the size limit are rejected and the store stays usable.
+pub fn oversize_event_is_rejected<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
+    let location = ctx.factory.location()?;
+    let store = EventStore::builder(ctx.factory.open(&location, ctx.profile)?)
+        .max_event_size(1_000)
+        .build();
+    store.store(ev("small").data(&"x".repeat(900)))?;
+    assert_err(store.store(ev("big").data(&"x".repeat(1_000))), |e| {
+        matches!(e, Error::InvalidEvent { .. })
+    })?;
+    assert_err(
+        store.store_bulk(vec![ev("ok"), ev("big").user("u".repeat(2_000))]),
+        |e| matches!(e, Error::InvalidEvent { .. }),
+    )?;
+    ensure!(store.last_id()? == 1);
+    ensure!(store.store(ev("next"))?.id == 2);
+    Ok(())
+}
+
+/// `store_bulk(vec![])` is an error.
+pub fn empty_bulk_is_rejected<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
+    let f = ctx.fixture()?;
+    assert_err(f.store_bulk(vec![]), |e| {
+        matches!(e, Error::InvalidArgument(_))
+    })?;
+    ensure!(f.last_id()? == 0);
+    Ok(())
+}
+
+/// Without correlation and causation, each event starts a new group (a UUID v4).
+pub fn correlation_generated_when_absent<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
+    let f = ctx.fixture()?;
+    let a = f.store(ev("a"))?;
+    let b = f.store(ev("b"))?;
+    let bulk = f.store_bulk(vec![ev("c"), ev("d")])?;
+    let all: HashSet<&str> = [&a, &b, &bulk[0], &bulk[1]]
+        .iter()
+        .map(|e| e.correlation_id.as_str())
+        .collect();
+    ensure!(all.len() == 4, "correlation ids must be distinct");
+    for c in all {
+        ensure!(
+            c.len() == 36 && c.as_bytes()[14] == b'4',
+            "not a UUID v4: {c}"
+        );
+    }
+    Ok(())
+}
+
+/// With only a causation id, the event joins its parent's group (single and bulk).
+pub fn correlation_inherited_from_causation<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
+    let f = ctx.fixture()?;
+    let root = f.store(ev("root").correlation_id("order-7"))?;
+    let child = f.store(ev("child").causation_id(root.id))?;
+    let grandchild = f.store(ev("grandchild").causation_id(child.id))?;
+    let bulk = f.store_bulk(vec![
+        ev("x").causation_id(root.id),
+        ev("y").causation_id(child.id),
+    ])?;
+    for e in [&child, &grandchild, &bulk[0], &bulk[1]] {
+        ensure!(e.correlation_id == "order-7", "{e:?}");
+    }
+    ensure!(f.transaction("order-7")?.len() == 5);
+    Ok(())
+}
+
+/// An explicit correlation id wins over the parent's.
+pub fn explicit_correlation_wins_over_causation<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
+    let f = ctx.fixture()?;
+    let root = f.store(ev("root").correlation_id("one"))?;
+    let other = f.store(ev("other").causation_id(root.id).correlation_id("two"))?;
+    ensure!(other.correlation_id == "two" && other.causation_id == Some(root.id));
+    ensure!(f.children(root.id)?.len() == 1);
+    Ok(())
+}
+
+/// A causation id naming no event is an error and stores nothing (upstream stored NULL).
+pub fn unknown_causation_is_rejected<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
+    let f = ctx.fixture()?;
+    f.store(ev("a"))?;
+    assert_err(f.store(ev("b").causation_id(42)), |e| {
+        matches!(e, Error::UnknownCausation(42))
+    })?;
+    assert_err(
+        f.store(ev("b").causation_id(7).correlation_id("explicit")),
+        |e| matches!(e, Error::UnknownCausation(7)),
+    )?;
+    assert_err(
+        f.store_bulk(vec![ev("ok"), ev("bad").causation_id(2)]),
+        |e| matches!(e, Error::UnknownCausation(2)),
+    )?;
+    ensure!(f.last_id()? == 1);
+    Ok(())
+}
+
+/// Migrations run from the event's version to the latest, before the handler; the stored data
+/// stays as written.
+pub fn migrations_chain<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
+    let f = ctx.fixture()?;
+    f.store(ev("renamed").version(1).data(&json!({"name": "ada"})))?;
+    f.store(ev("renamed").version(2).data(&json!({"full_name": "bob"})))?;
+    f.store(
+        ev("renamed")
+            .version(3)
+            .data(&json!({"full_name": "cy", "v3": true})),
+    )?;
+    f.store(ev("other").data(&json!({"name": "untouched"})))?;
+    let mut model = FnModel::new(Vec::<serde_json::Value>::new())
+        .migration("renamed", |mut v| {
+            let name = v["name"].take();
+            Ok(json!({ "full_name": name }))
+        })
+        .migration("renamed", |mut v| {
+            v["v3"] = json!(true);
+            Ok(v)
+        })
+        .on_default(|seen, _, data| {
+            seen.push(data.value()?);
+            Ok(())
+        });
+    f.replay(&mut model, .., &mut Callbacks::new())?;
+    ensure!(
+        *model.state()
+            == vec![
+                json!({"full_name": "ada", "v3": true}),
+                json!({"full_name": "bob", "v3": true}),
+                json!({"full_name": "cy", "v3": true}),
+                json!({"name": "untouched"}),
+            ],
+        "{:?}",
+        model.state()
+    );
+    ensure!(f.get(1)?.map(|e| e.data) == Some(r#"{"name":"ada"}"#.to_owned()));
+    Ok(())
+}
+
+/// A failing handler is reported (result, error callback, model `error`) and the event stays.
+pub fn model_error_keeps_event<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
+    let f = ctx.fixture()?;
+    let reported = RefCell::new(Vec::new());
+    let mut callbacks = Callbacks::new().on_error(|e| reported.borrow_mut().push(e.event.id));
+    let mut model = recording();
+    let out = f.store_with(ev("fail"), &mut model, &mut callbacks)?;
+    let err = out
+        .result
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("expected failure"))?;
+    ensure!(err.stage == Stage::Handler && err.message.contains("handler refused"));
+    ensure!(*err.event == out.event);
+    drop(callbacks);
+    ensure!(*reported.borrow() == vec![1] && model.errors == vec![Stage::Handler]);
+    ensure!(model.done.is_empty());
+    ensure!(f.get(1)?.is_some_and(|e| e.cmd == "fail"));
+    Ok(())
+}
+
+/// A failing migration is reported with the version it started from.
+pub fn migration_error_is_reported<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
+    let f = ctx.fixture()?;
+    let mut model = FnModel::new(0)
+        .migration("m", Ok)
+        .migration("m", |_| Err("cannot upgrade v2".into()))
+        .on_default(|n, _, _| {
+            *n += 1;
+            Ok(())
+        });
+    let out = f.store_with(ev("m").version(1), &mut model, &mut Callbacks::new())?;
+    let err = out
+        .result
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("expected failure"))?;
+    ensure!(
+        err.stage == Stage::Migration { from_version: 2 },
+        "{:?}",
+        err.stage
+    );
+    ensure!(*model.state() == 0 && f.last_id()? == 1);
+    let ok = f.store_with(ev("m").version(3), &mut model, &mut Callbacks::new())?;
+    ensure!(ok.result.is_ok() && *model.state() == 1);
+    Ok(())
+}
+
+/// A failing callback is reported as such; the command's result stands (upstream reported it
+/// as a failing command).
+pub fn callback_error_is_not_a_command_error<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
+    let f = ctx.fixture()?;
+    let stages = RefCell::new(Vec::new());
+    let mut callbacks = Callbacks::new()
+        .on("known", |_, _| Err("callback broke".into()))
+        .on_error(|e| stages.borrow_mut().push(e.stage));
+    let mut model = recording();
+    let out = f.store_with(ev("known"), &mut model, &mut callbacks)?;
+    ensure!(out.result.as_deref().ok() == Some("known-result"));
+    drop(callbacks);
+    ensure!(*stages.borrow() == vec![Stage::Callback]);
+    ensure!(model.errors.is_empty() && model.done == vec![1]);
+    Ok(())
+}
+
+/// Unknown commands, including names of built-in properties, go to the default handler.
+pub fn unknown_and_builtin_cmds_dispatch_to_default<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
+    let f = ctx.fixture()?;
+    let mut model = recording();
+    for cmd in [
+        "toString",
+        "constructor",
+        "__proto__",
+        "hasOwnProperty",
+        "known",
+    ] {
+        let out = f.store_with(ev(cmd), &mut model, &mut Callbacks::new())?;
+        ensure!(out.result.is_ok());
+    }
+    ensure!(
+        model.handled
+            == vec![
+                "default:toString",
+                "default:constructor",
+                "default:__proto__",
+                "default:hasOwnProperty",
+                "known"
+            ]
+    );
+    // A closure model without a default reports unknown commands.
+    let mut strict = FnModel::new(()).on("known", |_, _, _| Ok(()));
+    let out = f.store_with(ev("toString"), &mut strict, &mut Callbacks::new())?;
+    ensure!(out.result.is_err_and(|e| e.stage == Stage::Handler));
+    Ok(())
+}
+
+/// The cmd's callback (else the default) gets the model's output, then `done` runs.
+pub fn callbacks_run_per_cmd_then_done<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
+    let f = ctx.fixture()?;
+    let log = RefCell::new(Vec::<String>::new());
+    let mut callbacks = Callbacks::new()
+        .on("known", |out: &String, e| {
+            log.borrow_mut().push(format!("known:{out}:{}", e.id));
+            Ok(())
+        })
+        .on_default(|out: &String, e| {
+            log.borrow_mut().push(format!("default:{out}:{}", e.id));
+            Ok(())
+        });
+    let mut model = recording();
+    f.store_with(ev("known"), &mut model, &mut callbacks)?;
+    f.store_with(ev("else"), &mut model, &mut callbacks)?;
+    drop(callbacks);
+    ensure!(*log.borrow() == vec!["known:known-result:1", "default:default-result:2"]);
+    ensure!(model.done == vec![1, 2]);
+    Ok(())
+}
+
+/// `store_bulk_with` stores all, then executes each in order; a failure stays per event.
+pub fn bulk_with_model_executes_in_order<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
+    let f = ctx.fixture()?;
+    let mut model = recording();
+    let out = f.store_bulk_with(
+        vec![ev("known"), ev("fail"), ev("x")],
+        &mut model,
+        &mut Callbacks::new(),
+    )?;
+    ensure!(ids(&out.iter().map(|o| o.event.clone()).collect::<Vec<_>>()) == vec![1, 2, 3]);
+    ensure!(out[0].result.is_ok() && out[1].result.is_err() && out[2].result.is_ok());
+    ensure!(model.handled == vec!["known", "default:x"] && f.last_id()? == 3);
+    Ok(())
+}
+
+/// Hits and misses are counted; the hit rate follows.
+pub fn cache_counts_hits_and_misses<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
+    let f = ctx.fixture()?;
+    let e = f.store(ev("a").correlation_id("g"))?;
+    ensure!(f.get_cached(e.id)?.as_deref() == Some(&e)); // miss
+    ensure!(f.get_cached(e.id)?.as_deref() == Some(&e)); // hit
+    ensure!(f.get_cached(e.id)?.as_deref() == Some(&e)); // hit
+    f.transaction_cached("g")?; // miss
+    f.transaction_cached("g")?; // hit
+    let stats = f.cache_stats();
+    ensure!(
+        stats.enabled && stats.hits == 3 && stats.misses == 2,
+        "{stats:?}"
+    );
+    ensure!((stats.hit_rate - 0.6).abs() < 1e-9 && stats.size == 2);
+    ensure!(stats.max_size == 1_000 && stats.ttl == CachePolicy::default().ttl);
+    Ok(())
+}
+
+/// An append to a correlation evicts its cached transaction (upstream served stale data).
+pub fn cache_never_serves_stale_transaction<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
+    let f = ctx.fixture()?;
+    let root = f.store(ev("a").correlation_id("g"))?;
+    ensure!(f.transaction_cached("g")?.len() == 1);
+    f.store(ev("b").correlation_id("g"))?;
+    ensure!(f.transaction_cached("g")?.len() == 2);
+    f.store(ev("c").causation_id(root.id))?;
+    ensure!(f.transaction_cached("g")?.len() == 3);
+    f.store_bulk(vec![
+        ev("d").correlation_id("g"),
+        ev("e").correlation_id("z"),
+    ])?;
+    ensure!(ids(&f.transaction_cached("g")?) == vec![1, 2, 3, 4]);
+    Ok(())
+}
+
+/// Entries expire after the TTL (measured on the store's clock).
+pub fn cache_entries_expire_after_ttl<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
+    let policy = CachePolicy {
+        enabled: true,
+        max_size: 10,
+        ttl: std::time::Duration::from_millis(1_000),
+    };
+    let f = ctx.fixture_with(ctx.profile, policy)?;
+    f.store(ev("a"))?;
+    f.get_cached(1)?;
+    f.clock.advance(999);
+    f.get_cached(1)?;
+    ensure!(f.cache_stats().hits == 1);
+    f.clock.advance(1);
+    ensure!(f.get_cached(1)?.is_some());
+    let stats = f.cache_stats();
+    ensure!(stats.hits == 1 && stats.misses == 2, "{stats:?}");
+    Ok(())
+}
+
+/// With the cache off, cached reads still answer, and the stats say so.
+pub fn cache_disabled_still_answers<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
+    let f = ctx.fixture_with(ctx.profile, CachePolicy::disabled())?;
+    let e = f.store(ev("a").correlation_id("g"))?;
+    ensure!(f.get_cached(e.id)?.as_deref() == Some(&e));
+    ensure!(f.transaction_cached("g")?.len() == 1);
+    f.store(ev("a").correlation_id("g"))?;
+    ensure!(f.transaction_cached("g")?.len() == 2);
+    let stats = f.cache_stats();
+    ensure!(!stats.enabled && stats.size == 0 && stats.hits == 0);
+    Ok(())
+}
+
+/// The cache holds at most `max_size` entries; `clear_cache` empties it.
+pub fn cache_bounded_and_clearable<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
+    let policy = CachePolicy {
+        max_size: 8,
+        ..CachePolicy::default()
+    };
+    let f = ctx.fixture_with(ctx.profile, policy)?;
+    f.store_bulk((0..50).map(|_| ev("e")).collect())?;
+    for id in 1..=50 {
+        ensure!(f.get_cached(id)?.is_some_and(|e| e.id == id));
+    }
+    ensure!(f.cache_stats().size <= 8, "{:?}", f.cache_stats());
+    f.clear_cache();
+    ensure!(f.cache_stats().size == 0);
+    ensure!(f.get_cached(50)?.is_some());
+    Ok(())
+}
+
+/// A snapshot must name a stored event; a bad name or metadata is rejected.
+pub fn snapshot_of_unknown_event_is_rejected<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
+    let f = ctx.fixture()?;
+    f.store(ev("e"))?;
+    assert_err(f.create_snapshot("s", 2, &1), |e| {
+        matches!(e, Error::NotFound(_))
+    })?;
+    assert_err(f.create_snapshot("s", 0, &1), |e| {
+        matches!(e, Error::NotFound(_))
+    })?;
+    assert_err(f.create_snapshot("", 1, &1), |e| {
+        matches!(e, Error::InvalidArgument(_))
+    })?;
+    assert_err(
+        f.create_snapshot_with_metadata("s", 1, &1, &json!([1])),
+        |e| matches!(e, Error::InvalidArgument(_)),
+    )?;
+    ensure!(f.list_snapshots("s", 10, 0)?.is_empty());
+    // A state too short for the requested type is a decode error, not a panic.
+    f.create_snapshot("s", 1, &"text")?;
+    assert_err(
+        f.restore_snapshot::<(u64, u64, u64, u64, u64, String)>("s", 1),
+        |e| matches!(e, Error::Decode { .. }),
+    )?;
+    Ok(())
+}
+
+/// A batch size of 0 is an error.
+pub fn stream_rejects_zero_batch<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
+    let f = ctx.fixture()?;
+    assert_err(
+        f.stream(StreamOptions::new().batch_size(0)).map(|_| ()),
+        |e| matches!(e, Error::InvalidArgument(_)),
+    )
+}
