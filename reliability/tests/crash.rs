@@ -210,3 +210,54 @@ fn redb_relaxed_loses_at_most_its_window() -> Result<()> {
     crash_loop(Kind::Redb, "relaxed", window)?;
     Ok(())
 }
+
+/// `checkpoint()` makes every commit before it survive a crash, whatever the durability: on
+/// redb `Relaxed` the commits of the last moments would otherwise be dropped by the kill.
+#[test]
+fn nothing_before_a_checkpoint_is_lost_to_a_kill() -> Result<()> {
+    use std::io::BufRead;
+    for kind in [Kind::Sqlite, Kind::Redb] {
+        for durability in ["relaxed", "immediate"] {
+            for round in 0..3 {
+                let dir = tempfile::tempdir()?;
+                let path = dir.path().join(kind.file());
+                let count = 40 + round * 7;
+                let mut child = Command::new(env!("CARGO_BIN_EXE_crash-writer"))
+                    .args([
+                        "checkpoint",
+                        name(kind),
+                        &path.display().to_string(),
+                        durability,
+                    ])
+                    .arg(count.to_string())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()?;
+                let mut line = String::new();
+                if let Some(out) = child.stdout.take() {
+                    std::io::BufReader::new(out).read_line(&mut line)?;
+                }
+                // Killed as soon as the checkpoint returned, before any background flush.
+                child.kill()?;
+                child.wait()?;
+                let acked: u64 = line
+                    .strip_prefix("checkpointed ")
+                    .and_then(|n| n.trim().parse().ok())
+                    .ok_or_else(|| anyhow::anyhow!("writer said {line:?}"))?;
+                ensure!(
+                    acked == count,
+                    "{acked} events before the checkpoint, not {count}"
+                );
+                let store = open(kind, &path, Durability::Immediate)?;
+                let events = check_store(&store)?;
+                ensure!(
+                    events.len() as u64 == acked,
+                    "{} {durability}: {} of {acked} checkpointed events survived the kill",
+                    kind.name(),
+                    events.len()
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -5,6 +5,8 @@
 //! - `fill ENGINE PATH FSIZE_LIMIT FIRST_BATCH`: ignores SIGXFSZ, limits the size of files it
 //!   writes to FSIZE_LIMIT bytes, appends until an append fails, prints `err <variant>` and exits.
 //! - `multi PATH COUNT`: appends COUNT single events to a SQLite store, printing each id.
+//! - `checkpoint ENGINE PATH DURABILITY COUNT`: appends COUNT single events, calls
+//!   `checkpoint`, prints `checkpointed <last id>` and waits to be killed.
 use std::io::Write;
 
 use anyhow::{Context, Result};
@@ -19,11 +21,11 @@ fn arg(args: &[String], i: usize) -> Result<&str> {
 
 fn variant(e: &Error) -> &'static str {
     match e {
-        Error::StorageFull(_) => "StorageFull",
-        Error::ReadOnly(_) => "ReadOnly",
-        Error::Corrupt(_) => "Corrupt",
-        Error::Busy(_) => "Busy",
-        Error::Unavailable(_) => "Unavailable",
+        Error::StorageFull { .. } => "StorageFull",
+        Error::ReadOnly { .. } => "ReadOnly",
+        Error::Corrupt { .. } => "Corrupt",
+        Error::Busy { .. } => "Busy",
+        Error::Unavailable { .. } => "Unavailable",
         Error::Backend { .. } => "Backend",
         _ => "Other",
     }
@@ -114,6 +116,24 @@ fn main() -> Result<()> {
                 writeln!(out, "{}", e.id)?;
             }
             Ok(())
+        }
+        "checkpoint" => {
+            let store = open(
+                engine(arg(&args, 2)?)?,
+                arg(&args, 3)?.as_ref(),
+                durability(arg(&args, 4)?)?,
+            )?;
+            let count: u64 = arg(&args, 5)?.parse()?;
+            for i in 0..count {
+                store.store(batch_event(i, 0, 1, 0))?;
+            }
+            store.checkpoint()?;
+            writeln!(out, "checkpointed {}", store.last_id()?)?;
+            out.flush()?;
+            // Killed here: whatever the checkpoint promised must survive.
+            loop {
+                std::thread::park();
+            }
         }
         other => anyhow::bail!("unknown mode {other}"),
     }
