@@ -1,6 +1,8 @@
 //! Shared pieces of the EventLite benchmarks: the engines under test, the generated events,
 //! and the raw baselines (the same rows, schema, indexes and pragmas, written and read with
-//! plain rusqlite / plain redb code).
+//! plain rusqlite / plain redb code); and the `seed-tables` run built on them: its
+//! [`harness`], its [`cases`] and its [`report`]s.
+#![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
 use std::ops::RangeInclusive;
@@ -14,7 +16,10 @@ use eventlite_core::{
 use eventlite_redb::{RedbBackend, RedbOptions};
 use eventlite_sqlite::{JournalMode, SqliteBackend, SqliteOptions, Synchronous};
 
+pub mod cases;
+pub mod harness;
 pub mod raw;
+pub mod report;
 
 /// An engine under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

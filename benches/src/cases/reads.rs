@@ -1,0 +1,244 @@
+//! The `reads` table: one store built once, read by ours and by the raw engine from copies
+//! of its file, operation by operation.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use eventlite_core::{CachePolicy, Cursor, Durability, EventStore, IndexConfig, ManualClock, Page};
+
+use crate::cases::cursor::cursor_against_first_page;
+use crate::harness::{Bench, Slice, each_run, interleaved};
+use crate::{Engine, Reads, Setup, Store, events, new_event, open_ours, raw};
+
+/// The read cases' random draws (ids, correlation groups, time ranges): a xorshift that each
+/// run seeds alike for ours and raw, so that both sides draw the same sequence.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % below
+    }
+}
+
+/// Builds the read store: N events, correlation groups of 100, 10 users, a clock that moves
+/// 1 ms per 10 events.
+fn build_read_store(engine: Engine, path: &std::path::Path, setup: &Setup, n: u64) -> Result<()> {
+    let clock = std::sync::Arc::new(ManualClock::new(1_700_000_000_000));
+    let backend: Box<dyn eventlite_core::Backend> = match engine {
+        Engine::Sqlite => Box::new(eventlite_sqlite::SqliteBackend::open(
+            path,
+            Setup {
+                durability: Durability::Relaxed,
+                ..*setup
+            }
+            .sqlite(),
+        )?),
+        Engine::Redb => Box::new(eventlite_redb::RedbBackend::open(
+            path,
+            Setup {
+                durability: Durability::Relaxed,
+                ..*setup
+            }
+            .redb(),
+        )?),
+    };
+    let store = EventStore::builder(backend)
+        .clock(std::sync::Arc::clone(&clock))
+        .build();
+    for chunk in events(0, n).chunks(10) {
+        store.store_bulk(chunk.iter().map(new_event).collect())?;
+        clock.advance(1);
+    }
+    Ok(())
+}
+
+/// A slice of a read case's work; returns how many units (operations, pages or events) it did.
+type ReadOp<'a> = Box<dyn Fn(&mut dyn Reads, &mut Rng, Slice) -> Result<u64> + 'a>;
+
+/// A read case of operations repeated `reps` times per slice.
+fn repeated<'a>(op: impl Fn(&mut dyn Reads, &mut Rng) -> Result<()> + 'a) -> ReadOp<'a> {
+    Box::new(move |r, rng, s: Slice| {
+        for _ in 0..s.reps {
+            op(r, rng)?;
+        }
+        Ok(s.reps)
+    })
+}
+
+/// Every read case on `engine`, then the paired cursor case (see
+/// [`cursor_against_first_page`]) when the run wants the `reads` table.
+pub fn reads(b: &mut Bench, engine: Engine) -> Result<()> {
+    let n = b.config.events;
+    let k = if b.config.quick { 2_000 } else { 20_000 };
+    let pages = if b.config.quick { 200 } else { 1_000 };
+    let setup = Setup {
+        indexes: IndexConfig::all(),
+        cache: CachePolicy::read_optimized(),
+        ..Setup::default()
+    };
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join(engine.file());
+    let started = Instant::now();
+    build_read_store(engine, &path, &setup, n)?;
+    eprintln!(
+        "  built a {n}-event {} store in {:.1}s",
+        engine.name(),
+        started.elapsed().as_secs_f64()
+    );
+    let groups = n.div_ceil(100);
+    let per_user = n / 10;
+    let deep = per_user.saturating_sub(200);
+    let t0 = 1_700_000_000_000i64;
+    let span = (n / 10) as i64;
+    let cursor: Cursor = {
+        let store = open_ours(engine, &path, &setup)?;
+        let page = store.by_user("user3", Page::offset(1, deep.saturating_sub(1)))?;
+        page.events
+            .first()
+            .map(|e| e.cursor())
+            .context("no event at the deep position")?
+    };
+    // (case, unit, units of work in all: operations, or events for a pass, the work)
+    let cases: Vec<(&str, &'static str, u64, ReadOp<'_>)> = vec![
+        (
+            "get by id (random)",
+            "ops/s",
+            k,
+            repeated(move |r, rng| r.get(rng.next(n) + 1).map(drop)),
+        ),
+        (
+            "cached get (hot set of 100)",
+            "ops/s",
+            k,
+            repeated(move |r, rng| r.get_cached(rng.next(100) + 1).map(drop)),
+        ),
+        (
+            "cached get (random)",
+            "ops/s",
+            k,
+            repeated(move |r, rng| r.get_cached(rng.next(n) + 1).map(drop)),
+        ),
+        (
+            "correlation page of 100, offset 0",
+            "pages/s",
+            pages,
+            repeated(move |r, rng| {
+                r.correlation_page(&format!("corr-{}", rng.next(groups)), 0)
+                    .map(drop)
+            }),
+        ),
+        (
+            "whole transaction of 100",
+            "ops/s",
+            pages,
+            repeated(move |r, rng| {
+                r.transaction(&format!("corr-{}", rng.next(groups)))
+                    .map(drop)
+            }),
+        ),
+        (
+            "user page of 100, first page",
+            "pages/s",
+            pages,
+            repeated(move |r, _| r.user_page_offset("user3", 0).map(drop)),
+        ),
+        (
+            "user page of 100, deep by offset",
+            "pages/s",
+            pages,
+            repeated(move |r, _| r.user_page_offset("user3", deep).map(drop)),
+        ),
+        (
+            "user page of 100, deep by cursor",
+            "pages/s",
+            pages,
+            repeated(move |r, _| r.user_page_after("user3", cursor).map(drop)),
+        ),
+        (
+            "cmd page of 100",
+            "pages/s",
+            pages,
+            repeated(move |r, _| r.cmd_page("item_shipped").map(drop)),
+        ),
+        (
+            "time-range page of 100",
+            "pages/s",
+            pages,
+            repeated(move |r, rng| {
+                let from = t0 + rng.next(span as u64 / 2) as i64;
+                r.time_page(from, from + 50).map(drop)
+            }),
+        ),
+        (
+            "stream all events",
+            "events/s",
+            n,
+            Box::new(|r, _, s: Slice| r.stream_ids(s.first..=s.last)),
+        ),
+        (
+            "replay through a trivial model",
+            "events/s",
+            n,
+            Box::new(|r, _, s: Slice| r.replay_ids(s.first..=s.last)),
+        ),
+    ];
+    // Ours and raw read copies of one file, so that both can be open at once (redb locks its
+    // file against a second handle).
+    let raw_path = dir.path().join(format!("raw-{}", engine.file()));
+    copy_store(&path, &raw_path)?;
+    for (case, unit, total, op) in &cases {
+        let (ours, raws) = each_run(b.config.runs, |run| {
+            let mut store: Store = open_ours(engine, &path, &setup)?;
+            let mut raw: Box<dyn Reads> = match engine {
+                Engine::Sqlite => Box::new(raw::sqlite::Raw::open(&raw_path, &setup)?),
+                Engine::Redb => Box::new(raw::redb::Raw::open(&raw_path, &setup)?),
+            };
+            // Both sides draw the same ids from the same sequence.
+            let seed = || Rng(0x9E37_79B9_7F4A_7C15 ^ run as u64);
+            let (mut rng_ours, mut rng_raw) = (seed(), seed());
+            let (slices, per) = Slice::plan(*total);
+            let slice = |i: usize| Slice::nth(i as u64, per, *total);
+            let (mut done_ours, mut done_raw) = (0, 0);
+            let (t_ours, t_raw) = interleaved(
+                slices as usize,
+                run,
+                |i| {
+                    done_ours += op(&mut store, &mut rng_ours, slice(i))?;
+                    Ok(())
+                },
+                |i| {
+                    done_raw += op(raw.as_mut(), &mut rng_raw, slice(i))?;
+                    Ok(())
+                },
+                // Reads start no background work.
+                || Ok(()),
+            )?;
+            anyhow::ensure!(
+                done_ours == done_raw,
+                "{case}: ours did {done_ours} units of work, raw {done_raw}"
+            );
+            Ok((done_ours as f64 / t_ours, done_raw as f64 / t_raw))
+        })?;
+        b.record("reads", case, engine, unit, ours, Some(raws));
+    }
+    if b.config.wants("reads") {
+        cursor_against_first_page(b, engine, &path, &setup, pages, cursor)?;
+    }
+    Ok(())
+}
+
+/// Copies a closed store's file (and a SQLite write-ahead log, should one be left).
+fn copy_store(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
+    std::fs::copy(from, to)?;
+    let wal = |p: &std::path::Path| {
+        let mut name = p.as_os_str().to_owned();
+        name.push("-wal");
+        std::path::PathBuf::from(name)
+    };
+    if wal(from).exists() {
+        std::fs::copy(wal(from), wal(to))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,285 @@
+//! The benchmark issue's targets, checked against a full run's figures.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::Engine;
+use crate::cases::cursor::DEEP_VS_FIRST;
+use crate::harness::{Bench, Row};
+use crate::report::{fmt_num, unique};
+
+/// One of the benchmark issue's targets, checked against a run's figures.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Check {
+    /// The target, as printed.
+    pub target: String,
+    /// The engine's name.
+    pub engine: String,
+    /// What the run measured, as printed.
+    pub measured: String,
+    /// Whether the run met the target.
+    pub met: bool,
+}
+
+/// The lowest ours/raw ratio a case may have.
+pub const MIN_RATIO: f64 = 0.85;
+
+/// Checks the run's figures against the targets (issue #5). Absolute figures are the medians
+/// of the run; the targets were set for 100,000 events on the project's 2-core machine, so a
+/// quick run or another N is not held to them and gets no checks.
+///
+/// "A deep page by cursor costs what the first page costs" is judged on the paired case (see
+/// [`cursor_against_first_page`]): the median of its per-run ratios, with the same slack as
+/// the ratio floor (a deep page by offset runs at ~0.5× the first page's rate).
+///
+/// [`cursor_against_first_page`]: crate::cases::cursor::cursor_against_first_page
+pub fn checks(b: &Bench) -> Vec<Check> {
+    if b.config.quick || b.config.scale || b.config.events != 100_000 {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let engines = unique(b.rows.iter().map(|r| r.engine.as_str()));
+    for engine in engines {
+        let rows: Vec<&Row> = b.rows.iter().filter(|r| r.engine == engine).collect();
+        let find = |table: &str, case: &str| {
+            rows.iter()
+                .find(|r| r.table == table && r.case.starts_with(case))
+                .map(|r| (r.ours.median, r.ours.max))
+        };
+        let mut push = |target: String, measured: String, met: bool| {
+            out.push(Check {
+                target,
+                engine: engine.to_owned(),
+                measured,
+                met,
+            })
+        };
+        let ratios: Vec<(&str, f64)> = rows
+            .iter()
+            .filter_map(|r| r.ratio.map(|x| (r.case.as_str(), x)))
+            .collect();
+        if let Some(&(case, lowest)) = ratios.iter().min_by(|a, b| a.1.total_cmp(&b.1)) {
+            let below = ratios.iter().filter(|(_, x)| *x < MIN_RATIO).count();
+            push(
+                format!("ours/raw ≥ {MIN_RATIO} in every case"),
+                format!(
+                    "lowest {lowest:.3} ({case}); {below} of {} below",
+                    ratios.len()
+                ),
+                below == 0,
+            );
+        }
+        let mut at_least = |target: &str, table: &str, case: &str, min: f64, unit: &str| {
+            if let Some((v, best)) = find(table, case) {
+                // The best run shows what the code does when the shared machine is quiet;
+                // the target is judged on the median.
+                push(
+                    format!("{target} ≥ {} {unit}", fmt_num(min)),
+                    format!("{} {unit} (best run {})", fmt_num(v), fmt_num(best)),
+                    v >= min,
+                );
+            }
+        };
+        if engine == Engine::Sqlite.name() {
+            at_least(
+                "one-call `store_bulk`, high-volume profile,",
+                "bulk",
+                "store_bulk, one call of",
+                500_000.0,
+                "events/s",
+            );
+        }
+        at_least(
+            "stream",
+            "reads",
+            "stream all events",
+            1_000_000.0,
+            "events/s",
+        );
+        at_least(
+            "replay",
+            "reads",
+            "replay through a trivial model",
+            1_000_000.0,
+            "events/s",
+        );
+        at_least(
+            "get by id",
+            "reads",
+            "get by id (random)",
+            150_000.0,
+            "ops/s",
+        );
+        at_least(
+            "cached get (hot set)",
+            "reads",
+            "cached get (hot set of 100)",
+            5_000_000.0,
+            "ops/s",
+        );
+        let paired = b
+            .paired
+            .iter()
+            .find(|r| r.engine == engine && r.case == DEEP_VS_FIRST);
+        if let Some(ratio) = paired.and_then(|r| r.ratio) {
+            push(
+                format!(
+                    "a deep page by cursor costs what the first page costs (≥ {MIN_RATIO}× its rate, paired)"
+                ),
+                format!("{ratio:.2}× the first page's rate"),
+                ratio >= MIN_RATIO,
+            );
+        }
+    }
+    out
+}
+
+/// The checks as a Markdown table (empty when there are none).
+pub(crate) fn checks_markdown(checks: &[Check]) -> String {
+    if checks.is_empty() {
+        return String::new();
+    }
+    let mut out =
+        "### targets\n\n| target | engine | this run | met |\n|---|---|---|---|\n".to_owned();
+    for c in checks {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            c.target,
+            c.engine,
+            c.measured,
+            if c.met { "yes" } else { "**no**" }
+        );
+    }
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::harness::Stat;
+    use crate::report::bench;
+    use crate::report::markdown::markdown;
+
+    #[test]
+    fn targets_are_checked_against_the_medians_of_a_full_run() {
+        let mut b = bench(false);
+        b.config.events = 100_000;
+        let rate = |v: f64| vec![v * 0.9, v, v * 1.1];
+        for (engine, bulk, stream) in [
+            (Engine::Sqlite, 499_999.0, 1_000_000.0),
+            (Engine::Redb, 900_000.0, 999_999.0),
+        ] {
+            b.record(
+                "bulk",
+                "store_bulk, one call of 100000",
+                engine,
+                "events/s",
+                rate(bulk),
+                Some(rate(bulk)),
+            );
+            b.record(
+                "reads",
+                "stream all events",
+                engine,
+                "events/s",
+                rate(stream),
+                None,
+            );
+        }
+        // One pair of runs below the ratio floor is not enough to sink a median above it.
+        b.record(
+            "durability",
+            "Immediate",
+            Engine::Redb,
+            "events/s",
+            vec![84.0, 90.0, 90.0],
+            Some(vec![100.0, 100.0, 100.0]),
+        );
+        let got: Vec<(String, String, bool)> = checks(&b)
+            .into_iter()
+            .map(|c| {
+                (
+                    c.engine,
+                    c.target.split(' ').next().unwrap_or_default().to_owned(),
+                    c.met,
+                )
+            })
+            .collect();
+        let want = [
+            ("sqlite", "ours/raw", true),
+            ("sqlite", "one-call", false),
+            ("sqlite", "stream", true),
+            ("redb", "ours/raw", true),
+            ("redb", "stream", false),
+        ];
+        let want: Vec<(String, String, bool)> = want
+            .iter()
+            .map(|(e, t, m)| ((*e).to_owned(), (*t).to_owned(), *m))
+            .collect();
+        assert_eq!(got, want);
+        let redb_ratio = &checks(&b)[3];
+        assert_eq!(
+            redb_ratio.measured,
+            "lowest 0.900 (Immediate); 0 of 2 below"
+        );
+
+        // A case below the floor fails the ratio target, and is named.
+        b.record(
+            "reads",
+            "cmd page of 100",
+            Engine::Redb,
+            "pages/s",
+            vec![84.0; 3],
+            Some(vec![100.0; 3]),
+        );
+        let ratio = &checks(&b)[3];
+        assert!(!ratio.met);
+        assert_eq!(
+            ratio.measured,
+            "lowest 0.840 (cmd page of 100); 1 of 3 below"
+        );
+        let md = markdown(&b);
+        assert!(md.contains("| ours/raw ≥ 0.85 in every case | redb | lowest 0.840 (cmd page of 100); 1 of 3 below | **no** |"), "{md}");
+        assert!(
+            md.contains("| stream ≥ 1,000,000 events/s | redb | 999,999 events/s (best run 1,099,999) | **no** |"),
+            "{md}"
+        );
+
+        // The cursor target comes from the paired case, ours against ours.
+        let paired = |engine: Engine, ratio: f64| Row {
+            table: "cursor".into(),
+            case: DEEP_VS_FIRST.into(),
+            engine: engine.name().into(),
+            unit: "pages/s".into(),
+            ours: Stat::of(vec![ratio * 100.0]),
+            raw: Some(Stat::of(vec![100.0])),
+            ratio: Some(ratio),
+        };
+        b.paired = vec![paired(Engine::Sqlite, 0.98), paired(Engine::Redb, 0.6)];
+        let cursor: Vec<(String, bool, String)> = checks(&b)
+            .into_iter()
+            .filter(|c| c.target.starts_with("a deep page by cursor"))
+            .map(|c| (c.engine, c.met, c.measured))
+            .collect();
+        assert_eq!(
+            cursor,
+            [
+                ("sqlite".into(), true, "0.98× the first page's rate".into()),
+                ("redb".into(), false, "0.60× the first page's rate".into()),
+            ]
+        );
+        // Paired cases are no table of their own.
+        assert!(!markdown(&b).contains("### cursor"));
+
+        // A quick run, or another N, is not held to the targets.
+        b.config.quick = true;
+        assert!(checks(&b).is_empty());
+        assert!(!markdown(&b).contains("### targets"));
+        b.config.quick = false;
+        b.config.events = 20_000;
+        assert!(checks(&b).is_empty());
+    }
+}
