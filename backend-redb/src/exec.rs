@@ -300,8 +300,8 @@ fn drive<'r, K: redb::Key + 'static, V: Visit>(
     if trivial && !pass.ids {
         // A count the index answers alone: entries are only counted, never looked into.
         for entry in entries {
-            // Checked where it lies: through `map_err` and `?`, each entry's two guards were
-            // moved into a new `Result`, ~70 instructions per entry of a count.
+            // Checked where it lies: through `map_err` and `?`, each entry's two guards would be
+            // moved into a new `Result`, a cost paid for every entry a count visits.
             if let Err(e) = entry {
                 return Err(map_err(e));
             }

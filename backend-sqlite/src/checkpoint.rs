@@ -2,8 +2,8 @@
 //!
 //! SQLite checkpoints in the connection that commits: once the log passes 1,000 pages, the
 //! commit that crossed it also copies the log into the database file and syncs both. That
-//! work lands on whichever append is unlucky: a `store_bulk` of 100,000 events waited ~30% of
-//! its time for the checkpoint of its own pages (two fsyncs of ~12 ms and 36 MB of copying).
+//! work lands on whichever append is unlucky: a large `store_bulk` would wait for the
+//! checkpoint of its own pages (two more fsyncs and a copy of everything it wrote).
 //!
 //! Here, when one commit wrote [`THRESHOLD`] log pages or more itself (a large `store_bulk`),
 //! the writer's WAL hook only asks a checkpointer thread, with its own connection, to run a

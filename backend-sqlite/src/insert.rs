@@ -1,9 +1,9 @@
 //! The append path's INSERT statements, bound without copying the strings.
 //!
 //! rusqlite binds every string with `SQLITE_TRANSIENT`, so SQLite mallocs and copies each one
-//! before the insert copies it again into the row. An append binds ~6 strings per event, and in
-//! bulk appends that copy (plus clearing rusqlite's cached statement) was ~24% of the writer's
-//! instructions. Here the strings are bound `SQLITE_STATIC`: SQLite reads them in place while
+//! before the insert copies it again into the row; an append binds ~6 strings per event, so in
+//! bulk appends that copy is a large share of the writer's work. Here the strings are bound
+//! `SQLITE_STATIC`: SQLite reads them in place while
 //! the statement steps, and the bindings are cleared before [`InsertStmt::insert`] returns, so
 //! no pointer into a caller's event outlives the call.
 
@@ -52,7 +52,7 @@ impl<'c> InsertStmt<'c> {
             }
         });
         // The id column is left out, so SQLite assigns max(id) + 1 per row (no AUTOINCREMENT)
-        // without the uniqueness seek an explicit id costs (~5% of a bulk append). The caller
+        // without the uniqueness seek an explicit id costs. The caller
         // computed the same ids (and checksummed them) from MAX(id) in this transaction; were
         // SQLite ever to pick another, the append fails here and its transaction rolls back.
         let outcome = outcome.map_err(|rc| error(conn, rc)).and_then(|()| {

@@ -332,7 +332,7 @@ fn open_connection(path: &Path, options: &SqliteOptions) -> Result<Connection> {
     conn.busy_timeout(options.busy_timeout).map_err(map_err)?;
     // Plans from the schema alone, never from bound values: otherwise SQLite re-prepares a
     // statement each time a parameter it peeked at is bound again (an equality filter with an
-    // ORDER BY, a LIMIT), ~150k instructions per page or transaction read.
+    // ORDER BY, a LIMIT), which costs more than most pages' reads.
     conn.set_db_config(
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
         true,
