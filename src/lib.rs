@@ -28,9 +28,11 @@
 pub use eventlite_core::{
     Backend, BoxError, CachePolicy, CacheStats, Callbacks, Clock, Cursor, DEFAULT_MAX_EVENT_SIZE,
     Durability, Error, Event, EventData, EventPage, EventStore, EventStoreBuilder, EventStream,
-    Executed, ExecutionError, ExpectedVersion, Filter, FnModel, IndexConfig, IndexName, Lineage,
-    ManualClock, MemoryBackend, Migration, Model, NewEvent, Order, Page, PageStart, Query,
-    QueryPlan, ReplayStats, Restored, Result, Snapshot, Stage, StreamOptions, SystemClock,
+    Executed, ExecutionError, ExpectedVersion, FailedEvent, FailurePolicy, Filter, FnModel,
+    IndexConfig, IndexName, Lineage, ManualClock, MemoryBackend, Migration, Model, NewEvent, Order,
+    Page, PageStart, Position, Projection, ProjectionStats, Query, QueryPlan, ReplayStats,
+    Restored, Result, Snapshot, Stage, Start, Stopper, StreamOptions, SubscribeOptions,
+    Subscription, SystemClock,
 };
 
 /// The SQLite engine and its options.

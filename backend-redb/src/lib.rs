@@ -34,10 +34,12 @@ use std::time::Instant;
 
 use eventlite_core::spi::files::{StoreFile, prepare_store_file};
 use eventlite_core::spi::{
-    EventFields, EventLog, Maintenance, PendingEvent, SnapshotStore, StreamVersions, io_error,
+    CommitSignal, EventFields, EventLog, Maintenance, Notifications, PendingEvent, PositionStore,
+    SnapshotStore, StreamVersions, io_error,
 };
 use eventlite_core::{
-    Durability, Error, Event, Filter, IndexConfig, IndexName, Query, QueryPlan, Result, Snapshot,
+    Durability, Error, Event, FailedEvent, Filter, IndexConfig, IndexName, Position, Query,
+    QueryPlan, Result, Snapshot,
 };
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableHandle, WriteTransaction};
 
@@ -53,6 +55,11 @@ const META: TableDefinition<&str, &str> = TableDefinition::new("eventlite_meta")
 const STREAMS: TableDefinition<&str, u64> = TableDefinition::new("streams");
 pub(crate) const STREAM_IDX: TableDefinition<(&str, u64), ()> = TableDefinition::new("idx_stream");
 const SNAPSHOTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("snapshots");
+/// name -> (position, updated at).
+const POSITIONS: TableDefinition<&str, (u64, i64)> = TableDefinition::new("positions");
+/// (projection, event id) -> (attempts, error, at).
+const FAILURES: TableDefinition<(&str, u64), (u32, &str, i64)> =
+    TableDefinition::new("projection_failures");
 pub(crate) const IDX_CORRELATION: TableDefinition<(&str, u64), ()> =
     TableDefinition::new("idx_correlation_id");
 pub(crate) const IDX_CAUSATION: TableDefinition<(u64, u64), ()> =
@@ -197,10 +204,12 @@ pub struct RedbBackend {
     path: PathBuf,
     shared: Arc<Shared>,
     flusher: Option<(Sender<()>, JoinHandle<()>)>,
+    signal: Arc<CommitSignal>,
 }
 
 impl Drop for RedbBackend {
     fn drop(&mut self) {
+        self.signal.close();
         if let Some((stop, handle)) = self.flusher.take() {
             drop(stop);
             let _ = handle.join();
@@ -357,6 +366,7 @@ impl RedbBackend {
             path,
             shared,
             flusher: None,
+            signal: CommitSignal::new(),
         };
         contain("preparing the store", || init(&backend.shared))?;
         if backend.shared.options.durability == Durability::Relaxed {
@@ -414,6 +424,8 @@ fn init(shared: &Shared) -> Result<()> {
     txn.open_table(STREAMS).map_err(map_err)?;
     txn.open_table(STREAM_IDX).map_err(map_err)?;
     txn.open_table(SNAPSHOTS).map_err(map_err)?;
+    txn.open_table(POSITIONS).map_err(map_err)?;
+    txn.open_table(FAILURES).map_err(map_err)?;
     let wanted = shared.options.indexes;
     let added: Vec<IndexName> = IndexName::ALL
         .into_iter()
@@ -486,7 +498,9 @@ impl EventLog for RedbBackend {
                 exec::index_batch(&txn, name, first, &batch, &stream_versions)?;
             }
             self.shared.commit(txn)?;
-            Ok(PendingEvent::into_events(batch, first, &stream_versions))
+            let events = PendingEvent::into_events(batch, first, &stream_versions);
+            self.signal.publish(&events);
+            Ok(events)
         })
     }
 
@@ -543,6 +557,134 @@ impl EventLog for RedbBackend {
                 .map_err(map_err)?
                 .map_or(0, |(k, _)| k.value()))
         })
+    }
+}
+
+impl PositionStore for RedbBackend {
+    fn save_position(&self, name: &str, position: u64, at: i64) -> Result<()> {
+        contain("save_position", || {
+            let txn = self.shared.begin_write()?;
+            txn.open_table(POSITIONS)
+                .map_err(map_err)?
+                .insert(name, (position, at))
+                .map_err(map_err)?;
+            self.shared.commit(txn)
+        })
+    }
+
+    fn load_position(&self, name: &str) -> Result<Option<Position>> {
+        contain("load_position", || {
+            let txn = self.read()?;
+            let table = txn.open_table(POSITIONS).map_err(map_err)?;
+            Ok(table.get(name).map_err(map_err)?.map(|v| {
+                let (position, updated_at) = v.value();
+                Position {
+                    name: name.to_owned(),
+                    position,
+                    updated_at,
+                }
+            }))
+        })
+    }
+
+    fn list_positions(&self) -> Result<Vec<Position>> {
+        contain("list_positions", || {
+            let txn = self.read()?;
+            let table = txn.open_table(POSITIONS).map_err(map_err)?;
+            table
+                .iter()
+                .map_err(map_err)?
+                .map(|entry| {
+                    let (k, v) = entry.map_err(map_err)?;
+                    let (position, updated_at) = v.value();
+                    Ok(Position {
+                        name: k.value().to_owned(),
+                        position,
+                        updated_at,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn delete_position(&self, name: &str) -> Result<bool> {
+        contain("delete_position", || {
+            let txn = self.shared.begin_write()?;
+            let existed = txn
+                .open_table(POSITIONS)
+                .map_err(map_err)?
+                .remove(name)
+                .map_err(map_err)?
+                .is_some();
+            self.shared.commit(txn)?;
+            Ok(existed)
+        })
+    }
+
+    fn record_failure(&self, f: FailedEvent) -> Result<()> {
+        contain("record_failure", || {
+            let txn = self.shared.begin_write()?;
+            txn.open_table(FAILURES)
+                .map_err(map_err)?
+                .insert(
+                    (f.projection.as_str(), f.event_id),
+                    (f.attempts, f.error.as_str(), f.at),
+                )
+                .map_err(map_err)?;
+            self.shared.commit(txn)
+        })
+    }
+
+    fn failures(&self, projection: &str) -> Result<Vec<FailedEvent>> {
+        contain("failures", || {
+            let txn = self.read()?;
+            let table = txn.open_table(FAILURES).map_err(map_err)?;
+            table
+                .range((projection, 0u64)..=(projection, u64::MAX))
+                .map_err(map_err)?
+                .map(|entry| {
+                    let (k, v) = entry.map_err(map_err)?;
+                    let (attempts, error, at) = v.value();
+                    Ok(FailedEvent {
+                        projection: projection.to_owned(),
+                        event_id: k.value().1,
+                        attempts,
+                        error: error.to_owned(),
+                        at,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn clear_failures(&self, projection: &str) -> Result<u64> {
+        contain("clear_failures", || {
+            let txn = self.shared.begin_write()?;
+            let mut removed = 0;
+            {
+                let mut table = txn.open_table(FAILURES).map_err(map_err)?;
+                for entry in table
+                    .extract_from_if((projection, 0u64)..=(projection, u64::MAX), |_, _| true)
+                    .map_err(map_err)?
+                {
+                    entry.map_err(map_err)?;
+                    removed += 1;
+                }
+            }
+            self.shared.commit(txn)?;
+            Ok(removed)
+        })
+    }
+}
+
+impl Notifications for RedbBackend {
+    fn commit_signal(&self) -> Arc<CommitSignal> {
+        Arc::clone(&self.signal)
+    }
+
+    /// redb locks its file to one handle, through which every commit goes and is signalled.
+    fn poll_commits(&self) -> Result<()> {
+        Ok(())
     }
 }
 

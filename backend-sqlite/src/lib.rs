@@ -22,6 +22,7 @@ mod checkpoint;
 mod conn;
 mod insert;
 mod options;
+mod projection;
 mod select;
 mod sql;
 mod stmt;
@@ -29,14 +30,19 @@ mod tx;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use checkpoint::Checkpointer;
 use conn::{ReaderConn, WriterConn, WriterParts};
 use eventlite_core::spi::files::{StoreFile, prepare_store_file};
-use eventlite_core::spi::{EventLog, Maintenance, PendingEvent, SnapshotStore, StreamVersions};
+use eventlite_core::spi::{
+    CommitSignal, EventLog, Maintenance, Notifications, PendingEvent, PositionStore, SnapshotStore,
+    StreamVersions,
+};
 use eventlite_core::{
-    Error, Event, Filter, IndexConfig, IndexName, Query, QueryPlan, Result, Snapshot,
+    Error, Event, FailedEvent, Filter, IndexConfig, IndexName, Position, Query, QueryPlan, Result,
+    Snapshot,
 };
 use insert::InsertStmt;
 use rusqlite::{
@@ -46,8 +52,14 @@ use select::Selects;
 use tx::TxStmts;
 
 pub use options::{JournalMode, SqliteOptions, Synchronous};
+pub use projection::{Handler, SqliteProjection};
+/// The rusqlite this engine is built on, for [`SqliteProjection`] handlers.
+pub use rusqlite;
 
 const ENGINE: &str = "sqlite";
+/// The least time between two looks at the file's change counter (see
+/// [`Notifications::poll_commits`]).
+const POLL_SPACING: Duration = Duration::from_millis(5);
 /// The layout this code writes; files with a greater one are refused.
 const SCHEMA_VERSION: i64 = 1;
 const FORMAT: &str = "eventlite-sqlite";
@@ -81,6 +93,19 @@ CREATE TABLE IF NOT EXISTS snapshots (
     metadata TEXT NOT NULL,
     created_at INTEGER NOT NULL,
     PRIMARY KEY (name, event_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS positions (
+    name TEXT PRIMARY KEY,
+    position INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS projection_failures (
+    projection TEXT NOT NULL,
+    event_id INTEGER NOT NULL,
+    attempts INTEGER NOT NULL,
+    error TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (projection, event_id)
 ) WITHOUT ROWID;
 ";
 
@@ -126,6 +151,20 @@ fn map_write_err(conn: &Connection, e: rusqlite::Error) -> Error {
     map_err(e)
 }
 
+/// An id column that must hold a non-negative integer.
+fn u64_column(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<u64> {
+    let v: i64 = row.get(i)?;
+    u64::try_from(v).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(i, v))
+}
+
+fn row_to_position(row: &rusqlite::Row<'_>) -> rusqlite::Result<Position> {
+    Ok(Position {
+        name: row.get(0)?,
+        position: u64_column(row, 1)?,
+        updated_at: row.get(2)?,
+    })
+}
+
 fn row_to_snapshot(row: &rusqlite::Row<'_>) -> rusqlite::Result<Snapshot> {
     let event_id: i64 = row.get(1)?;
     Ok(Snapshot {
@@ -145,6 +184,16 @@ pub struct SqliteBackend {
     options: SqliteOptions,
     writer: Mutex<WriterConn>,
     readers: Mutex<Vec<ReaderConn>>,
+    signal: Arc<CommitSignal>,
+    /// A connection that watches the file's change counter for other connections' commits,
+    /// the counter it saw last and when (opened by the first poll).
+    watcher: Mutex<Option<(Connection, i64, Instant)>>,
+}
+
+impl Drop for SqliteBackend {
+    fn drop(&mut self) {
+        self.signal.close();
+    }
 }
 
 /// The prepared statement in `slot`, prepared on first use.
@@ -185,6 +234,8 @@ impl SqliteBackend {
             options,
             writer: Mutex::new(WriterConn::open(writer)),
             readers: Mutex::new(Vec::new()),
+            signal: CommitSignal::new(),
+            watcher: Mutex::new(None),
         };
         backend.init_schema()?;
         backend.sync_indexes()?;
@@ -566,7 +617,9 @@ impl EventLog for SqliteBackend {
         let (first, stream_versions) =
             guard.with_dependent_mut(|conn, parts| append_on(conn, parts, &batch))?;
         drop(guard);
-        Ok(PendingEvent::into_events(batch, first, &stream_versions))
+        let events = PendingEvent::into_events(batch, first, &stream_versions);
+        self.signal.publish(&events);
+        Ok(events)
     }
 
     fn get(&self, id: u64) -> Result<Option<Event>> {
@@ -636,6 +689,148 @@ impl EventLog for SqliteBackend {
                 .map(|n| n as u64)
                 .map_err(map_err)
         })
+    }
+}
+
+impl PositionStore for SqliteBackend {
+    fn save_position(&self, name: &str, position: u64, at: i64) -> Result<()> {
+        let writer = self.writer();
+        writer
+            .borrow_owner()
+            .prepare_cached(
+                "INSERT OR REPLACE INTO positions (name, position, updated_at) VALUES (?1, ?2, ?3)",
+            )
+            .and_then(|mut s| s.execute(params![name, sql::clamp(position), at]))
+            .map(drop)
+            .map_err(map_err)
+    }
+
+    fn load_position(&self, name: &str) -> Result<Option<Position>> {
+        self.with_reader(|conn, _| {
+            conn.prepare_cached("SELECT name, position, updated_at FROM positions WHERE name = ?1")
+                .and_then(|mut s| s.query_row([name], row_to_position).optional())
+                .map_err(map_err)
+        })
+    }
+
+    fn list_positions(&self) -> Result<Vec<Position>> {
+        self.with_reader(|conn, _| {
+            let mut stmt = conn
+                .prepare_cached("SELECT name, position, updated_at FROM positions ORDER BY name")
+                .map_err(map_err)?;
+            let rows = stmt.query_map([], row_to_position).map_err(map_err)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(map_err)
+        })
+    }
+
+    fn delete_position(&self, name: &str) -> Result<bool> {
+        let writer = self.writer();
+        writer
+            .borrow_owner()
+            .prepare_cached("DELETE FROM positions WHERE name = ?1")
+            .and_then(|mut s| s.execute([name]))
+            .map(|n| n > 0)
+            .map_err(map_err)
+    }
+
+    fn record_failure(&self, f: FailedEvent) -> Result<()> {
+        let writer = self.writer();
+        writer
+            .borrow_owner()
+            .prepare_cached(
+                "INSERT OR REPLACE INTO projection_failures \
+                 (projection, event_id, attempts, error, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    f.projection,
+                    sql::clamp(f.event_id),
+                    f.attempts,
+                    f.error,
+                    f.at
+                ])
+            })
+            .map(drop)
+            .map_err(map_err)
+    }
+
+    fn failures(&self, projection: &str) -> Result<Vec<FailedEvent>> {
+        self.with_reader(|conn, _| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT projection, event_id, attempts, error, at FROM projection_failures \
+                     WHERE projection = ?1 ORDER BY event_id",
+                )
+                .map_err(map_err)?;
+            let rows = stmt
+                .query_map([projection], |r| {
+                    Ok(FailedEvent {
+                        projection: r.get(0)?,
+                        event_id: u64_column(r, 1)?,
+                        attempts: r.get(2)?,
+                        error: r.get(3)?,
+                        at: r.get(4)?,
+                    })
+                })
+                .map_err(map_err)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(map_err)
+        })
+    }
+
+    fn clear_failures(&self, projection: &str) -> Result<u64> {
+        let writer = self.writer();
+        writer
+            .borrow_owner()
+            .prepare_cached("DELETE FROM projection_failures WHERE projection = ?1")
+            .and_then(|mut s| s.execute([projection]))
+            .map(|n| n as u64)
+            .map_err(map_err)
+    }
+}
+
+impl Notifications for SqliteBackend {
+    fn commit_signal(&self) -> Arc<CommitSignal> {
+        Arc::clone(&self.signal)
+    }
+
+    /// Compares SQLite's `data_version`, which moves when another connection (this
+    /// backend's writer, another handle, another process) commits to the file, with what it
+    /// was at the last poll; when it moved, wakes every subscriber if the log holds ids this
+    /// backend did not publish (its own commits have woken whom they concern already).
+    ///
+    /// Many subscribers poll at their own pace; a poll within 5 ms of the previous
+    /// one is skipped, since that one woke everyone a commit from elsewhere concerns.
+    fn poll_commits(&self) -> Result<()> {
+        let mut watcher = self.watcher.lock().unwrap_or_else(|e| e.into_inner());
+        let version = |conn: &Connection| -> Result<i64> {
+            conn.query_row("PRAGMA data_version", [], |r| r.get(0))
+                .map_err(map_err)
+        };
+        let changed = match watcher.as_mut() {
+            Some((_, _, at)) if at.elapsed() < POLL_SPACING => return Ok(()),
+            Some((conn, seen, at)) => {
+                let now = version(conn)?;
+                *at = Instant::now();
+                std::mem::replace(seen, now) != now
+            }
+            None => {
+                let conn = open_connection(&self.path, &self.options)?;
+                conn.pragma_update(None, "query_only", true)
+                    .map_err(map_err)?;
+                let now = version(&conn)?;
+                *watcher = Some((conn, now, Instant::now()));
+                true
+            }
+        };
+        if let Some((conn, _, _)) = watcher.as_ref().filter(|_| changed) {
+            let last: i64 = conn
+                .query_row("SELECT COALESCE(MAX(id), 0) FROM queue", [], |r| r.get(0))
+                .map_err(map_err)?;
+            if u64::try_from(last).unwrap_or(0) > self.signal.head() {
+                self.signal.notify();
+            }
+        }
+        Ok(())
     }
 }
 

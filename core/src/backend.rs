@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::event::Event;
 use crate::index::{IndexConfig, QueryPlan};
 use crate::query::{Filter, Query};
-use crate::spi::PendingEvent;
+use crate::spi::{CommitSignal, PendingEvent};
 
 /// A stored snapshot of some model state at an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,8 +24,34 @@ pub struct Snapshot {
     pub created_at: i64,
 }
 
+/// A named position in the log: how far a consumer (a subscription, a projection) has read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    /// The consumer's name.
+    pub name: String,
+    /// Every event with an id at or below this has been handled (0: none yet).
+    pub position: u64,
+    /// When it was saved (ms since the epoch, the store's clock).
+    pub updated_at: i64,
+}
+
+/// An event a projection gave up on and skipped (its failure policy said so).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedEvent {
+    /// The projection.
+    pub projection: String,
+    /// The event it skipped.
+    pub event_id: u64,
+    /// How many times it was tried.
+    pub attempts: u32,
+    /// The last failure, as text.
+    pub error: String,
+    /// When it was skipped (ms since the epoch, the store's clock).
+    pub at: i64,
+}
+
 /// A storage engine with every capability [`crate::EventStore`] uses: the event log,
-/// snapshots and maintenance. Implemented for every type that implements the capability
+/// snapshots, positions, commit notifications and maintenance. Implemented for every type that implements the capability
 /// traits of [`crate::spi`]; engines implement those, never this one.
 ///
 /// Object-safe (`Box<dyn Backend>` and `Arc<dyn Backend>` are backends too), synchronous, and
@@ -44,9 +70,12 @@ pub struct Snapshot {
 /// assert_eq!(count_orders(&store)?, 1);
 /// # Ok::<(), eventlite_core::Error>(())
 /// ```
-pub trait Backend: EventLog + SnapshotStore + Maintenance {}
+pub trait Backend: EventLog + SnapshotStore + PositionStore + Notifications + Maintenance {}
 
-impl<T: EventLog + SnapshotStore + Maintenance + ?Sized> Backend for T {}
+impl<T> Backend for T where
+    T: EventLog + SnapshotStore + PositionStore + Notifications + Maintenance + ?Sized
+{
+}
 
 /// The event log: appends, reads, queries and the indexes behind them.
 ///
@@ -122,6 +151,46 @@ pub trait SnapshotStore: Send + Sync + Debug + 'static {
     fn delete_snapshots_before(&self, name: &str, event_id: u64) -> Result<u64>;
 }
 
+/// Named positions of consumers, and the events projections skipped, kept in the store so that
+/// they survive a restart.
+pub trait PositionStore: Send + Sync + Debug + 'static {
+    /// Saves `name`'s position (replacing what was saved), stamped `at`.
+    fn save_position(&self, name: &str, position: u64, at: i64) -> Result<()>;
+
+    /// `name`'s saved position.
+    fn load_position(&self, name: &str) -> Result<Option<Position>>;
+
+    /// Every saved position, by name.
+    fn list_positions(&self) -> Result<Vec<Position>>;
+
+    /// Deletes `name`'s position; whether there was one.
+    fn delete_position(&self, name: &str) -> Result<bool>;
+
+    /// Records that a projection skipped an event (replacing a record of the same projection
+    /// and event).
+    fn record_failure(&self, failure: FailedEvent) -> Result<()>;
+
+    /// The events `projection` skipped, by event id.
+    fn failures(&self, projection: &str) -> Result<Vec<FailedEvent>>;
+
+    /// Forgets the events `projection` skipped; how many records there were.
+    fn clear_failures(&self, projection: &str) -> Result<u64>;
+}
+
+/// Telling subscriptions that the log grew.
+pub trait Notifications: Send + Sync + Debug + 'static {
+    /// The signal this engine raises after each of its commits (once per commit). Every call
+    /// returns the same signal.
+    fn commit_signal(&self) -> Arc<CommitSignal>;
+
+    /// Looks for commits the signal did not see (made through another handle or by another
+    /// process) and raises it if there were any. Subscriptions call it each poll interval while
+    /// they wait, so it must be cheap: a change counter, not a query of the log. Engines that
+    /// see every commit (one handle per file) or are told of them (a server's notifications)
+    /// do nothing.
+    fn poll_commits(&self) -> Result<()>;
+}
+
 /// Work on the store as a whole.
 pub trait Maintenance: Send + Sync + Debug + 'static {
     /// Makes everything committed durable and brings the store's files up to date, waiting for
@@ -164,6 +233,21 @@ forward!(SnapshotStore {
     fn list_snapshots(&self, name: &str, limit: u64, offset: u64) -> Result<Vec<Snapshot>>;
     fn delete_snapshot(&self, name: &str, event_id: u64) -> Result<bool>;
     fn delete_snapshots_before(&self, name: &str, event_id: u64) -> Result<u64>;
+});
+
+forward!(PositionStore {
+    fn save_position(&self, name: &str, position: u64, at: i64) -> Result<()>;
+    fn load_position(&self, name: &str) -> Result<Option<Position>>;
+    fn list_positions(&self) -> Result<Vec<Position>>;
+    fn delete_position(&self, name: &str) -> Result<bool>;
+    fn record_failure(&self, failure: FailedEvent) -> Result<()>;
+    fn failures(&self, projection: &str) -> Result<Vec<FailedEvent>>;
+    fn clear_failures(&self, projection: &str) -> Result<u64>;
+});
+
+forward!(Notifications {
+    fn commit_signal(&self) -> Arc<CommitSignal>;
+    fn poll_commits(&self) -> Result<()>;
 });
 
 forward!(Maintenance {

@@ -131,6 +131,17 @@ pub enum Error {
         #[source]
         source: Option<BoxError>,
     },
+    /// A projection stopped on an event its model failed on (its
+    /// [`FailurePolicy`](crate::FailurePolicy) says stop); its position stays before the event.
+    #[error("projection {projection:?} stopped at event {event_id}: {message}")]
+    ProjectionFailed {
+        /// The projection.
+        projection: String,
+        /// The event it failed on.
+        event_id: u64,
+        /// The failure (the model's error, or the panic's message).
+        message: String,
+    },
     /// EventLite or an engine broke its own contract (an engine returned fewer events than it
     /// was asked to append, say). A bug: please report it.
     #[error("internal error: {0}")]
@@ -223,6 +234,7 @@ impl Error {
             | Error::UnknownCausation(_)
             | Error::Conflict { .. }
             | Error::NotFound(_)
+            | Error::ProjectionFailed { .. }
             | Error::Internal(_) => {}
         }
         self

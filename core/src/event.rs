@@ -127,6 +127,9 @@ pub struct NewEvent {
     /// Whether `metadata` came from serde_json (valid JSON; only its kind needs checking).
     pub(crate) metadata_serialized: bool,
     pub(crate) stream: Option<(String, ExpectedVersion)>,
+    // Pads NewEvent to the size of a pending and a stored event, so that a batch converts in
+    // place (see `spi::PendingEvent`'s layout).
+    pub(crate) _layout: [u64; 2],
 }
 
 impl NewEvent {
@@ -144,6 +147,7 @@ impl NewEvent {
             metadata: Ok("{}".to_owned()),
             metadata_serialized: true,
             stream: None,
+            _layout: [0; 2],
         }
     }
 

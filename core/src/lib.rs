@@ -39,11 +39,13 @@ mod index;
 mod memory;
 mod model;
 mod policy;
+mod projection;
 mod query;
 pub mod spi;
 mod store;
+mod subscription;
 
-pub use backend::{Backend, Snapshot};
+pub use backend::{Backend, FailedEvent, Position, Snapshot};
 pub use cache::CacheStats;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{BoxError, Error, Result};
@@ -52,8 +54,10 @@ pub use index::{IndexConfig, IndexName, QueryPlan};
 pub use memory::MemoryBackend;
 pub use model::{Callbacks, EventData, Executed, ExecutionError, FnModel, Migration, Model, Stage};
 pub use policy::{CachePolicy, Durability};
+pub use projection::{FailurePolicy, Projection, ProjectionStats};
 pub use query::{Cursor, EventPage, Filter, Order, Page, PageStart, Query};
 pub use store::{
     DEFAULT_MAX_EVENT_SIZE, EventStore, EventStoreBuilder, EventStream, Lineage, ReplayStats,
     Restored, StreamOptions,
 };
+pub use subscription::{Start, Stopper, SubscribeOptions, Subscription};

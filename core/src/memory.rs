@@ -3,18 +3,23 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use crate::backend::Snapshot;
+use crate::backend::{FailedEvent, Position, Snapshot};
 use crate::error::Result;
 use crate::event::Event;
 use crate::index::{IndexConfig, QueryPlan};
 use crate::query::{Filter, Query};
-use crate::spi::{EventLog, Maintenance, PendingEvent, SnapshotStore, StreamVersions, planner};
+use crate::spi::{
+    CommitSignal, EventLog, Maintenance, Notifications, PendingEvent, PositionStore, SnapshotStore,
+    StreamVersions, planner,
+};
 
 #[derive(Debug, Default)]
 struct State {
     events: Vec<Event>,
     streams: HashMap<String, u64>,
     snapshots: BTreeMap<(String, u64), Snapshot>,
+    positions: BTreeMap<String, Position>,
+    failures: BTreeMap<(String, u64), FailedEvent>,
 }
 
 /// An in-memory engine that keeps every contract in the most direct way (a `Vec` scanned and
@@ -29,6 +34,7 @@ struct State {
 pub struct MemoryBackend {
     state: Arc<RwLock<State>>,
     indexes: IndexConfig,
+    signal: Arc<CommitSignal>,
 }
 
 impl MemoryBackend {
@@ -42,6 +48,7 @@ impl MemoryBackend {
         MemoryBackend {
             state: Arc::default(),
             indexes,
+            signal: CommitSignal::new(),
         }
     }
 
@@ -51,6 +58,7 @@ impl MemoryBackend {
         MemoryBackend {
             state: Arc::clone(&self.state),
             indexes,
+            signal: Arc::clone(&self.signal),
         }
     }
 
@@ -78,6 +86,8 @@ impl EventLog for MemoryBackend {
         let first = state.events.len() as u64 + 1;
         let events = PendingEvent::into_events(batch, first, &assigned);
         state.events.extend(events.iter().cloned());
+        drop(state);
+        self.signal.publish(&events);
         Ok(events)
     }
 
@@ -115,6 +125,63 @@ impl EventLog for MemoryBackend {
 
     fn last_id(&self) -> Result<u64> {
         Ok(self.read().events.len() as u64)
+    }
+}
+
+impl PositionStore for MemoryBackend {
+    fn save_position(&self, name: &str, position: u64, at: i64) -> Result<()> {
+        let saved = Position {
+            name: name.to_owned(),
+            position,
+            updated_at: at,
+        };
+        self.write().positions.insert(name.to_owned(), saved);
+        Ok(())
+    }
+
+    fn load_position(&self, name: &str) -> Result<Option<Position>> {
+        Ok(self.read().positions.get(name).cloned())
+    }
+
+    fn list_positions(&self) -> Result<Vec<Position>> {
+        Ok(self.read().positions.values().cloned().collect())
+    }
+
+    fn delete_position(&self, name: &str) -> Result<bool> {
+        Ok(self.write().positions.remove(name).is_some())
+    }
+
+    fn record_failure(&self, failure: FailedEvent) -> Result<()> {
+        let key = (failure.projection.clone(), failure.event_id);
+        self.write().failures.insert(key, failure);
+        Ok(())
+    }
+
+    fn failures(&self, projection: &str) -> Result<Vec<FailedEvent>> {
+        let state = self.read();
+        Ok(state
+            .failures
+            .range((projection.to_owned(), 0)..=(projection.to_owned(), u64::MAX))
+            .map(|(_, f)| f.clone())
+            .collect())
+    }
+
+    fn clear_failures(&self, projection: &str) -> Result<u64> {
+        let mut state = self.write();
+        let before = state.failures.len();
+        state.failures.retain(|(p, _), _| p != projection);
+        Ok((before - state.failures.len()) as u64)
+    }
+}
+
+impl Notifications for MemoryBackend {
+    fn commit_signal(&self) -> Arc<CommitSignal> {
+        Arc::clone(&self.signal)
+    }
+
+    /// Every commit goes through a clone of this backend, which signals it.
+    fn poll_commits(&self) -> Result<()> {
+        Ok(())
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::backend::{Backend, Snapshot};
+use crate::backend::{Backend, FailedEvent, Position, Snapshot};
 use crate::cache::{Cache, CacheStats};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
@@ -220,6 +220,16 @@ impl<B: Backend> EventStore<B> {
         &self.backend
     }
 
+    /// The store's clock (what stamps events, positions and cache entries).
+    pub fn clock(&self) -> &dyn Clock {
+        &*self.clock
+    }
+
+    /// Now, by the store's clock.
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
     // ---- writing -------------------------------------------------------------------------
 
     /// Stores one event and returns it as stored.
@@ -274,6 +284,7 @@ impl<B: Backend> EventStore<B> {
     fn append(&self, events: Vec<NewEvent>) -> Result<Vec<Event>> {
         let now = self.clock.now_ms();
         let mut parents: HashMap<u64, String> = HashMap::new();
+        // Collected in place from the NewEvent vector (see PendingEvent's layout).
         let batch = events
             .into_iter()
             .map(|event| self.prepare(event, now, &mut parents))
@@ -309,6 +320,7 @@ impl<B: Backend> EventStore<B> {
             metadata,
             metadata_serialized,
             stream,
+            _layout: _,
         } = event;
         if cmd.trim().is_empty() {
             return Err(Error::invalid_event("cmd is empty"));
@@ -362,6 +374,7 @@ impl<B: Backend> EventStore<B> {
             metadata,
             stream,
             expected,
+            _layout: 0,
         };
         let size = pending.content_len();
         if size > self.max_event_size {
@@ -698,6 +711,46 @@ impl<B: Backend> EventStore<B> {
         self.backend.delete_snapshots_before(name, event_id)
     }
 
+    // ---- positions -------------------------------------------------------------------------
+
+    /// Saves `position` under `name` (replacing what was saved): every event at or below it
+    /// has been handled by that consumer. A position past the end of the log is
+    /// [`Error::InvalidArgument`].
+    pub fn save_position(&self, name: &str, position: u64) -> Result<()> {
+        if name.is_empty() {
+            return Err(Error::InvalidArgument("position name is empty".into()));
+        }
+        let last = self.backend.last_id()?;
+        if position > last {
+            return Err(Error::InvalidArgument(format!(
+                "position {position} of {name:?} is past the end of the log ({last})"
+            )));
+        }
+        self.backend
+            .save_position(name, position, self.clock.now_ms())
+    }
+
+    /// The position saved under `name`.
+    pub fn position(&self, name: &str) -> Result<Option<Position>> {
+        self.backend.load_position(name)
+    }
+
+    /// Every saved position, by name.
+    pub fn positions(&self) -> Result<Vec<Position>> {
+        self.backend.list_positions()
+    }
+
+    /// Deletes the position saved under `name`; whether there was one.
+    pub fn delete_position(&self, name: &str) -> Result<bool> {
+        self.backend.delete_position(name)
+    }
+
+    /// The events the projection `name` skipped after they failed (see
+    /// [`FailurePolicy`](crate::FailurePolicy)), by event id.
+    pub fn failed_events(&self, name: &str) -> Result<Vec<FailedEvent>> {
+        self.backend.failures(name)
+    }
+
     // ---- cache -----------------------------------------------------------------------------
 
     /// The cache's counters.
@@ -720,5 +773,32 @@ impl Snapshot {
                 Error::decode(format!("snapshot {:?}@{}: {e}", self.name, self.event_id))
                     .with_source(e)
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::MemoryBackend;
+
+    /// The bulk path converts the caller's vector in place: NewEvent -> PendingEvent here,
+    /// PendingEvent -> Event in the engine (see PendingEvent's layout).
+    #[test]
+    fn a_batch_is_prepared_in_the_callers_allocation() -> Result<()> {
+        let store = EventStore::new(MemoryBackend::new());
+        let events: Vec<NewEvent> = (0..1_000).map(|_| NewEvent::new("e")).collect();
+        let at = events.as_ptr().cast::<u8>();
+        let now = store.now_ms();
+        let mut parents = HashMap::new();
+        let batch = events
+            .into_iter()
+            .map(|event| store.prepare(event, now, &mut parents))
+            .collect::<Result<Vec<_>>>()?;
+        assert_eq!(
+            batch.as_ptr().cast::<u8>(),
+            at,
+            "std stopped collecting in place"
+        );
+        Ok(())
     }
 }

@@ -22,14 +22,7 @@ pub mod reopen;
 pub mod snapshots;
 pub mod store_logic;
 pub mod streams;
-
-pub use appends::*;
-pub use concurrency::*;
-pub use queries::*;
-pub use reopen::*;
-pub use snapshots::*;
-pub use store_logic::*;
-pub use streams::*;
+pub mod subscriptions;
 
 pub(crate) fn ev(cmd: &str) -> NewEvent {
     NewEvent::new(cmd)

@@ -500,3 +500,143 @@ pub fn stream_rejects_zero_batch<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> 
         |e| matches!(e, Error::InvalidArgument(_)),
     )
 }
+
+/// A model that fails (or panics) on the events whose data says so, `times` times each.
+fn flaky(times: u32) -> FnModel<(Vec<u64>, std::collections::HashMap<u64, u32>), ()> {
+    FnModel::new((Vec::new(), std::collections::HashMap::new())).on_default(
+        move |(seen, tries), e, data| {
+            let how = data.value()?["fail"].as_str().unwrap_or("").to_owned();
+            let tried = tries.entry(e.id).or_insert(0);
+            *tried += 1;
+            if !how.is_empty() && *tried <= times {
+                if how == "panic" {
+                    panic!("handler gave up on event {}", e.id);
+                }
+                return Err(format!("cannot handle event {}", e.id).into());
+            }
+            seen.push(e.id);
+            Ok(())
+        },
+    )
+}
+
+/// The failure policies: `stop` ends the run with the failing event and leaves the position
+/// before it; `skip` records the event and goes on; `retry` tries again and succeeds when the
+/// model recovers; a panicking handler is a failure like any other.
+pub fn projection_failure_policies<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
+    use eventlite_core::FailurePolicy;
+    use std::time::Duration;
+    let f = ctx.fixture()?;
+    for fail in ["", "", "error", "", "panic", ""] {
+        f.store(ev("e").data(&json!({ "fail": fail })))?;
+    }
+    // Stop: the run ends at event 3; events 1 and 2 were handled and saved.
+    let mut stopping = f.projection("stop", flaky(u32::MAX));
+    match stopping.catch_up() {
+        Err(Error::ProjectionFailed { event_id: 3, .. }) => {}
+        other => anyhow::bail!("expected a stop at event 3, got {other:?}"),
+    }
+    ensure!(f.position("stop")?.map(|p| p.position) == Some(2));
+    ensure!(stopping.model().state().0 == [1, 2]);
+    // A panic stops it too, and the position stays before the panicking event.
+    let mut panicking = f.projection("panic", flaky(u32::MAX)).filter(Filter {
+        id_from: Some(4),
+        ..Filter::default()
+    });
+    ensure!(matches!(
+        panicking.catch_up(),
+        Err(Error::ProjectionFailed { event_id: 5, .. })
+    ));
+    ensure!(f.position("panic")?.map(|p| p.position) == Some(4));
+    // Skip: both failures are recorded with their attempts, the rest handled.
+    let mut skipping = f
+        .projection("skip", flaky(u32::MAX))
+        .policy(FailurePolicy::retry(1, Duration::ZERO).then_skip());
+    let stats = skipping.catch_up()?;
+    ensure!(
+        (stats.events, stats.skipped, stats.retries) == (4, 2, 2),
+        "{stats:?}"
+    );
+    let failed = f.failed_events("skip")?;
+    ensure!(
+        failed
+            .iter()
+            .map(|e| (e.event_id, e.attempts))
+            .collect::<Vec<_>>()
+            == [(3, 2), (5, 2)]
+    );
+    ensure!(
+        failed[1].error.contains("panicked"),
+        "{:?}",
+        failed[1].error
+    );
+    ensure!(f.position("skip")?.map(|p| p.position) == Some(6));
+    // Retry: a model that fails twice per event and then recovers loses nothing.
+    let mut retrying = f
+        .projection("retry", flaky(2))
+        .policy(FailurePolicy::retry(2, Duration::ZERO));
+    let stats = retrying.catch_up()?;
+    ensure!(
+        (stats.events, stats.skipped, stats.retries) == (6, 0, 4),
+        "{stats:?}"
+    );
+    ensure!(retrying.model().state().0 == [1, 2, 3, 4, 5, 6]);
+    Ok(())
+}
+
+/// Rebuilding forgets the position and the skipped events and handles the whole log again;
+/// from a snapshot's event it handles only what follows.
+pub fn projection_rebuilds<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
+    use eventlite_core::FailurePolicy;
+    let f = ctx.fixture()?;
+    for fail in ["", "error", ""] {
+        f.store(ev("e").data(&json!({ "fail": fail })))?;
+    }
+    f.projection("p", flaky(u32::MAX))
+        .policy(FailurePolicy::skip())
+        .catch_up()?;
+    ensure!(f.failed_events("p")?.len() == 1);
+    let mut again = f.projection("p", flaky(0));
+    let stats = again.rebuild()?;
+    ensure!(stats.events == 3 && f.failed_events("p")?.is_empty());
+    ensure!(again.model().state().0 == [1, 2, 3]);
+    let mut from_snapshot = f.projection("p", flaky(0));
+    from_snapshot.rebuild_after(2)?;
+    ensure!(from_snapshot.model().state().0 == [3]);
+    Ok(())
+}
+
+/// A projection running on a thread follows new events and stops when told.
+pub fn projection_runs_until_stopped<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
+    let f = ctx.fixture()?;
+    let store = &f.store;
+    f.store(ev("e"))?;
+    let model = FnModel::new(Vec::<u64>::new()).on_default(|seen, e, _| {
+        seen.push(e.id);
+        Ok(())
+    });
+    let mut projection = store.projection("live", model);
+    let stopper = projection.stopper();
+    let (stats, seen) = std::thread::scope(|s| -> Result<_> {
+        let runner = s.spawn(move || projection.run().map(|st| (st, projection.into_model())));
+        for _ in 0..3 {
+            store.store(ev("e"))?;
+        }
+        // The runner saves its position after each batch: once it reached the last event, stop.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while store.position("live")?.map(|p| p.position) != Some(4) {
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "the projection never caught up"
+            );
+            std::thread::yield_now();
+        }
+        stopper.stop();
+        let (stats, model) = runner
+            .join()
+            .map_err(|_| anyhow::anyhow!("the runner panicked"))??;
+        Ok((stats, model.into_state()))
+    })?;
+    ensure!(seen == [1, 2, 3, 4] && stats.events == 4 && stats.position == 4);
+    Ok(())
+}

@@ -293,7 +293,6 @@ pub fn row_checksum(id: u64, row: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::ExpectedVersion;
     use crate::spi::PendingEvent;
 
     fn sample() -> Event {
@@ -302,13 +301,10 @@ mod tests {
             datetime: 7,
             user: "u".into(),
             ip: "i".into(),
-            cmd: "c".into(),
-            data: "{}".into(),
             correlation_id: "g".into(),
             causation_id: Some(3),
-            metadata: "{}".into(),
             stream: Some("s".into()),
-            expected: ExpectedVersion::Any,
+            ..PendingEvent::new("c")
         }
         .into_event(9, Some(1))
     }
@@ -341,13 +337,12 @@ mod tests {
             datetime: e.datetime,
             user: e.user.clone(),
             ip: e.ip.clone(),
-            cmd: e.cmd.clone(),
             data: e.data.clone(),
             correlation_id: e.correlation_id.clone(),
             causation_id: e.causation_id,
             metadata: e.metadata.clone(),
             stream: e.stream.clone(),
-            expected: ExpectedVersion::Any,
+            ..PendingEvent::new(e.cmd.clone())
         }
     }
 

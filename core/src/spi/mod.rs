@@ -3,7 +3,8 @@
 //!
 //! Users of EventLite need none of this: they open a store through an engine's constructor
 //! and call [`EventStore`](crate::EventStore). An engine implements the capability traits
-//! ([`EventLog`], [`SnapshotStore`], [`Maintenance`]); together they make a
+//! ([`EventLog`], [`SnapshotStore`], [`PositionStore`], [`Notifications`], [`Maintenance`]);
+//! together they make a
 //! [`Backend`](crate::Backend), which `EventStore` runs on. The conformance suite
 //! (`eventlite-conformance`) checks that an engine keeps every contract written here.
 //!
@@ -12,6 +13,7 @@
 //! - [`EventFields`]: an event's fields borrowed from the engine's storage, its checksum, and
 //!   the one way of turning them into an [`Event`](crate::Event), owned or in place;
 //! - [`StreamVersions`]: the optimistic-concurrency check, run inside the append transaction;
+//! - [`CommitSignal`]: how an engine wakes the subscriptions waiting for its commits;
 //! - [`planner`]: index choice and `explain` for engines without a planner of their own;
 //! - [`files`]: preparing a local store file without touching a foreign one;
 //! - [`io_error`]: an I/O error as the [`Error`] variant a caller can act on.
@@ -20,11 +22,13 @@ mod fields;
 pub mod files;
 mod pending;
 pub mod planner;
+mod signal;
 mod streams;
 
-pub use crate::backend::{EventLog, Maintenance, SnapshotStore};
+pub use crate::backend::{EventLog, Maintenance, Notifications, PositionStore, SnapshotStore};
 pub use fields::{EventFields, Text, row_checksum};
 pub use pending::PendingEvent;
+pub use signal::{CommitSignal, Seen, Wakeup, Watcher};
 pub use streams::StreamVersions;
 
 use crate::error::Error;

@@ -18,11 +18,12 @@ use crate::spi::PendingEvent;
 /// ```
 /// use eventlite_core::ExpectedVersion;
 /// use eventlite_core::spi::{PendingEvent, StreamVersions};
-/// # fn pending(stream: &str, expected: ExpectedVersion) -> PendingEvent {
-/// #     PendingEvent { version: 1, datetime: 0, user: String::new(), ip: String::new(),
-/// #         cmd: "c".into(), data: "{}".into(), correlation_id: "g".into(), causation_id: None,
-/// #         metadata: "{}".into(), stream: Some(stream.into()), expected }
-/// # }
+/// let pending = |stream: &str, expected| {
+///     let mut event = PendingEvent::new("deposited");
+///     event.stream = Some(stream.into());
+///     event.expected = expected;
+///     event
+/// };
 /// let stored = |stream: &str| Ok(if stream == "a" { Some(2) } else { None });
 /// let mut versions = StreamVersions::new();
 /// let first = [pending("a", ExpectedVersion::Exact(2)), pending("b", ExpectedVersion::NoStream)];
@@ -119,17 +120,9 @@ mod tests {
 
     fn pending(stream: Option<&str>, expected: ExpectedVersion) -> PendingEvent {
         PendingEvent {
-            version: 1,
-            datetime: 0,
-            user: String::new(),
-            ip: String::new(),
-            cmd: "c".into(),
-            data: "{}".into(),
-            correlation_id: "g".into(),
-            causation_id: None,
-            metadata: "{}".into(),
             stream: stream.map(str::to_owned),
             expected,
+            ..PendingEvent::new("c")
         }
     }
 

@@ -7,6 +7,8 @@
 //! - `multi PATH COUNT`: appends COUNT single events to a SQLite store, printing each id.
 //! - `checkpoint ENGINE PATH DURABILITY COUNT`: appends COUNT single events, calls
 //!   `checkpoint`, prints `checkpointed <last id>` and waits to be killed.
+//! - `project ENGINE STORE READ_MODEL`: brings a read model in the SQLite file READ_MODEL up to
+//!   date with the store (`SqliteProjection`, batches of 25), prints `done <position>`.
 use std::io::Write;
 
 use anyhow::{Context, Result};
@@ -115,6 +117,35 @@ fn main() -> Result<()> {
                 let e = store.store(NewEvent::new("multi").data(&i))?;
                 writeln!(out, "{}", e.id)?;
             }
+            Ok(())
+        }
+        "project" => {
+            let store = open(
+                engine(arg(&args, 2)?)?,
+                arg(&args, 3)?.as_ref(),
+                Durability::Immediate,
+            )?;
+            let mut db = eventlite_sqlite::rusqlite::Connection::open(arg(&args, 4)?)?;
+            db.execute_batch(
+                "CREATE TABLE IF NOT EXISTS applied (event_id INTEGER NOT NULL);
+                 CREATE TABLE IF NOT EXISTS totals (n INTEGER NOT NULL, sum INTEGER NOT NULL);
+                 INSERT INTO totals SELECT 0, 0 WHERE NOT EXISTS (SELECT 1 FROM totals);",
+            )?;
+            let mut projection =
+                eventlite_sqlite::SqliteProjection::new(&mut db, "applied")?.batch_size(25);
+            // No uniqueness anywhere: an event applied twice would show as a duplicate row.
+            let stats = projection.catch_up(&store, &mut |conn, event| {
+                conn.execute(
+                    "INSERT INTO applied (event_id) VALUES (?1)",
+                    [event.id as i64],
+                )?;
+                conn.execute(
+                    "UPDATE totals SET n = n + 1, sum = sum + ?1",
+                    [event.id as i64],
+                )?;
+                Ok(())
+            })?;
+            writeln!(out, "done {}", stats.position)?;
             Ok(())
         }
         "checkpoint" => {
