@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use eventlite_benches::Engine;
-use eventlite_benches::cases::{reads::reads, scale::scale, writes::writes};
+use eventlite_benches::cases::{reads::reads, scale::scale, subscriptions, writes::writes};
 use eventlite_benches::harness::{Bench, Config};
 use eventlite_benches::report::{json, markdown::markdown, svg::svg};
 
@@ -23,7 +23,7 @@ struct Args {
 
 const USAGE: &str = "\
 usage: seed-tables [--quick] [--events N] [--runs R] [--engines sqlite,redb]
-                   [--only index,durability,bulk,profiles,reads]
+                   [--only index,durability,bulk,profiles,reads,subscriptions]
                    [--json PATH] [--markdown PATH] [--svg PATH]
        seed-tables --scale [--engines sqlite,redb] [--json PATH] [--markdown PATH]
        seed-tables --render JSON [--markdown PATH] [--svg PATH]
@@ -65,7 +65,14 @@ fn parse_args() -> Result<Option<Args>> {
             "--render" => args.render = Some(value()?),
             "--only" => {
                 args.config.only = value()?.split(',').map(str::to_owned).collect();
-                let known = ["index", "durability", "bulk", "profiles", "reads"];
+                let known = [
+                    "index",
+                    "durability",
+                    "bulk",
+                    "profiles",
+                    "reads",
+                    "subscriptions",
+                ];
                 if let Some(t) = args
                     .config
                     .only
@@ -84,6 +91,13 @@ fn parse_args() -> Result<Option<Args>> {
                         other => bail!("unknown engine {other}"),
                     })
                     .collect::<Result<_>>()?
+            }
+            "--follow" => {
+                // The follower process of the cross-process latency case.
+                let path = value()?;
+                let count = it.next().context("--follow needs a count")?.parse()?;
+                subscriptions::follow(path.as_ref(), count)?;
+                std::process::exit(0);
             }
             other => bail!("unknown argument {other}\n\n{USAGE}"),
         }
@@ -118,13 +132,19 @@ fn main() -> Result<()> {
             writes(&mut b, e)?;
         }
         let read_engines = if b.config.wants("reads") {
-            engines
+            engines.clone()
         } else {
             Vec::new()
         };
         for e in read_engines {
             eprintln!("== {} reads", e.name());
             reads(&mut b, e)?;
+        }
+        if b.config.wants("subscriptions") {
+            for &e in &engines {
+                eprintln!("== {} subscriptions", e.name());
+                subscriptions::subscriptions(&mut b, e)?;
+            }
         }
     }
     let md = markdown(&b);

@@ -4,4 +4,5 @@
 pub mod cursor;
 pub mod reads;
 pub mod scale;
+pub mod subscriptions;
 pub mod writes;

@@ -10,7 +10,7 @@ use crate::report::{fmt_num, unique};
 
 /// Whether a smaller figure in `unit` is the better one (memory, as opposed to rates).
 fn lower_is_better(unit: &str) -> bool {
-    unit == "KiB"
+    unit == "KiB" || unit == "µs"
 }
 
 /// The tables of a run, each engine's best figure of a case in bold, and the targets checked.
