@@ -1,40 +1,25 @@
 //! EventLite in one page: store events, query and page them, replay them through a model,
 //! snapshot the model. Runs on a SQLite file under `./data/` (set `EVENTLITE_ENGINE=redb` or
-//! pass `--engine redb` to use redb, with the `redb` feature).
+//! pass `--engine redb` to use redb, with eventlite's `redb` feature).
 use eventlite::{Backend, Callbacks, EventStore, FnModel, NewEvent, Page, StreamOptions};
 use serde_json::json;
 
 fn main() -> anyhow::Result<()> {
-    let engine = std::env::args()
+    // The engine: `--engine redb`, or EVENTLITE_ENGINE, or the default of this build. Asking
+    // the facade (not `cfg!(feature)`, which tests *this* crate's features) keeps the example
+    // working when copied into another crate.
+    let engine: eventlite::Engine = match std::env::args()
         .skip_while(|a| a != "--engine")
         .nth(1)
         .or_else(|| std::env::var("EVENTLITE_ENGINE").ok())
-        .unwrap_or_else(|| {
-            if cfg!(feature = "sqlite") {
-                "sqlite"
-            } else {
-                "redb"
-            }
-            .to_owned()
-        });
-    match engine.as_str() {
-        #[cfg(feature = "sqlite")]
-        "sqlite" => {
-            let path = "data/quickstart.sqlite";
-            println!("engine: SQLite, file {path}");
-            run(eventlite::open(path)?)
-        }
-        #[cfg(feature = "redb")]
-        "redb" => {
-            let path = "data/quickstart.redb";
-            println!("engine: redb, file {path}");
-            run(eventlite::redb::open(
-                path,
-                eventlite::redb::RedbOptions::default(),
-            )?)
-        }
-        other => anyhow::bail!("engine {other:?} is not compiled in (see the Cargo features)"),
-    }
+    {
+        Some(name) => name.parse()?,
+        None => eventlite::Engine::default_available()
+            .ok_or_else(|| anyhow::anyhow!("this build of eventlite has no engine"))?,
+    };
+    let path = format!("data/quickstart.{engine}");
+    println!("engine: {engine}, file {path}");
+    run(engine.open(&path)?)
 }
 
 fn run<B: Backend>(store: EventStore<B>) -> anyhow::Result<()> {

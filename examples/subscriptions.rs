@@ -51,9 +51,8 @@ fn main() -> Result<()> {
             "CREATE TABLE IF NOT EXISTS totals (user TEXT PRIMARY KEY, orders INTEGER NOT NULL, cents INTEGER NOT NULL)",
         )?;
         let mut totals = SqliteProjection::new(&mut db, "totals")?;
-        let mut subscription = totals.subscribe(&projected)?;
-        stopper_tx.send(subscription.stopper())?;
-        let stats = totals.run(&projected, &mut subscription, &mut |conn, event| {
+        stopper_tx.send(totals.stopper())?;
+        let stats = totals.run(&projected, &mut |conn, event| {
             let order: Order = event.data()?;
             conn.execute(
                 "INSERT INTO totals VALUES (?1, 1, ?2) ON CONFLICT (user) DO UPDATE \

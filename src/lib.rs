@@ -29,11 +29,133 @@ pub use eventlite_core::{
     Backend, BoxError, CachePolicy, CacheStats, Callbacks, Clock, Cursor, DEFAULT_MAX_EVENT_SIZE,
     Durability, Error, Event, EventData, EventPage, EventStore, EventStoreBuilder, EventStream,
     Executed, ExecutionError, ExpectedVersion, FailedEvent, FailurePolicy, Filter, FnModel,
-    IndexConfig, IndexName, Lineage, ManualClock, MemoryBackend, Migration, Model, NewEvent, Order,
-    Page, PageStart, Position, Projection, ProjectionStats, Query, QueryPlan, ReplayStats,
-    Restored, Result, Snapshot, Stage, Start, Stopper, StreamOptions, SubscribeOptions,
-    Subscription, SystemClock,
+    IndexConfig, IndexName, Lineage, MAX_JSON_DEPTH, ManualClock, MemoryBackend, Migration, Model,
+    NewEvent, Order, Page, PageStart, Position, Projection, ProjectionStats, Query, QueryPlan,
+    ReplayStats, Restored, Result, Snapshot, Stage, Start, Stopper, StreamOptions,
+    SubscribeOptions, Subscription, SystemClock,
 };
+
+// The README's code runs as a doctest, so that it cannot drift from the API.
+#[cfg(all(doctest, feature = "sqlite"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
+/// A store on whichever engine was chosen at run time (see [`Engine::open`]).
+pub type AnyStore = EventStore<Box<dyn Backend>>;
+
+/// The storage engines EventLite knows, whether or not this build has them: code that names
+/// one compiles with any features, and [`Engine::open`] says when the engine is missing.
+///
+/// ```
+/// let engine: eventlite::Engine = "sqlite".parse()?;
+/// if engine.is_available() {
+///     let dir = tempfile::tempdir()?;
+///     let store = engine.open(dir.path().join("events.db"))?;
+///     store.store(eventlite::NewEvent::new("hello"))?;
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Engine {
+    /// SQLite (feature `sqlite`, the default).
+    Sqlite,
+    /// redb (feature `redb`).
+    Redb,
+}
+
+/// The engines this build has, the default first.
+pub const ENGINES: &[Engine] = &[
+    #[cfg(feature = "sqlite")]
+    Engine::Sqlite,
+    #[cfg(feature = "redb")]
+    Engine::Redb,
+];
+
+impl Engine {
+    /// Every engine EventLite knows.
+    pub const ALL: &'static [Engine] = &[Engine::Sqlite, Engine::Redb];
+
+    /// Its name (`"sqlite"`, `"redb"`), as [`FromStr`](std::str::FromStr) reads it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "sqlite",
+            Engine::Redb => "redb",
+        }
+    }
+
+    /// The Cargo feature of `eventlite` that compiles it in.
+    pub fn feature(self) -> &'static str {
+        self.name()
+    }
+
+    /// Whether this build has it.
+    pub fn is_available(self) -> bool {
+        ENGINES.contains(&self)
+    }
+
+    /// The engine [`open`] uses: SQLite when this build has it, else redb (`None` when it has
+    /// no engine at all).
+    pub fn default_available() -> Option<Engine> {
+        ENGINES.first().copied()
+    }
+
+    /// Opens (or creates) a store of this engine at `path` with default options. An engine
+    /// this build lacks is [`Error::InvalidArgument`], naming the feature to enable.
+    pub fn open(self, path: impl AsRef<std::path::Path>) -> Result<AnyStore> {
+        Ok(self.builder(path)?.build())
+    }
+
+    /// [`open`](Self::open), as a builder to set the store's cache, clock or size limit.
+    pub fn builder(
+        self,
+        path: impl AsRef<std::path::Path>,
+    ) -> Result<EventStoreBuilder<Box<dyn Backend>>> {
+        let path = path.as_ref();
+        let backend: Box<dyn Backend> = match self {
+            #[cfg(feature = "sqlite")]
+            Engine::Sqlite => Box::new(eventlite_sqlite::SqliteBackend::open(
+                path,
+                eventlite_sqlite::SqliteOptions::default(),
+            )?),
+            #[cfg(feature = "redb")]
+            Engine::Redb => Box::new(eventlite_redb::RedbBackend::open(
+                path,
+                eventlite_redb::RedbOptions::default(),
+            )?),
+            #[allow(unreachable_patterns)]
+            missing => {
+                let _ = path;
+                return Err(Error::InvalidArgument(format!(
+                    "engine {:?} is not compiled in: enable eventlite's `{}` feature",
+                    missing.name(),
+                    missing.feature()
+                )));
+            }
+        };
+        Ok(EventStore::builder(backend))
+    }
+}
+
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Engine {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Engine> {
+        Engine::ALL
+            .iter()
+            .copied()
+            .find(|e| e.name().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!("unknown engine {s:?} (known: sqlite, redb)"))
+            })
+    }
+}
 
 /// The SQLite engine and its options.
 #[cfg(feature = "sqlite")]
@@ -46,7 +168,28 @@ pub mod sqlite {
         path: impl AsRef<std::path::Path>,
         options: SqliteOptions,
     ) -> eventlite_core::Result<eventlite_core::EventStore<SqliteBackend>> {
-        Ok(eventlite_core::EventStore::new(SqliteBackend::open(
+        Ok(builder(path, options)?.build())
+    }
+
+    /// Opens (or creates) a SQLite store at `path` with these engine options, as a builder for
+    /// the store's own (cache, clock, size limit):
+    ///
+    /// ```
+    /// use eventlite::CachePolicy;
+    /// use eventlite::sqlite::SqliteOptions;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let store = eventlite::sqlite::builder(dir.path().join("events.sqlite"), SqliteOptions::default())?
+    ///     .cache(CachePolicy::read_optimized())
+    ///     .build();
+    /// assert!(store.cache_stats().enabled);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn builder(
+        path: impl AsRef<std::path::Path>,
+        options: SqliteOptions,
+    ) -> eventlite_core::Result<eventlite_core::EventStoreBuilder<SqliteBackend>> {
+        Ok(eventlite_core::EventStore::builder(SqliteBackend::open(
             path, options,
         )?))
     }
@@ -63,7 +206,16 @@ pub mod redb {
         path: impl AsRef<std::path::Path>,
         options: RedbOptions,
     ) -> eventlite_core::Result<eventlite_core::EventStore<RedbBackend>> {
-        Ok(eventlite_core::EventStore::new(RedbBackend::open(
+        Ok(builder(path, options)?.build())
+    }
+
+    /// Opens (or creates) a redb store at `path` with these engine options, as a builder for
+    /// the store's own (cache, clock, size limit).
+    pub fn builder(
+        path: impl AsRef<std::path::Path>,
+        options: RedbOptions,
+    ) -> eventlite_core::Result<eventlite_core::EventStoreBuilder<RedbBackend>> {
+        Ok(eventlite_core::EventStore::builder(RedbBackend::open(
             path, options,
         )?))
     }

@@ -37,3 +37,67 @@ fn open_store_reopen_and_query_on_the_default_engine() -> anyhow::Result<()> {
     assert!(matches!(conflict, Err(Error::Conflict { .. })));
     Ok(())
 }
+
+/// Engines are values: named, parsed, listed by what this build has, and opened; one this
+/// build lacks is a typed error naming the feature to enable.
+#[test]
+fn engines_are_chosen_at_run_time() -> anyhow::Result<()> {
+    use eventlite::{ENGINES, Engine};
+    assert_eq!(Engine::default_available(), ENGINES.first().copied());
+    assert!(!ENGINES.is_empty());
+    for &engine in Engine::ALL {
+        assert_eq!(engine.name().parse::<Engine>()?, engine);
+        let dir = tempfile::tempdir()?;
+        match engine.open(dir.path().join("events.db")) {
+            Ok(store) => {
+                assert!(engine.is_available());
+                assert_eq!(store.store(NewEvent::new("hello"))?.id, 1);
+            }
+            Err(Error::InvalidArgument(message)) => {
+                assert!(!engine.is_available());
+                assert!(message.contains(engine.feature()), "{message}");
+            }
+            Err(other) => return Err(other.into()),
+        }
+    }
+    assert!(matches!(
+        "sqlserver".parse::<Engine>(),
+        Err(Error::InvalidArgument(_))
+    ));
+    Ok(())
+}
+
+/// The examples are what users copy into their own crates, where `cfg(feature = ..)` tests
+/// *their* features: the examples must ask the facade instead.
+#[test]
+fn examples_do_not_test_cargo_features() -> anyhow::Result<()> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let source = std::fs::read_to_string(&path)?;
+        assert!(
+            !source.contains("feature ="),
+            "{} tests a Cargo feature",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// The store's own options (cache, clock, size limit) are one call away on every engine.
+#[test]
+fn engine_options_and_store_options_together() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let engine = eventlite::Engine::default_available().expect("an engine");
+    let store = engine
+        .builder(dir.path().join("events.db"))?
+        .cache(eventlite::CachePolicy::disabled())
+        .max_event_size(64)
+        .build();
+    assert!(!store.cache_stats().enabled);
+    assert!(matches!(
+        store.store(NewEvent::new("big").data(&"x".repeat(100))),
+        Err(Error::InvalidEvent { .. })
+    ));
+    Ok(())
+}

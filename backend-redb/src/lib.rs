@@ -686,6 +686,10 @@ impl Notifications for RedbBackend {
     fn poll_commits(&self) -> Result<()> {
         Ok(())
     }
+
+    fn external_commits(&self) -> Result<u64> {
+        Ok(0)
+    }
 }
 
 impl Maintenance for RedbBackend {

@@ -185,9 +185,8 @@ pub struct SqliteBackend {
     writer: Mutex<WriterConn>,
     readers: Mutex<Vec<ReaderConn>>,
     signal: Arc<CommitSignal>,
-    /// A connection that watches the file's change counter for other connections' commits,
-    /// the counter it saw last and when (opened by the first poll).
-    watcher: Mutex<Option<(Connection, i64, Instant)>>,
+    /// What watches the file for other connections' commits (opened by the first look).
+    watcher: Mutex<Option<Watch>>,
 }
 
 impl Drop for SqliteBackend {
@@ -263,6 +262,7 @@ impl SqliteBackend {
     /// it after timing appends, so that the checkpoint those started does not run into the
     /// next measurement; it is not part of the stable API.
     #[cfg(feature = "bench-hooks")]
+    #[doc(hidden)]
     pub fn wait_for_checkpoints(&self) {
         self.writer().with_dependent(|_, parts| {
             if let Some(c) = &parts.checkpoints {
@@ -616,9 +616,11 @@ impl EventLog for SqliteBackend {
         let mut guard = self.writer();
         let (first, stream_versions) =
             guard.with_dependent_mut(|conn, parts| append_on(conn, parts, &batch))?;
-        drop(guard);
         let events = PendingEvent::into_events(batch, first, &stream_versions);
+        // Published under the writer's lock: `look_elsewhere` counts on every commit of this
+        // backend being published once the lock is free.
         self.signal.publish(&events);
+        drop(guard);
         Ok(events)
     }
 
@@ -793,45 +795,87 @@ impl Notifications for SqliteBackend {
         Arc::clone(&self.signal)
     }
 
-    /// Compares SQLite's `data_version`, which moves when another connection (this
-    /// backend's writer, another handle, another process) commits to the file, with what it
-    /// was at the last poll; when it moved, wakes every subscriber if the log holds ids this
-    /// backend did not publish (its own commits have woken whom they concern already).
-    ///
-    /// Many subscribers poll at their own pace; a poll within 5 ms of the previous
-    /// one is skipped, since that one woke everyone a commit from elsewhere concerns.
+    /// Looks for other connections' commits (see [`SqliteBackend::look_elsewhere`]); a poll
+    /// within 5 ms of the previous one is skipped, since that one woke everyone a commit from
+    /// elsewhere concerns (many subscribers poll, each at its own pace).
     fn poll_commits(&self) -> Result<()> {
+        self.look_elsewhere(POLL_SPACING).map(drop)
+    }
+
+    fn external_commits(&self) -> Result<u64> {
+        self.look_elsewhere(Duration::ZERO)
+    }
+}
+
+impl SqliteBackend {
+    /// Compares SQLite's `data_version` (which moves when another connection commits to the
+    /// file: this backend's writer, another handle, another process) with what it was at the
+    /// last look, unless that was within `spacing`. When it moved, the log's size tells whether
+    /// anyone but this backend appended (ids are gap-free: the newest id is the number of
+    /// events); if so, counts a commit from elsewhere and wakes every subscriber. Returns the
+    /// count so far.
+    fn look_elsewhere(&self, spacing: Duration) -> Result<u64> {
         let mut watcher = self.watcher.lock().unwrap_or_else(|e| e.into_inner());
-        let version = |conn: &Connection| -> Result<i64> {
-            conn.query_row("PRAGMA data_version", [], |r| r.get(0))
-                .map_err(map_err)
-        };
-        let changed = match watcher.as_mut() {
-            Some((_, _, at)) if at.elapsed() < POLL_SPACING => return Ok(()),
-            Some((conn, seen, at)) => {
-                let now = version(conn)?;
-                *at = Instant::now();
-                std::mem::replace(seen, now) != now
-            }
+        let w = match watcher.as_mut() {
+            Some(w) => w,
             None => {
                 let conn = open_connection(&self.path, &self.options)?;
                 conn.pragma_update(None, "query_only", true)
                     .map_err(map_err)?;
-                let now = version(&conn)?;
-                *watcher = Some((conn, now, Instant::now()));
-                true
+                watcher.insert(Watch {
+                    conn,
+                    version: None,
+                    at: Instant::now(),
+                    others: None,
+                    elsewhere: 0,
+                })
             }
         };
-        if let Some((conn, _, _)) = watcher.as_ref().filter(|_| changed) {
-            let last: i64 = conn
-                .query_row("SELECT COALESCE(MAX(id), 0) FROM queue", [], |r| r.get(0))
-                .map_err(map_err)?;
-            if u64::try_from(last).unwrap_or(0) > self.signal.head() {
-                self.signal.notify();
-            }
+        if w.version.is_some() && w.at.elapsed() < spacing {
+            return Ok(w.elsewhere);
         }
-        Ok(())
+        let version: i64 = w
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .map_err(map_err)?;
+        w.at = Instant::now();
+        if w.version == Some(version) {
+            return Ok(w.elsewhere);
+        }
+        // Under the writer's lock, every commit of this backend is published: the newest id
+        // and the published count then agree unless someone else appended.
+        let _writer = self.writer();
+        let newest: i64 = w
+            .conn
+            .query_row("SELECT COALESCE(MAX(id), 0) FROM queue", [], |r| r.get(0))
+            .map_err(map_err)?;
+        let others = u64::try_from(newest)
+            .unwrap_or(0)
+            .saturating_sub(self.signal.published());
+        if w.others != Some(others) {
+            // The first look counts too: what was appended before it was never published.
+            w.others = Some(others);
+            w.elsewhere += 1;
+            self.signal.notify();
+        }
+        // Only now: a look that failed above leaves the change to be found by the next one.
+        w.version = Some(version);
+        Ok(w.elsewhere)
     }
+}
+
+/// The connection that watches a SQLite file for other connections' commits.
+#[derive(Debug)]
+struct Watch {
+    conn: Connection,
+    /// `data_version` at the last look (`None` before the first).
+    version: Option<i64>,
+    /// When that look was.
+    at: Instant,
+    /// Events in the log not published by this backend, at the last look.
+    others: Option<u64>,
+    /// Commits from elsewhere found so far.
+    elsewhere: u64,
 }
 
 impl Maintenance for SqliteBackend {

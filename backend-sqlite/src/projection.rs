@@ -6,11 +6,9 @@ use std::time::Duration;
 
 use eventlite_core::{
     Backend, BoxError, Error, Event, EventStore, FailedEvent, FailurePolicy, Filter,
-    ProjectionStats, Result, Start, SubscribeOptions, Subscription,
+    ProjectionStats, Result, Start, Stopper, SubscribeOptions,
 };
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
-
-use crate::map_err;
 
 /// What a projection's handler gets: the read model's connection, inside the batch's open
 /// transaction (write to it; do not commit or roll back), and the event.
@@ -31,7 +29,8 @@ const POSITIONS: &str = "CREATE TABLE IF NOT EXISTS eventlite_projections (
 /// written without savepoints, and only a batch with a failure is redone event by event, each
 /// in a savepoint, so that a skipped event leaves nothing behind. A handler may therefore run
 /// more than once for an event, its writes rolled back in between: keep its effects inside the
-/// transaction it is given.
+/// transaction it is given. A handler that commits or rolls back that transaction itself fails
+/// the event.
 ///
 /// ```
 /// use eventlite_core::{EventStore, MemoryBackend, NewEvent};
@@ -68,7 +67,16 @@ pub struct SqliteProjection<'c> {
     policy: FailurePolicy,
     filter: Filter,
     poll_interval: Duration,
+    stopper: Stopper,
 }
+
+/// An error of the read model's database, told apart from the event store's.
+fn model_err(e: rusqlite::Error) -> Error {
+    Error::backend(crate::ENGINE, format!("read model: {e}"), e)
+}
+
+/// Why an event failed: the message, and the handler's error (none for a panic).
+type Failure = (String, Option<BoxError>);
 
 impl<'c> SqliteProjection<'c> {
     /// The projection `name` into `conn`'s database (creating its position table there if
@@ -77,7 +85,7 @@ impl<'c> SqliteProjection<'c> {
         if name.is_empty() {
             return Err(Error::InvalidArgument("projection name is empty".into()));
         }
-        conn.execute(POSITIONS, []).map_err(map_err)?;
+        conn.execute(POSITIONS, []).map_err(model_err)?;
         Ok(SqliteProjection {
             conn,
             name: name.to_owned(),
@@ -85,6 +93,7 @@ impl<'c> SqliteProjection<'c> {
             policy: FailurePolicy::default(),
             filter: Filter::default(),
             poll_interval: SubscribeOptions::default().poll_interval,
+            stopper: Stopper::default(),
         })
     }
 
@@ -106,8 +115,7 @@ impl<'c> SqliteProjection<'c> {
         self
     }
 
-    /// Sets how often a subscription from [`subscribe`](Self::subscribe) looks for other
-    /// processes' commits.
+    /// Sets how often [`run`](Self::run) looks for other processes' commits.
     pub fn poll_interval(mut self, interval: Duration) -> Self {
         self.poll_interval = interval;
         self
@@ -119,18 +127,10 @@ impl<'c> SqliteProjection<'c> {
         position_in(self.conn, &self.name)
     }
 
-    /// A subscription to `store` from this projection's position, for [`run`](Self::run);
-    /// take its [`stopper`](Subscription::stopper) to stop the run from another thread.
-    pub fn subscribe<'s, B: Backend>(
-        &self,
-        store: &'s EventStore<B>,
-    ) -> Result<Subscription<'s, B>> {
-        store.subscribe(SubscribeOptions {
-            start: Start::After(self.position()?),
-            filter: self.filter.clone(),
-            batch_size: self.batch_size,
-            poll_interval: self.poll_interval,
-        })
+    /// A handle that stops [`run`](Self::run) from another thread (after the batch in hand).
+    /// A stop is final for this projection.
+    pub fn stopper(&self) -> Stopper {
+        self.stopper.clone()
     }
 
     /// Applies every event of `store` after the position, then returns.
@@ -139,19 +139,19 @@ impl<'c> SqliteProjection<'c> {
         store: &EventStore<B>,
         handler: &mut Handler<'_>,
     ) -> Result<ProjectionStats> {
-        let mut subscription = self.subscribe(store)?;
-        self.drive(store, &mut subscription, handler, Duration::ZERO)
+        self.drive(store, handler, Duration::ZERO)
     }
 
-    /// Applies the events `subscription` delivers (see [`subscribe`](Self::subscribe)) until
-    /// it is stopped, or an event fails under [`FailurePolicy::stop`].
+    /// Applies every event of `store` after the position, then each new one as it commits,
+    /// until stopped through [`stopper`](Self::stopper) or an event fails under
+    /// [`FailurePolicy::stop`]. Called again after an error, it goes on from the position the
+    /// read model holds.
     pub fn run<B: Backend>(
         &mut self,
         store: &EventStore<B>,
-        subscription: &mut Subscription<'_, B>,
         handler: &mut Handler<'_>,
     ) -> Result<ProjectionStats> {
-        self.drive(store, subscription, handler, Duration::MAX)
+        self.drive(store, handler, Duration::MAX)
     }
 
     /// Sets the position back to 0 in one transaction with `clear` (which empties the read
@@ -166,24 +166,31 @@ impl<'c> SqliteProjection<'c> {
         let tx = self.begin()?;
         clear(&tx).map_err(|e| Error::backend(crate::ENGINE, "clearing the read model", e))?;
         save_position(&tx, &name, 0)?;
-        tx.commit().map_err(map_err)?;
-        store.backend().clear_failures(&self.name)?;
+        tx.commit().map_err(model_err)?;
+        store.clear_failed_events(&self.name)?;
         Ok(())
     }
 
     fn begin(&mut self) -> Result<Transaction<'_>> {
         self.conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(map_err)
+            .map_err(model_err)
     }
 
     fn drive<B: Backend>(
         &mut self,
         store: &EventStore<B>,
-        subscription: &mut Subscription<'_, B>,
         handler: &mut Handler<'_>,
         wait: Duration,
     ) -> Result<ProjectionStats> {
+        // The subscription starts at the position the read model committed, so that whatever
+        // happened before (an error, a crash) nothing is skipped or applied twice.
+        let options = SubscribeOptions::new()
+            .start(Start::After(self.position()?))
+            .filter(self.filter.clone())
+            .batch_size(self.batch_size)
+            .poll_interval(self.poll_interval);
+        let mut subscription = store.subscribe(options)?.stopped_by(self.stopper.clone());
         let mut stats = ProjectionStats {
             position: subscription.current_position(),
             ..ProjectionStats::default()
@@ -216,16 +223,19 @@ impl<'c> SqliteProjection<'c> {
         let name = self.name.clone();
         let tx = self.begin()?;
         for event in batch {
-            if !matches!(attempt(&tx, event, handler), Ok(())) {
+            if attempt(&tx, event, handler).is_err() {
                 return Ok(false);
             }
         }
         save_position(&tx, &name, through)?;
-        tx.commit().map_err(map_err)?;
+        tx.commit().map_err(model_err)?;
         Ok(true)
     }
 
-    /// The batch again, each event in a savepoint, with the failure policy.
+    /// The batch again, each event in a savepoint, with the failure policy. Before waiting to
+    /// retry, what came before the failing event is committed, so that the wait holds no lock
+    /// on the read model. Skipped events are recorded in the event store once the read model
+    /// committed (it may live in the same file).
     fn apply_one_by_one<B: Backend>(
         &mut self,
         store: &EventStore<B>,
@@ -235,72 +245,101 @@ impl<'c> SqliteProjection<'c> {
         stats: &mut ProjectionStats,
     ) -> Result<()> {
         let (name, policy) = (self.name.clone(), self.policy);
+        let mut skipped = Vec::new();
         let mut tx = self.begin()?;
         for event in batch {
             let mut tries = 0u32;
             let failure = loop {
                 tries += 1;
-                let mut sp = tx.savepoint().map_err(map_err)?;
+                let mut sp = tx.savepoint().map_err(model_err)?;
                 match attempt(&sp, event, handler) {
                     Ok(()) => {
-                        sp.commit().map_err(map_err)?;
+                        sp.commit().map_err(model_err)?;
                         stats.events += 1;
                         break None;
                     }
                     Err(why) => {
-                        sp.rollback().map_err(map_err)?;
+                        sp.rollback().map_err(model_err)?;
                         drop(sp);
-                        if tries <= policy.retries() {
-                            stats.retries += 1;
-                            std::thread::sleep(policy.delay_before(tries));
-                            continue;
+                        if tries > policy.retries() {
+                            break Some(why);
                         }
-                        break Some(why);
+                        stats.retries += 1;
+                        save_position(&tx, &name, event.id - 1)?;
+                        tx.commit().map_err(model_err)?;
+                        std::thread::sleep(policy.delay_before(tries));
+                        tx = self
+                            .conn
+                            .transaction_with_behavior(TransactionBehavior::Immediate)
+                            .map_err(model_err)?;
                     }
                 }
             };
-            let Some(why) = failure else { continue };
+            let Some((message, source)) = failure else {
+                continue;
+            };
             if policy.skips() {
                 stats.skipped += 1;
-                store.backend().record_failure(FailedEvent {
+                skipped.push(FailedEvent {
                     projection: name.clone(),
                     event_id: event.id,
                     attempts: tries,
-                    error: why,
+                    error: message,
                     at: store.clock().now_ms(),
-                })?;
+                });
                 continue;
             }
             // Stop: keep what came before the failing event, and resume at it.
             save_position(&tx, &name, event.id - 1)?;
-            tx.commit().map_err(map_err)?;
+            tx.commit().map_err(model_err)?;
+            record(store, skipped)?;
             return Err(Error::ProjectionFailed {
                 projection: name,
                 event_id: event.id,
-                message: why,
+                message,
+                source,
             });
         }
         save_position(&tx, &name, through)?;
-        tx.commit().map_err(map_err)
+        tx.commit().map_err(model_err)?;
+        record(store, skipped)
     }
 }
 
-/// Runs the handler on one event, a panic included as a failure.
+fn record<B: Backend>(store: &EventStore<B>, skipped: Vec<FailedEvent>) -> Result<()> {
+    for failure in skipped {
+        store.backend().record_failure(failure)?;
+    }
+    Ok(())
+}
+
+/// Runs the handler on one event inside `tx`; a panic, or a handler that ended the
+/// transaction itself, is a failure too.
 fn attempt(
     tx: &Connection,
     event: &Event,
     handler: &mut Handler<'_>,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), Failure> {
     match catch_unwind(AssertUnwindSafe(|| handler(tx, event))) {
+        Ok(Ok(())) if tx.is_autocommit() => Err((
+            format!(
+                "the handler ended the read model's transaction at event {}",
+                event.id
+            ),
+            None,
+        )),
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(panic) => Err(format!(
-            "the handler panicked: {}",
-            panic
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| panic.downcast_ref::<&str>().copied())
-                .unwrap_or("(no message)")
+        Ok(Err(e)) => Err((e.to_string(), Some(e))),
+        Err(panic) => Err((
+            format!(
+                "the handler panicked: {}",
+                panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("(no message)")
+            ),
+            None,
         )),
     }
 }
@@ -313,19 +352,20 @@ fn position_in(conn: &Connection, name: &str) -> Result<u64> {
             |r| r.get(0),
         )
         .optional()
-        .map_err(map_err)?;
+        .map_err(model_err)?;
     match saved {
         None => Ok(0),
-        Some(p) => u64::try_from(p)
-            .map_err(|_| Error::corrupt(format!("projection {name:?} has position {p}"))),
+        Some(p) => u64::try_from(p).map_err(|_| {
+            Error::corrupt(format!("read model: projection {name:?} has position {p}"))
+        }),
     }
 }
 
-fn save_position(tx: &Transaction<'_>, name: &str, position: u64) -> Result<()> {
+fn save_position(tx: &Connection, name: &str, position: u64) -> Result<()> {
     tx.prepare_cached(
         "INSERT OR REPLACE INTO eventlite_projections (name, position) VALUES (?1, ?2)",
     )
     .and_then(|mut s| s.execute(params![name, crate::sql::clamp(position)]))
     .map(drop)
-    .map_err(map_err)
+    .map_err(model_err)
 }

@@ -11,8 +11,8 @@ use rusqlite::{Connection, ffi};
 ///
 /// The borrow is what keeps it sound: a statement must be finalized before its connection
 /// closes (rusqlite panics otherwise), and this one cannot outlive the connection. Owners that
-/// keep statements beside their connection do so in a [`crate::conn::StmtConn`], which drops
-/// the statements first.
+/// keep statements beside their connection do so in a self-referential cell of `crate::conn`,
+/// which drops them first.
 pub(crate) struct RawStmt<'c> {
     stmt: NonNull<ffi::sqlite3_stmt>,
     conn: PhantomData<&'c Connection>,

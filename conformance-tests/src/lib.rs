@@ -229,6 +229,7 @@ macro_rules! conformance_suite {
             appends::bulk_is_atomic_on_conflict,
             appends::optimistic_no_stream,
             appends::optimistic_exact,
+            appends::optimistic_exact_zero_is_an_empty_stream,
             appends::optimistic_any,
             appends::optimistic_batch_on_one_stream,
             appends::hostile_strings_roundtrip,
@@ -347,6 +348,7 @@ macro_rules! store_logic_suite {
             projection_failure_policies,
             projection_rebuilds,
             projection_runs_until_stopped,
+            deep_json_is_refused_at_the_door,
         );
     };
     (@stamp $factory:ty; $($name:ident),* $(,)?) => {

@@ -254,6 +254,7 @@ impl ModelLog {
                 let holds = match expected {
                     ExpectedVersion::Any => true,
                     ExpectedVersion::NoStream => current.is_none(),
+                    ExpectedVersion::Exact(0) => current.is_none(),
                     ExpectedVersion::Exact(n) => current == Some(n),
                 };
                 if !holds {

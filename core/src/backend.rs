@@ -189,6 +189,12 @@ pub trait Notifications: Send + Sync + Debug + 'static {
     /// see every commit (one handle per file) or are told of them (a server's notifications)
     /// do nothing.
     fn poll_commits(&self) -> Result<()>;
+
+    /// How many times commits made elsewhere (another handle, another process) were found so
+    /// far, looking now: a number that moves whenever the store changed in a way this engine
+    /// did not [`publish`](CommitSignal::publish). Caches check it before they serve anything
+    /// a commit could have made stale. Engines that see every commit return 0.
+    fn external_commits(&self) -> Result<u64>;
 }
 
 /// Work on the store as a whole.
@@ -248,6 +254,7 @@ forward!(PositionStore {
 forward!(Notifications {
     fn commit_signal(&self) -> Arc<CommitSignal>;
     fn poll_commits(&self) -> Result<()>;
+    fn external_commits(&self) -> Result<u64>;
 });
 
 forward!(Maintenance {

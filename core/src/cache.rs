@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::event::Event;
 use crate::policy::CachePolicy;
+use crate::spi::CommitListener;
 
 /// A snapshot of the cache's counters.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -35,12 +36,16 @@ enum Key {
 #[derive(Debug, Clone)]
 enum Value {
     Event(Arc<Event>),
-    Transaction(Arc<[Event]>),
+    /// A transaction, with the engine's count of commits from elsewhere when it was read.
+    Transaction(u64, Arc<[Event]>),
 }
 
 /// LRU with a TTL stamp per entry. Events are immutable, so an event entry is never stale; a
-/// transaction entry is evicted by every append to its correlation, and an epoch counter keeps
-/// a read that raced with such an append from caching what it read.
+/// transaction entry is evicted by every commit the engine publishes to its correlation (from
+/// any store over the same engine, see [`CommitListener`]), and an epoch counter keeps a read
+/// that raced with such a commit from caching what it read; commits from elsewhere (another
+/// handle, another process) are found by the engine's count of them, checked before a cached
+/// transaction is served.
 #[derive(Debug)]
 pub(crate) struct Cache {
     policy: CachePolicy,
@@ -70,11 +75,13 @@ impl Cache {
         self.entries.is_some()
     }
 
-    fn lookup(&self, key: &Key, now: i64) -> Option<Value> {
+    /// The entry under `key`, if it is younger than the TTL and `valid`; an entry that is not
+    /// is dropped.
+    fn lookup(&self, key: &Key, now: i64, valid: impl Fn(&Value) -> bool) -> Option<Value> {
         let entries = self.entries.as_ref()?;
         let ttl = i64::try_from(self.policy.ttl.as_millis()).unwrap_or(i64::MAX);
         match entries.get(key) {
-            Some((stamp, value)) if now.saturating_sub(stamp) < ttl => {
+            Some((stamp, value)) if now.saturating_sub(stamp) < ttl && valid(&value) => {
                 self.hits.fetch_add(1, Ordering::Relaxed);
                 Some(value)
             }
@@ -89,9 +96,9 @@ impl Cache {
     }
 
     pub(crate) fn event(&self, id: u64, now: i64) -> Option<Arc<Event>> {
-        match self.lookup(&Key::Event(id), now)? {
+        match self.lookup(&Key::Event(id), now, |_| true)? {
             Value::Event(e) => Some(e),
-            Value::Transaction(_) => None,
+            Value::Transaction(..) => None,
         }
     }
 
@@ -101,9 +108,19 @@ impl Cache {
         }
     }
 
-    pub(crate) fn transaction(&self, correlation_id: &str, now: i64) -> Option<Arc<[Event]>> {
-        match self.lookup(&Key::Transaction(correlation_id.to_owned()), now)? {
-            Value::Transaction(t) => Some(t),
+    /// The cached transaction, unless commits from elsewhere were found since it was read
+    /// (`elsewhere` is the engine's count now).
+    pub(crate) fn transaction(
+        &self,
+        correlation_id: &str,
+        now: i64,
+        elsewhere: u64,
+    ) -> Option<Arc<[Event]>> {
+        // Read before another handle or process appended: it may lack their events.
+        let current =
+            |v: &Value| matches!(v, Value::Transaction(read_at, _) if *read_at == elsewhere);
+        match self.lookup(&Key::Transaction(correlation_id.to_owned()), now, current)? {
+            Value::Transaction(_, t) => Some(t),
             Value::Event(_) => None,
         }
     }
@@ -113,11 +130,13 @@ impl Cache {
         self.epoch.load(Ordering::Acquire)
     }
 
+    /// Caches a transaction read after [`Cache::epoch`] gave `read_epoch` and the engine's
+    /// count of commits from elsewhere was `elsewhere`.
     pub(crate) fn put_transaction(
         &self,
         correlation_id: &str,
         events: Arc<[Event]>,
-        read_epoch: u64,
+        (read_epoch, elsewhere): (u64, u64),
         now: i64,
     ) {
         let Some(entries) = &self.entries else { return };
@@ -125,7 +144,7 @@ impl Cache {
         if self.epoch.load(Ordering::Acquire) == read_epoch {
             entries.insert(
                 Key::Transaction(correlation_id.to_owned()),
-                (now, Value::Transaction(events)),
+                (now, Value::Transaction(elsewhere, events)),
             );
         }
     }
@@ -163,5 +182,20 @@ impl Cache {
             max_size: self.policy.max_size,
             ttl: self.policy.ttl,
         }
+    }
+}
+
+impl CommitListener for Cache {
+    fn committed(&self, events: &[Event]) {
+        if !self.enabled() {
+            return;
+        }
+        let mut seen = std::collections::HashSet::new();
+        self.invalidate_transactions(
+            events
+                .iter()
+                .map(|e| e.correlation_id.as_str())
+                .filter(|c| seen.insert(*c)),
+        );
     }
 }

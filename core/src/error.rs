@@ -141,6 +141,9 @@ pub enum Error {
         event_id: u64,
         /// The failure (the model's error, or the panic's message).
         message: String,
+        /// The model's (or handler's) error; none for a panic.
+        #[source]
+        source: Option<BoxError>,
     },
     /// EventLite or an engine broke its own contract (an engine returned fewer events than it
     /// was asked to append, say). A bug: please report it.
@@ -229,12 +232,12 @@ impl Error {
             | Error::Unavailable { source, .. }
             | Error::Decode { source, .. }
             | Error::Encode { source, .. }
+            | Error::ProjectionFailed { source, .. }
             | Error::Backend { source, .. } => *source = Some(cause.into()),
             Error::InvalidArgument(_)
             | Error::UnknownCausation(_)
             | Error::Conflict { .. }
             | Error::NotFound(_)
-            | Error::ProjectionFailed { .. }
             | Error::Internal(_) => {}
         }
         self

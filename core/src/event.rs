@@ -87,8 +87,9 @@ pub enum ExpectedVersion {
     Any,
     /// The stream must have no events yet.
     NoStream,
-    /// The stream's last event must have exactly this `stream_version` (versions start at 1,
-    /// so `Exact(0)` never matches).
+    /// The stream's last event must have exactly this `stream_version`. Versions start at 1,
+    /// so `Exact(0)` means the stream has no events yet, like [`NoStream`](Self::NoStream)
+    /// (what a fresh aggregate at version 0 expects).
     Exact(u64),
 }
 

@@ -57,7 +57,7 @@ pub use policy::{CachePolicy, Durability};
 pub use projection::{FailurePolicy, Projection, ProjectionStats};
 pub use query::{Cursor, EventPage, Filter, Order, Page, PageStart, Query};
 pub use store::{
-    DEFAULT_MAX_EVENT_SIZE, EventStore, EventStoreBuilder, EventStream, Lineage, ReplayStats,
-    Restored, StreamOptions,
+    DEFAULT_MAX_EVENT_SIZE, EventStore, EventStoreBuilder, EventStream, Lineage, MAX_JSON_DEPTH,
+    ReplayStats, Restored, StreamOptions,
 };
 pub use subscription::{Start, Stopper, SubscribeOptions, Subscription};

@@ -183,6 +183,10 @@ impl Notifications for MemoryBackend {
     fn poll_commits(&self) -> Result<()> {
         Ok(())
     }
+
+    fn external_commits(&self) -> Result<u64> {
+        Ok(0)
+    }
 }
 
 impl Maintenance for MemoryBackend {

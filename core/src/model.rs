@@ -247,8 +247,8 @@ fn migrate<'e>(
     Ok(EventData::Migrated(value))
 }
 
-type HandlerFn<S, O> =
-    Box<dyn FnMut(&mut S, &Event, &EventData<'_>) -> std::result::Result<O, BoxError> + Send>;
+type HandlerFn<'a, S, O> =
+    Box<dyn FnMut(&mut S, &Event, &EventData<'_>) -> std::result::Result<O, BoxError> + Send + 'a>;
 
 /// A [`Model`] built from closures, for dynamic cmd dispatch.
 ///
@@ -265,14 +265,32 @@ type HandlerFn<S, O> =
 ///     .on_default(|total, _event, _data| Ok(*total));
 /// assert_eq!(*balance.state(), 0);
 /// ```
-pub struct FnModel<S, O = ()> {
+///
+/// Handlers may borrow what outlives the model (`'a`), such as a local log of what happened:
+///
+/// ```
+/// use eventlite_core::{Callbacks, EventStore, FnModel, MemoryBackend, NewEvent};
+///
+/// let store = EventStore::new(MemoryBackend::new());
+/// store.store(NewEvent::new("opened"))?;
+/// let mut seen = Vec::new();
+/// let mut model = FnModel::new(()).on_default(|_, event, _| {
+///     seen.push(event.cmd.clone());
+///     Ok(())
+/// });
+/// store.replay(&mut model, 1.., &mut Callbacks::new())?;
+/// drop(model);
+/// assert_eq!(seen, ["opened"]);
+/// # Ok::<(), eventlite_core::Error>(())
+/// ```
+pub struct FnModel<'a, S, O = ()> {
     state: S,
-    handlers: HashMap<String, HandlerFn<S, O>>,
-    default: Option<HandlerFn<S, O>>,
+    handlers: HashMap<String, HandlerFn<'a, S, O>>,
+    default: Option<HandlerFn<'a, S, O>>,
     migrations: HashMap<String, Vec<Migration>>,
 }
 
-impl<S: std::fmt::Debug, O> std::fmt::Debug for FnModel<S, O> {
+impl<S: std::fmt::Debug, O> std::fmt::Debug for FnModel<'_, S, O> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FnModel")
             .field("state", &self.state)
@@ -282,7 +300,7 @@ impl<S: std::fmt::Debug, O> std::fmt::Debug for FnModel<S, O> {
     }
 }
 
-impl<S, O> FnModel<S, O> {
+impl<'a, S, O> FnModel<'a, S, O> {
     /// A model over `state`, with no handlers yet.
     pub fn new(state: S) -> Self {
         FnModel {
@@ -297,9 +315,7 @@ impl<S, O> FnModel<S, O> {
     pub fn on(
         mut self,
         cmd: impl Into<String>,
-        f: impl FnMut(&mut S, &Event, &EventData<'_>) -> std::result::Result<O, BoxError>
-        + Send
-        + 'static,
+        f: impl FnMut(&mut S, &Event, &EventData<'_>) -> std::result::Result<O, BoxError> + Send + 'a,
     ) -> Self {
         self.handlers.insert(cmd.into(), Box::new(f));
         self
@@ -308,9 +324,7 @@ impl<S, O> FnModel<S, O> {
     /// Handles events whose cmd has no handler of its own.
     pub fn on_default(
         mut self,
-        f: impl FnMut(&mut S, &Event, &EventData<'_>) -> std::result::Result<O, BoxError>
-        + Send
-        + 'static,
+        f: impl FnMut(&mut S, &Event, &EventData<'_>) -> std::result::Result<O, BoxError> + Send + 'a,
     ) -> Self {
         self.default = Some(Box::new(f));
         self
@@ -345,7 +359,7 @@ impl<S, O> FnModel<S, O> {
     }
 }
 
-impl<S, O> Model for FnModel<S, O> {
+impl<S, O> Model for FnModel<'_, S, O> {
     type Output = O;
 
     fn migrations(&self, cmd: &str) -> &[Migration] {

@@ -5,7 +5,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
 use crate::backend::{Backend, FailedEvent};
-use crate::error::{Error, Result};
+use crate::error::{BoxError, Error, Result};
 use crate::event::Event;
 use crate::model::{Callbacks, Model, execute};
 use crate::query::Filter;
@@ -102,9 +102,15 @@ pub struct ProjectionStats {
 }
 
 /// A [`Model`] kept up to date from the log under a name: it resumes after the position saved
-/// under that name, handles each batch, then saves its position, so a restart goes on where the
-/// last saved batch ended (events after it are handled again: at least once). A failing or
-/// panicking event is retried, skipped or stops the run, as its [`FailurePolicy`] says.
+/// under that name, handles each batch, then saves its position. A failing or panicking event
+/// is retried, skipped or stops the run, as its [`FailurePolicy`] says.
+///
+/// The saved position says which events the model has seen, so it suits a model whose state
+/// lives outside the process (it writes to another system as it handles events: after a crash
+/// the events of the last unsaved batch are handled again, at least once). A model whose state
+/// lives in memory starts empty in a new process: [`rebuild`](Self::rebuild) it (or restore a
+/// snapshot and [`rebuild_after`](Self::rebuild_after) its event). Within one `Projection`
+/// nothing is handled twice, even when saving the position failed and the run is tried again.
 ///
 /// For a read model kept in the user's own SQLite database, with its position committed in
 /// the same transaction as its rows (exactly once), see `eventlite_sqlite::SqliteProjection`.
@@ -133,6 +139,9 @@ pub struct Projection<'s, B, M> {
     batch_size: u64,
     poll_interval: Duration,
     stopper: Stopper,
+    /// Every event up to this went into the model (it may be ahead of the saved position when
+    /// saving failed).
+    applied: Option<u64>,
 }
 
 impl<B: Backend> EventStore<B> {
@@ -147,6 +156,7 @@ impl<B: Backend> EventStore<B> {
             batch_size: 1_000,
             poll_interval: SubscribeOptions::default().poll_interval,
             stopper: Stopper::default(),
+            applied: None,
         }
     }
 }
@@ -215,20 +225,21 @@ impl<'s, B: Backend, M: Model> Projection<'s, B, M> {
     pub fn rebuild_after(&mut self, event_id: u64) -> Result<ProjectionStats> {
         self.store.backend().clear_failures(&self.name)?;
         self.store.save_position(&self.name, event_id)?;
+        self.applied = Some(event_id);
         self.catch_up()
     }
 
     fn subscription(&self) -> Result<Subscription<'s, B>> {
-        let start = match self.store.position(&self.name)? {
-            Some(saved) => Start::After(saved.position),
+        let saved = self.store.position(&self.name)?.map(|p| p.position);
+        let start = match saved.max(self.applied) {
+            Some(position) => Start::After(position),
             None => Start::Beginning,
         };
-        let options = SubscribeOptions {
-            start,
-            filter: self.filter.clone(),
-            batch_size: self.batch_size,
-            poll_interval: self.poll_interval,
-        };
+        let options = SubscribeOptions::new()
+            .start(start)
+            .filter(self.filter.clone())
+            .batch_size(self.batch_size)
+            .poll_interval(self.poll_interval);
         let store: &'s EventStore<B> = self.store;
         Ok(store.subscribe(options)?.stopped_by(self.stopper.clone()))
     }
@@ -269,9 +280,10 @@ impl<'s, B: Backend, M: Model> Projection<'s, B, M> {
                             at: self.store.now_ms(),
                         })?;
                     }
-                    Outcome::Stop(message) => {
+                    Outcome::Stop(message, source) => {
                         // Everything before the failing event was handled: resume at it.
                         let before = event.id - 1;
+                        self.applied = Some(before);
                         if before > stats.position {
                             self.store.save_position(&self.name, before)?;
                         }
@@ -279,10 +291,13 @@ impl<'s, B: Backend, M: Model> Projection<'s, B, M> {
                             projection: self.name.clone(),
                             event_id: event.id,
                             message,
+                            source,
                         });
                     }
                 }
+                self.applied = Some(event.id);
             }
+            self.applied = Some(subscription.current_position());
             self.store
                 .save_position(&self.name, subscription.current_position())?;
             stats.position = subscription.current_position();
@@ -298,8 +313,8 @@ enum Outcome {
         attempts: u32,
         error: String,
     },
-    /// Failed, and the policy says stop.
-    Stop(String),
+    /// Failed, and the policy says stop: why, and the model's error (none for a panic).
+    Stop(String, Option<BoxError>),
 }
 
 /// Runs `event` through the model, retrying as the policy says.
@@ -313,13 +328,16 @@ fn handle<M: Model>(
     let mut attempt = 0u32;
     loop {
         let outcome = catch_unwind(AssertUnwindSafe(|| execute(model, callbacks, event)));
-        let failure = match outcome {
+        let (failure, source): (String, Option<BoxError>) = match outcome {
             Ok(Ok(_)) => {
                 stats.events += 1;
                 return Outcome::Handled;
             }
-            Ok(Err(e)) => e.to_string(),
-            Err(panic) => format!("the handler panicked: {}", panic_message(&panic)),
+            Ok(Err(e)) => (e.to_string(), Some(Box::new(e))),
+            Err(panic) => (
+                format!("the handler panicked: {}", panic_message(&panic)),
+                None,
+            ),
         };
         if attempt < policy.retries {
             attempt += 1;
@@ -333,7 +351,7 @@ fn handle<M: Model>(
                 error: failure,
             };
         }
-        return Outcome::Stop(failure);
+        return Outcome::Stop(failure, source);
     }
 }
 

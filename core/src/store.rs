@@ -1,6 +1,6 @@
 //! [`EventStore`]: the event log as callers use it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
@@ -16,10 +16,45 @@ use crate::index::{IndexConfig, QueryPlan};
 use crate::model::{Callbacks, Executed, Model, execute};
 use crate::policy::CachePolicy;
 use crate::query::{EventPage, Filter, Order, Page, PageStart, Query};
-use crate::spi::PendingEvent;
+use crate::spi::{CommitListener, PendingEvent};
 
 /// The default size limit of one event's caller-supplied content: 16 MiB.
 pub const DEFAULT_MAX_EVENT_SIZE: usize = 16 * 1024 * 1024;
+
+/// How deeply an event's data or metadata may nest arrays and objects. serde_json reads at most
+/// 127 levels back (its recursion limit), so anything deeper could be stored but never read:
+/// it is refused with [`Error::InvalidEvent`] instead.
+pub const MAX_JSON_DEPTH: usize = 100;
+
+/// Refuses JSON text (valid, as checked before) that nests deeper than [`MAX_JSON_DEPTH`].
+fn check_depth(field: &str, json: &str) -> Result<()> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in json.as_bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_JSON_DEPTH {
+                    return Err(Error::invalid_event(format!(
+                        "{field} nests deeper than {MAX_JSON_DEPTH} levels"
+                    )));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
 
 /// The event log: validation, correlation ids, clock, cache and model execution over any
 /// [`Backend`]. `Arc<EventStore<_>>` is shareable across threads.
@@ -27,7 +62,7 @@ pub const DEFAULT_MAX_EVENT_SIZE: usize = 16 * 1024 * 1024;
 pub struct EventStore<B> {
     backend: B,
     clock: Arc<dyn Clock>,
-    cache: Cache,
+    cache: Arc<Cache>,
     max_event_size: usize,
 }
 
@@ -61,10 +96,17 @@ impl<B: Backend> EventStoreBuilder<B> {
 
     /// The store.
     pub fn build(self) -> EventStore<B> {
+        let cache = Arc::new(Cache::new(self.cache));
+        if cache.enabled() {
+            // Every commit the engine publishes, by this store or another over the same
+            // engine, evicts the transactions it touched.
+            let listener: Arc<dyn CommitListener> = cache.clone();
+            self.backend.commit_signal().listen(&listener);
+        }
         EventStore {
             backend: self.backend,
             clock: self.clock,
-            cache: Cache::new(self.cache),
+            cache,
             max_event_size: self.max_event_size,
         }
     }
@@ -290,15 +332,9 @@ impl<B: Backend> EventStore<B> {
             .map(|event| self.prepare(event, now, &mut parents))
             .collect::<Result<Vec<_>>>()?;
         let stored = self.backend.append(batch)?;
-        if self.cache.enabled() {
-            let mut seen = HashSet::new();
-            self.cache.invalidate_transactions(
-                stored
-                    .iter()
-                    .map(|e| e.correlation_id.as_str())
-                    .filter(|c| seen.insert(*c)),
-            );
-        }
+        // The engine published the commit to the cache already; an engine that does not
+        // publish must not leave stale transactions behind either.
+        self.cache.committed(&stored);
         Ok(stored)
     }
 
@@ -336,6 +372,7 @@ impl<B: Backend> EventStore<B> {
                 Error::invalid_event(format!("data is not valid JSON: {e}")).with_source(e)
             })?;
         }
+        check_depth("data", &data)?;
         let metadata = metadata
             .map_err(|e| Error::invalid_event(format!("metadata: {}", e.0)).with_source(e.0))?;
         let is_json =
@@ -343,6 +380,7 @@ impl<B: Backend> EventStore<B> {
         if !is_json || !metadata.trim_start().starts_with('{') {
             return Err(Error::invalid_event("metadata must be a JSON object"));
         }
+        check_depth("metadata", &metadata)?;
         if correlation_id.as_deref() == Some("") {
             return Err(Error::invalid_event("correlation_id is empty"));
         }
@@ -432,20 +470,22 @@ impl<B: Backend> EventStore<B> {
         ))
     }
 
-    /// [`transaction`](Self::transaction), from the cache when it is there. Never stale: an
-    /// append to the correlation evicts it.
+    /// [`transaction`](Self::transaction), from the cache when it is there. Never stale: a
+    /// commit to the correlation through this engine evicts it, and one made elsewhere
+    /// (another handle or process on the same file) is found before a cached copy is served.
     pub fn transaction_cached(&self, correlation_id: &str) -> Result<Arc<[Event]>> {
         if !self.cache.enabled() {
             return Ok(self.transaction(correlation_id)?.into());
         }
         let now = self.clock.now_ms();
-        if let Some(events) = self.cache.transaction(correlation_id, now) {
+        let elsewhere = self.backend.external_commits()?;
+        if let Some(events) = self.cache.transaction(correlation_id, now, elsewhere) {
             return Ok(events);
         }
         let epoch = self.cache.epoch();
         let events: Arc<[Event]> = self.transaction(correlation_id)?.into();
         self.cache
-            .put_transaction(correlation_id, Arc::clone(&events), epoch, now);
+            .put_transaction(correlation_id, Arc::clone(&events), (epoch, elsewhere), now);
         Ok(events)
     }
 
@@ -751,6 +791,11 @@ impl<B: Backend> EventStore<B> {
         self.backend.failures(name)
     }
 
+    /// Forgets the events the projection `name` skipped; how many there were.
+    pub fn clear_failed_events(&self, name: &str) -> Result<u64> {
+        self.backend.clear_failures(name)
+    }
+
     // ---- cache -----------------------------------------------------------------------------
 
     /// The cache's counters.
@@ -780,6 +825,21 @@ impl Snapshot {
 mod tests {
     use super::*;
     use crate::memory::MemoryBackend;
+
+    /// Two stores over one engine (clones of a backend share its events and its signal): an
+    /// append through either evicts the other's cached transaction.
+    #[test]
+    fn an_append_through_another_store_evicts_the_cached_transaction() -> Result<()> {
+        let engine = MemoryBackend::new();
+        let reader = EventStore::new(engine.clone());
+        let writer = EventStore::new(engine);
+        writer.store(NewEvent::new("a").correlation_id("g"))?;
+        assert_eq!(reader.transaction_cached("g")?.len(), 1);
+        assert_eq!(reader.transaction_cached("g")?.len(), 1);
+        writer.store(NewEvent::new("b").correlation_id("g"))?;
+        assert_eq!(reader.transaction_cached("g")?.len(), 2);
+        Ok(())
+    }
 
     /// The bulk path converts the caller's vector in place: NewEvent -> PendingEvent here,
     /// PendingEvent -> Event in the engine (see PendingEvent's layout).

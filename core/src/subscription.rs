@@ -13,6 +13,7 @@ use crate::store::EventStore;
 
 /// Where a subscription starts reading.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Start {
     /// From the first event.
     #[default]
@@ -27,8 +28,10 @@ pub enum Start {
     End,
 }
 
-/// What [`EventStore::subscribe`] follows and how.
+/// What [`EventStore::subscribe`] follows and how (build it with [`SubscribeOptions::new`] and
+/// its setters).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SubscribeOptions {
     /// Where to start.
     pub start: Start,
@@ -105,7 +108,8 @@ impl<B> std::ops::Deref for StoreRef<'_, B> {
 }
 
 /// Stops a [`Subscription`] (or a projection's run) from another thread: its blocked call
-/// returns at once, and it delivers nothing more.
+/// returns at once, and it delivers nothing more. A stop is final: what it stopped stays
+/// stopped.
 #[derive(Debug, Clone, Default)]
 pub struct Stopper {
     state: Arc<StopState>,
@@ -208,6 +212,11 @@ impl<'s, B: Backend> Subscription<'s, B> {
                 "batch_size must be at least 1".into(),
             ));
         }
+        if options.poll_interval.is_zero() {
+            return Err(Error::InvalidArgument(
+                "poll_interval must be above zero (a waiting subscription would spin)".into(),
+            ));
+        }
         let last = store.last_id()?;
         let position = match options.start {
             Start::Beginning => 0,
@@ -244,8 +253,9 @@ impl<'s, B: Backend> Subscription<'s, B> {
         })
     }
 
-    /// The same subscription, stopped through `stopper` (a projection's).
-    pub(crate) fn stopped_by(mut self, stopper: Stopper) -> Self {
+    /// The same subscription, stopped through `stopper`, which was made before it (a runner
+    /// hands out its stopper before it subscribes). A stopper already used stops it at once.
+    pub fn stopped_by(mut self, stopper: Stopper) -> Self {
         stopper.attach(&self.watcher);
         self.stopper = stopper;
         self
@@ -257,7 +267,7 @@ impl<'s, B: Backend> Subscription<'s, B> {
         self.position
     }
 
-    /// Saves [`position`](Self::position) under `name` in the store.
+    /// Saves [`current_position`](Self::current_position) under `name` in the store.
     pub fn save_position(&self, name: &str) -> Result<()> {
         self.store.save_position(name, self.position)
     }
@@ -273,8 +283,9 @@ impl<'s, B: Backend> Subscription<'s, B> {
     }
 
     /// The next batch: at once when events are waiting, else as soon as one commits, else
-    /// `None` once `timeout` passed (or the subscription was stopped). A store closed under it
-    /// is [`Error::Unavailable`].
+    /// `None` once `timeout` passed (or the subscription was stopped). An engine that closes
+    /// while a subscription waits on it (one whose handle it does not keep alive) is
+    /// [`Error::Unavailable`].
     pub fn next_batch(&mut self, timeout: Duration) -> Result<Option<Vec<Event>>> {
         let deadline = Instant::now().checked_add(timeout);
         // Whether the log may hold something new for this subscription: at first, and after

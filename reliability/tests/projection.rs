@@ -43,7 +43,13 @@ fn a_killed_projection_applies_every_event_exactly_once() -> Result<()> {
         let mut run = child(&store_path, &model)?;
         std::thread::sleep(Duration::from_millis(1 + rng % 40));
         run.kill()?;
-        if run.wait()?.code().is_none() {
+        let status = run.wait()?;
+        let mut said = String::new();
+        if let Some(mut s) = run.stdout.take() {
+            s.read_to_string(&mut said)?;
+        }
+        // Killed after it applied something and before it finished.
+        if status.code().is_none() && said.contains("applied") && !said.contains("done") {
             killed_mid_run += 1;
         }
     }
@@ -61,8 +67,9 @@ fn a_killed_projection_applies_every_event_exactly_once() -> Result<()> {
     ensure!(status.success(), "the last run failed: {err}");
     let total = store.last_id()?;
     ensure!(
-        out.trim() == format!("done {total}"),
-        "the last run said {out:?}"
+        out.lines().last() == Some(format!("done {total}").as_str()),
+        "the last run ended with {:?}",
+        out.lines().last()
     );
     let db = eventlite_sqlite::rusqlite::Connection::open(&model)?;
     let (rows, distinct, lowest, highest): (i64, i64, i64, i64) = db.query_row(
@@ -80,12 +87,12 @@ fn a_killed_projection_applies_every_event_exactly_once() -> Result<()> {
     })?;
     ensure!(n == total && sum == total * (total + 1) / 2);
     eprintln!(
-        "{killed_mid_run} of {} runs killed before they finished; {total} events applied once",
+        "{killed_mid_run} of {} runs killed after applying events, before finishing; {total} events applied once",
         kills()
     );
     ensure!(
-        killed_mid_run > 0,
-        "no run was killed mid-way: the test proved nothing"
+        killed_mid_run >= kills() / 10,
+        "only {killed_mid_run} runs were killed mid-way: the test proved little"
     );
     Ok(())
 }

@@ -1,5 +1,5 @@
-//! Following a store that others write to: another process on the same SQLite file, another
-//! handle in this process, and a store dropped under its subscribers.
+//! Stores that others write to: subscribers and caches see another process's and another
+//! handle's appends to the same SQLite file; a store dropped under its subscribers wakes them.
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -100,5 +100,51 @@ fn dropping_a_store_wakes_its_waiters() -> Result<()> {
             .map_err(|_| anyhow::anyhow!("the waiter panicked"))?;
         ensure!(woke == Wakeup::Closed, "{}: {woke:?}", kind.name());
     }
+    Ok(())
+}
+
+/// A cached transaction is never served stale: another handle, then another process, append to
+/// it, and the next `transaction_cached` has their events.
+#[test]
+fn a_cached_transaction_sees_other_handles_and_processes() -> Result<()> {
+    use eventlite_core::{CachePolicy, EventStore, NewEvent};
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join(Kind::Sqlite.file());
+    let options = eventlite_reliability::setup(Durability::Relaxed).sqlite();
+    let reader = EventStore::builder(eventlite_sqlite::SqliteBackend::open(
+        &path,
+        options.clone(),
+    )?)
+    .cache(CachePolicy::read_optimized())
+    .build();
+    let other = open(Kind::Sqlite, &path, Durability::Relaxed)?;
+    reader.store(NewEvent::new("first").correlation_id("order-1"))?;
+    ensure!(reader.transaction_cached("order-1")?.len() == 1);
+    ensure!(
+        reader.transaction_cached("order-1")?.len() == 1,
+        "a repeat is served from the cache"
+    );
+    let hits = reader.cache_stats().hits;
+    ensure!(hits >= 1);
+    other.store(NewEvent::new("second").correlation_id("order-1"))?;
+    ensure!(
+        reader.transaction_cached("order-1")?.len() == 2,
+        "stale after another handle's append"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_crash-writer"))
+        .args(["correlated", &path.display().to_string(), "order-1", "3"])
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(
+        reader.transaction_cached("order-1")?.len() == 5,
+        "stale after another process's append"
+    );
+    // With nothing new, the cache serves again.
+    reader.transaction_cached("order-1")?;
+    ensure!(reader.cache_stats().hits > hits);
     Ok(())
 }

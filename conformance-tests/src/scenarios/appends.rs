@@ -190,16 +190,39 @@ pub fn optimistic_exact<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
             )
         },
     )?;
-    assert_err(
-        f.store(ev("c").stream("new", ExpectedVersion::Exact(0))),
-        |e| matches!(e, Error::Conflict { actual: None, .. }),
-    )?;
     ensure!(f.last_id()? == 2);
     ensure!(
         f.store(ev("c").stream("s", ExpectedVersion::Exact(2)))?
             .stream_version
             == Some(3)
     );
+    Ok(())
+}
+
+/// `Exact(0)` is an empty stream, as a fresh aggregate at version 0 expects: it starts a
+/// stream, and conflicts once the stream has events.
+pub fn optimistic_exact_zero_is_an_empty_stream<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
+    let f = ctx.fixture()?;
+    let first = f.store(ev("a").stream("fresh", ExpectedVersion::Exact(0)))?;
+    ensure!(first.stream_version == Some(1));
+    assert_err(
+        f.store(ev("b").stream("fresh", ExpectedVersion::Exact(0))),
+        |e| {
+            matches!(
+                e,
+                Error::Conflict {
+                    actual: Some(1),
+                    expected: ExpectedVersion::Exact(0),
+                    ..
+                }
+            )
+        },
+    )?;
+    let batch = f.store_bulk(vec![
+        ev("c").stream("other", ExpectedVersion::Exact(0)),
+        ev("d").stream("other", ExpectedVersion::Exact(1)),
+    ])?;
+    ensure!(batch.iter().map(|e| e.stream_version).collect::<Vec<_>>() == [Some(1), Some(2)]);
     Ok(())
 }
 

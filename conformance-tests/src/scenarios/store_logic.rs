@@ -502,7 +502,7 @@ pub fn stream_rejects_zero_batch<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> 
 }
 
 /// A model that fails (or panics) on the events whose data says so, `times` times each.
-fn flaky(times: u32) -> FnModel<(Vec<u64>, std::collections::HashMap<u64, u32>), ()> {
+fn flaky(times: u32) -> FnModel<'static, (Vec<u64>, std::collections::HashMap<u64, u32>), ()> {
     FnModel::new((Vec::new(), std::collections::HashMap::new())).on_default(
         move |(seen, tries), e, data| {
             let how = data.value()?["fail"].as_str().unwrap_or("").to_owned();
@@ -638,5 +638,33 @@ pub fn projection_runs_until_stopped<F: BackendFactory>(ctx: &Ctx<F>) -> Result<
         Ok((stats, model.into_state()))
     })?;
     ensure!(seen == [1, 2, 3, 4] && stats.events == 4 && stats.position == 4);
+    Ok(())
+}
+
+/// Whatever is accepted can be read back: JSON nested up to `MAX_JSON_DEPTH` is stored and
+/// decodes; deeper data or metadata, given as text or as a value, is refused and nothing is
+/// stored. Brackets inside strings do not count.
+pub fn deep_json_is_refused_at_the_door<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
+    use eventlite_core::MAX_JSON_DEPTH;
+    let f = ctx.fixture()?;
+    let nested = |depth: usize| format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+    let deepest = f.store(ev("deep").data_json(nested(MAX_JSON_DEPTH)))?;
+    f.get(deepest.id)?
+        .ok_or_else(|| anyhow::anyhow!("stored event missing"))?
+        .data_value()?;
+    let in_string = format!(r#"{{"text":"{}"}}"#, "[{".repeat(500));
+    f.store(ev("brackets").data_json(in_string))?;
+    let too_deep: serde_json::Value = serde_json::from_str(&nested(MAX_JSON_DEPTH + 1))?;
+    for refused in [
+        ev("x").data_json(nested(MAX_JSON_DEPTH + 1)),
+        ev("x").data_json(nested(200)),
+        ev("x").data(&too_deep),
+        ev("x").metadata_json(format!(r#"{{"a":{}}}"#, nested(MAX_JSON_DEPTH))),
+    ] {
+        assert_err(f.store(refused), |e| {
+            matches!(e, Error::InvalidEvent { .. })
+        })?;
+    }
+    ensure!(f.last_id()? == 2);
     Ok(())
 }

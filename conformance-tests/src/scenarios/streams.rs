@@ -3,7 +3,7 @@
 use super::*;
 use eventlite_core::spi::EventLog;
 
-fn counter() -> FnModel<Vec<u64>, u64> {
+fn counter() -> FnModel<'static, Vec<u64>, u64> {
     FnModel::new(Vec::new()).on_default(|seen: &mut Vec<u64>, e: &Event, _: &EventData<'_>| {
         seen.push(e.id);
         Ok(e.id)

@@ -176,18 +176,32 @@ pub fn subscription_follows_concurrent_writers<F: BackendFactory>(ctx: &Ctx<F>) 
     Ok(())
 }
 
-/// A subscription blocked in another thread returns at once when stopped, and delivers
-/// nothing after; so does its iterator.
+/// A subscription blocked in another thread returns at once when stopped (not at its next
+/// poll: the poll interval is an hour), and delivers nothing after; so does its iterator.
 pub fn subscription_stops_from_another_thread<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
     let f = ctx.fixture()?;
-    let mut sub = f.subscribe(SubscribeOptions::new().start(Start::End))?;
+    let hour = Duration::from_secs(3600);
+    let mut sub = f.subscribe(
+        SubscribeOptions::new()
+            .start(Start::End)
+            .poll_interval(hour),
+    )?;
     let stopper = sub.stopper();
+    let (tx, rx) = std::sync::mpsc::channel();
     let blocked = std::thread::scope(|s| {
-        let waiter = s.spawn(move || sub.next_batch(Duration::MAX).map(|b| (b, sub)));
+        s.spawn(move || {
+            let _ = tx.send(sub.next_batch(Duration::MAX).map(|b| (b, sub)));
+        });
         stopper.stop();
-        waiter.join()
+        let woke = rx.recv_timeout(PATIENCE);
+        if woke.is_err() {
+            // Let the waiter go, so that the scope can end and report the failure.
+            f.store(ev("unblock")).ok();
+        }
+        woke
     });
-    let (batch, mut sub) = blocked.map_err(|_| anyhow::anyhow!("the subscriber panicked"))??;
+    let (batch, mut sub) =
+        blocked.map_err(|_| anyhow::anyhow!("the stop did not wake the subscriber"))??;
     ensure!(batch.is_none() && sub.is_stopped());
     f.store(ev("after"))?;
     ensure!(sub.next_batch(Duration::from_millis(1))?.is_none());

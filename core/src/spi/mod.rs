@@ -28,7 +28,7 @@ mod streams;
 pub use crate::backend::{EventLog, Maintenance, Notifications, PositionStore, SnapshotStore};
 pub use fields::{EventFields, Text, row_checksum};
 pub use pending::PendingEvent;
-pub use signal::{CommitSignal, Seen, Wakeup, Watcher};
+pub use signal::{CommitListener, CommitSignal, Seen, Wakeup, Watcher};
 pub use streams::StreamVersions;
 
 use crate::error::Error;

@@ -33,16 +33,38 @@ use crate::query::Filter;
 /// signal.publish(&[event(2, "paid")]);
 /// assert_eq!(watcher.wait(seen, Instant::now() + Duration::from_secs(5)), Wakeup::Woken);
 /// ```
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct CommitSignal {
     state: Mutex<SignalState>,
 }
 
-#[derive(Debug, Default)]
+impl std::fmt::Debug for CommitSignal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = lock(&self.state);
+        f.debug_struct("CommitSignal")
+            .field("watchers", &state.watchers.len())
+            .field("listeners", &state.listeners.len())
+            .field("head", &state.head)
+            .field("closed", &state.closed)
+            .finish()
+    }
+}
+
+/// Told of every commit an engine publishes (a store's cache, which evicts what the commit
+/// makes stale).
+pub trait CommitListener: Send + Sync {
+    /// `events` were just committed.
+    fn committed(&self, events: &[Event]);
+}
+
+#[derive(Default)]
 struct SignalState {
     watchers: Vec<Weak<Watcher>>,
+    listeners: Vec<Weak<dyn CommitListener>>,
     /// The newest id published.
     head: u64,
+    /// Events published so far.
+    published: u64,
     closed: bool,
 }
 
@@ -109,15 +131,38 @@ impl CommitSignal {
         watcher
     }
 
-    /// After a commit of `events` (committed, in id order): wakes the watchers one of them
-    /// matches, and those that may have missed earlier commits; tells the others that these
+    /// Registers `listener` for every published commit, while it lives.
+    pub fn listen(&self, listener: &Arc<dyn CommitListener>) {
+        let mut state = lock(&self.state);
+        state.listeners.retain(|l| l.strong_count() > 0);
+        state.listeners.push(Arc::downgrade(listener));
+    }
+
+    /// After a commit of `events`: tells the listeners, wakes the watchers one of the events
+    /// matches and those that may have missed earlier commits, and tells the others that these
     /// ids hold nothing for them.
+    ///
+    /// `events` must be every event of one successful commit, in id order, with consecutive
+    /// ids (a group commit publishes the whole group): watchers skip the ids it spans.
     pub fn publish(&self, events: &[Event]) {
         let (Some(first), Some(last)) = (events.first(), events.last()) else {
             return;
         };
+        debug_assert_eq!(
+            last.id - first.id + 1,
+            events.len() as u64,
+            "published events must be one commit's consecutive ids"
+        );
         let mut state = lock(&self.state);
         state.head = state.head.max(last.id);
+        state.published += events.len() as u64;
+        state.listeners.retain(|l| match l.upgrade() {
+            Some(listener) => {
+                listener.committed(events);
+                true
+            }
+            None => false,
+        });
         state.watchers.retain(|w| {
             let Some(w) = w.upgrade() else { return false };
             let mut ws = lock(&w.state);
@@ -140,9 +185,15 @@ impl CommitSignal {
         }
     }
 
-    /// The newest id [`publish`](Self::publish)ed: commits beyond it were made elsewhere.
+    /// The newest id [`publish`](Self::publish)ed.
     pub fn head(&self) -> u64 {
         lock(&self.state).head
+    }
+
+    /// How many events were [`publish`](Self::publish)ed: with gap-free ids, a log holding more
+    /// than that (plus what it held before) was appended to elsewhere.
+    pub fn published(&self) -> u64 {
+        lock(&self.state).published
     }
 
     /// Marks the engine closed: waiters return [`Wakeup::Closed`] at once, now and later.

@@ -101,6 +101,7 @@ fn check(expected: ExpectedVersion, stream: &str, actual: Option<u64>) -> Result
     let ok = match expected {
         ExpectedVersion::Any => true,
         ExpectedVersion::NoStream => actual.is_none(),
+        ExpectedVersion::Exact(0) => actual.is_none(),
         ExpectedVersion::Exact(n) => actual == Some(n),
     };
     if ok {
@@ -177,11 +178,12 @@ mod tests {
     }
 
     #[test]
-    fn exact_zero_never_matches_and_any_always_does() {
+    fn exact_zero_is_an_empty_stream_and_any_always_matches() {
         assert!(check(ExpectedVersion::Any, "s", Some(3)).is_ok());
         assert!(check(ExpectedVersion::NoStream, "s", None).is_ok());
         assert!(check(ExpectedVersion::Exact(3), "s", Some(3)).is_ok());
-        assert!(check(ExpectedVersion::Exact(0), "s", None).is_err());
+        assert!(check(ExpectedVersion::Exact(0), "s", None).is_ok());
+        assert!(check(ExpectedVersion::Exact(0), "s", Some(1)).is_err());
         assert!(check(ExpectedVersion::NoStream, "s", Some(1)).is_err());
     }
 }

@@ -7,6 +7,8 @@
 //! - `multi PATH COUNT`: appends COUNT single events to a SQLite store, printing each id.
 //! - `checkpoint ENGINE PATH DURABILITY COUNT`: appends COUNT single events, calls
 //!   `checkpoint`, prints `checkpointed <last id>` and waits to be killed.
+//! - `correlated PATH CORRELATION COUNT`: appends COUNT events of one correlation to a SQLite
+//!   store.
 //! - `project ENGINE STORE READ_MODEL`: brings a read model in the SQLite file READ_MODEL up to
 //!   date with the store (`SqliteProjection`, batches of 25), prints `done <position>`.
 use std::io::Write;
@@ -119,6 +121,22 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
+        "correlated" => {
+            let store = open(
+                engine("sqlite")?,
+                arg(&args, 2)?.as_ref(),
+                Durability::Immediate,
+            )?;
+            let count: u64 = arg(&args, 4)?.parse()?;
+            for i in 0..count {
+                store.store(
+                    NewEvent::new("correlated")
+                        .correlation_id(arg(&args, 3)?)
+                        .data(&i),
+                )?;
+            }
+            Ok(())
+        }
         "project" => {
             let store = open(
                 engine(arg(&args, 2)?)?,
@@ -134,6 +152,7 @@ fn main() -> Result<()> {
             let mut projection =
                 eventlite_sqlite::SqliteProjection::new(&mut db, "applied")?.batch_size(25);
             // No uniqueness anywhere: an event applied twice would show as a duplicate row.
+            // Each application is reported, so that the parent knows its kill landed mid-run.
             let stats = projection.catch_up(&store, &mut |conn, event| {
                 conn.execute(
                     "INSERT INTO applied (event_id) VALUES (?1)",
@@ -143,6 +162,7 @@ fn main() -> Result<()> {
                     "UPDATE totals SET n = n + 1, sum = sum + ?1",
                     [event.id as i64],
                 )?;
+                writeln!(std::io::stdout(), "applied {}", event.id)?;
                 Ok(())
             })?;
             writeln!(out, "done {}", stats.position)?;
