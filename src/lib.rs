@@ -157,6 +157,11 @@ impl std::str::FromStr for Engine {
     }
 }
 
+/// Bringing data over from the JavaScript EventLite Sourcing.
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub mod import;
+
 /// The SQLite engine and its options.
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]

@@ -128,9 +128,8 @@ pub struct NewEvent {
     /// Whether `metadata` came from serde_json (valid JSON; only its kind needs checking).
     pub(crate) metadata_serialized: bool,
     pub(crate) stream: Option<(String, ExpectedVersion)>,
-    // Pads NewEvent to the size of a pending and a stored event, so that a batch converts in
-    // place (see `spi::PendingEvent`'s layout).
-    pub(crate) _layout: [u64; 2],
+    /// A datetime given by the caller (an import), instead of the store's clock.
+    pub(crate) recorded_at: Option<i64>,
 }
 
 impl NewEvent {
@@ -148,7 +147,7 @@ impl NewEvent {
             metadata: Ok("{}".to_owned()),
             metadata_serialized: true,
             stream: None,
-            _layout: [0; 2],
+            recorded_at: None,
         }
     }
 
@@ -209,6 +208,13 @@ impl NewEvent {
     pub fn metadata_json(mut self, json: impl Into<String>) -> Self {
         self.metadata = Ok(json.into());
         self.metadata_serialized = false;
+        self
+    }
+
+    /// Stamps the event with `ms` (since the Unix epoch) instead of the store's clock: for
+    /// bringing history over from elsewhere (see `eventlite::import`), not for new events.
+    pub fn recorded_at(mut self, ms: i64) -> Self {
+        self.recorded_at = Some(ms);
         self
     }
 

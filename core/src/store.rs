@@ -356,7 +356,7 @@ impl<B: Backend> EventStore<B> {
             metadata,
             metadata_serialized,
             stream,
-            _layout: _,
+            recorded_at,
         } = event;
         if cmd.trim().is_empty() {
             return Err(Error::invalid_event("cmd is empty"));
@@ -402,7 +402,7 @@ impl<B: Backend> EventStore<B> {
         };
         let pending = PendingEvent {
             version,
-            datetime: now,
+            datetime: recorded_at.unwrap_or(now),
             user,
             ip,
             cmd,
