@@ -795,7 +795,7 @@ impl Notifications for SqliteBackend {
         Arc::clone(&self.signal)
     }
 
-    /// Looks for other connections' commits (see [`SqliteBackend::look_elsewhere`]); a poll
+    /// Looks for other connections' commits (`PRAGMA data_version`, then the log's size); a poll
     /// within 5 ms of the previous one is skipped, since that one woke everyone a commit from
     /// elsewhere concerns (many subscribers poll, each at its own pace).
     fn poll_commits(&self) -> Result<()> {
