@@ -812,8 +812,8 @@ impl SqliteBackend {
     /// file: this backend's writer, another handle, another process) with what it was at the
     /// last look, unless that was within `spacing`. When it moved, the log's size tells whether
     /// anyone but this backend appended (ids are gap-free: the newest id is the number of
-    /// events); if so, counts a commit from elsewhere and wakes every subscriber. Returns the
-    /// count so far.
+    /// events); if so, wakes every subscriber. Returns how many events were appended by others
+    /// (as of the last look), which grows with every commit from elsewhere.
     fn look_elsewhere(&self, spacing: Duration) -> Result<u64> {
         let mut watcher = self.watcher.lock().unwrap_or_else(|e| e.into_inner());
         let w = match watcher.as_mut() {
@@ -827,12 +827,11 @@ impl SqliteBackend {
                     version: None,
                     at: Instant::now(),
                     others: None,
-                    elsewhere: 0,
                 })
             }
         };
         if w.version.is_some() && w.at.elapsed() < spacing {
-            return Ok(w.elsewhere);
+            return Ok(w.others.unwrap_or(0));
         }
         let version: i64 = w
             .conn
@@ -840,7 +839,7 @@ impl SqliteBackend {
             .map_err(map_err)?;
         w.at = Instant::now();
         if w.version == Some(version) {
-            return Ok(w.elsewhere);
+            return Ok(w.others.unwrap_or(0));
         }
         // Under the writer's lock, every commit of this backend is published: the newest id
         // and the published count then agree unless someone else appended.
@@ -855,12 +854,11 @@ impl SqliteBackend {
         if w.others != Some(others) {
             // The first look counts too: what was appended before it was never published.
             w.others = Some(others);
-            w.elsewhere += 1;
             self.signal.notify();
         }
         // Only now: a look that failed above leaves the change to be found by the next one.
         w.version = Some(version);
-        Ok(w.elsewhere)
+        Ok(others)
     }
 }
 
@@ -874,8 +872,6 @@ struct Watch {
     at: Instant,
     /// Events in the log not published by this backend, at the last look.
     others: Option<u64>,
-    /// Commits from elsewhere found so far.
-    elsewhere: u64,
 }
 
 impl Maintenance for SqliteBackend {

@@ -190,10 +190,10 @@ pub trait Notifications: Send + Sync + Debug + 'static {
     /// do nothing.
     fn poll_commits(&self) -> Result<()>;
 
-    /// How many times commits made elsewhere (another handle, another process) were found so
-    /// far, looking now: a number that moves whenever the store changed in a way this engine
-    /// did not [`publish`](CommitSignal::publish). Caches check it before they serve anything
-    /// a commit could have made stale. Engines that see every commit return 0.
+    /// A number that moves whenever the store changed in a way this engine did not
+    /// [`publish`](CommitSignal::publish) (a commit by another handle or process), looking now.
+    /// Caches check it before they serve anything such a commit could have made stale. Engines
+    /// that see every commit return 0.
     fn external_commits(&self) -> Result<u64>;
 }
 

@@ -277,7 +277,7 @@ impl<'s, B: Backend, M: Model> Projection<'s, B, M> {
                             event_id: event.id,
                             attempts,
                             error,
-                            at: self.store.now_ms(),
+                            at: self.store.clock().now_ms(),
                         })?;
                     }
                     Outcome::Stop(message, source) => {

@@ -267,11 +267,6 @@ impl<B: Backend> EventStore<B> {
         &*self.clock
     }
 
-    /// Now, by the store's clock.
-    pub(crate) fn now_ms(&self) -> i64 {
-        self.clock.now_ms()
-    }
-
     // ---- writing -------------------------------------------------------------------------
 
     /// Stores one event and returns it as stored.
@@ -331,11 +326,8 @@ impl<B: Backend> EventStore<B> {
             .into_iter()
             .map(|event| self.prepare(event, now, &mut parents))
             .collect::<Result<Vec<_>>>()?;
-        let stored = self.backend.append(batch)?;
-        // The engine published the commit to the cache already; an engine that does not
-        // publish must not leave stale transactions behind either.
-        self.cache.committed(&stored);
-        Ok(stored)
+        // The engine publishes the commit, which evicts what it touched from the cache.
+        self.backend.append(batch)
     }
 
     fn prepare(
@@ -848,7 +840,7 @@ mod tests {
         let store = EventStore::new(MemoryBackend::new());
         let events: Vec<NewEvent> = (0..1_000).map(|_| NewEvent::new("e")).collect();
         let at = events.as_ptr().cast::<u8>();
-        let now = store.now_ms();
+        let now = store.clock().now_ms();
         let mut parents = HashMap::new();
         let batch = events
             .into_iter()

@@ -35,6 +35,16 @@ pub fn subscriptions(b: &mut Bench, engine: Engine) -> Result<()> {
     Ok(())
 }
 
+/// The events of slice `i` of `n`, `per` a slice.
+fn slice_filter(i: usize, per: u64, n: u64) -> Filter {
+    let s = Slice::nth(i as u64, per, n);
+    Filter {
+        id_from: Some(s.first),
+        id_to: Some(s.last),
+        ..Filter::default()
+    }
+}
+
 /// A store of `n` events at `path`, appended in bulk.
 fn filled(engine: Engine, path: &Path, n: u64) -> Result<Store> {
     let setup = Setup {
@@ -53,14 +63,7 @@ fn catch_up(b: &mut Bench, engine: Engine) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let store = filled(engine, &dir.path().join(engine.file()), n)?;
     let (slices, per) = Slice::plan(n);
-    let range = |i: usize| {
-        let s = Slice::nth(i as u64, per, n);
-        Filter {
-            id_from: Some(s.first),
-            id_to: Some(s.last),
-            ..Filter::default()
-        }
-    };
+    let range = |i: usize| slice_filter(i, per, n);
     let (ours, stream) = each_run(b.config.runs, |run| {
         let (o, r) = interleaved(
             slices as usize,
@@ -189,12 +192,7 @@ fn projection(b: &mut Bench, engine: Engine) -> Result<()> {
                 Ok(())
             },
             |i| {
-                let s = Slice::nth(i as u64, per, n);
-                let range = Filter {
-                    id_from: Some(s.first),
-                    id_to: Some(s.last),
-                    ..Filter::default()
-                };
+                let range = slice_filter(i, per, n);
                 for batch in store.stream(StreamOptions::new().filter(range))? {
                     let batch = batch?;
                     let tx = hand_db.transaction()?;

@@ -324,3 +324,23 @@ pub fn stream_filter_selects_stream_events<F: BackendFactory>(ctx: &Ctx<F>) -> R
     ensure!(f.count(&Filter::stream("b"))? == 8);
     Ok(())
 }
+
+/// A commit to a correlation evicts its cached transaction (upstream served stale data): the
+/// engine publishes every commit, and the store's cache listens. The cache does serve a repeat.
+pub fn cache_never_serves_stale_transaction<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
+    let f = ctx.fixture()?;
+    let root = f.store(ev("a").correlation_id("g"))?;
+    ensure!(f.transaction_cached("g")?.len() == 1);
+    let hits = f.cache_stats().hits;
+    ensure!(f.transaction_cached("g")?.len() == 1 && f.cache_stats().hits == hits + 1);
+    f.store(ev("b").correlation_id("g"))?;
+    ensure!(f.transaction_cached("g")?.len() == 2);
+    f.store(ev("c").causation_id(root.id))?;
+    ensure!(f.transaction_cached("g")?.len() == 3);
+    f.store_bulk(vec![
+        ev("d").correlation_id("g"),
+        ev("e").correlation_id("z"),
+    ])?;
+    ensure!(ids(&f.transaction_cached("g")?) == vec![1, 2, 3, 4]);
+    Ok(())
+}

@@ -397,23 +397,6 @@ pub fn cache_counts_hits_and_misses<F: BackendFactory>(ctx: &Ctx<F>) -> Result<(
     Ok(())
 }
 
-/// An append to a correlation evicts its cached transaction (upstream served stale data).
-pub fn cache_never_serves_stale_transaction<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
-    let f = ctx.fixture()?;
-    let root = f.store(ev("a").correlation_id("g"))?;
-    ensure!(f.transaction_cached("g")?.len() == 1);
-    f.store(ev("b").correlation_id("g"))?;
-    ensure!(f.transaction_cached("g")?.len() == 2);
-    f.store(ev("c").causation_id(root.id))?;
-    ensure!(f.transaction_cached("g")?.len() == 3);
-    f.store_bulk(vec![
-        ev("d").correlation_id("g"),
-        ev("e").correlation_id("z"),
-    ])?;
-    ensure!(ids(&f.transaction_cached("g")?) == vec![1, 2, 3, 4]);
-    Ok(())
-}
-
 /// Entries expire after the TTL (measured on the store's clock).
 pub fn cache_entries_expire_after_ttl<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
     let policy = CachePolicy {
