@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use eventlite_core::spi::files::{StoreFile, prepare_store_file};
+use eventlite_core::spi::files::create_or_find_store;
 use eventlite_core::spi::{
     CommitSignal, EventFields, EventLog, Maintenance, Notifications, PendingEvent, PositionStore,
     SnapshotStore, StreamVersions, io_error,
@@ -316,7 +316,19 @@ impl RedbBackend {
     /// is back-filled from the events in one transaction, a disabled one is deleted.
     pub fn open(path: impl AsRef<Path>, options: RedbOptions) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let created = prepare_store_file(&path, ENGINE)? == StoreFile::Created;
+        create_or_find_store(&path, ENGINE, |temp| {
+            // Built with an immediate commit and closed, so the file is complete on disk.
+            let fresh = RedbOptions {
+                durability: Durability::Immediate,
+                ..options.clone()
+            };
+            Self::open_file(temp.to_path_buf(), fresh, true).map(drop)
+        })?;
+        Self::open_file(path, options, false)
+    }
+
+    /// Opens the store in `path`; `created` when the file is new and empty.
+    fn open_file(path: PathBuf, options: RedbOptions, created: bool) -> Result<Self> {
         let mut builder = redb::Builder::new();
         builder.set_cache_size(options.cache_size);
         let db = contain("opening the file", || {

@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use checkpoint::Checkpointer;
 use conn::{ReaderConn, WriterConn, WriterParts};
-use eventlite_core::spi::files::{StoreFile, prepare_store_file};
+use eventlite_core::spi::files::create_or_find_store;
 use eventlite_core::spi::{
     CommitSignal, EventLog, Maintenance, Notifications, PendingEvent, PositionStore, SnapshotStore,
     StreamVersions,
@@ -222,11 +222,27 @@ impl SqliteBackend {
     /// match `options.indexes`.
     pub fn open(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let created = prepare_store_file(&path, ENGINE)? == StoreFile::Created;
+        create_or_find_store(&path, ENGINE, |temp| {
+            let fresh = Self::open_file(temp.to_path_buf(), options.clone(), false)?;
+            // Move the schema from the log into the file, which is all that gets linked.
+            let busy: i64 = fresh
+                .writer()
+                .borrow_owner()
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+                .map_err(map_err)?;
+            if busy != 0 {
+                return Err(Error::busy("the new store's log could not be checkpointed"));
+            }
+            Ok(())
+        })?;
+        Self::open_file(path, options, true)
+    }
+
+    /// Opens an existing file (or an empty one, which SQLite makes a new database) as a
+    /// store; `checkpoints` starts the background checkpointer.
+    fn open_file(path: PathBuf, options: SqliteOptions, checkpoints: bool) -> Result<Self> {
         let writer = open_connection(&path, &options)?;
-        if !created {
-            check_is_store(&writer)?;
-        }
+        check_is_store(&writer)?;
         configure_writer(&writer, &options)?;
         let backend = SqliteBackend {
             path,
@@ -238,7 +254,7 @@ impl SqliteBackend {
         };
         backend.init_schema()?;
         backend.sync_indexes()?;
-        if backend.options.journal_mode == JournalMode::Wal {
+        if checkpoints && backend.options.journal_mode == JournalMode::Wal {
             let (path, options) = (&backend.path, &backend.options);
             backend.writer().with_dependent_mut(|conn, parts| {
                 parts.checkpoints = start_checkpointer(conn, path, options);

@@ -9,6 +9,8 @@
 //!   `checkpoint`, prints `checkpointed <last id>` and waits to be killed.
 //! - `correlated PATH CORRELATION COUNT`: appends COUNT events of one correlation to a SQLite
 //!   store.
+//! - `create ENGINE PATH`: opens (creates) the store at PATH, prints `open` and waits to be
+//!   killed.
 //! - `project ENGINE STORE READ_MODEL`: brings a read model in the SQLite file READ_MODEL up to
 //!   date with the store (`SqliteProjection`, batches of 25), prints `done <position>`.
 use std::io::Write;
@@ -167,6 +169,18 @@ fn main() -> Result<()> {
             })?;
             writeln!(out, "done {}", stats.position)?;
             Ok(())
+        }
+        "create" => {
+            let _store = open(
+                engine(arg(&args, 2)?)?,
+                arg(&args, 3)?.as_ref(),
+                Durability::Immediate,
+            )?;
+            writeln!(out, "open")?;
+            out.flush()?;
+            loop {
+                std::thread::park();
+            }
         }
         "checkpoint" => {
             let store = open(
