@@ -231,7 +231,13 @@ impl Drop for RedbBackend {
 fn flusher(shared: Arc<Shared>, stop: Receiver<()>) {
     let delay = shared.options.relaxed_max_delay;
     loop {
-        match stop.recv_timeout(delay) {
+        // Sleep until the oldest relaxed commit comes due. A fixed tick would flush only what
+        // is already `delay` old, so a commit made just after a tick would wait almost two.
+        let wait = shared
+            .relaxed()
+            .since
+            .map_or(delay, |t| delay.saturating_sub(t.elapsed()));
+        match stop.recv_timeout(wait) {
             Err(RecvTimeoutError::Timeout) => {
                 let due = shared.relaxed().since.is_some_and(|t| t.elapsed() >= delay);
                 if due {

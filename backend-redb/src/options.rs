@@ -9,9 +9,10 @@ use eventlite_core::{Durability, IndexConfig};
 /// `Durability::Relaxed` on redb commits without fsync (`redb::Durability::None`), which redb
 /// loses on a process crash as well as on a power loss. To bound that loss, a relaxed store
 /// makes a durable commit after at most `relaxed_max_commits` relaxed ones, and a background
-/// thread makes one at most `relaxed_max_delay` after the first relaxed commit. A crash loses at
-/// most the relaxed commits of the last `relaxed_max_delay` (and never more than
-/// `relaxed_max_commits - 1` of them).
+/// thread starts one when the oldest relaxed commit is `relaxed_max_delay` old. A crash loses
+/// at most the relaxed commits acknowledged within `relaxed_max_delay` plus the time one flush
+/// (an fsync) takes before it, and never more than `relaxed_max_commits - 1` of them. (A
+/// machine too loaded to run the flush thread on time stretches the window by that delay.)
 ///
 /// ```
 /// use eventlite_redb::RedbOptions;
@@ -29,7 +30,7 @@ pub struct RedbOptions {
     pub cache_size: usize,
     /// Relaxed mode: a durable commit after at most this many relaxed ones (at least 1).
     pub relaxed_max_commits: u32,
-    /// Relaxed mode: a durable commit at most this long after the first relaxed one.
+    /// Relaxed mode: a durable commit starts when the oldest relaxed one is this old.
     pub relaxed_max_delay: Duration,
     /// Check every page of an existing file (redb's `check_integrity`) before using it
     /// (default on; about 35 ms for a 70 MB store here). redb can abort the process — a panic

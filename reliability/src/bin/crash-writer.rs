@@ -9,6 +9,9 @@
 //!   `checkpoint`, prints `checkpointed <last id>` and waits to be killed.
 //! - `correlated PATH CORRELATION COUNT`: appends COUNT events of one correlation to a SQLite
 //!   store.
+//! - `paced PATH DELAY_MS SEED`: appends single events to a redb `Relaxed` store whose
+//!   `relaxed_max_delay` is DELAY_MS (and whose commit count never forces a flush), pausing
+//!   now and then for up to 1.5 × DELAY_MS; prints `ack <id> <batch> 0 1 <µs since epoch>`.
 //! - `create ENGINE PATH`: opens (creates) the store at PATH, prints `open` and waits to be
 //!   killed.
 //! - `project ENGINE STORE READ_MODEL`: brings a read model in the SQLite file READ_MODEL up to
@@ -168,6 +171,37 @@ fn main() -> Result<()> {
                 Ok(())
             })?;
             writeln!(out, "done {}", stats.position)?;
+            Ok(())
+        }
+        "paced" => {
+            let delay = std::time::Duration::from_millis(arg(&args, 3)?.parse()?);
+            let options = eventlite_redb::RedbOptions {
+                relaxed_max_delay: delay,
+                relaxed_max_commits: u32::MAX,
+                ..eventlite_reliability::setup(Durability::Relaxed).redb()
+            };
+            let store = eventlite_core::EventStore::new(eventlite_redb::RedbBackend::open(
+                arg(&args, 2)?,
+                options,
+            )?);
+            let mut seed: u64 = arg(&args, 4)?.parse::<u64>()? | 1;
+            for batch in 0.. {
+                let e = store.store(batch_event(batch, 0, 1, 0))?;
+                let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+                writeln!(out, "ack {} {batch} 0 1 {}", e.id, at.as_micros())?;
+                out.flush()?;
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                // Mostly a steady trickle; one commit in eight is followed by a pause, the
+                // writer stalls that used to stretch the window past the delay.
+                let pause = if seed % 8 == 0 {
+                    delay.mul_f64((seed >> 8) as f64 % 1_000.0 / 1_000.0 * 1.5)
+                } else {
+                    std::time::Duration::from_millis(2)
+                };
+                std::thread::sleep(pause);
+            }
             Ok(())
         }
         "create" => {
