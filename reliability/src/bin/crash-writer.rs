@@ -195,7 +195,7 @@ fn main() -> Result<()> {
                 seed ^= seed << 17;
                 // Mostly a steady trickle; one commit in eight is followed by a pause, the
                 // writer stalls that used to stretch the window past the delay.
-                let pause = if seed % 8 == 0 {
+                let pause = if seed.is_multiple_of(8) {
                     delay.mul_f64((seed >> 8) as f64 % 1_000.0 / 1_000.0 * 1.5)
                 } else {
                     std::time::Duration::from_millis(2)
