@@ -36,6 +36,7 @@ mod clock;
 mod error;
 mod event;
 mod index;
+mod integrity;
 mod memory;
 mod model;
 mod policy;

@@ -13,6 +13,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::event::{Event, NewEvent};
 use crate::index::{IndexConfig, QueryPlan};
+use crate::integrity;
 use crate::model::{Callbacks, Executed, Model, execute};
 use crate::policy::CachePolicy;
 use crate::query::{EventPage, Filter, Order, Page, PageStart, Query};
@@ -193,6 +194,8 @@ pub struct EventStream<'s, B> {
     query: Query,
     batch_size: u64,
     done: bool,
+    /// For a read by id alone: the last id it must reach (stored before it began).
+    must_reach: u64,
 }
 
 impl<B: Backend> EventStream<'_, B> {
@@ -203,24 +206,32 @@ impl<B: Backend> EventStream<'_, B> {
         if self.done {
             return Ok(false);
         }
-        if let Err(e) = self.backend.query_into(&self.query, batch) {
+        let read = self
+            .backend
+            .query_into(&self.query, batch)
+            .and_then(|()| self.advance(batch));
+        if read.is_err() {
             self.done = true;
-            return Err(e);
         }
-        Ok(self.advance(batch))
+        read
     }
 
-    /// Moves the cursor past `batch`, just read; `false` when it was empty.
-    fn advance(&mut self, batch: &[Event]) -> bool {
-        let Some(last) = batch.last() else {
-            self.done = true;
-            return false;
+    /// Checks `batch`, just read, and moves the cursor past it; `false` when it was empty.
+    fn advance(&mut self, batch: &[Event]) -> Result<bool> {
+        integrity::check_answer(&self.query, batch)?;
+        let more = match batch.last() {
+            Some(last) => {
+                self.query.after = Some(last.cursor());
+                batch.len() as u64 == self.batch_size
+            }
+            None => false,
         };
-        self.query.after = Some(last.cursor());
-        if (batch.len() as u64) < self.batch_size {
+        if !more {
             self.done = true;
+            let reached = self.query.after.map_or(0, |c| c.id);
+            integrity::check_end(reached, self.must_reach)?;
         }
-        true
+        Ok(!batch.is_empty())
     }
 }
 
@@ -231,8 +242,12 @@ impl<B: Backend> Iterator for EventStream<'_, B> {
         if self.done {
             return None;
         }
-        match self.backend.query(&self.query) {
-            Ok(batch) => self.advance(&batch).then_some(Ok(batch)),
+        let read = self.backend.query(&self.query).and_then(|batch| {
+            let more = self.advance(&batch)?;
+            Ok(more.then_some(batch))
+        });
+        match read {
+            Ok(batch) => batch.map(Ok),
             Err(e) => {
                 self.done = true;
                 Some(Err(e))
@@ -434,19 +449,19 @@ impl<B: Backend> EventStore<B> {
 
     /// The event with this id.
     pub fn get(&self, id: u64) -> Result<Option<Event>> {
-        self.backend.get(id)
+        integrity::get_checked(&self.backend, id)
     }
 
     /// The event with this id, from the cache when it is there.
     pub fn get_cached(&self, id: u64) -> Result<Option<Arc<Event>>> {
         if !self.cache.enabled() {
-            return Ok(self.backend.get(id)?.map(Arc::new));
+            return Ok(self.get(id)?.map(Arc::new));
         }
         let now = self.clock.now_ms();
         if let Some(event) = self.cache.event(id, now) {
             return Ok(Some(event));
         }
-        let Some(event) = self.backend.get(id)? else {
+        let Some(event) = self.get(id)? else {
             return Ok(None);
         };
         let event = Arc::new(event);
@@ -456,7 +471,7 @@ impl<B: Backend> EventStore<B> {
 
     /// Every event of a transaction group, in id order.
     pub fn transaction(&self, correlation_id: &str) -> Result<Vec<Event>> {
-        self.backend.query(&Query::new(
+        self.query(&Query::new(
             Filter::correlation(correlation_id),
             Order::IdAsc,
         ))
@@ -483,17 +498,16 @@ impl<B: Backend> EventStore<B> {
 
     /// The events directly caused by `id`, in id order.
     pub fn children(&self, id: u64) -> Result<Vec<Event>> {
-        self.backend
-            .query(&Query::new(Filter::children_of(id), Order::IdAsc))
+        self.query(&Query::new(Filter::children_of(id), Order::IdAsc))
     }
 
     /// The event, its parent and its children; `None` when there is no such event.
     pub fn lineage(&self, id: u64) -> Result<Option<Lineage>> {
-        let Some(event) = self.backend.get(id)? else {
+        let Some(event) = self.get(id)? else {
             return Ok(None);
         };
         let parent = match event.causation_id {
-            Some(p) => self.backend.get(p)?,
+            Some(p) => self.get(p)?,
             None => None,
         };
         let children = self.children(id)?;
@@ -506,7 +520,9 @@ impl<B: Backend> EventStore<B> {
 
     /// Runs a query directly.
     pub fn query(&self, query: &Query) -> Result<Vec<Event>> {
-        self.backend.query(query)
+        let events = self.backend.query(query)?;
+        integrity::check_answer(query, &events)?;
+        Ok(events)
     }
 
     /// How many events `filter` selects.
@@ -560,6 +576,7 @@ impl<B: Backend> EventStore<B> {
             limit: Some(page.limit.saturating_add(1)),
         };
         let (mut events, total_count) = self.backend.query_with_total(&query)?;
+        integrity::check_answer(&query, &events)?;
         let has_more = events.len() as u64 > page.limit;
         events.truncate(usize::try_from(page.limit).unwrap_or(usize::MAX));
         let next_cursor = has_more.then(|| events.last().map(Event::cursor)).flatten();
@@ -608,7 +625,21 @@ impl<B: Backend> EventStore<B> {
                 "batch_size must be at least 1".into(),
             ));
         }
+        // Events stored before the read began must all be read: a read by id alone that
+        // ends sooner met damage.
+        let must_reach = if integrity::selects_by_id_only(&options.filter) {
+            let last = self.backend.last_id()?;
+            let end = last.min(options.filter.id_to.unwrap_or(u64::MAX));
+            if end >= options.filter.id_from.unwrap_or(1) {
+                end
+            } else {
+                0
+            }
+        } else {
+            0
+        };
         Ok(EventStream {
+            must_reach,
             backend: &self.backend,
             query: Query {
                 filter: options.filter,

@@ -1,0 +1,246 @@
+//! Cheap checks of an engine's answers against the log's contract, on every read.
+//!
+//! Checksums catch a damaged row, but not a genuine row in the wrong place: a page of the
+//! file copied over another answers with real events where others belong, and an index that
+//! disagrees with its table leaves events out. The contract makes much of that visible at
+//! the cost of a comparison per event: ids are gap-free from 1, an answer holds only events
+//! its query selects, in the query's order, and a stream's versions count up from 1. What
+//! these checks cannot see (a count that is off, an event an index lost) is left to
+//! [`EventStore::verify`](crate::EventStore::verify).
+
+use std::cmp::Ordering;
+
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::query::{Filter, Order, Query};
+
+fn damaged(what: String) -> Error {
+    Error::corrupt(format!(
+        "{what}: the store is damaged (EventStore::verify lists what it finds)"
+    ))
+}
+
+/// Whether `filter` selects by id alone: its answer in id order is a run of consecutive ids.
+pub(crate) fn selects_by_id_only(filter: &Filter) -> bool {
+    let Filter {
+        correlation_id,
+        causation_id,
+        cmd,
+        user,
+        datetime_from,
+        datetime_to,
+        version,
+        stream,
+        id_from: _,
+        id_to: _,
+    } = filter;
+    correlation_id.is_none()
+        && causation_id.is_none()
+        && cmd.is_none()
+        && user.is_none()
+        && datetime_from.is_none()
+        && datetime_to.is_none()
+        && version.is_none()
+        && stream.is_none()
+}
+
+/// Checks an engine's answer to `query`.
+pub(crate) fn check_answer(query: &Query, events: &[Event]) -> Result<()> {
+    let mut previous: Option<&Event> = None;
+    for event in events {
+        if !query.admits(event) {
+            return Err(damaged(format!(
+                "event {} was answered for {:?}, which does not select it",
+                event.id, query.filter
+            )));
+        }
+        if let Some(p) = previous
+            && query.order.compare(p, event) != Ordering::Less
+        {
+            return Err(damaged(format!(
+                "event {} follows event {} out of {:?} order",
+                event.id, p.id, query.order
+            )));
+        }
+        previous = Some(event);
+    }
+    let Some(first) = events.first() else {
+        return Ok(());
+    };
+    if selects_by_id_only(&query.filter) {
+        let step: i128 = match query.order {
+            Order::IdAsc => 1,
+            Order::IdDesc => -1,
+            Order::DatetimeDesc => return Ok(()),
+        };
+        // Ascending, the first id is known: the start of the range (every id from 1 up to the
+        // last exists, and the answer is not empty). Descending, it depends on the last id.
+        let expected_first = (query.order == Order::IdAsc).then(|| {
+            query
+                .after
+                .map_or(1, |c| c.id.saturating_add(1))
+                .max(query.filter.id_from.unwrap_or(1))
+                .saturating_add(query.offset)
+        });
+        if let Some(want) = expected_first
+            && first.id != want
+        {
+            return Err(damaged(format!(
+                "the answer starts at event {} where event {want} belongs",
+                first.id
+            )));
+        }
+        for pair in events.windows(2) {
+            if i128::from(pair[1].id) - i128::from(pair[0].id) != step {
+                return Err(damaged(format!(
+                    "event {} follows event {}, but ids are gap-free",
+                    pair[1].id, pair[0].id
+                )));
+            }
+        }
+    } else if is_one_stream(&query.filter) && query.order == Order::IdAsc {
+        if query.after.is_none() && query.offset == 0 && query.filter.id_from.is_none() {
+            check_version(first, 1)?;
+        }
+        for pair in events.windows(2) {
+            check_version(
+                &pair[1],
+                pair[0].stream_version.unwrap_or(0).saturating_add(1),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// A filter of one stream and nothing else: its versions count up from 1 in id order.
+fn is_one_stream(filter: &Filter) -> bool {
+    filter.stream.is_some()
+        && selects_by_id_only(&Filter {
+            stream: None,
+            ..filter.clone()
+        })
+        && filter.id_to.is_none()
+}
+
+fn check_version(event: &Event, want: u64) -> Result<()> {
+    if event.stream_version == Some(want) {
+        return Ok(());
+    }
+    Err(damaged(format!(
+        "event {} has version {:?} of its stream where version {want} belongs",
+        event.id, event.stream_version
+    )))
+}
+
+/// The event `id` from `backend`, checked: an answer with another id is damage, and so is no
+/// answer for an id at or below the last one (ids are gap-free and never deleted).
+pub(crate) fn get_checked<B: crate::spi::EventLog + ?Sized>(
+    backend: &B,
+    id: u64,
+) -> Result<Option<Event>> {
+    let found = backend.get(id)?;
+    match found {
+        Some(e) if e.id == id => Ok(Some(e)),
+        Some(e) => Err(damaged(format!("event {} was answered for id {id}", e.id))),
+        None if id == 0 || id > backend.last_id()? => Ok(None),
+        // It may have been appended between the two reads: look once more.
+        None => match backend.get(id)? {
+            Some(e) if e.id == id => Ok(Some(e)),
+            _ => Err(damaged(format!(
+                "event {id} is missing, though ids are gap-free up to the last"
+            ))),
+        },
+    }
+}
+
+/// A whole-log read that ended at `reached` although events up to `must_reach` were stored
+/// before it began.
+pub(crate) fn check_end(reached: u64, must_reach: u64) -> Result<()> {
+    if reached >= must_reach {
+        return Ok(());
+    }
+    Err(damaged(format!(
+        "the log reads to event {reached}, but event {must_reach} was stored before the read began"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::query::Cursor;
+
+    fn event(id: u64) -> Event {
+        let mut e = crate::spi::PendingEvent::new("c").into_event(id, None);
+        e.datetime = 1_000 + id as i64;
+        e
+    }
+
+    fn ids(ids: &[u64]) -> Vec<Event> {
+        ids.iter().map(|&i| event(i)).collect()
+    }
+
+    #[test]
+    fn a_whole_log_read_must_be_gap_free_from_its_start() {
+        let all = Query::new(Filter::all(), Order::IdAsc);
+        assert!(check_answer(&all, &ids(&[1, 2, 3])).is_ok());
+        assert!(check_answer(&all, &ids(&[])).is_ok());
+        for bad in [&[2, 3][..], &[1, 3], &[1, 2, 2], &[1, 609, 610]] {
+            let err = check_answer(&all, &ids(bad)).unwrap_err();
+            assert!(matches!(err, Error::Corrupt { .. }), "{bad:?}: {err}");
+        }
+        let after = Query::new(Filter::all(), Order::IdAsc).after(Cursor {
+            id: 10,
+            datetime: 0,
+        });
+        assert!(check_answer(&after, &ids(&[11, 12])).is_ok());
+        assert!(check_answer(&after, &ids(&[12, 13])).is_err());
+        let desc = Query::new(
+            Filter {
+                id_to: Some(5),
+                ..Filter::default()
+            },
+            Order::IdDesc,
+        );
+        assert!(check_answer(&desc, &ids(&[5, 4, 3])).is_ok());
+        assert!(
+            check_answer(&desc, &ids(&[2, 1])).is_ok(),
+            "the log may end below id_to"
+        );
+        assert!(check_answer(&desc, &ids(&[5, 3])).is_err());
+    }
+
+    #[test]
+    fn an_event_the_filter_does_not_select_is_damage() {
+        let mut e = event(7);
+        e.cmd = "other".into();
+        let q = Query::new(Filter::cmd("c"), Order::IdAsc);
+        assert!(check_answer(&q, &[event(3), event(7)]).is_ok());
+        assert!(matches!(
+            check_answer(&q, &[event(3), e]),
+            Err(Error::Corrupt { .. })
+        ));
+        // Out of order.
+        assert!(check_answer(&q, &[event(7), event(3)]).is_err());
+    }
+
+    #[test]
+    fn stream_versions_count_up_from_one() {
+        let versioned = |pairs: &[(u64, u64)]| -> Vec<Event> {
+            pairs
+                .iter()
+                .map(|&(id, v)| {
+                    let mut e = event(id);
+                    e.stream = Some("s".into());
+                    e.stream_version = Some(v);
+                    e
+                })
+                .collect()
+        };
+        let q = Query::new(Filter::stream("s"), Order::IdAsc);
+        assert!(check_answer(&q, &versioned(&[(4, 1), (9, 2), (20, 3)])).is_ok());
+        assert!(check_answer(&q, &versioned(&[(4, 1), (20, 3)])).is_err());
+        assert!(check_answer(&q, &versioned(&[(9, 2), (20, 3)])).is_err());
+        let later = q.clone().after(Cursor { id: 5, datetime: 0 });
+        assert!(check_answer(&later, &versioned(&[(9, 2), (20, 3)])).is_ok());
+    }
+}
