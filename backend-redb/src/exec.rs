@@ -9,7 +9,9 @@ use eventlite_core::spi::{EventFields, PendingEvent, planner};
 use eventlite_core::{
     Cursor, Error, Event, Filter, IndexConfig, IndexName, Order, Query, QueryPlan, Result,
 };
-use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{
+    ReadTransaction, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction,
+};
 
 use crate::{
     EVENTS, IDX_CAUSATION, IDX_CMD, IDX_CORRELATION, IDX_CORRELATION_CMD, IDX_DATETIME, IDX_USER,
@@ -743,4 +745,133 @@ pub(crate) fn explain(config: &IndexConfig, q: &Query) -> QueryPlan {
         " (then top-k sort)"
     });
     plan
+}
+
+// ---- verification --------------------------------------------------------------------------
+
+/// Compares one secondary table with the events, both ways: every event's entry is present,
+/// and the table holds no more entries than the events call for. Problems go to `problems`.
+fn check_table<K: redb::Key + 'static>(
+    txn: &ReadTransaction,
+    what: &str,
+    def: TableDefinition<K, ()>,
+    key: impl for<'k> Fn(&'k Event) -> Option<K::SelfType<'k>>,
+    problems: &mut Vec<String>,
+) -> Result<()> {
+    let table = match txn.open_table(def) {
+        Ok(t) => t,
+        Err(e) => {
+            problems.push(format!("{what}: cannot be opened: {e}"));
+            return Ok(());
+        }
+    };
+    let events = txn.open_table(EVENTS).map_err(map_err)?;
+    let mut expected = 0u64;
+    for row in events.iter().map_err(map_err)? {
+        let (id, stored) = match row {
+            Ok(row) => row,
+            Err(e) => {
+                problems.push(format!("events: a page cannot be read: {e}"));
+                return Ok(());
+            }
+        };
+        // An event that does not decode is reported by the store's own scan.
+        let Ok(event) = codec::decode_row(id.value(), stored.value()) else {
+            continue;
+        };
+        let Some(k) = key(&event) else {
+            continue;
+        };
+        expected += 1;
+        match table.get(k) {
+            Ok(Some(_)) => {}
+            Ok(None) => problems.push(format!("{what}: no entry for event {}", event.id)),
+            Err(e) => problems.push(format!("{what}: entry of event {}: {e}", event.id)),
+        }
+    }
+    match table.len() {
+        Ok(n) if n == expected => {}
+        Ok(n) => problems.push(format!(
+            "{what}: {n} entries where the events call for {expected}"
+        )),
+        Err(e) => problems.push(format!("{what}: cannot be counted: {e}")),
+    }
+    Ok(())
+}
+
+/// Every secondary table and the stream table against the events, both ways.
+pub(crate) fn check_indexes(
+    config: &IndexConfig,
+    txn: &ReadTransaction,
+    problems: &mut Vec<String>,
+) -> Result<()> {
+    check_table(
+        txn,
+        "idx_stream",
+        STREAM_IDX,
+        |e| e.stream.as_deref().map(|s| (s, e.id)),
+        problems,
+    )?;
+    for name in config.enabled() {
+        let what = name.as_str();
+        match name {
+            IndexName::CorrelationId => check_table(
+                txn,
+                what,
+                IDX_CORRELATION,
+                |e| Some((e.correlation_id.as_str(), e.id)),
+                problems,
+            )?,
+            IndexName::CausationId => check_table(
+                txn,
+                what,
+                IDX_CAUSATION,
+                |e| e.causation_id.map(|c| (c, e.id)),
+                problems,
+            )?,
+            IndexName::Cmd => check_table(
+                txn,
+                what,
+                IDX_CMD,
+                |e| Some((e.cmd.as_str(), e.datetime, e.id)),
+                problems,
+            )?,
+            IndexName::User => check_table(
+                txn,
+                what,
+                IDX_USER,
+                |e| Some((e.user.as_str(), e.datetime, e.id)),
+                problems,
+            )?,
+            IndexName::Datetime => check_table(
+                txn,
+                what,
+                IDX_DATETIME,
+                |e| Some((e.datetime, e.id)),
+                problems,
+            )?,
+            IndexName::Version => check_table(
+                txn,
+                what,
+                IDX_VERSION,
+                |e| Some((e.version, e.id)),
+                problems,
+            )?,
+            IndexName::CorrelationCmd => check_table(
+                txn,
+                what,
+                IDX_CORRELATION_CMD,
+                |e| Some((e.correlation_id.as_str(), e.cmd.as_str(), e.id)),
+                problems,
+            )?,
+            IndexName::UserDatetime => check_table(
+                txn,
+                what,
+                IDX_USER_DATETIME,
+                |e| Some((e.user.as_str(), e.datetime, e.id)),
+                problems,
+            )?,
+        }
+    }
+    Ok(())
 }

@@ -716,6 +716,60 @@ impl Maintenance for RedbBackend {
     fn checkpoint(&self) -> Result<()> {
         self.shared.flush()
     }
+
+    /// Every secondary table (and the stream table) against the events, both ways, and each
+    /// stream's recorded version against its events. redb checks each page's checksum as it
+    /// reads it, and its whole-file check runs when the store is opened
+    /// ([`RedbOptions::verify_on_open`]).
+    fn check_storage(&self) -> Result<Vec<String>> {
+        contain("check_storage", || {
+            let txn = self.read()?;
+            let mut problems = Vec::new();
+            exec::check_indexes(self.config(), &txn, &mut problems)?;
+            check_streams(&txn, &mut problems)?;
+            Ok(problems)
+        })
+    }
+}
+
+/// Each stream's recorded version is its newest event's, and every recorded stream has events.
+fn check_streams(txn: &redb::ReadTransaction, problems: &mut Vec<String>) -> Result<()> {
+    let mut newest: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    let events = txn.open_table(EVENTS).map_err(map_err)?;
+    for row in events.iter().map_err(map_err)? {
+        let Ok((id, stored)) = row else {
+            return Ok(());
+        };
+        if let Ok(e) = codec::decode_row(id.value(), stored.value())
+            && let (Some(s), Some(v)) = (e.stream, e.stream_version)
+        {
+            let slot = newest.entry(s).or_insert(0);
+            *slot = (*slot).max(v);
+        }
+    }
+    let streams = txn.open_table(STREAMS).map_err(map_err)?;
+    let mut recorded = 0usize;
+    for row in streams.iter().map_err(map_err)? {
+        let Ok((name, version)) = row else {
+            problems.push("streams: a page cannot be read".into());
+            return Ok(());
+        };
+        recorded += 1;
+        let (name, version) = (name.value(), version.value());
+        if newest.get(name) != Some(&version) {
+            problems.push(format!(
+                "streams: {name:?} is recorded at version {version}, its events reach {:?}",
+                newest.get(name)
+            ));
+        }
+    }
+    if recorded != newest.len() {
+        problems.push(format!(
+            "streams: {recorded} recorded, the events name {}",
+            newest.len()
+        ));
+    }
+    Ok(())
 }
 
 impl SnapshotStore for RedbBackend {

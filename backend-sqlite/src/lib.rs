@@ -891,6 +891,24 @@ struct Watch {
 }
 
 impl Maintenance for SqliteBackend {
+    /// SQLite's `PRAGMA integrity_check` (at most 1,000 problems): the pages, and every index
+    /// against the table both ways. Runs on a reader connection, beside writers.
+    fn check_storage(&self) -> Result<Vec<String>> {
+        self.with_reader(|conn, _| {
+            let mut stmt = conn
+                .prepare("PRAGMA integrity_check(1000)")
+                .map_err(map_err)?;
+            let rows = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>());
+            match rows {
+                Ok(rows) => Ok(rows.into_iter().filter(|r| r != "ok").collect()),
+                // A file too damaged to check is a finding, not a failure to check.
+                Err(e) => Ok(vec![format!("integrity_check failed: {e}")]),
+            }
+        })
+    }
+
     /// Waits for a background checkpoint in progress, then copies what is left of the log
     /// into the main file. Every commit is durable once it returns (under `Relaxed` too: a
     /// checkpoint syncs the main file), and the main file alone holds the store.

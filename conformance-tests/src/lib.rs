@@ -261,6 +261,7 @@ macro_rules! conformance_suite {
             snapshots::snapshot_then_replay_equals_full_replay,
             reopen::reopen_keeps_everything,
             reopen::checkpoint_changes_no_answer,
+            reopen::verify_passes_a_sound_store,
             reopen::reopen_with_other_indexes_same_answers,
             reopen::indexes_match_config,
             reopen::explain_uses_each_index,

@@ -205,6 +205,12 @@ pub trait Maintenance: Send + Sync + Debug + 'static {
     /// store's main file alone holds the store (to copy it, say). An engine with nothing to
     /// bring up to date returns at once.
     fn checkpoint(&self) -> Result<()>;
+
+    /// Checks the engine's own structures, beyond what reading the events shows: the file's
+    /// pages, and that every index agrees with the events both ways (no entry missing, none
+    /// too many). Returns a description of each problem found; empty when sound. Called by
+    /// [`EventStore::verify`](crate::EventStore::verify), which checks the events themselves.
+    fn check_storage(&self) -> Result<Vec<String>>;
 }
 
 // Smart pointers to a capability have it too, so that `EventStore<Box<dyn Backend>>` and
@@ -259,4 +265,5 @@ forward!(Notifications {
 
 forward!(Maintenance {
     fn checkpoint(&self) -> Result<()>;
+    fn check_storage(&self) -> Result<Vec<String>>;
 });

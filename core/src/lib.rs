@@ -45,6 +45,7 @@ mod query;
 pub mod spi;
 mod store;
 mod subscription;
+mod verify;
 
 pub use backend::{Backend, FailedEvent, Position, Snapshot};
 pub use cache::CacheStats;
@@ -62,3 +63,4 @@ pub use store::{
     ReplayStats, Restored, StreamOptions,
 };
 pub use subscription::{Start, Stopper, SubscribeOptions, Subscription};
+pub use verify::{MAX_LISTED_PROBLEMS, Problem, ProblemKind, VerifyReport};

@@ -548,6 +548,30 @@ impl<B: Backend> EventStore<B> {
         self.backend.checkpoint()
     }
 
+    /// Checks the whole store and reports what is wrong, without stopping at the first
+    /// problem: every event's checksum, ids gap-free from 1 to the last, each answer in its
+    /// place, stream versions counting up from 1, causation ids naming earlier events, and the
+    /// engine's own check (SQLite's `integrity_check`, which also compares every index with
+    /// the table both ways; on redb every secondary table against the events, both ways).
+    ///
+    /// Reads every event: it takes time in proportion to the store's size. Reads check what
+    /// they can cheaply (see [`Error::Corrupt`]); damage that leaves reads answering without
+    /// an error, such as an index that lost an entry (a count one short, an event left out of
+    /// a filtered query), only `verify` finds. An `Err` means the check itself could not run.
+    ///
+    /// ```
+    /// # use eventlite_core::{EventStore, MemoryBackend, NewEvent};
+    /// let store = EventStore::new(MemoryBackend::new());
+    /// store.store(NewEvent::new("opened"))?;
+    /// let report = store.verify()?;
+    /// assert!(report.is_ok(), "{:?}", report.problems);
+    /// assert_eq!(report.events_checked, 1);
+    /// # Ok::<(), eventlite_core::Error>(())
+    /// ```
+    pub fn verify(&self) -> Result<crate::VerifyReport> {
+        crate::verify::verify(&self.backend)
+    }
+
     /// The newest event's id (0 when empty).
     pub fn last_id(&self) -> Result<u64> {
         self.backend.last_id()

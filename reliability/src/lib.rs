@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result, ensure};
-use eventlite_benches::{Engine, Setup, Store, open_ours};
+use eventlite_benches::{Engine, Setup, open_ours};
 use eventlite_core::{Durability, Event, IndexConfig, NewEvent};
 
 pub use eventlite_benches::Engine as Kind;
+pub use eventlite_benches::Store;
 
 /// Parses an engine name.
 pub fn engine(name: &str) -> Result<Engine> {
