@@ -27,8 +27,9 @@ mod exec;
 mod options;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -129,20 +130,110 @@ struct Relaxed {
 #[derive(Debug)]
 struct Shared {
     /// `None` once closed: the handle is taken out in `Drop` so that closing can be contained.
-    db: Option<redb::Database>,
+    /// Behind a lock so that it can be reopened after an I/O error (see [`Shared::begin`]).
+    db: RwLock<Option<redb::Database>>,
+    path: PathBuf,
     options: RedbOptions,
     relaxed: Mutex<Relaxed>,
+    /// Set by an I/O failure: redb may have latched it, failing every later access until the
+    /// database is reopened, so the next transaction reopens it first.
+    suspect: AtomicBool,
+}
+
+fn is_previous_io(e: &redb::TransactionError) -> bool {
+    matches!(
+        e,
+        redb::TransactionError::Storage(redb::StorageError::PreviousIo)
+    )
 }
 
 impl Shared {
-    fn db(&self) -> Result<&redb::Database> {
-        self.db
-            .as_ref()
-            .ok_or_else(|| Error::unavailable("the store is closed"))
+    /// Begins a transaction. After a failed write (a full disk, say) redb refuses every later
+    /// call until the database is opened again; this reopens it, once per such refusal, so
+    /// that the handle recovers by itself once the cause is gone, as SQLite's does.
+    fn begin<T>(
+        &self,
+        begin: impl Fn(&redb::Database) -> std::result::Result<T, redb::TransactionError>,
+    ) -> Result<T> {
+        if self.suspect.swap(false, Ordering::AcqRel) {
+            self.reopen()?;
+        }
+        let first = {
+            let slot = self.db.read().unwrap_or_else(|e| e.into_inner());
+            let db = slot
+                .as_ref()
+                .ok_or_else(|| Error::unavailable("the store is closed"))?;
+            begin(db)
+        };
+        match first {
+            Err(e) if is_previous_io(&e) => {
+                self.reopen()?;
+                let slot = self.db.read().unwrap_or_else(|e| e.into_inner());
+                let db = slot
+                    .as_ref()
+                    .ok_or_else(|| Error::unavailable("the store is closed"))?;
+                begin(db).map_err(map_err)
+            }
+            other => other.map_err(map_err),
+        }
+    }
+
+    /// Closes the database and opens it again, as a fresh `open` would (redb recovers the
+    /// file to its last durable commit). Relaxed commits not yet flushed are lost, as in a
+    /// crash.
+    fn reopen(&self) -> Result<()> {
+        let mut slot = self.db.write().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            return Err(Error::unavailable("the store is closed"));
+        }
+        let old = slot.take();
+        let _ = contain("closing after an I/O error", move || {
+            drop(old);
+            Ok(())
+        });
+        let mut builder = redb::Builder::new();
+        builder.set_cache_size(self.options.cache_size);
+        let opened = contain("reopening after an I/O error", || {
+            let db = builder.open(&self.path).map_err(map_open_err)?;
+            check_is_store(&db)?;
+            Ok(db)
+        });
+        let db = match opened {
+            Ok(db) => db,
+            Err(e) => {
+                // Still failing (the file is still held, say): the next call tries again.
+                self.suspect.store(true, Ordering::Release);
+                return Err(e);
+            }
+        };
+        *slot = Some(db);
+        *self.relaxed() = Relaxed {
+            pending: 0,
+            since: None,
+        };
+        Ok(())
+    }
+
+    /// Marks the database for a reopen when `e` is a failure of the file.
+    fn note<T>(&self, result: Result<T>) -> Result<T> {
+        if let Err(
+            Error::StorageFull { .. }
+            | Error::Unavailable { .. }
+            | Error::ReadOnly { .. }
+            | Error::Backend { .. },
+        ) = &result
+        {
+            self.suspect.store(true, Ordering::Release);
+        }
+        result
     }
 
     fn begin_write(&self) -> Result<WriteTransaction> {
-        self.db()?.begin_write().map_err(map_err)
+        self.begin(|db| db.begin_write())
+    }
+
+    fn begin_read(&self) -> Result<redb::ReadTransaction> {
+        self.begin(|db| db.begin_read())
     }
 
     fn relaxed(&self) -> MutexGuard<'_, Relaxed> {
@@ -219,7 +310,9 @@ impl Drop for RedbBackend {
         let _ = contain("closing", || self.shared.flush());
         // redb writes its allocator state when the database closes, and panics doing so on
         // some damaged files: close inside `contain` too.
-        if let Some(db) = Arc::get_mut(&mut self.shared).and_then(|s| s.db.take()) {
+        if let Some(db) = Arc::get_mut(&mut self.shared)
+            .and_then(|s| s.db.get_mut().unwrap_or_else(|e| e.into_inner()).take())
+        {
             let _ = contain("closing", move || {
                 drop(db);
                 Ok(())
@@ -241,7 +334,7 @@ fn flusher(shared: Arc<Shared>, stop: Receiver<()>) {
             Err(RecvTimeoutError::Timeout) => {
                 let due = shared.relaxed().since.is_some_and(|t| t.elapsed() >= delay);
                 if due {
-                    let _ = shared.flush();
+                    let _ = shared.note(shared.flush());
                 }
             }
             Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
@@ -371,12 +464,14 @@ impl RedbBackend {
             }
         })?;
         let shared = Arc::new(Shared {
-            db: Some(db),
+            db: RwLock::new(Some(db)),
+            path: path.clone(),
             options,
             relaxed: Mutex::new(Relaxed {
                 pending: 0,
                 since: None,
             }),
+            suspect: AtomicBool::new(false),
         });
         // From here on the backend owns the database, so that a failure closes it inside
         // `contain` (see `Drop`).
@@ -413,8 +508,13 @@ impl RedbBackend {
         &self.shared.options.indexes
     }
 
+    /// Runs one operation: panics inside redb contained, file failures noted for a reopen.
+    fn run<T>(&self, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.shared.note(contain(what, f))
+    }
+
     fn read(&self) -> Result<redb::ReadTransaction> {
-        self.shared.db()?.begin_read().map_err(map_err)
+        self.shared.begin_read()
     }
 }
 
@@ -484,7 +584,7 @@ fn init(shared: &Shared) -> Result<()> {
 
 impl EventLog for RedbBackend {
     fn append(&self, batch: Vec<PendingEvent>) -> Result<Vec<Event>> {
-        contain("append", move || {
+        self.run("append", move || {
             let txn = self.shared.begin_write()?;
             let (first, stream_versions) = {
                 let mut events = txn.open_table(EVENTS).map_err(map_err)?;
@@ -523,7 +623,7 @@ impl EventLog for RedbBackend {
     }
 
     fn get(&self, id: u64) -> Result<Option<Event>> {
-        contain("get", || {
+        self.run("get", || {
             let txn = self.read()?;
             let events = txn.open_table(EVENTS).map_err(map_err)?;
             let row = events.get(id).map_err(map_err)?;
@@ -532,21 +632,21 @@ impl EventLog for RedbBackend {
     }
 
     fn query(&self, query: &Query) -> Result<Vec<Event>> {
-        contain("query", || exec::query(self, &self.read()?, query))
+        self.run("query", || exec::query(self, &self.read()?, query))
     }
 
     fn query_into(&self, query: &Query, out: &mut Vec<Event>) -> Result<()> {
-        contain("query", || {
+        self.run("query", || {
             exec::query_into(self, &self.read()?, query, out)
         })
     }
 
     fn count(&self, filter: &Filter) -> Result<u64> {
-        contain("count", || exec::count(self, &self.read()?, filter))
+        self.run("count", || exec::count(self, &self.read()?, filter))
     }
 
     fn query_with_total(&self, query: &Query) -> Result<(Vec<Event>, u64)> {
-        contain("query", || {
+        self.run("query", || {
             let txn = self.read()?;
             let total = exec::count(self, &txn, &query.filter)?;
             Ok((exec::query(self, &txn, query)?, total))
@@ -558,7 +658,7 @@ impl EventLog for RedbBackend {
     }
 
     fn indexes(&self) -> Result<IndexConfig> {
-        contain("indexes", || {
+        self.run("indexes", || {
             let txn = self.read()?;
             let meta = txn.open_table(META).map_err(map_err)?;
             let text = meta.get("indexes").map_err(map_err)?;
@@ -567,7 +667,7 @@ impl EventLog for RedbBackend {
     }
 
     fn last_id(&self) -> Result<u64> {
-        contain("last_id", || {
+        self.run("last_id", || {
             let txn = self.read()?;
             let events = txn.open_table(EVENTS).map_err(map_err)?;
             Ok(events
@@ -580,7 +680,7 @@ impl EventLog for RedbBackend {
 
 impl PositionStore for RedbBackend {
     fn save_position(&self, name: &str, position: u64, at: i64) -> Result<()> {
-        contain("save_position", || {
+        self.run("save_position", || {
             let txn = self.shared.begin_write()?;
             txn.open_table(POSITIONS)
                 .map_err(map_err)?
@@ -591,7 +691,7 @@ impl PositionStore for RedbBackend {
     }
 
     fn load_position(&self, name: &str) -> Result<Option<Position>> {
-        contain("load_position", || {
+        self.run("load_position", || {
             let txn = self.read()?;
             let table = txn.open_table(POSITIONS).map_err(map_err)?;
             Ok(table.get(name).map_err(map_err)?.map(|v| {
@@ -606,7 +706,7 @@ impl PositionStore for RedbBackend {
     }
 
     fn list_positions(&self) -> Result<Vec<Position>> {
-        contain("list_positions", || {
+        self.run("list_positions", || {
             let txn = self.read()?;
             let table = txn.open_table(POSITIONS).map_err(map_err)?;
             table
@@ -626,7 +726,7 @@ impl PositionStore for RedbBackend {
     }
 
     fn delete_position(&self, name: &str) -> Result<bool> {
-        contain("delete_position", || {
+        self.run("delete_position", || {
             let txn = self.shared.begin_write()?;
             let existed = txn
                 .open_table(POSITIONS)
@@ -640,7 +740,7 @@ impl PositionStore for RedbBackend {
     }
 
     fn record_failure(&self, f: FailedEvent) -> Result<()> {
-        contain("record_failure", || {
+        self.run("record_failure", || {
             let txn = self.shared.begin_write()?;
             txn.open_table(FAILURES)
                 .map_err(map_err)?
@@ -654,7 +754,7 @@ impl PositionStore for RedbBackend {
     }
 
     fn failures(&self, projection: &str) -> Result<Vec<FailedEvent>> {
-        contain("failures", || {
+        self.run("failures", || {
             let txn = self.read()?;
             let table = txn.open_table(FAILURES).map_err(map_err)?;
             table
@@ -676,7 +776,7 @@ impl PositionStore for RedbBackend {
     }
 
     fn clear_failures(&self, projection: &str) -> Result<u64> {
-        contain("clear_failures", || {
+        self.run("clear_failures", || {
             let txn = self.shared.begin_write()?;
             let mut removed = 0;
             {
@@ -714,7 +814,7 @@ impl Maintenance for RedbBackend {
     /// Makes every relaxed commit durable; redb keeps no log apart from its file, so that is
     /// all there is to bring up to date.
     fn checkpoint(&self) -> Result<()> {
-        self.shared.flush()
+        self.shared.note(self.shared.flush())
     }
 
     /// Every secondary table (and the stream table) against the events, both ways, and each
@@ -722,7 +822,7 @@ impl Maintenance for RedbBackend {
     /// reads it, and its whole-file check runs when the store is opened
     /// ([`RedbOptions::verify_on_open`]).
     fn check_storage(&self) -> Result<Vec<String>> {
-        contain("check_storage", || {
+        self.run("check_storage", || {
             let txn = self.read()?;
             let mut problems = Vec::new();
             exec::check_indexes(self.config(), &txn, &mut problems)?;
@@ -774,7 +874,7 @@ fn check_streams(txn: &redb::ReadTransaction, problems: &mut Vec<String>) -> Res
 
 impl SnapshotStore for RedbBackend {
     fn put_snapshot(&self, snapshot: Snapshot) -> Result<()> {
-        contain("put_snapshot", || {
+        self.run("put_snapshot", || {
             let value = codec::encode_snapshot(&snapshot)?;
             let txn = self.shared.begin_write()?;
             txn.open_table(SNAPSHOTS)
@@ -789,7 +889,7 @@ impl SnapshotStore for RedbBackend {
     }
 
     fn snapshot_at_or_before(&self, name: &str, event_id: u64) -> Result<Option<Snapshot>> {
-        contain("snapshot_at_or_before", || {
+        self.run("snapshot_at_or_before", || {
             let txn = self.read()?;
             let table = txn.open_table(SNAPSHOTS).map_err(map_err)?;
             let mut range = table
@@ -806,7 +906,7 @@ impl SnapshotStore for RedbBackend {
     }
 
     fn list_snapshots(&self, name: &str, limit: u64, offset: u64) -> Result<Vec<Snapshot>> {
-        contain("list_snapshots", || {
+        self.run("list_snapshots", || {
             let txn = self.read()?;
             let table = txn.open_table(SNAPSHOTS).map_err(map_err)?;
             let range = table
@@ -825,7 +925,7 @@ impl SnapshotStore for RedbBackend {
     }
 
     fn delete_snapshot(&self, name: &str, event_id: u64) -> Result<bool> {
-        contain("delete_snapshot", || {
+        self.run("delete_snapshot", || {
             let txn = self.shared.begin_write()?;
             let existed = txn
                 .open_table(SNAPSHOTS)
@@ -839,7 +939,7 @@ impl SnapshotStore for RedbBackend {
     }
 
     fn delete_snapshots_before(&self, name: &str, event_id: u64) -> Result<u64> {
-        contain("delete_snapshots_before", || {
+        self.run("delete_snapshots_before", || {
             let txn = self.shared.begin_write()?;
             let mut removed = 0;
             {
