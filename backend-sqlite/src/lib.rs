@@ -27,6 +27,7 @@ mod select;
 mod sql;
 mod stmt;
 mod tx;
+mod wal;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -241,6 +242,8 @@ impl SqliteBackend {
     /// Opens an existing file (or an empty one, which SQLite makes a new database) as a
     /// store; `checkpoints` starts the background checkpointer.
     fn open_file(path: PathBuf, options: SqliteOptions, checkpoints: bool) -> Result<Self> {
+        // Before SQLite recovers the log, which would drop what follows damage in it.
+        check_log(&path)?;
         let writer = open_connection(&path, &options)?;
         check_is_store(&writer)?;
         configure_writer(&writer, &options)?;
@@ -383,6 +386,20 @@ impl SqliteBackend {
             }
         }
         tx.commit().map_err(map_err)
+    }
+}
+
+/// Refuses a store whose write-ahead log is damaged where SQLite would silently cut it.
+fn check_log(path: &Path) -> Result<()> {
+    let log = wal::log_path(path);
+    match wal::inspect(path) {
+        Ok(None) => Ok(()),
+        Ok(Some(damage)) => Err(Error::corrupt(damage.describe(&log))),
+        Err(e) => Err(eventlite_core::spi::io_error(
+            ENGINE,
+            &log.display().to_string(),
+            e,
+        )),
     }
 }
 
@@ -901,8 +918,17 @@ impl Maintenance for SqliteBackend {
             let rows = stmt
                 .query_map([], |r| r.get::<_, String>(0))
                 .and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>());
+            let log = wal::log_path(&self.path);
+            let log_damage = match wal::inspect(&self.path) {
+                Ok(damage) => damage.map(|d| d.describe(&log)),
+                Err(e) => Some(format!("{}: cannot be read: {e}", log.display())),
+            };
             match rows {
-                Ok(rows) => Ok(rows.into_iter().filter(|r| r != "ok").collect()),
+                Ok(rows) => Ok(rows
+                    .into_iter()
+                    .filter(|r| r != "ok")
+                    .chain(log_damage)
+                    .collect()),
                 // A file too damaged to check is a finding, not a failure to check.
                 Err(e) => Ok(vec![format!("integrity_check failed: {e}")]),
             }
