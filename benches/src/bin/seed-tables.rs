@@ -23,7 +23,7 @@ struct Args {
 
 const USAGE: &str = "\
 usage: seed-tables [--quick] [--events N] [--runs R] [--engines sqlite,redb]
-                   [--only index,durability,bulk,profiles,reads,subscriptions]
+                   [--only index,durability,bulk,profiles,reads,checks,subscriptions]
                    [--json PATH] [--markdown PATH] [--svg PATH]
        seed-tables --scale [--engines sqlite,redb] [--json PATH] [--markdown PATH]
        seed-tables --render JSON [--markdown PATH] [--svg PATH]
@@ -71,6 +71,7 @@ fn parse_args() -> Result<Option<Args>> {
                     "bulk",
                     "profiles",
                     "reads",
+                    "checks",
                     "subscriptions",
                 ];
                 if let Some(t) = args
@@ -131,7 +132,7 @@ fn main() -> Result<()> {
             eprintln!("== {} writes", e.name());
             writes(&mut b, e)?;
         }
-        let read_engines = if b.config.wants("reads") {
+        let read_engines = if b.config.wants("reads") || b.config.wants("checks") {
             engines.clone()
         } else {
             Vec::new()

@@ -188,13 +188,108 @@ pub fn reads(b: &mut Bench, engine: Engine) -> Result<()> {
     // file against a second handle).
     let raw_path = dir.path().join(format!("raw-{}", engine.file()));
     copy_store(&path, &raw_path)?;
-    for (case, unit, total, op) in &cases {
+    let (raw_path, setup_ref) = (&raw_path, &setup);
+    let wants_reads = b.config.wants("reads");
+    let against_raw = cases.iter().filter(|_| wants_reads);
+    let open_raw = move || -> Result<Box<dyn Reads>> {
+        Ok(match engine {
+            Engine::Sqlite => Box::new(raw::sqlite::Raw::open(raw_path, setup_ref)?),
+            Engine::Redb => Box::new(raw::redb::Raw::open(raw_path, setup_ref)?),
+        })
+    };
+    run_cases(b, "reads", engine, &path, &setup, against_raw, &open_raw)?;
+    if b.config.wants(CHECKS) {
+        // The same reads without the answer checks: the engine's own answers, as `EventStore`
+        // passed them on before it checked them.
+        let unchecked = move || -> Result<Box<dyn Reads>> {
+            Ok(Box::new(Unchecked(open_ours(engine, raw_path, setup_ref)?)))
+        };
+        let checked = cases
+            .iter()
+            .filter(|(case, ..)| CHECKED_CASES.contains(case));
+        run_cases(b, CHECKS, engine, &path, &setup, checked, &unchecked)?;
+    }
+    if wants_reads {
+        cursor_against_first_page(b, engine, &path, &setup, pages, cursor)?;
+    }
+    Ok(())
+}
+
+/// The table that prices the checks of every answer (ours against ours unchecked).
+pub const CHECKS: &str = "checks";
+
+/// The read cases of the checks table.
+pub const CHECKED_CASES: [&str; 2] = ["get by id (random)", "stream all events"];
+
+/// Ours with the engine's answers passed on unchecked, for the checks table's baseline.
+struct Unchecked(Store);
+
+impl Reads for Unchecked {
+    fn get(&mut self, id: u64) -> Result<bool> {
+        Ok(self.0.backend().get(id)?.is_some())
+    }
+    fn get_cached(&mut self, id: u64) -> Result<bool> {
+        Reads::get_cached(&mut self.0, id)
+    }
+    fn correlation_page(&mut self, corr: &str, offset: u64) -> Result<usize> {
+        Reads::correlation_page(&mut self.0, corr, offset)
+    }
+    fn user_page_offset(&mut self, user: &str, offset: u64) -> Result<usize> {
+        Reads::user_page_offset(&mut self.0, user, offset)
+    }
+    fn user_page_after(&mut self, user: &str, cursor: Cursor) -> Result<usize> {
+        Reads::user_page_after(&mut self.0, user, cursor)
+    }
+    fn transaction(&mut self, corr: &str) -> Result<usize> {
+        Reads::transaction(&mut self.0, corr)
+    }
+    fn cmd_page(&mut self, cmd: &str) -> Result<usize> {
+        Reads::cmd_page(&mut self.0, cmd)
+    }
+    fn time_page(&mut self, from: i64, to: i64) -> Result<usize> {
+        Reads::time_page(&mut self.0, from, to)
+    }
+    /// Keyset batches of 1,000 straight from the engine, a new batch each, as `EventStream`
+    /// reads them when iterated.
+    fn stream_ids(&mut self, ids: std::ops::RangeInclusive<u64>) -> Result<u64> {
+        let mut query = eventlite_core::Query::new(
+            eventlite_core::Filter {
+                id_from: Some(*ids.start()),
+                id_to: Some(*ids.end()),
+                ..eventlite_core::Filter::default()
+            },
+            eventlite_core::Order::IdAsc,
+        )
+        .limit(1_000);
+        let mut n = 0;
+        loop {
+            let batch = self.0.backend().query(&query)?;
+            n += batch.len() as u64;
+            match batch.last() {
+                Some(last) if batch.len() == 1_000 => query.after = Some(last.cursor()),
+                _ => return Ok(n),
+            }
+        }
+    }
+    fn replay_ids(&mut self, ids: std::ops::RangeInclusive<u64>) -> Result<u64> {
+        Reads::replay_ids(&mut self.0, ids)
+    }
+}
+
+/// Runs `cases` on `engine`, ours (`path`) against `baseline`, into `table`.
+fn run_cases<'c>(
+    b: &mut Bench,
+    table: &'static str,
+    engine: Engine,
+    path: &std::path::Path,
+    setup: &Setup,
+    cases: impl Iterator<Item = &'c (&'c str, &'static str, u64, ReadOp<'c>)>,
+    baseline: &dyn Fn() -> Result<Box<dyn Reads>>,
+) -> Result<()> {
+    for (case, unit, total, op) in cases {
         let (ours, raws) = each_run(b.config.runs, |run| {
-            let mut store: Store = open_ours(engine, &path, &setup)?;
-            let mut raw: Box<dyn Reads> = match engine {
-                Engine::Sqlite => Box::new(raw::sqlite::Raw::open(&raw_path, &setup)?),
-                Engine::Redb => Box::new(raw::redb::Raw::open(&raw_path, &setup)?),
-            };
+            let mut store: Store = open_ours(engine, path, setup)?;
+            let mut raw = baseline()?;
             // Both sides draw the same ids from the same sequence.
             let seed = || Rng(0x9E37_79B9_7F4A_7C15 ^ run as u64);
             let (mut rng_ours, mut rng_raw) = (seed(), seed());
@@ -221,10 +316,7 @@ pub fn reads(b: &mut Bench, engine: Engine) -> Result<()> {
             );
             Ok((done_ours as f64 / t_ours, done_raw as f64 / t_raw))
         })?;
-        b.record("reads", case, engine, unit, ours, Some(raws));
-    }
-    if b.config.wants("reads") {
-        cursor_against_first_page(b, engine, &path, &setup, pages, cursor)?;
+        b.record(table, case, engine, unit, ours, Some(raws));
     }
     Ok(())
 }
