@@ -29,10 +29,11 @@ pub use eventlite_core::{
     Backend, BoxError, CachePolicy, CacheStats, Callbacks, Clock, Cursor, DEFAULT_MAX_EVENT_SIZE,
     Durability, Error, Event, EventData, EventPage, EventStore, EventStoreBuilder, EventStream,
     Executed, ExecutionError, ExpectedVersion, FailedEvent, FailurePolicy, Filter, FnModel,
-    IndexConfig, IndexName, Lineage, MAX_JSON_DEPTH, ManualClock, MemoryBackend, Migration, Model,
-    NewEvent, Order, Page, PageStart, Position, Projection, ProjectionStats, Query, QueryPlan,
-    ReplayStats, Restored, Result, Snapshot, Stage, Start, Stopper, StreamOptions,
-    SubscribeOptions, Subscription, SystemClock,
+    IndexConfig, IndexName, Lineage, MAX_JSON_DEPTH, MAX_LISTED_PROBLEMS, ManualClock,
+    MemoryBackend, Migration, Model, NewEvent, Order, Page, PageStart, Position, Problem,
+    ProblemKind, Projection, ProjectionStats, Query, QueryPlan, ReplayStats, Restored, Result,
+    Snapshot, Stage, Start, Stopper, StreamOptions, SubscribeOptions, Subscription, SystemClock,
+    VerifyReport,
 };
 
 // The README's code runs as a doctest, so that it cannot drift from the API.
