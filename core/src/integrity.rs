@@ -22,6 +22,11 @@ fn damaged(what: String) -> Error {
 
 /// Whether `filter` selects by id alone: its answer in id order is a run of consecutive ids.
 pub(crate) fn selects_by_id_only(filter: &Filter) -> bool {
+    filter.stream.is_none() && selects_by_id_and_stream(filter)
+}
+
+/// Whether `filter` sets nothing but an id range and a stream.
+fn selects_by_id_and_stream(filter: &Filter) -> bool {
     let Filter {
         correlation_id,
         causation_id,
@@ -30,7 +35,7 @@ pub(crate) fn selects_by_id_only(filter: &Filter) -> bool {
         datetime_from,
         datetime_to,
         version,
-        stream,
+        stream: _,
         id_from: _,
         id_to: _,
     } = filter;
@@ -41,7 +46,6 @@ pub(crate) fn selects_by_id_only(filter: &Filter) -> bool {
         && datetime_from.is_none()
         && datetime_to.is_none()
         && version.is_none()
-        && stream.is_none()
 }
 
 /// Checks an engine's answer to `query`.
@@ -125,30 +129,12 @@ fn check_ids(query: &Query, events: &[Event]) -> Result<()> {
     Ok(())
 }
 
-/// A filter of one stream and nothing else (an id range starting at 1 aside): its versions
-/// count up from 1 in id order.
+/// A filter of one stream and nothing else (an id range from 1 aside): its versions count up
+/// from 1 in id order.
 fn is_one_stream(filter: &Filter) -> bool {
-    let Filter {
-        correlation_id,
-        causation_id,
-        cmd,
-        user,
-        datetime_from,
-        datetime_to,
-        version,
-        stream,
-        id_from,
-        id_to: _,
-    } = filter;
-    stream.is_some()
-        && correlation_id.is_none()
-        && causation_id.is_none()
-        && cmd.is_none()
-        && user.is_none()
-        && datetime_from.is_none()
-        && datetime_to.is_none()
-        && version.is_none()
-        && id_from.is_none_or(|f| f <= 1)
+    filter.stream.is_some()
+        && selects_by_id_and_stream(filter)
+        && filter.id_from.is_none_or(|f| f <= 1)
 }
 
 fn check_version(event: &Event, want: u64) -> Result<()> {

@@ -12,6 +12,20 @@ use eventlite_core::{Durability, Event, IndexConfig, NewEvent};
 pub use eventlite_benches::Engine as Kind;
 pub use eventlite_benches::Store;
 
+/// A xorshift generator: the tests' random moments and damage, the same on every run.
+#[derive(Debug, Clone)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next draw below `below` (0 when `below` is 0).
+    pub fn below(&mut self, below: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % below.max(1)
+    }
+}
+
 /// Parses an engine name.
 pub fn engine(name: &str) -> Result<Engine> {
     match name {

@@ -16,7 +16,7 @@ use anyhow::{Result, ensure};
 use eventlite_core::{
     Durability, Event, ExpectedVersion, Filter, NewEvent, Order, Page, Query, StreamOptions,
 };
-use eventlite_reliability::{Kind, Store, open};
+use eventlite_reliability::{Kind, Rng, Store, open};
 
 const EVENTS: u64 = 1_000;
 const PAGE: usize = 4_096;
@@ -234,13 +234,8 @@ fn run(kind: Kind) -> Result<()> {
     // The checkpoint left the whole store in the main file; a log left beside it is empty.
     let bytes = std::fs::read(&path)?;
     let probes = probes();
-    let mut rng = 0x2545_F491_4F6C_DD1Du64;
-    let mut next = |below: u64| {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng % below.max(1)
-    };
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    let mut next = |below: u64| rng.below(below);
     let mut failures = Vec::new();
     for how in ["page copy", "bit flips", "zeroed range"] {
         let mut t = Tally::default();

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, ensure};
 use eventlite_core::{Durability, Event, NewEvent, Query};
-use eventlite_reliability::{Kind, open};
+use eventlite_reliability::{Kind, Rng, open};
 
 const BATCHES: u64 = 60;
 const BATCH: u64 = 10;
@@ -91,13 +91,8 @@ fn a_damaged_log_is_refused_rather_than_cut() -> Result<()> {
         log_bytes.len()
     );
     drop(store);
-    let mut rng = 0x9E37_79B9_7F4A_7C15u64;
-    let mut next = |below: u64| {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng % below.max(1)
-    };
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut next = |below: u64| rng.below(below);
     for how in ["bit flips", "zeroed range", "frame copy"] {
         let mut t = Tally::default();
         for _ in 0..iterations() {
