@@ -243,7 +243,9 @@ impl SqliteBackend {
     /// store; `checkpoints` starts the background checkpointer.
     fn open_file(path: PathBuf, options: SqliteOptions, checkpoints: bool) -> Result<Self> {
         // Before SQLite recovers the log, which would drop what follows damage in it.
-        check_log(&path)?;
+        if !options.truncate_damaged_log {
+            check_log(&path)?;
+        }
         let writer = open_connection(&path, &options)?;
         check_is_store(&writer)?;
         configure_writer(&writer, &options)?;

@@ -80,6 +80,13 @@ pub struct SqliteOptions {
     pub busy_timeout: Duration,
     /// Reader connections kept open for reuse (default 4; more are opened on demand).
     pub max_idle_readers: usize,
+    /// Open a store whose write-ahead log is damaged anyway (default off). SQLite then ends
+    /// the log at the damage, dropping the committed transactions after it, and the next
+    /// append reuses their ids. Off, such a store is refused with
+    /// [`eventlite_core::Error::Corrupt`] and left as it was, so that its files can be saved
+    /// first; turn it on to accept the loss (also after a power loss under `Relaxed`, which
+    /// can tear several unsynced transactions).
+    pub truncate_damaged_log: bool,
 }
 
 impl Default for SqliteOptions {
@@ -93,6 +100,7 @@ impl Default for SqliteOptions {
             mmap_size: 256 * 1024 * 1024,
             busy_timeout: Duration::from_secs(5),
             max_idle_readers: 4,
+            truncate_damaged_log: false,
         }
     }
 }

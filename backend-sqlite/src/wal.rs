@@ -7,8 +7,12 @@
 //! frames of the same log generation carry its salts, and with synchronous FULL at most one
 //! transaction (the one in flight) can be torn. So committed frames of the current
 //! generation after the break, from two or more transactions, mean synced commits would be
-//! lost: the open is refused and the files are left as they were.
+//! lost: the open is refused and the files are left as they were. Damage that destroys the
+//! commit frame of the next-to-last transaction leaves one commit after it and passes for a
+//! torn tail. The other way, a power loss under synchronous NORMAL can tear several unsynced
+//! transactions, which is refused like damage (`truncate_damaged_log` accepts it).
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 const HEADER: usize = 32;
@@ -74,9 +78,9 @@ impl LogDamage {
             format!("at frame {}", self.frame + 1)
         };
         format!(
-            "the write-ahead log {} is damaged {at}: {} committed transactions after it would be \
-             lost. Nothing was changed; to open the store without them (as SQLite alone would), \
-             move that file away",
+            "the write-ahead log {} is damaged {at}: {} committed transactions from there on \
+             would be lost. Nothing was changed; to open the store without them (as SQLite \
+             alone would), open it with `SqliteOptions::truncate_damaged_log`",
             log.display(),
             self.lost_commits
         )
@@ -84,76 +88,96 @@ impl LogDamage {
 }
 
 /// Reads the log beside `db` and reports damage that would silently cut it; `None` when the
-/// log is sound, absent, or ends as a crash can leave it.
+/// log is sound, absent, or ends as a crash can leave it. Reads one frame at a time.
 pub(crate) fn inspect(db: &Path) -> std::io::Result<Option<LogDamage>> {
-    let log = match std::fs::read(log_path(db)) {
-        Ok(bytes) => bytes,
+    let log = match std::fs::File::open(log_path(db)) {
+        Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
     let Some(page) = page_size(db) else {
         return Ok(None);
     };
-    Ok(find_damage(&log, page))
+    find_damage(std::io::BufReader::with_capacity(1 << 16, log), page)
 }
 
-fn find_damage(log: &[u8], page: usize) -> Option<LogDamage> {
-    if log.len() < HEADER {
-        return None;
+/// Fills `buf` from `r`; `false` at the end of the input (a partial last frame included).
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<bool> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => return Ok(false),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
-    let frame_len = FRAME_HEADER + page;
-    let frames = (log.len() - HEADER) / frame_len;
-    let frame = |i: usize| &log[HEADER + i * frame_len..HEADER + (i + 1) * frame_len];
-    let is_commit = |f: &[u8]| be32(f, 4) != 0;
-    let magic = be32(log, 0);
+    Ok(true)
+}
+
+fn find_damage(mut log: impl Read, page: usize) -> std::io::Result<Option<LogDamage>> {
+    let mut header = [0u8; HEADER];
+    if !read_full(&mut log, &mut header)? {
+        return Ok(None);
+    }
+    let magic = be32(&header, 0);
     let big_endian = magic & 1 == 1;
     let header_ok = magic & !1 == 0x377f_0682
-        && be32(log, 8) as usize == page
-        && checksum(&log[..24], big_endian, (0, 0)) == (be32(log, 24), be32(log, 28));
-    let commits_with = |salts: &[u8], from: usize| {
-        (from..frames)
-            .map(frame)
-            .filter(|f| &f[8..16] == salts && is_commit(f))
-            .count()
-    };
-    if !header_ok {
-        // SQLite ignores a log whose header is damaged. Its frames still carry the salts of
-        // their generation: committed ones mean the log held transactions.
-        if frames == 0 {
-            return None;
-        }
-        let lost = commits_with(&frame(0)[8..16], 0);
-        return (lost >= 2).then_some(LogDamage {
-            frame: 0,
-            lost_commits: lost,
-            header: true,
-        });
+        && be32(&header, 8) as usize == page
+        && checksum(&header[..24], big_endian, (0, 0)) == (be32(&header, 24), be32(&header, 28));
+    // SQLite ignores a log whose header is damaged: all of it is cut. Its frames still carry
+    // the salts of their generation, those of the first frame.
+    let mut salts: Option<[u8; 8]> = None;
+    if header_ok {
+        salts = Some(header_bytes(&header));
     }
-    let salts = &log[16..24];
-    let mut sum = (be32(log, 24), be32(log, 28));
-    for i in 0..frames {
-        let f = frame(i);
-        if &f[8..16] != salts {
-            // A frame of an older generation: the log ends here, as it should.
-            return None;
+    let mut sum = (be32(&header, 24), be32(&header, 28));
+    let mut ends_at = (!header_ok).then_some(0);
+    let mut cut_commits = 0;
+    let mut frame = vec![0u8; FRAME_HEADER + page];
+    let mut i = 0;
+    while read_full(&mut log, &mut frame)? {
+        let f = frame.as_slice();
+        let current = *salts.get_or_insert_with(|| frame_salts(f));
+        let ours = frame_salts(f) == current;
+        if ends_at.is_none() {
+            // The log ends at a frame of another generation or with a bad checksum.
+            let next = checksum(
+                &f[FRAME_HEADER..],
+                big_endian,
+                checksum(&f[..8], big_endian, sum),
+            );
+            sum = next;
+            if !ours || next != (be32(f, 16), be32(f, 20)) {
+                ends_at = Some(i);
+            }
         }
-        let next = checksum(
-            &f[FRAME_HEADER..],
-            big_endian,
-            checksum(&f[..8], big_endian, sum),
-        );
-        if next != (be32(f, 16), be32(f, 20)) {
-            let lost = commits_with(salts, i);
-            // One transaction may be torn by a crash; two cannot be.
-            return (lost >= 2).then_some(LogDamage {
-                frame: i,
-                lost_commits: lost,
-                header: false,
-            });
+        // Beyond its true end a log holds only frames of older generations: a committed
+        // frame of this one there was cut off, by damage or by a crash tearing the last
+        // transaction.
+        if ends_at.is_some() && ours && be32(f, 4) != 0 {
+            cut_commits += 1;
         }
-        sum = next;
+        i += 1;
     }
-    None
+    // One transaction may be torn by a crash; two cannot be.
+    Ok(ends_at.filter(|_| cut_commits >= 2).map(|frame| LogDamage {
+        frame,
+        lost_commits: cut_commits,
+        header: !header_ok,
+    }))
+}
+
+fn header_bytes(header: &[u8; HEADER]) -> [u8; 8] {
+    let mut s = [0u8; 8];
+    s.copy_from_slice(&header[16..24]);
+    s
+}
+
+fn frame_salts(frame: &[u8]) -> [u8; 8] {
+    let mut s = [0u8; 8];
+    s.copy_from_slice(&frame[8..16]);
+    s
 }
 
 #[cfg(test)]
@@ -186,15 +210,19 @@ mod tests {
         out
     }
 
+    fn damage(log: &[u8]) -> Option<LogDamage> {
+        find_damage(log, PAGE).expect("reading a slice")
+    }
+
     fn byte_of_frame(i: usize) -> usize {
         HEADER + i * (FRAME_HEADER + PAGE) + FRAME_HEADER + 7
     }
 
     #[test]
     fn a_sound_log_passes() {
-        assert_eq!(find_damage(&log(5), PAGE), None);
-        assert_eq!(find_damage(&log(0), PAGE), None);
-        assert_eq!(find_damage(&[], PAGE), None);
+        assert_eq!(damage(&log(5)), None);
+        assert_eq!(damage(&log(0)), None);
+        assert_eq!(damage(&[]), None);
     }
 
     #[test]
@@ -202,7 +230,7 @@ mod tests {
         let mut l = log(6);
         l[byte_of_frame(2)] ^= 1;
         assert_eq!(
-            find_damage(&l, PAGE),
+            damage(&l),
             Some(LogDamage {
                 frame: 2,
                 lost_commits: 4,
@@ -215,17 +243,24 @@ mod tests {
     fn a_torn_last_transaction_is_what_a_crash_leaves() {
         let mut l = log(6);
         l[byte_of_frame(5)] ^= 1;
-        assert_eq!(find_damage(&l, PAGE), None);
+        assert_eq!(damage(&l), None);
         // A half-written last frame too.
         let l = log(6);
-        assert_eq!(find_damage(&l[..l.len() - 100], PAGE), None);
+        assert_eq!(damage(&l[..l.len() - 100]), None);
+    }
+
+    #[test]
+    fn a_damaged_salt_in_a_frame_is_found() {
+        let mut l = log(6);
+        l[HEADER + 2 * (FRAME_HEADER + PAGE) + 9] ^= 4;
+        assert!(damage(&l).is_some_and(|d| d.frame == 2 && d.lost_commits == 3));
     }
 
     #[test]
     fn a_damaged_header_is_found() {
         let mut l = log(3);
         l[17] ^= 0x40;
-        assert!(find_damage(&l, PAGE).is_some_and(|d| d.header && d.lost_commits == 3));
+        assert!(damage(&l).is_some_and(|d| d.header && d.lost_commits == 3));
     }
 
     #[test]
@@ -236,6 +271,6 @@ mod tests {
         let sum = checksum(&l[..24], false, (0, 0));
         l[24..28].copy_from_slice(&sum.0.to_be_bytes());
         l[28..32].copy_from_slice(&sum.1.to_be_bytes());
-        assert_eq!(find_damage(&l, PAGE), None);
+        assert_eq!(damage(&l), None);
     }
 }

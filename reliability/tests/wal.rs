@@ -1,8 +1,9 @@
 //! SQLite's write-ahead log. A clean close leaves no log behind. A damaged log is refused at
 //! open (`Error::Corrupt`, files untouched) whenever SQLite would otherwise cut committed
-//! transactions after the damage silently; at most the last transaction, which a crash can
-//! tear too, may go without an error. Counts per kind of damage: refused, intact, last
-//! transaction cut, silently cut (must be 0). `EVENTLITE_WAL_ITERS` sets the copies per kind
+//! transactions after the damage silently; only the last transaction, which a crash can tear
+//! too, may go without an error (or the last two, when the damage destroyed the next-to-last
+//! one's commit frame). Counts per kind of damage: refused, intact, last one or two
+//! transactions cut, cut further (must be 0). `EVENTLITE_WAL_ITERS` sets the copies per kind
 //! (default 100).
 use std::path::{Path, PathBuf};
 
@@ -59,12 +60,24 @@ fn a_clean_close_leaves_no_log() -> Result<()> {
     Ok(())
 }
 
+/// The events of the store at `path`, opened with `truncate_damaged_log`.
+fn truncated(path: &Path) -> Result<Vec<Event>> {
+    let options = eventlite_sqlite::SqliteOptions {
+        truncate_damaged_log: true,
+        ..eventlite_reliability::setup(Durability::Immediate).sqlite()
+    };
+    let store =
+        eventlite_core::EventStore::new(eventlite_sqlite::SqliteBackend::open(path, options)?);
+    Ok(store.query(&Query::default())?)
+}
+
 #[derive(Debug, Default)]
 struct Tally {
     copies: u64,
     refused: u64,
     intact: u64,
     last_transaction_cut: u64,
+    last_two_cut: u64,
     silently_cut: u64,
     read_errors: u64,
     wrong_events: u64,
@@ -91,6 +104,24 @@ fn a_damaged_log_is_refused_rather_than_cut() -> Result<()> {
         log_bytes.len()
     );
     drop(store);
+    // Controls: the undamaged copy opens whole; damage at the very end (the last
+    // transaction's commit frame, which a crash can tear) opens without that transaction.
+    for (cut_tail, want_at_least) in [(0, total), (100, total - BATCH)] {
+        let case = tempfile::tempdir()?;
+        let copy = case.path().join(Kind::Sqlite.file());
+        std::fs::write(&copy, &db_bytes)?;
+        let mut log = log_bytes.clone();
+        let n = log.len();
+        log[n - cut_tail..].fill(0);
+        std::fs::write(wal(&copy), &log)?;
+        let store = open(Kind::Sqlite, &copy, Durability::Immediate)?;
+        let events = store.query(&Query::default())?;
+        ensure!(
+            events.len() as u64 >= want_at_least && events[..] == original[..events.len()],
+            "control with {cut_tail} bytes zeroed: {} events",
+            events.len()
+        );
+    }
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut next = |below: u64| rng.below(below);
     for how in ["bit flips", "zeroed range", "frame copy"] {
@@ -138,6 +169,12 @@ fn a_damaged_log_is_refused_rather_than_cut() -> Result<()> {
                         "{how}: the log was changed"
                     );
                     t.refused += 1;
+                    // Asked to, the store opens with what precedes the damage.
+                    let kept = truncated(&damaged)?;
+                    ensure!(
+                        kept.iter().zip(&original).all(|(a, b)| a == b),
+                        "{how}: truncating kept other events"
+                    );
                     continue;
                 }
             };
@@ -157,6 +194,9 @@ fn a_damaged_log_is_refused_rather_than_cut() -> Result<()> {
             match total - events.len() as u64 {
                 0 => t.intact += 1,
                 n if n <= BATCH => t.last_transaction_cut += 1,
+                // Damage that destroys the header of the next-to-last transaction's commit
+                // frame reads like the last transaction torn by a crash.
+                n if n <= 2 * BATCH => t.last_two_cut += 1,
                 _ => t.silently_cut += 1,
             }
         }
