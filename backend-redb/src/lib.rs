@@ -27,7 +27,7 @@ mod exec;
 mod options;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
@@ -119,7 +119,7 @@ pub(crate) fn contain<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T>
     })
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Relaxed {
     /// Relaxed commits since the last durable one.
     pending: u32,
@@ -127,17 +127,40 @@ struct Relaxed {
     since: Option<Instant>,
 }
 
+/// The database, and what became of it.
+#[derive(Debug)]
+struct Slot {
+    /// `None` once closed, or while a reopen after an I/O error has not succeeded yet.
+    db: Option<redb::Database>,
+    /// Counts the reopens: a failure seen on an older database says nothing of this one.
+    generation: u64,
+    /// Why no reopen may happen: the handle was dropped, or an I/O error lost relaxed commits
+    /// that were acknowledged (their ids would be given out again).
+    gone: Option<String>,
+}
+
 #[derive(Debug)]
 struct Shared {
-    /// `None` once closed: the handle is taken out in `Drop` so that closing can be contained.
-    /// Behind a lock so that it can be reopened after an I/O error (see [`Shared::begin`]).
-    db: RwLock<Option<redb::Database>>,
+    /// Behind a lock so that it can be reopened after an I/O error (see [`Shared::begin`]);
+    /// taken out in `Drop` so that closing can be contained.
+    slot: RwLock<Slot>,
     path: PathBuf,
     options: RedbOptions,
     relaxed: Mutex<Relaxed>,
-    /// Set by an I/O failure: redb may have latched it, failing every later access until the
-    /// database is reopened, so the next transaction reopens it first.
-    suspect: AtomicBool,
+    /// The generation (plus one) of a database that failed on its file: redb may have latched
+    /// the failure, refusing every later access until the file is opened again.
+    suspect: AtomicU64,
+    /// The last failure on the file, for the message of a handle given up.
+    last_failure: Mutex<Option<String>>,
+}
+
+/// The error for a slot without a database.
+fn gone(slot: &Slot) -> Error {
+    Error::unavailable(
+        slot.gone
+            .clone()
+            .unwrap_or_else(|| "the store could not be reopened".into()),
+    )
 }
 
 fn is_previous_io(e: &redb::TransactionError) -> bool {
@@ -147,83 +170,132 @@ fn is_previous_io(e: &redb::TransactionError) -> bool {
     )
 }
 
+/// Whether `e` came from the file: an I/O error, or redb's refusal after one.
+fn is_file_failure(e: &Error) -> bool {
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if c.is::<std::io::Error>()
+            || c.downcast_ref::<redb::Error>()
+                .is_some_and(|r| matches!(r, redb::Error::PreviousIo | redb::Error::Io(_)))
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
 impl Shared {
+    fn slot(&self) -> std::sync::RwLockReadGuard<'_, Slot> {
+        self.slot.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn generation(&self) -> u64 {
+        self.slot().generation
+    }
+
     /// Begins a transaction. After a failed write (a full disk, say) redb refuses every later
-    /// call until the database is opened again; this reopens it, once per such refusal, so
-    /// that the handle recovers by itself once the cause is gone, as SQLite's does.
+    /// call until the database is opened again; this reopens it first, so that the handle
+    /// recovers by itself once the cause is gone, as SQLite's does.
     fn begin<T>(
         &self,
         begin: impl Fn(&redb::Database) -> std::result::Result<T, redb::TransactionError>,
     ) -> Result<T> {
-        if self.suspect.swap(false, Ordering::AcqRel) {
-            self.reopen()?;
-        }
-        let first = {
-            let slot = self.db.read().unwrap_or_else(|e| e.into_inner());
-            let db = slot
-                .as_ref()
-                .ok_or_else(|| Error::unavailable("the store is closed"))?;
-            begin(db)
+        let attempt = || {
+            let slot = self.slot();
+            let needs_reopen =
+                slot.db.is_none() || self.suspect.load(Ordering::Acquire) == slot.generation + 1;
+            match (&slot.db, needs_reopen) {
+                (Some(db), false) => Ok((slot.generation, begin(db))),
+                _ => Err(slot.generation),
+            }
+        };
+        let (generation, first) = match attempt() {
+            Ok(done) => done,
+            Err(generation) => {
+                self.reopen(generation)?;
+                attempt().map_err(|_| Error::unavailable("the store could not be reopened"))?
+            }
         };
         match first {
             Err(e) if is_previous_io(&e) => {
-                self.reopen()?;
-                let slot = self.db.read().unwrap_or_else(|e| e.into_inner());
-                let db = slot
-                    .as_ref()
-                    .ok_or_else(|| Error::unavailable("the store is closed"))?;
+                self.reopen(generation)?;
+                let slot = self.slot();
+                let db = slot.db.as_ref().ok_or_else(|| gone(&slot))?;
                 begin(db).map_err(map_err)
             }
             other => other.map_err(map_err),
         }
     }
 
-    /// Closes the database and opens it again, as a fresh `open` would (redb recovers the
-    /// file to its last durable commit). Relaxed commits not yet flushed are lost, as in a
-    /// crash.
-    fn reopen(&self) -> Result<()> {
-        let mut slot = self.db.write().unwrap_or_else(|e| e.into_inner());
-        if slot.is_none() {
-            return Err(Error::unavailable("the store is closed"));
+    /// After an I/O error on database `generation`: checks it with an empty durable commit,
+    /// and reopens the file when that fails (redb recovers it to its last durable commit), as
+    /// a fresh `open` would. Relaxed commits not yet flushed cannot survive a reopen: the
+    /// handle is then given up, with an error that says so.
+    fn reopen(&self, generation: u64) -> Result<()> {
+        let mut slot = self.slot.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(why) = &slot.gone {
+            return Err(Error::unavailable(why.clone()));
         }
-        let old = slot.take();
+        if slot.generation != generation && slot.db.is_some() {
+            return Ok(()); // Another caller reopened it meanwhile.
+        }
+        if let Some(db) = &slot.db {
+            let probe = contain("checking the file", || {
+                let mut txn = db.begin_write().map_err(map_err)?;
+                txn.set_durability(redb::Durability::Immediate)
+                    .map_err(map_err)?;
+                txn.commit().map_err(map_err)
+            });
+            if probe.is_ok() {
+                // Sound after all; the durable commit also made every relaxed one durable.
+                *self.relaxed() = Relaxed::default();
+                self.suspect.store(0, Ordering::Release);
+                return Ok(());
+            }
+        }
+        let old = slot.db.take();
         let _ = contain("closing after an I/O error", move || {
             drop(old);
             Ok(())
         });
+        let pending = std::mem::take(&mut *self.relaxed()).pending;
+        if pending > 0 {
+            let cause = self
+                .last_failure
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+                .unwrap_or_else(|| "an I/O error".into());
+            let why = format!(
+                "{cause}: lost the last {pending} relaxed commits before they were made \
+                 durable; open the store again (its file holds everything before them)"
+            );
+            slot.gone = Some(why.clone());
+            return Err(Error::unavailable(why));
+        }
         let mut builder = redb::Builder::new();
         builder.set_cache_size(self.options.cache_size);
-        let opened = contain("reopening after an I/O error", || {
+        // A failure leaves the slot empty: the next call tries again.
+        let db = contain("reopening after an I/O error", || {
             let db = builder.open(&self.path).map_err(map_open_err)?;
             check_is_store(&db)?;
             Ok(db)
-        });
-        let db = match opened {
-            Ok(db) => db,
-            Err(e) => {
-                // Still failing (the file is still held, say): the next call tries again.
-                self.suspect.store(true, Ordering::Release);
-                return Err(e);
-            }
-        };
-        *slot = Some(db);
-        *self.relaxed() = Relaxed {
-            pending: 0,
-            since: None,
-        };
+        })?;
+        slot.db = Some(db);
+        slot.generation += 1;
+        self.suspect.store(0, Ordering::Release);
         Ok(())
     }
 
-    /// Marks the database for a reopen when `e` is a failure of the file.
-    fn note<T>(&self, result: Result<T>) -> Result<T> {
-        if let Err(
-            Error::StorageFull { .. }
-            | Error::Unavailable { .. }
-            | Error::ReadOnly { .. }
-            | Error::Backend { .. },
-        ) = &result
+    /// Marks database `generation` for a check (and a reopen) when `result` failed on the
+    /// file.
+    fn note<T>(&self, generation: u64, result: Result<T>) -> Result<T> {
+        if let Err(e) = &result
+            && is_file_failure(e)
         {
-            self.suspect.store(true, Ordering::Release);
+            self.suspect.store(generation + 1, Ordering::Release);
+            *self.last_failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
         }
         result
     }
@@ -310,9 +382,12 @@ impl Drop for RedbBackend {
         let _ = contain("closing", || self.shared.flush());
         // redb writes its allocator state when the database closes, and panics doing so on
         // some damaged files: close inside `contain` too.
-        if let Some(db) = Arc::get_mut(&mut self.shared)
-            .and_then(|s| s.db.get_mut().unwrap_or_else(|e| e.into_inner()).take())
-        {
+        let slot = Arc::get_mut(&mut self.shared)
+            .map(|s| s.slot.get_mut().unwrap_or_else(|e| e.into_inner()));
+        if let Some(db) = slot.and_then(|slot| {
+            slot.gone = Some("the store is closed".into());
+            slot.db.take()
+        }) {
             let _ = contain("closing", move || {
                 drop(db);
                 Ok(())
@@ -323,18 +398,21 @@ impl Drop for RedbBackend {
 
 fn flusher(shared: Arc<Shared>, stop: Receiver<()>) {
     let delay = shared.options.relaxed_max_delay;
+    let mut failed = false;
     loop {
         // Sleep until the oldest relaxed commit comes due. A fixed tick would flush only what
         // is already `delay` old, so a commit made just after a tick would wait almost two.
-        let wait = shared
-            .relaxed()
-            .since
-            .map_or(delay, |t| delay.saturating_sub(t.elapsed()));
+        // After a failed flush, wait a whole delay: the next try would fail alike at once.
+        let wait = match shared.relaxed().since {
+            Some(t) if !failed => delay.saturating_sub(t.elapsed()),
+            _ => delay,
+        };
         match stop.recv_timeout(wait) {
             Err(RecvTimeoutError::Timeout) => {
                 let due = shared.relaxed().since.is_some_and(|t| t.elapsed() >= delay);
                 if due {
-                    let _ = shared.note(shared.flush());
+                    let generation = shared.generation();
+                    failed = shared.note(generation, shared.flush()).is_err();
                 }
             }
             Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
@@ -464,14 +542,16 @@ impl RedbBackend {
             }
         })?;
         let shared = Arc::new(Shared {
-            db: RwLock::new(Some(db)),
+            slot: RwLock::new(Slot {
+                db: Some(db),
+                generation: 0,
+                gone: None,
+            }),
             path: path.clone(),
             options,
-            relaxed: Mutex::new(Relaxed {
-                pending: 0,
-                since: None,
-            }),
-            suspect: AtomicBool::new(false),
+            relaxed: Mutex::new(Relaxed::default()),
+            suspect: AtomicU64::new(0),
+            last_failure: Mutex::new(None),
         });
         // From here on the backend owns the database, so that a failure closes it inside
         // `contain` (see `Drop`).
@@ -510,7 +590,8 @@ impl RedbBackend {
 
     /// Runs one operation: panics inside redb contained, file failures noted for a reopen.
     fn run<T>(&self, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
-        self.shared.note(contain(what, f))
+        let generation = self.shared.generation();
+        self.shared.note(generation, contain(what, f))
     }
 
     fn read(&self) -> Result<redb::ReadTransaction> {
@@ -814,7 +895,8 @@ impl Maintenance for RedbBackend {
     /// Makes every relaxed commit durable; redb keeps no log apart from its file, so that is
     /// all there is to bring up to date.
     fn checkpoint(&self) -> Result<()> {
-        self.shared.note(self.shared.flush())
+        let generation = self.shared.generation();
+        self.shared.note(generation, self.shared.flush())
     }
 
     /// Every secondary table (and the stream table) against the events, both ways, and each

@@ -236,3 +236,69 @@ fn sqlite_handle_recovers_after_a_full_device() -> Result<()> {
 fn redb_handle_recovers_after_a_full_device() -> Result<()> {
     same_handle_recovers(Kind::Redb)
 }
+
+/// Under `Relaxed`, a full disk may cost the commits not yet flushed; the handle then must
+/// not go on as if they were stored (their ids would be given out again): it recovers with
+/// nothing lost, or it says that it lost them and must be opened again.
+fn relaxed_handle_never_reuses_ids(kind: Kind) -> Result<()> {
+    let Some(fs) = Tmpfs::mount("1m") else {
+        return Ok(());
+    };
+    let path = fs.0.join(kind.file());
+    let store = open(kind, &path, Durability::Relaxed)?;
+    let mut acked = 0u64;
+    let failure = loop {
+        match store.store_bulk((0..3).map(|k| batch_event(acked, k, 3, 4_000)).collect()) {
+            Ok(stored) => acked += stored.len() as u64,
+            Err(e) => break e,
+        }
+        ensure!(acked < 30_000, "1 MiB never filled");
+    };
+    let given_up = |e: &eventlite_core::Error| {
+        matches!(e, eventlite_core::Error::Unavailable { .. })
+            && e.to_string().contains("open the store again")
+    };
+    // The failed append's own error, or (when the background flush failed first) the
+    // handle giving up.
+    ensure!(
+        matches!(failure, eventlite_core::Error::StorageFull { .. }) || given_up(&failure),
+        "{failure:?}"
+    );
+    fs.resize("64m")?;
+    let next = if given_up(&failure) {
+        Err(failure)
+    } else {
+        store.store(batch_event(1_000_000, 0, 1, 10))
+    };
+    let outcome = match next {
+        Ok(next) => {
+            ensure!(next.id == acked + 1, "next id {} after {acked}", next.id);
+            check_store(&store)?;
+            format!("recovered, next id {}", next.id)
+        }
+        Err(e) => {
+            ensure!(given_up(&e), "{e:?}");
+            ensure!(store.last_id().is_err(), "a given-up handle still answers");
+            drop(store);
+            let again = open(kind, &path, Durability::Relaxed)?;
+            let kept = check_store(&again)?.len() as u64;
+            ensure!(kept <= acked, "{kept} events kept, {acked} acknowledged");
+            format!("gave up, {} of {acked} kept on reopening", kept)
+        }
+    };
+    eprintln!(
+        "{} relaxed: {acked} acknowledged before ENOSPC; {outcome}",
+        kind.name()
+    );
+    Ok(())
+}
+
+#[test]
+fn sqlite_relaxed_handle_never_reuses_ids() -> Result<()> {
+    relaxed_handle_never_reuses_ids(Kind::Sqlite)
+}
+
+#[test]
+fn redb_relaxed_handle_never_reuses_ids() -> Result<()> {
+    relaxed_handle_never_reuses_ids(Kind::Redb)
+}
