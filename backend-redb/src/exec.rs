@@ -768,6 +768,10 @@ fn check_table<K: redb::Key + 'static>(
     let events = txn.open_table(EVENTS).map_err(map_err)?;
     let mut expected = 0u64;
     for row in events.iter().map_err(map_err)? {
+        if problems.len() >= eventlite_core::MAX_LISTED_PROBLEMS {
+            problems.push(format!("{what}: more problems not listed"));
+            return Ok(());
+        }
         let (id, stored) = match row {
             Ok(row) => row,
             Err(e) => {

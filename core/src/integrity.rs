@@ -168,6 +168,24 @@ pub(crate) fn get_checked<B: crate::spi::EventLog + ?Sized>(
     }
 }
 
+/// Whether a read of `query` must reach the last id stored before it began: an ascending
+/// read by id alone without a limit.
+pub(crate) fn reads_to_the_end(query: &Query) -> bool {
+    query.order == Order::IdAsc && query.limit.is_none() && selects_by_id_only(&query.filter)
+}
+
+/// The last id that a read of `query` to the end must reach, when `last_id` was the last
+/// before it began; 0 when its range holds nothing.
+pub(crate) fn must_reach(query: &Query, last_id: u64) -> u64 {
+    let start = query
+        .after
+        .map_or(1, |c| c.id.saturating_add(1))
+        .max(query.filter.id_from.unwrap_or(1))
+        .saturating_add(query.offset);
+    let end = last_id.min(query.filter.id_to.unwrap_or(u64::MAX));
+    if end >= start { end } else { 0 }
+}
+
 /// A whole-log read that ended at `reached` although events up to `must_reach` were stored
 /// before it began.
 pub(crate) fn check_end(reached: u64, must_reach: u64) -> Result<()> {
@@ -222,6 +240,30 @@ mod tests {
             "the log may end below id_to"
         );
         assert!(check_answer(&desc, &ids(&[5, 3])).is_err());
+    }
+
+    #[test]
+    fn a_read_to_the_end_must_reach_the_last_id_of_its_range() {
+        let range = |from, to| Query {
+            filter: Filter {
+                id_from: from,
+                id_to: to,
+                ..Filter::default()
+            },
+            ..Query::default()
+        };
+        assert!(reads_to_the_end(&Query::default()));
+        assert!(!reads_to_the_end(&Query::default().limit(5)));
+        assert!(!reads_to_the_end(&Query::new(
+            Filter::cmd("c"),
+            Order::IdAsc
+        )));
+        assert_eq!(must_reach(&Query::default(), 10), 10);
+        assert_eq!(must_reach(&range(Some(3), Some(5)), 10), 5);
+        assert_eq!(must_reach(&range(Some(20), None), 10), 0);
+        assert_eq!(must_reach(&Query::default().offset(9), 10), 10);
+        assert_eq!(must_reach(&Query::default().offset(10), 10), 0);
+        assert!(check_end(9, 10).is_err() && check_end(10, 10).is_ok() && check_end(0, 0).is_ok());
     }
 
     #[test]

@@ -520,8 +520,13 @@ impl<B: Backend> EventStore<B> {
 
     /// Runs a query directly.
     pub fn query(&self, query: &Query) -> Result<Vec<Event>> {
+        let must_reach = match integrity::reads_to_the_end(query) {
+            true => integrity::must_reach(query, self.backend.last_id()?),
+            false => 0,
+        };
         let events = self.backend.query(query)?;
         integrity::check_answer(query, &events)?;
+        integrity::check_end(events.last().map_or(0, |e| e.id), must_reach)?;
         Ok(events)
     }
 
@@ -651,16 +656,10 @@ impl<B: Backend> EventStore<B> {
         }
         // Events stored before the read began must all be read: a read by id alone that
         // ends sooner met damage.
-        let must_reach = if integrity::selects_by_id_only(&options.filter) {
-            let last = self.backend.last_id()?;
-            let end = last.min(options.filter.id_to.unwrap_or(u64::MAX));
-            if end >= options.filter.id_from.unwrap_or(1) {
-                end
-            } else {
-                0
-            }
-        } else {
-            0
+        let whole = Query::new(options.filter.clone(), Order::IdAsc);
+        let must_reach = match integrity::reads_to_the_end(&whole) {
+            true => integrity::must_reach(&whole, self.backend.last_id()?),
+            false => 0,
         };
         Ok(EventStream {
             must_reach,

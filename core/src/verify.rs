@@ -20,7 +20,9 @@ pub struct VerifyReport {
     pub last_id: u64,
     /// Events read and checked.
     pub events_checked: u64,
-    /// What is wrong, in the order found (at most [`MAX_LISTED_PROBLEMS`]).
+    /// What is wrong, in the order found (at most [`MAX_LISTED_PROBLEMS`]). An `Err` from
+    /// `verify` means the events could not be read at all; a failure of the engine's own check
+    /// is listed here.
     pub problems: Vec<Problem>,
     /// Problems found beyond those listed.
     pub unlisted: u64,
@@ -177,8 +179,17 @@ pub(crate) fn verify<B: EventLog + Maintenance + ?Sized>(backend: &B) -> Result<
             );
         }
     }
-    for problem in backend.check_storage()? {
-        report.add(ProblemKind::Engine, None, problem);
+    // An engine check that cannot run on a damaged file is a finding, not a reason to lose
+    // the report.
+    match backend.check_storage() {
+        Ok(problems) => problems
+            .into_iter()
+            .for_each(|p| report.add(ProblemKind::Engine, None, p)),
+        Err(e) => report.add(
+            ProblemKind::Engine,
+            None,
+            format!("the engine's check failed: {e}"),
+        ),
     }
     Ok(report)
 }
