@@ -26,6 +26,15 @@ impl Rng {
     }
 }
 
+/// Says that a test that needs mounts (root) is skipped, or, when `EVENTLITE_REQUIRE_MOUNTS`
+/// is set (as CI sets it), fails it: CI never skips them.
+pub fn skipped(why: &str) {
+    if std::env::var_os("EVENTLITE_REQUIRE_MOUNTS").is_some() {
+        panic!("{why}, and EVENTLITE_REQUIRE_MOUNTS is set: this test must run here");
+    }
+    eprintln!("SKIPPED: {why}");
+}
+
 /// Parses an engine name.
 pub fn engine(name: &str) -> Result<Engine> {
     match name {

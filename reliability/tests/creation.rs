@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use eventlite_core::Durability;
+use eventlite_core::spi::files::ABANDONED_AFTER;
 use eventlite_reliability::{Kind, batch_event, check_store, open};
 
 fn kills() -> u64 {
@@ -47,6 +48,14 @@ fn kill_during_creation(kind: Kind) -> Result<Seen> {
             .collect::<Result<_, _>>()?;
         if left.iter().any(|n| n.contains(".eventlite-new-")) {
             seen.mid_creation += 1;
+        }
+        // Make what the killed creator left old enough to count as abandoned.
+        let long_ago = std::time::SystemTime::now() - 2 * ABANDONED_AFTER;
+        for name in left.iter().filter(|n| n.contains(".eventlite-new-")) {
+            std::fs::File::options()
+                .write(true)
+                .open(dir.path().join(name))?
+                .set_modified(long_ago)?;
         }
         if !path.exists() {
             seen.nothing += 1;

@@ -108,7 +108,9 @@ impl Tmpfs {
         if ok {
             Some(Tmpfs(dir))
         } else {
-            eprintln!("SKIPPED: cannot mount a tmpfs here (not root, or no permission)");
+            eventlite_reliability::skipped(
+                "cannot mount a tmpfs here (not root, or no permission)",
+            );
             let _ = std::fs::remove_dir(&dir);
             None
         }

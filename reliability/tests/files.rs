@@ -98,7 +98,7 @@ impl ReadOnlyMount {
             .arg(&dst)
             .status();
         if !bind.is_ok_and(|s| s.success()) {
-            eprintln!("SKIPPED: cannot bind-mount here (not root, or no permission)");
+            eventlite_reliability::skipped("cannot bind-mount here (not root, or no permission)");
             return None;
         }
         let m = ReadOnlyMount(dst);
@@ -107,7 +107,7 @@ impl ReadOnlyMount {
             .arg(&m.0)
             .status();
         if !ro.is_ok_and(|s| s.success()) {
-            eprintln!("SKIPPED: cannot remount read-only here");
+            eventlite_reliability::skipped("cannot remount read-only here");
             return None;
         }
         Some(m)

@@ -33,8 +33,9 @@ const MARKER: &str = ".eventlite-new-";
 /// another opener created the store first, its store is kept and this returns
 /// [`StoreFile::Existing`]. The directory is synced so that the new name survives a crash.
 ///
-/// Temporary files left by a creator that was killed are removed when their process is gone
-/// (checked on Linux; elsewhere they stay, named `.<file name>.eventlite-new-*`).
+/// Temporary files left by a creator that was killed are removed by a later open once their
+/// process is gone and they are [`ABANDONED_AFTER`] old (checked on Linux; elsewhere they
+/// stay, named `.<file name>.eventlite-new-*`).
 pub fn create_or_find_store(
     path: &Path,
     engine: &'static str,
@@ -135,10 +136,23 @@ fn link_into_place(temp: &Path, path: &Path) -> std::io::Result<bool> {
     match std::fs::hard_link(temp, path) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-        // A filesystem without hard links: a rename is atomic too, but replaces a file that
-        // appeared in between, so look first (the window is this call's length).
-        Err(_) if !path.exists() => std::fs::rename(temp, path).map(|()| true),
-        Err(_) => Ok(false),
+        // A filesystem without hard links. A rename would replace a file that appeared in the
+        // meantime; copying into a file created exclusively never does, but is not atomic: a
+        // crash during the copy can leave a partial file there.
+        Err(_) => {
+            let mut open = std::fs::OpenOptions::new();
+            open.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+            let mut target = match open.open(path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+                Err(e) => return Err(e),
+            };
+            std::io::copy(&mut std::fs::File::open(temp)?, &mut target)?;
+            target.sync_all()?;
+            Ok(true)
+        }
     }
 }
 
@@ -151,6 +165,9 @@ fn remove_with_side_files(temp: &Path) {
     }
 }
 
+/// How old a temporary store must be before it counts as abandoned.
+pub const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Removes the temporary stores of creators that are no longer running.
 fn remove_abandoned(dir: &Path, prefix: &str) {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -161,8 +178,16 @@ fn remove_abandoned(dir: &Path, prefix: &str) {
         let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(prefix)) else {
             continue;
         };
+        // A creator takes milliseconds. The age also guards a creator in another pid
+        // namespace (a container sharing the directory), whose pid means nothing here.
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age >= ABANDONED_AFTER);
         let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
-        if pid.is_some_and(process_is_gone) {
+        if old && pid.is_some_and(process_is_gone) {
             let _ = std::fs::remove_file(entry.path());
         }
     }
@@ -244,14 +269,21 @@ mod tests {
         let dir = tempfile_dir();
         // No process has pid u32::MAX - 1 (Linux pids stop at 2^22).
         let dead = dir.join(format!(".s.db{MARKER}{}-0", u32::MAX - 1));
+        let fresh = dir.join(format!(".s.db{MARKER}{}-1", u32::MAX - 1));
         let alive = dir.join(format!(".s.db{MARKER}1-0"));
-        std::fs::write(&dead, b"").unwrap();
-        std::fs::write(&alive, b"").unwrap();
+        let long_ago = std::time::SystemTime::now() - 2 * ABANDONED_AFTER;
+        for (file, aged) in [(&dead, true), (&fresh, false), (&alive, true)] {
+            let f = std::fs::File::create(file).unwrap();
+            if aged {
+                f.set_modified(long_ago).unwrap();
+            }
+        }
         create_or_find_store(&dir.join("s.db"), "test", |tmp| {
             std::fs::write(tmp, b"x").map_err(|e| io_error("test", "w", e))
         })
         .unwrap();
         assert!(!dead.exists());
+        assert!(fresh.exists(), "too young to be abandoned");
         assert!(alive.exists(), "pid 1 is running");
         std::fs::remove_dir_all(&dir).unwrap();
     }
