@@ -35,8 +35,8 @@ use std::time::Instant;
 
 use eventlite_core::spi::files::create_or_find_store;
 use eventlite_core::spi::{
-    CommitSignal, EventFields, EventLog, Maintenance, Notifications, PendingEvent, PositionStore,
-    SnapshotStore, StreamVersions, io_error,
+    CommitSignal, EventFields, EventLog, GroupCommit, GroupEntry, Maintenance, Notifications,
+    PendingEvent, PositionStore, SnapshotStore, StreamVersions, finish_group, io_error,
 };
 use eventlite_core::{
     Durability, Error, Event, FailedEvent, Filter, IndexConfig, IndexName, Position, Query,
@@ -368,6 +368,8 @@ pub struct RedbBackend {
     shared: Arc<Shared>,
     flusher: Option<(Sender<()>, JoinHandle<()>)>,
     signal: Arc<CommitSignal>,
+    /// Writers waiting to share a commit.
+    group: GroupCommit,
 }
 
 impl Drop for RedbBackend {
@@ -560,6 +562,7 @@ impl RedbBackend {
             shared,
             flusher: None,
             signal: CommitSignal::new(),
+            group: GroupCommit::new(),
         };
         contain("preparing the store", || init(&backend.shared))?;
         if backend.shared.options.durability == Durability::Relaxed {
@@ -586,6 +589,76 @@ impl RedbBackend {
 
     pub(crate) fn config(&self) -> &IndexConfig {
         &self.shared.options.indexes
+    }
+
+    /// Stores a group commit's batches in one transaction (see [`EventLog::append`]).
+    fn commit_group(&self, entries: &mut [GroupEntry]) -> Result<Vec<Result<Vec<Event>>>> {
+        let txn = self.shared.begin_write()?;
+        let mut stored: Vec<(usize, u64, Vec<Option<u64>>)> = Vec::with_capacity(entries.len());
+        let mut rejected = Vec::new();
+        {
+            let mut events = txn.open_table(EVENTS).map_err(map_err)?;
+            let last = events
+                .last()
+                .map_err(map_err)?
+                .map_or(0, |(k, _)| k.value());
+            let mut streams = txn.open_table(STREAMS).map_err(map_err)?;
+            let mut stream_idx = txn.open_table(STREAM_IDX).map_err(map_err)?;
+            let mut versions = StreamVersions::new();
+            let mut next = last + 1;
+            for (i, entry) in entries.iter().enumerate() {
+                let checked = versions.check_batch(entry.batch(), |stream| {
+                    Ok(streams.get(stream).map_err(map_err)?.map(|v| v.value()))
+                });
+                match checked {
+                    Ok(stream_versions) => {
+                        stored.push((i, next, stream_versions));
+                        next += entry.batch().len() as u64;
+                    }
+                    Err(e) => rejected.push((i, e)),
+                }
+            }
+            let mut buf = Vec::with_capacity(256);
+            for (i, first, stream_versions) in &stored {
+                for (k, (p, sv)) in entries[*i].batch().iter().zip(stream_versions).enumerate() {
+                    let id = first + k as u64;
+                    codec::encode_row(p, id, *sv, &mut buf)?;
+                    events.insert(id, buf.as_slice()).map_err(map_err)?;
+                    if let Some(stream) = p.stream.as_deref() {
+                        stream_idx.insert((stream, id), ()).map_err(map_err)?;
+                    }
+                }
+            }
+            for (stream, version) in versions.written() {
+                streams.insert(stream, version).map_err(map_err)?;
+            }
+        }
+        for (i, error) in rejected {
+            entries[i].reject(error);
+        }
+        if stored.is_empty() {
+            txn.abort().map_err(map_err)?;
+            return Ok(finish_group(entries, Vec::new()));
+        }
+        for name in self.config().enabled() {
+            for (i, first, stream_versions) in &stored {
+                exec::index_batch(&txn, name, *first, entries[*i].batch(), stream_versions)?;
+            }
+        }
+        self.shared.commit(txn)?;
+        let mut events = Vec::new();
+        for (i, first, stream_versions) in stored {
+            let batch = PendingEvent::into_events(entries[i].take_batch(), first, &stream_versions);
+            if events.is_empty() {
+                events = batch;
+            } else {
+                events.extend(batch);
+            }
+        }
+        // Published before the next group's leader starts: subscribers see commits in order,
+        // and are woken once per group.
+        self.signal.publish(&events);
+        Ok(finish_group(entries, events))
     }
 
     /// Runs one operation: panics inside redb contained, file failures noted for a reopen.
@@ -664,42 +737,12 @@ fn init(shared: &Shared) -> Result<()> {
 }
 
 impl EventLog for RedbBackend {
+    /// Concurrent appends share a transaction and its sync ([`GroupCommit`]): each batch is
+    /// checked against the stream versions as they stand with the batches before it, a
+    /// failing one is rejected alone, and the rest get consecutive ids in queue order.
     fn append(&self, batch: Vec<PendingEvent>) -> Result<Vec<Event>> {
-        self.run("append", move || {
-            let txn = self.shared.begin_write()?;
-            let (first, stream_versions) = {
-                let mut events = txn.open_table(EVENTS).map_err(map_err)?;
-                let last = events
-                    .last()
-                    .map_err(map_err)?
-                    .map_or(0, |(k, _)| k.value());
-                let mut streams = txn.open_table(STREAMS).map_err(map_err)?;
-                let mut stream_idx = txn.open_table(STREAM_IDX).map_err(map_err)?;
-                let mut versions = StreamVersions::new();
-                let stream_versions = versions.check_batch(&batch, |stream| {
-                    Ok(streams.get(stream).map_err(map_err)?.map(|v| v.value()))
-                })?;
-                let mut buf = Vec::with_capacity(256);
-                for (i, (p, sv)) in batch.iter().zip(&stream_versions).enumerate() {
-                    let id = last + 1 + i as u64;
-                    codec::encode_row(p, id, *sv, &mut buf)?;
-                    events.insert(id, buf.as_slice()).map_err(map_err)?;
-                    if let Some(stream) = p.stream.as_deref() {
-                        stream_idx.insert((stream, id), ()).map_err(map_err)?;
-                    }
-                }
-                for (stream, version) in versions.written() {
-                    streams.insert(stream, version).map_err(map_err)?;
-                }
-                (last + 1, stream_versions)
-            };
-            for name in self.config().enabled() {
-                exec::index_batch(&txn, name, first, &batch, &stream_versions)?;
-            }
-            self.shared.commit(txn)?;
-            let events = PendingEvent::into_events(batch, first, &stream_versions);
-            self.signal.publish(&events);
-            Ok(events)
+        self.group.append(batch, |entries| {
+            self.run("append", || self.commit_group(entries))
         })
     }
 

@@ -38,8 +38,8 @@ use checkpoint::Checkpointer;
 use conn::{ReaderConn, WriterConn, WriterParts};
 use eventlite_core::spi::files::create_or_find_store;
 use eventlite_core::spi::{
-    CommitSignal, EventLog, Maintenance, Notifications, PendingEvent, PositionStore, SnapshotStore,
-    StreamVersions,
+    CommitSignal, EventLog, GroupCommit, GroupEntry, Maintenance, Notifications, PendingEvent,
+    PositionStore, SnapshotStore, StreamVersions, finish_group,
 };
 use eventlite_core::{
     Error, Event, FailedEvent, Filter, IndexConfig, IndexName, Position, Query, QueryPlan, Result,
@@ -186,6 +186,8 @@ pub struct SqliteBackend {
     writer: Mutex<WriterConn>,
     readers: Mutex<Vec<ReaderConn>>,
     signal: Arc<CommitSignal>,
+    /// Writers waiting to share a commit.
+    group: GroupCommit,
     /// What watches the file for other connections' commits (opened by the first look).
     watcher: Mutex<Option<Watch>>,
 }
@@ -255,6 +257,7 @@ impl SqliteBackend {
             writer: Mutex::new(WriterConn::open(writer)),
             readers: Mutex::new(Vec::new()),
             signal: CommitSignal::new(),
+            group: GroupCommit::new(),
             watcher: Mutex::new(None),
         };
         backend.init_schema()?;
@@ -573,11 +576,18 @@ fn query_into_on<'c>(
 
 /// Appends `batch` on the writer connection in one `IMMEDIATE` transaction: the id of its
 /// first event and each event's stream version.
+/// A stored entry of a group: its index, first id and stream versions.
+type Stored = (usize, u64, Vec<Option<u64>>);
+
+/// Stores the batches of a group commit in one transaction: each batch is checked against
+/// the stream versions as they stand with the batches before it, a failing one is rejected
+/// alone, and the rest get consecutive ids in queue order. Returns, for each stored entry,
+/// its index, first id and stream versions.
 fn append_on<'c>(
     conn: &'c Connection,
     parts: &mut WriterParts<'c>,
-    batch: &[PendingEvent],
-) -> Result<(u64, Vec<Option<u64>>)> {
+    entries: &mut [GroupEntry],
+) -> Result<Vec<Stored>> {
     let WriterParts {
         insert_many,
         insert_one,
@@ -591,23 +601,49 @@ fn append_on<'c>(
     let mut tx = tx_stmts.begin(conn).map_err(map_err)?;
     let last = tx.last_id().map_err(map_err)?;
     let mut versions = StreamVersions::new();
-    let stream_versions = versions.check_batch(batch, |stream| {
-        tx.prepare_cached("SELECT MAX(stream_version) FROM queue WHERE stream = ?1")
-            .and_then(|mut s| s.query_row([stream], |r| r.get::<_, Option<i64>>(0)))
-            .map(|v| v.map(|v| v as u64))
-            .map_err(map_err)
-    })?;
+    let mut checked = Vec::with_capacity(entries.len());
+    for entry in entries.iter() {
+        checked.push(versions.check_batch(entry.batch(), |stream| {
+            tx.prepare_cached("SELECT MAX(stream_version) FROM queue WHERE stream = ?1")
+                .and_then(|mut s| s.query_row([stream], |r| r.get::<_, Option<i64>>(0)))
+                .map(|v| v.map(|v| v as u64))
+                .map_err(map_err)
+        }));
+    }
+    let mut stored = Vec::with_capacity(entries.len());
+    let mut next = last as u64 + 1;
+    for (i, outcome) in checked.into_iter().enumerate() {
+        match outcome {
+            Ok(stream_versions) => {
+                stored.push((i, next, stream_versions));
+                next += entries[i].batch().len() as u64;
+            }
+            Err(e) => entries[i].reject(e),
+        }
+    }
+    let total = next - (last as u64 + 1);
     // SQLite ids end at i64::MAX; past it SQLite would pick random free ids.
     let left = i64::MAX.saturating_sub(last).max(0) as u64;
-    if batch.len() as u64 > left {
+    if total > left {
         return Err(Error::storage_full(format!(
-            "event ids exhausted: {left} left, {} needed",
-            batch.len()
+            "event ids exhausted: {left} left, {total} needed"
         )));
     }
-    let first = last as u64 + 1;
+    // The group's rows in id order.
+    let rows: Vec<(&PendingEvent, u64, Option<u64>)> = stored
+        .iter()
+        .flat_map(|(i, first, sv)| {
+            entries[*i]
+                .batch()
+                .iter()
+                .zip(sv)
+                .enumerate()
+                .map(move |(k, (p, v))| (p, first + k as u64, *v))
+        })
+        .collect();
     let row = |i: usize| {
-        let fields = batch[i].fields(first + i as u64, stream_versions[i]);
+        let (p, id, version) = rows[i];
+        let fields = p.fields(id, version);
         let checksum = fields.checksum();
         insert::Row { fields, checksum }
     };
@@ -615,26 +651,31 @@ fn append_on<'c>(
     // row per statement. Rows are built a statement's worth at a time, so a large batch does
     // not stream a second copy of itself through the cache.
     let many = sql::ROWS_PER_INSERT;
-    let full = batch.len() - batch.len() % many;
-    let mut rows = Vec::with_capacity(many);
+    let full = rows.len() - rows.len() % many;
+    let mut built = Vec::with_capacity(many.min(rows.len()));
     if full > 0 {
         let stmt = prepared(insert_many, conn, many)?;
         for start in (0..full).step_by(many) {
-            rows.clear();
-            rows.extend((start..start + many).map(row));
-            stmt.insert(&tx, &rows).map_err(|e| map_write_err(&tx, e))?;
+            built.clear();
+            built.extend((start..start + many).map(row));
+            stmt.insert(&tx, &built)
+                .map_err(|e| map_write_err(&tx, e))?;
         }
     }
-    if full < batch.len() {
+    if full < rows.len() {
         let stmt = prepared(insert_one, conn, 1)?;
-        for i in full..batch.len() {
+        for i in full..rows.len() {
             stmt.insert(&tx, &[row(i)])
                 .map_err(|e| map_write_err(&tx, e))?;
         }
     }
-    drop(rows);
+    drop(built);
+    if stored.is_empty() {
+        // Every batch was rejected: nothing to commit (the guard rolls back).
+        return Ok(stored);
+    }
     tx.commit(map_write_err)?;
-    Ok((first, stream_versions))
+    Ok(stored)
 }
 
 fn count_on(conn: &Connection, filter: &Filter) -> Result<u64> {
@@ -647,16 +688,27 @@ fn count_on(conn: &Connection, filter: &Filter) -> Result<u64> {
 }
 
 impl EventLog for SqliteBackend {
+    /// Concurrent appends share a transaction and its sync ([`GroupCommit`]).
     fn append(&self, batch: Vec<PendingEvent>) -> Result<Vec<Event>> {
-        let mut guard = self.writer();
-        let (first, stream_versions) =
-            guard.with_dependent_mut(|conn, parts| append_on(conn, parts, &batch))?;
-        let events = PendingEvent::into_events(batch, first, &stream_versions);
-        // Published under the writer's lock: `look_elsewhere` counts on every commit of this
-        // backend being published once the lock is free.
-        self.signal.publish(&events);
-        drop(guard);
-        Ok(events)
+        self.group.append(batch, |entries| {
+            let mut guard = self.writer();
+            let stored = guard.with_dependent_mut(|conn, parts| append_on(conn, parts, entries))?;
+            let mut events = Vec::new();
+            for (i, first, stream_versions) in stored {
+                let batch =
+                    PendingEvent::into_events(entries[i].take_batch(), first, &stream_versions);
+                if events.is_empty() {
+                    events = batch;
+                } else {
+                    events.extend(batch);
+                }
+            }
+            // Published under the writer's lock, once for the group: `look_elsewhere` counts
+            // on every commit of this backend being published once the lock is free.
+            self.signal.publish(&events);
+            drop(guard);
+            Ok(finish_group(entries, events))
+        })
     }
 
     fn get(&self, id: u64) -> Result<Option<Event>> {

@@ -267,6 +267,7 @@ macro_rules! conformance_suite {
             reopen::explain_uses_each_index,
             reopen::explain_scans_without_index,
             concurrency::concurrent_writers_get_unique_gapless_ids,
+            concurrency::concurrent_batches_with_conflicts_commit_each_batch_alone,
             concurrency::page_total_agrees_with_its_events_during_writes,
             subscriptions::subscription_catches_up_in_batches,
             subscriptions::subscription_starts,

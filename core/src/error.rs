@@ -242,6 +242,90 @@ impl Error {
         }
         self
     }
+
+    /// A copy of this error for another caller that the same failure reached (the writers of
+    /// one group commit): same variant and fields; the source, which cannot be cloned, becomes
+    /// its message.
+    pub(crate) fn duplicate(&self) -> Error {
+        #[derive(Debug, thiserror::Error)]
+        #[error("{0}")]
+        struct Cause(String);
+        let cause = |s: &Option<BoxError>| -> Option<BoxError> {
+            s.as_ref()
+                .map(|c| Box::new(Cause(c.to_string())) as BoxError)
+        };
+        match self {
+            Error::InvalidEvent { reason, source } => Error::InvalidEvent {
+                reason: reason.clone(),
+                source: cause(source),
+            },
+            Error::InvalidArgument(m) => Error::InvalidArgument(m.clone()),
+            Error::UnknownCausation(id) => Error::UnknownCausation(*id),
+            Error::Conflict {
+                stream,
+                expected,
+                actual,
+            } => Error::Conflict {
+                stream: stream.clone(),
+                expected: *expected,
+                actual: *actual,
+            },
+            Error::NotFound(m) => Error::NotFound(m.clone()),
+            Error::Corrupt { message, source } => Error::Corrupt {
+                message: message.clone(),
+                source: cause(source),
+            },
+            Error::NotAStore { message, source } => Error::NotAStore {
+                message: message.clone(),
+                source: cause(source),
+            },
+            Error::ReadOnly { message, source } => Error::ReadOnly {
+                message: message.clone(),
+                source: cause(source),
+            },
+            Error::StorageFull { message, source } => Error::StorageFull {
+                message: message.clone(),
+                source: cause(source),
+            },
+            Error::Busy { message, source } => Error::Busy {
+                message: message.clone(),
+                source: cause(source),
+            },
+            Error::Unavailable { message, source } => Error::Unavailable {
+                message: message.clone(),
+                source: cause(source),
+            },
+            Error::Decode { message, source } => Error::Decode {
+                message: message.clone(),
+                source: cause(source),
+            },
+            Error::Encode { message, source } => Error::Encode {
+                message: message.clone(),
+                source: cause(source),
+            },
+            Error::ProjectionFailed {
+                projection,
+                event_id,
+                message,
+                source,
+            } => Error::ProjectionFailed {
+                projection: projection.clone(),
+                event_id: *event_id,
+                message: message.clone(),
+                source: cause(source),
+            },
+            Error::Internal(m) => Error::Internal(m.clone()),
+            Error::Backend {
+                engine,
+                message,
+                source,
+            } => Error::Backend {
+                engine,
+                message: message.clone(),
+                source: cause(source),
+            },
+        }
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::sync::{Arc, Barrier};
 
 use anyhow::{Result, ensure};
 use eventlite_core::{Durability, Error, ExpectedVersion, Filter, NewEvent, Order, Query};
-use eventlite_reliability::{Kind, open};
+use eventlite_reliability::{Kind, batch_event, check_store, open};
 
 const BATCH: u64 = 25;
 
@@ -188,4 +188,65 @@ fn redb_second_opener_is_refused() -> Result<()> {
     ensure!(matches!(err, Some(Ok(Error::Busy { .. }))), "{err:?}");
     first.store(NewEvent::new("still-usable"))?;
     Ok(())
+}
+
+/// Durable appends from 16 threads share commits: every append is stored once with its own
+/// id, and there are fewer commits than appends (the group commit formed groups).
+fn group_commit_shares_syncs(kind: Kind) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = open(kind, &dir.path().join(kind.file()), Durability::Immediate)?;
+    const THREADS: u64 = 16;
+    const EACH: u64 = 40;
+    let ids: Vec<u64> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let store = &store;
+                s.spawn(move || -> eventlite_core::Result<Vec<u64>> {
+                    (0..EACH)
+                        .map(|i| {
+                            store
+                                .store(batch_event(t * EACH + i, 0, 1, 0))
+                                .map(|e| e.id)
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("writer panicked"))
+            .collect::<eventlite_core::Result<Vec<Vec<u64>>>>()
+    })?
+    .into_iter()
+    .flatten()
+    .collect();
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    ensure!(
+        sorted == (1..=THREADS * EACH).collect::<Vec<_>>(),
+        "ids not gap-free"
+    );
+    check_store(&store)?;
+    let commits = store.backend().commit_signal().commits();
+    eprintln!(
+        "{}: {} appends in {commits} commits",
+        kind.name(),
+        THREADS * EACH
+    );
+    ensure!(
+        commits < THREADS * EACH,
+        "no commit was shared: {commits} commits for {} appends",
+        THREADS * EACH
+    );
+    Ok(())
+}
+
+#[test]
+fn sqlite_group_commit_shares_syncs() -> Result<()> {
+    group_commit_shares_syncs(Kind::Sqlite)
+}
+
+#[test]
+fn redb_group_commit_shares_syncs() -> Result<()> {
+    group_commit_shares_syncs(Kind::Redb)
 }

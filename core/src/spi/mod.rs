@@ -13,6 +13,7 @@
 //! - [`EventFields`]: an event's fields borrowed from the engine's storage, its checksum, and
 //!   the one way of turning them into an [`Event`](crate::Event), owned or in place;
 //! - [`StreamVersions`]: the optimistic-concurrency check, run inside the append transaction;
+//! - [`GroupCommit`]: concurrent appends sharing one transaction and one sync;
 //! - [`CommitSignal`]: how an engine wakes the subscriptions waiting for its commits;
 //! - [`planner`]: index choice and `explain` for engines without a planner of their own;
 //! - [`files`]: preparing a local store file without touching a foreign one;
@@ -20,6 +21,7 @@
 
 mod fields;
 pub mod files;
+mod group;
 mod pending;
 pub mod planner;
 mod signal;
@@ -27,6 +29,7 @@ mod streams;
 
 pub use crate::backend::{EventLog, Maintenance, Notifications, PositionStore, SnapshotStore};
 pub use fields::{EventFields, Text, row_checksum};
+pub use group::{GroupCommit, GroupEntry, finish_group};
 pub use pending::PendingEvent;
 pub use signal::{CommitListener, CommitSignal, Seen, Wakeup, Watcher};
 pub use streams::StreamVersions;

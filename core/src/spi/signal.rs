@@ -65,6 +65,8 @@ struct SignalState {
     head: u64,
     /// Events published so far.
     published: u64,
+    /// Commits published so far (a group commit is one).
+    commits: u64,
     closed: bool,
 }
 
@@ -156,6 +158,7 @@ impl CommitSignal {
         let mut state = lock(&self.state);
         state.head = state.head.max(last.id);
         state.published += events.len() as u64;
+        state.commits += 1;
         state.listeners.retain(|l| match l.upgrade() {
             Some(listener) => {
                 listener.committed(events);
@@ -194,6 +197,11 @@ impl CommitSignal {
     /// than that (plus what it held before) was appended to elsewhere.
     pub fn published(&self) -> u64 {
         lock(&self.state).published
+    }
+
+    /// How many commits were published so far: with group commit, fewer than the appends.
+    pub fn commits(&self) -> u64 {
+        lock(&self.state).commits
     }
 
     /// Marks the engine closed: waiters return [`Wakeup::Closed`] at once, now and later.

@@ -1,0 +1,307 @@
+//! Group commit: appends from many threads share one transaction and one sync.
+
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::spi::PendingEvent;
+
+/// The queue of writers of one engine: appends from many threads share one transaction and
+/// one sync.
+///
+/// A writer queues its batch. If no commit is under way, it leads one at once, with every
+/// batch queued by then (a writer alone commits at once: no added delay); otherwise it waits,
+/// and the batches that queued up while a commit was syncing go together in the next one. So
+/// the disk's sync rate caps the rate of commits, not of appends.
+///
+/// The engine commits a group with [`GroupCommit::append`]'s closure: it checks each batch on
+/// its own (a batch whose stream expectation fails is [rejected](GroupEntry::reject) and
+/// stored not at all, the others go on), stores the rest with consecutive ids in queue order,
+/// commits once, publishes the group's events once, and hands each writer its events with
+/// [`finish_group`]. An error of the commit itself reaches every writer of the group.
+#[derive(Debug, Default)]
+pub struct GroupCommit {
+    queue: Mutex<Queue>,
+    turn: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    /// Batches waiting for a commit, in arrival order, with their writers' tickets.
+    waiting: Vec<(u64, Vec<PendingEvent>)>,
+    /// Whether a writer is committing a group now.
+    leading: bool,
+    next_ticket: u64,
+    /// Outcomes for writers whose batch a leader committed.
+    done: HashMap<u64, Result<Vec<Event>>>,
+}
+
+/// One writer's batch in a group, as the engine's commit sees it.
+#[derive(Debug)]
+pub struct GroupEntry {
+    batch: Vec<PendingEvent>,
+    len: usize,
+    rejected: Option<Error>,
+}
+
+impl GroupEntry {
+    /// The batch, in the writer's order.
+    pub fn batch(&self) -> &[PendingEvent] {
+        &self.batch
+    }
+
+    /// Takes the batch out (to turn it into events once stored).
+    pub fn take_batch(&mut self) -> Vec<PendingEvent> {
+        std::mem::take(&mut self.batch)
+    }
+
+    /// Fails this writer alone (its stream expectation, say): none of its batch is stored.
+    pub fn reject(&mut self, error: Error) {
+        self.rejected = Some(error);
+    }
+
+    /// Whether the batch was rejected.
+    pub fn is_rejected(&self) -> bool {
+        self.rejected.is_some()
+    }
+}
+
+/// Hands the stored events of a group back to its writers: `events` holds, in order, the
+/// events of every entry not rejected. The first such entry keeps `events`' allocation (a
+/// writer alone gets it whole).
+pub fn finish_group(entries: &mut [GroupEntry], mut events: Vec<Event>) -> Vec<Result<Vec<Event>>> {
+    let first_accepted = entries.iter().position(|e| !e.is_rejected());
+    let mut out: Vec<Result<Vec<Event>>> = Vec::with_capacity(entries.len());
+    // From the back, so that each split takes a tail and the first keeps the rest.
+    for (i, entry) in entries.iter_mut().enumerate().rev() {
+        out.push(match entry.rejected.take() {
+            Some(error) => Err(error),
+            None if Some(i) == first_accepted => Ok(std::mem::take(&mut events)),
+            None => Ok(events.split_off(events.len().saturating_sub(entry.len))),
+        });
+    }
+    out.reverse();
+    out
+}
+
+impl GroupCommit {
+    /// An empty queue.
+    pub fn new() -> Self {
+        GroupCommit::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // Nothing panics while holding the lock; the queue stays consistent if something did.
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Appends `batch` in a group commit and returns its stored events (or its own error).
+    ///
+    /// `commit` runs on whichever writer leads the group, with the group's entries in queue
+    /// order; it returns one outcome per entry (see [`finish_group`]), or an error for the
+    /// whole group (an I/O error, say), which every writer of the group gets.
+    pub fn append(
+        &self,
+        batch: Vec<PendingEvent>,
+        commit: impl FnOnce(&mut [GroupEntry]) -> Result<Vec<Result<Vec<Event>>>>,
+    ) -> Result<Vec<Event>> {
+        let mut queue = self.lock();
+        let ticket = queue.next_ticket;
+        queue.next_ticket += 1;
+        queue.waiting.push((ticket, batch));
+        loop {
+            if let Some(outcome) = queue.done.remove(&ticket) {
+                return outcome;
+            }
+            if !queue.leading {
+                break;
+            }
+            queue = self.turn.wait(queue).unwrap_or_else(|e| e.into_inner());
+        }
+        // Lead: commit everything queued so far, this writer's batch among it.
+        queue.leading = true;
+        let group = std::mem::take(&mut queue.waiting);
+        drop(queue);
+        let (tickets, mut entries): (Vec<u64>, Vec<GroupEntry>) = group
+            .into_iter()
+            .map(|(t, batch)| {
+                let len = batch.len();
+                (
+                    t,
+                    GroupEntry {
+                        batch,
+                        len,
+                        rejected: None,
+                    },
+                )
+            })
+            .unzip();
+        let committed = catch_unwind(AssertUnwindSafe(|| commit(&mut entries)));
+        let internal = |why: &str| -> Vec<Result<Vec<Event>>> {
+            tickets
+                .iter()
+                .map(|_| Err(Error::Internal(why.into())))
+                .collect()
+        };
+        let mut outcomes = match committed {
+            Ok(Ok(per_entry)) if per_entry.len() == tickets.len() => per_entry,
+            Ok(Ok(_)) => internal("a group commit lost an outcome"),
+            // The leader's own writer gets the error itself, the others a copy.
+            Ok(Err(e)) => {
+                let mut copies: Vec<Result<Vec<Event>>> =
+                    tickets.iter().map(|_| Err(e.duplicate())).collect();
+                if let Some(i) = tickets.iter().position(|t| *t == ticket) {
+                    copies[i] = Err(e);
+                }
+                copies
+            }
+            Err(panic) => {
+                self.hand_over(&tickets, internal("the group commit's leader panicked"));
+                resume_unwind(panic);
+            }
+        };
+        // This writer's outcome is among them: the leader is one of the group.
+        let mine = tickets
+            .iter()
+            .position(|t| *t == ticket)
+            .map(|i| outcomes.remove(i))
+            .unwrap_or_else(|| Err(Error::Internal("a group commit lost its leader".into())));
+        let others: Vec<u64> = tickets.into_iter().filter(|t| *t != ticket).collect();
+        self.hand_over(&others, outcomes);
+        mine
+    }
+
+    /// Gives the group's outcomes to its waiting writers and lets the next leader go.
+    fn hand_over(&self, tickets: &[u64], outcomes: Vec<Result<Vec<Event>>>) {
+        let mut queue = self.lock();
+        queue.done.extend(tickets.iter().copied().zip(outcomes));
+        queue.leading = false;
+        drop(queue);
+        self.turn.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A fake engine: stores each group with consecutive ids, rejects batches whose first cmd
+    /// is "bad", and counts its commits.
+    fn commit_with(
+        next: &Mutex<u64>,
+        commits: &AtomicUsize,
+        entries: &mut [GroupEntry],
+    ) -> Result<Vec<Result<Vec<Event>>>> {
+        commits.fetch_add(1, Ordering::Relaxed);
+        let mut id = next.lock().unwrap();
+        let mut events = Vec::new();
+        for entry in entries.iter_mut() {
+            if entry.batch()[0].cmd == "bad" {
+                entry.reject(Error::InvalidArgument("bad".into()));
+                continue;
+            }
+            let first = *id + 1;
+            *id += entry.batch().len() as u64;
+            let n = entry.batch().len();
+            events.extend(PendingEvent::into_events(
+                entry.take_batch(),
+                first,
+                &vec![None; n],
+            ));
+        }
+        Ok(finish_group(entries, events))
+    }
+
+    #[test]
+    fn concurrent_writers_each_get_their_own_events_and_share_commits() {
+        let group = Arc::new(GroupCommit::new());
+        let next = Arc::new(Mutex::new(0u64));
+        let commits = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..16)
+            .map(|t| {
+                let (group, next, commits) = (group.clone(), next.clone(), commits.clone());
+                std::thread::spawn(move || {
+                    let mut mine = Vec::new();
+                    for i in 0..50 {
+                        let n = 1 + (t + i) % 3;
+                        let cmd = if (t + i) % 11 == 0 { "bad" } else { "ok" };
+                        let batch: Vec<PendingEvent> = (0..n)
+                            .map(|k| PendingEvent::new(format!("{cmd}-{t}-{i}-{k}")))
+                            .map(|mut p| {
+                                if cmd == "bad" {
+                                    p.cmd = "bad".into();
+                                }
+                                p
+                            })
+                            .collect();
+                        let got =
+                            group.append(batch, |entries| commit_with(&next, &commits, entries));
+                        match (cmd, got) {
+                            ("bad", Err(Error::InvalidArgument(_))) => {}
+                            ("ok", Ok(events)) => {
+                                assert_eq!(events.len(), n);
+                                for (k, e) in events.iter().enumerate() {
+                                    assert_eq!(e.cmd, format!("ok-{t}-{i}-{k}"));
+                                }
+                                assert!(events.windows(2).all(|w| w[1].id == w[0].id + 1));
+                                mine.extend(events.into_iter().map(|e| e.id));
+                            }
+                            other => panic!("{other:?}"),
+                        }
+                    }
+                    mine
+                })
+            })
+            .collect();
+        let mut ids: Vec<u64> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        ids.sort_unstable();
+        let stored = *next.lock().unwrap();
+        assert_eq!(
+            ids,
+            (1..=stored).collect::<Vec<_>>(),
+            "every id once, gap-free"
+        );
+        assert!(commits.load(Ordering::Relaxed) <= 16 * 50);
+    }
+
+    #[test]
+    fn a_failed_commit_reaches_every_writer_of_its_group_and_the_queue_goes_on() {
+        let group = GroupCommit::new();
+        let err = group
+            .append(vec![PendingEvent::new("x")], |_| {
+                Err(Error::storage_full("disk full"))
+            })
+            .unwrap_err();
+        assert!(matches!(err, Error::StorageFull { .. }), "{err}");
+        let next = Mutex::new(0);
+        let commits = AtomicUsize::new(0);
+        let ok = group
+            .append(vec![PendingEvent::new("y")], |e| {
+                commit_with(&next, &commits, e)
+            })
+            .unwrap();
+        assert_eq!(ok[0].id, 1);
+    }
+
+    #[test]
+    fn a_panicking_leader_releases_the_queue() {
+        let group = GroupCommit::new();
+        let caught = catch_unwind(AssertUnwindSafe(|| {
+            group.append(vec![PendingEvent::new("x")], |_| panic!("engine bug"))
+        }));
+        assert!(caught.is_err());
+        let next = Mutex::new(0);
+        let commits = AtomicUsize::new(0);
+        let ok = group.append(vec![PendingEvent::new("y")], |e| {
+            commit_with(&next, &commits, e)
+        });
+        assert!(ok.is_ok());
+    }
+}
