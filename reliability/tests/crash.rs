@@ -25,6 +25,7 @@ fn name(kind: Kind) -> &'static str {
 /// One run of the writer, killed after `delay`; its acknowledgements.
 fn run_and_kill(
     kind: Kind,
+    mode: &str,
     path: &Path,
     durability: &str,
     first_batch: u64,
@@ -32,12 +33,7 @@ fn run_and_kill(
     delay: Duration,
 ) -> Result<BTreeMap<u64, Tag>> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_crash-writer"))
-        .args([
-            "append",
-            name(kind),
-            &path.display().to_string(),
-            durability,
-        ])
+        .args([mode, name(kind), &path.display().to_string(), durability])
         .args([first_batch.to_string(), seed.to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -91,6 +87,19 @@ struct Outcome {
 /// Kills the writer `iterations()` times; `may_lose` says how many acknowledged batches may be
 /// missing after a kill (0 for durable appends).
 fn crash_loop(kind: Kind, durability: &str, may_lose: usize) -> Result<Outcome> {
+    crash_loop_with(kind, "append", 1, iterations(), durability, may_lose)
+}
+
+/// The crash loop with the writer child in `mode`, whose `writers` threads each may have a
+/// batch in flight at the kill.
+fn crash_loop_with(
+    kind: Kind,
+    mode: &str,
+    writers: u64,
+    kills: u64,
+    durability: &str,
+    may_lose: usize,
+) -> Result<Outcome> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join(kind.file());
     let mut acked: BTreeMap<u64, Tag> = BTreeMap::new();
@@ -103,12 +112,17 @@ fn crash_loop(kind: Kind, durability: &str, may_lose: usize) -> Result<Outcome> 
         lost: 0,
         max_lost_batches: 0,
     };
-    for i in 0..iterations() {
+    for i in 0..kills {
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
-        let delay = Duration::from_millis(2 + rng % 59);
-        let new = run_and_kill(kind, &path, durability, next_batch, i + 1, delay)?;
+        // Several writers: later kills too, past a redb open's integrity check.
+        let delay = Duration::from_millis(if writers > 1 {
+            20 + rng % 120
+        } else {
+            2 + rng % 59
+        });
+        let new = run_and_kill(kind, mode, &path, durability, next_batch, i + 1, delay)?;
         out.kills += 1;
         out.acked += new.len();
         // Stored events may exceed the acknowledged ones by one batch in flight, on top of
@@ -119,7 +133,7 @@ fn crash_loop(kind: Kind, durability: &str, may_lose: usize) -> Result<Outcome> 
             .or(acked.keys().last())
             .copied()
             .unwrap_or(0);
-        let in_flight_max = acked_max.max(stored_before) + 3;
+        let in_flight_max = acked_max.max(stored_before) + 3 * writers;
         acked.extend(new);
         integrity(kind, &path)?;
         if !path.exists() {
@@ -131,7 +145,7 @@ fn crash_loop(kind: Kind, durability: &str, may_lose: usize) -> Result<Outcome> 
         let n = events.len() as u64;
         ensure!(
             n <= in_flight_max,
-            "{n} events, more than acknowledged plus one batch"
+            "{n} events, more than acknowledged plus a batch per writer"
         );
         for e in &events {
             if let Some(t) = acked.get(&e.id) {
@@ -192,6 +206,29 @@ fn redb_immediate_loses_nothing_acknowledged() -> Result<()> {
     let out = crash_loop(Kind::Redb, "immediate", 0)?;
     ensure!(out.lost == 0);
     Ok(())
+}
+
+/// Kills during 8 concurrent durable writers, whose appends share commits: nothing
+/// acknowledged is lost and no batch is partial. `EVENTLITE_GROUP_KILLS` sets the kills per
+/// engine (default 30; the by-hand run is 100).
+fn concurrent_writers_lose_nothing(kind: Kind) -> Result<()> {
+    let kills = std::env::var("EVENTLITE_GROUP_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
+    let out = crash_loop_with(kind, "concurrent", 8, kills, "immediate", 0)?;
+    ensure!(out.lost == 0);
+    Ok(())
+}
+
+#[test]
+fn sqlite_concurrent_writers_lose_nothing_acknowledged() -> Result<()> {
+    concurrent_writers_lose_nothing(Kind::Sqlite)
+}
+
+#[test]
+fn redb_concurrent_writers_lose_nothing_acknowledged() -> Result<()> {
+    concurrent_writers_lose_nothing(Kind::Redb)
 }
 
 /// WAL + synchronous=NORMAL: a process crash loses nothing (only a power loss could).

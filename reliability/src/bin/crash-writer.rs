@@ -2,6 +2,8 @@
 //!
 //! - `append ENGINE PATH DURABILITY FIRST_BATCH SEED`: appends random batches of 1–3 events
 //!   forever, printing `ack <id> <batch> <k> <n>` for each event once the append returned.
+//! - `concurrent ENGINE PATH DURABILITY FIRST_BATCH SEED`: as `append`, from 8 threads at once
+//!   (thread `t` numbers its batches `FIRST_BATCH + t + 8k`), so that commits are shared.
 //! - `fill ENGINE PATH FSIZE_LIMIT FIRST_BATCH`: ignores SIGXFSZ, limits the size of files it
 //!   writes to FSIZE_LIMIT bytes, appends until an append fails, prints `err <variant>` and exits.
 //! - `multi PATH COUNT`: appends COUNT single events to a SQLite store, printing each id.
@@ -67,6 +69,48 @@ fn main() -> Result<()> {
                 out.flush()?;
                 batch += 1;
             }
+        }
+        "concurrent" => {
+            // The writers lock stdout per batch; the main thread must not hold it.
+            drop(out);
+            let store = open(
+                engine(arg(&args, 2)?)?,
+                arg(&args, 3)?.as_ref(),
+                durability(arg(&args, 4)?)?,
+            )?;
+            let first: u64 = arg(&args, 5)?.parse()?;
+            let seed: u64 = arg(&args, 6)?.parse::<u64>()?;
+            let store = &store;
+            std::thread::scope(|s| -> Result<()> {
+                let writers: Vec<_> = (0..8u64)
+                    .map(|t| {
+                        s.spawn(move || -> Result<()> {
+                            let mut seed = (seed ^ (t + 1).wrapping_mul(0x9E37_79B9)) | 1;
+                            for k in 0.. {
+                                seed ^= seed << 13;
+                                seed ^= seed >> 7;
+                                seed ^= seed << 17;
+                                let (n, pad) = (seed % 3 + 1, (seed >> 8) as usize % 300);
+                                let batch = first + t + 8 * k;
+                                let stored = store.store_bulk(
+                                    (0..n).map(|i| batch_event(batch, i, n, pad)).collect(),
+                                )?;
+                                let mut out = std::io::stdout().lock();
+                                for (i, e) in stored.iter().enumerate() {
+                                    writeln!(out, "ack {} {batch} {i} {n}", e.id)?;
+                                }
+                                out.flush()?;
+                            }
+                            Ok(())
+                        })
+                    })
+                    .collect();
+                for w in writers {
+                    w.join()
+                        .map_err(|_| anyhow::anyhow!("a writer panicked"))??;
+                }
+                Ok(())
+            })
         }
         "fill" => {
             let limit: u64 = arg(&args, 4)?.parse()?;
