@@ -23,7 +23,7 @@ struct Args {
 
 const USAGE: &str = "\
 usage: seed-tables [--quick] [--events N] [--runs R] [--engines sqlite,redb]
-                   [--only index,durability,bulk,profiles,reads,checks,subscriptions]
+                   [--only index,durability,bulk,profiles,reads,checks,subscriptions,concurrent]
                    [--json PATH] [--markdown PATH] [--svg PATH]
        seed-tables --scale [--engines sqlite,redb] [--json PATH] [--markdown PATH]
        seed-tables --render JSON [--markdown PATH] [--svg PATH]
@@ -73,6 +73,7 @@ fn parse_args() -> Result<Option<Args>> {
                     "reads",
                     "checks",
                     "subscriptions",
+                    "concurrent",
                 ];
                 if let Some(t) = args
                     .config
@@ -140,6 +141,12 @@ fn main() -> Result<()> {
         for e in read_engines {
             eprintln!("== {} reads", e.name());
             reads(&mut b, e)?;
+        }
+        if b.config.wants("concurrent") {
+            for &e in &engines {
+                eprintln!("== {} concurrent writers", e.name());
+                eventlite_benches::cases::concurrent::concurrent(&mut b, e)?;
+            }
         }
         if b.config.wants("subscriptions") {
             for &e in &engines {

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::Engine;
 use crate::cases::cursor::DEEP_VS_FIRST;
+use crate::cases::concurrent::TABLE as CONCURRENT;
 use crate::cases::reads::{CHECKED_CASES, CHECKS};
 use crate::cases::subscriptions::TABLE as SUBSCRIPTIONS;
 use crate::harness::{Bench, Row};
@@ -61,7 +62,7 @@ pub fn checks(b: &Bench) -> Vec<Check> {
         // to its own target below.
         let ratios: Vec<(&str, f64)> = rows
             .iter()
-            .filter(|r| r.table != SUBSCRIPTIONS && r.table != CHECKS)
+            .filter(|r| ![SUBSCRIPTIONS, CHECKS, CONCURRENT].contains(&r.table.as_str()))
             .filter_map(|r| r.ratio.map(|x| (r.case.as_str(), x)))
             .collect();
         if let Some(&(case, lowest)) = ratios.iter().min_by(|a, b| a.1.total_cmp(&b.1)) {
@@ -148,6 +149,22 @@ pub fn checks(b: &Bench) -> Vec<Check> {
             "projection into a SQLite",
             0.5,
         );
+        for (threads, min) in [(16, 8.0), (64, 12.0)] {
+            let speedup = rows
+                .iter()
+                .find(|r| {
+                    r.table == CONCURRENT
+                        && r.case == format!("{threads} threads, against one thread")
+                })
+                .and_then(|r| r.ratio);
+            if let Some(ratio) = speedup {
+                push(
+                    format!("{threads} durable writers ≥ {min}× one writer's rate"),
+                    format!("{ratio:.2}×"),
+                    ratio >= min,
+                );
+            }
+        }
         for case in CHECKED_CASES {
             let checked = rows
                 .iter()

@@ -2,7 +2,8 @@
 
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
+use std::thread::Thread;
 
 use crate::error::{Error, Result};
 use crate::event::Event;
@@ -24,13 +25,13 @@ use crate::spi::PendingEvent;
 #[derive(Debug, Default)]
 pub struct GroupCommit {
     queue: Mutex<Queue>,
-    turn: Condvar,
 }
 
 #[derive(Debug, Default)]
 struct Queue {
-    /// Batches waiting for a commit, in arrival order, with their writers' tickets.
-    waiting: Vec<(u64, Vec<PendingEvent>)>,
+    /// Batches waiting for a commit, in arrival order, with their writers' tickets and
+    /// threads (woken one by one: a group's writers when it is done, and the next leader).
+    waiting: Vec<(u64, Vec<PendingEvent>, Thread)>,
     /// Whether a writer is committing a group now.
     leading: bool,
     next_ticket: u64,
@@ -110,7 +111,7 @@ impl GroupCommit {
         let mut queue = self.lock();
         let ticket = queue.next_ticket;
         queue.next_ticket += 1;
-        queue.waiting.push((ticket, batch));
+        queue.waiting.push((ticket, batch, std::thread::current()));
         loop {
             if let Some(outcome) = queue.done.remove(&ticket) {
                 return outcome;
@@ -118,26 +119,27 @@ impl GroupCommit {
             if !queue.leading {
                 break;
             }
-            queue = self.turn.wait(queue).unwrap_or_else(|e| e.into_inner());
+            // Woken by the leader of this writer's group, or to lead the next one; a stray
+            // wake-up just looks again.
+            drop(queue);
+            std::thread::park();
+            queue = self.lock();
         }
         // Lead: commit everything queued so far, this writer's batch among it.
         queue.leading = true;
         let group = std::mem::take(&mut queue.waiting);
         drop(queue);
-        let (tickets, mut entries): (Vec<u64>, Vec<GroupEntry>) = group
-            .into_iter()
-            .map(|(t, batch)| {
-                let len = batch.len();
-                (
-                    t,
-                    GroupEntry {
-                        batch,
-                        len,
-                        rejected: None,
-                    },
-                )
-            })
-            .unzip();
+        let mut tickets = Vec::with_capacity(group.len());
+        let mut entries = Vec::with_capacity(group.len());
+        for (t, batch, thread) in group {
+            tickets.push((t, thread));
+            let len = batch.len();
+            entries.push(GroupEntry {
+                batch,
+                len,
+                rejected: None,
+            });
+        }
         let committed = catch_unwind(AssertUnwindSafe(|| commit(&mut entries)));
         let internal = |why: &str| -> Vec<Result<Vec<Event>>> {
             tickets
@@ -152,34 +154,44 @@ impl GroupCommit {
             Ok(Err(e)) => {
                 let mut copies: Vec<Result<Vec<Event>>> =
                     tickets.iter().map(|_| Err(e.duplicate())).collect();
-                if let Some(i) = tickets.iter().position(|t| *t == ticket) {
+                if let Some(i) = tickets.iter().position(|(t, _)| *t == ticket) {
                     copies[i] = Err(e);
                 }
                 copies
             }
             Err(panic) => {
-                self.hand_over(&tickets, internal("the group commit's leader panicked"));
+                let all = internal("the group commit's leader panicked");
+                self.hand_over(tickets, all);
                 resume_unwind(panic);
             }
         };
         // This writer's outcome is among them: the leader is one of the group.
-        let mine = tickets
-            .iter()
-            .position(|t| *t == ticket)
-            .map(|i| outcomes.remove(i))
-            .unwrap_or_else(|| Err(Error::Internal("a group commit lost its leader".into())));
-        let others: Vec<u64> = tickets.into_iter().filter(|t| *t != ticket).collect();
-        self.hand_over(&others, outcomes);
+        let mine = match tickets.iter().position(|(t, _)| *t == ticket) {
+            Some(i) => {
+                tickets.remove(i);
+                outcomes.remove(i)
+            }
+            None => Err(Error::Internal("a group commit lost its leader".into())),
+        };
+        self.hand_over(tickets, outcomes);
         mine
     }
 
-    /// Gives the group's outcomes to its waiting writers and lets the next leader go.
-    fn hand_over(&self, tickets: &[u64], outcomes: Vec<Result<Vec<Event>>>) {
+    /// Gives the group's outcomes to its waiting writers and wakes them, and the writer that
+    /// leads next, if one is waiting.
+    fn hand_over(&self, group: Vec<(u64, Thread)>, outcomes: Vec<Result<Vec<Event>>>) {
         let mut queue = self.lock();
-        queue.done.extend(tickets.iter().copied().zip(outcomes));
+        let mut threads = Vec::with_capacity(group.len() + 1);
+        for ((ticket, thread), outcome) in group.into_iter().zip(outcomes) {
+            queue.done.insert(ticket, outcome);
+            threads.push(thread);
+        }
         queue.leading = false;
+        threads.extend(queue.waiting.first().map(|(_, _, t)| t.clone()));
         drop(queue);
-        self.turn.notify_all();
+        for thread in threads {
+            thread.unpark();
+        }
     }
 }
 
