@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::Engine;
-use crate::cases::cursor::DEEP_VS_FIRST;
 use crate::cases::concurrent::TABLE as CONCURRENT;
+use crate::cases::cursor::DEEP_VS_FIRST;
 use crate::cases::reads::{CHECKED_CASES, CHECKS};
 use crate::cases::subscriptions::TABLE as SUBSCRIPTIONS;
 use crate::harness::{Bench, Row};
