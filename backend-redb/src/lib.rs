@@ -36,7 +36,8 @@ use std::time::Instant;
 use eventlite_core::spi::files::create_or_find_store;
 use eventlite_core::spi::{
     CommitSignal, EventFields, EventLog, GroupCommit, GroupEntry, Maintenance, Notifications,
-    PendingEvent, PositionStore, SnapshotStore, StreamVersions, finish_group, io_error,
+    PendingEvent, PositionStore, SnapshotStore, StreamVersions, finish_group, group_events,
+    io_error,
 };
 use eventlite_core::{
     Durability, Error, Event, FailedEvent, Filter, IndexConfig, IndexName, Position, Query,
@@ -121,7 +122,7 @@ pub(crate) fn contain<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T>
 
 #[derive(Debug, Default)]
 struct Relaxed {
-    /// Relaxed commits since the last durable one.
+    /// Appends committed relaxed since the last durable commit.
     pending: u32,
     /// When the first of them was made.
     since: Option<Instant>,
@@ -312,13 +313,15 @@ impl Shared {
         self.relaxed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Commits `txn` with the durability the options call for.
-    fn commit(&self, mut txn: WriteTransaction) -> Result<()> {
+    /// Commits `txn`, which carries `appends` appends, with the durability the options call
+    /// for.
+    fn commit(&self, mut txn: WriteTransaction, appends: u32) -> Result<()> {
         if self.options.durability == Durability::Immediate {
             return txn.commit().map_err(map_err);
         }
         let mut relaxed = self.relaxed();
-        let overdue = relaxed.pending + 1 >= self.options.relaxed_max_commits.max(1)
+        let overdue = relaxed.pending.saturating_add(appends)
+            >= self.options.relaxed_max_commits.max(1)
             || relaxed
                 .since
                 .is_some_and(|t| t.elapsed() >= self.options.relaxed_max_delay);
@@ -334,7 +337,7 @@ impl Shared {
             txn.set_durability(redb::Durability::None)
                 .map_err(map_err)?;
             txn.commit().map_err(map_err)?;
-            relaxed.pending += 1;
+            relaxed.pending = relaxed.pending.saturating_add(appends);
             relaxed.since.get_or_insert_with(Instant::now);
         }
         Ok(())
@@ -596,14 +599,13 @@ impl RedbBackend {
         let txn = self.shared.begin_write()?;
         let mut stored: Vec<(usize, u64, Vec<Option<u64>>)> = Vec::with_capacity(entries.len());
         let mut rejected = Vec::new();
-        {
-            let mut events = txn.open_table(EVENTS).map_err(map_err)?;
+        let written: Vec<(String, u64)> = {
+            let events = txn.open_table(EVENTS).map_err(map_err)?;
             let last = events
                 .last()
                 .map_err(map_err)?
                 .map_or(0, |(k, _)| k.value());
-            let mut streams = txn.open_table(STREAMS).map_err(map_err)?;
-            let mut stream_idx = txn.open_table(STREAM_IDX).map_err(map_err)?;
+            let streams = txn.open_table(STREAMS).map_err(map_err)?;
             let mut versions = StreamVersions::new();
             let mut next = last + 1;
             for (i, entry) in entries.iter().enumerate() {
@@ -615,9 +617,30 @@ impl RedbBackend {
                         stored.push((i, next, stream_versions));
                         next += entry.batch().len() as u64;
                     }
-                    Err(e) => rejected.push((i, e)),
+                    // A stream expectation fails this batch alone; anything else (a page
+                    // that cannot be read, say) fails the group, before a row is written.
+                    Err(e @ Error::Conflict { .. }) => rejected.push((i, e)),
+                    Err(e) => return Err(e),
                 }
             }
+            versions
+                .written()
+                .map(|(stream, version)| (stream.to_owned(), version))
+                .collect()
+        };
+        // Rejected before anything is written: a later failure cannot turn a conflict into
+        // the group's error.
+        for (i, error) in rejected {
+            entries[i].reject(error);
+        }
+        if stored.is_empty() {
+            txn.abort().map_err(map_err)?;
+            return Ok(finish_group(entries, Vec::new()));
+        }
+        {
+            let mut events = txn.open_table(EVENTS).map_err(map_err)?;
+            let mut streams = txn.open_table(STREAMS).map_err(map_err)?;
+            let mut stream_idx = txn.open_table(STREAM_IDX).map_err(map_err)?;
             let mut buf = Vec::with_capacity(256);
             for (i, first, stream_versions) in &stored {
                 for (k, (p, sv)) in entries[*i].batch().iter().zip(stream_versions).enumerate() {
@@ -629,32 +652,18 @@ impl RedbBackend {
                     }
                 }
             }
-            for (stream, version) in versions.written() {
-                streams.insert(stream, version).map_err(map_err)?;
+            for (stream, version) in &written {
+                streams.insert(stream.as_str(), version).map_err(map_err)?;
             }
-        }
-        for (i, error) in rejected {
-            entries[i].reject(error);
-        }
-        if stored.is_empty() {
-            txn.abort().map_err(map_err)?;
-            return Ok(finish_group(entries, Vec::new()));
         }
         for name in self.config().enabled() {
             for (i, first, stream_versions) in &stored {
                 exec::index_batch(&txn, name, *first, entries[*i].batch(), stream_versions)?;
             }
         }
-        self.shared.commit(txn)?;
-        let mut events = Vec::new();
-        for (i, first, stream_versions) in stored {
-            let batch = PendingEvent::into_events(entries[i].take_batch(), first, &stream_versions);
-            if events.is_empty() {
-                events = batch;
-            } else {
-                events.extend(batch);
-            }
-        }
+        // `Relaxed` bounds the appends it may lose, not the commits that carried them.
+        self.shared.commit(txn, stored.len() as u32)?;
+        let events = group_events(entries, stored);
         // Published before the next group's leader starts: subscribers see commits in order,
         // and are woken once per group.
         self.signal.publish(&events);
@@ -810,7 +819,7 @@ impl PositionStore for RedbBackend {
                 .map_err(map_err)?
                 .insert(name, (position, at))
                 .map_err(map_err)?;
-            self.shared.commit(txn)
+            self.shared.commit(txn, 1)
         })
     }
 
@@ -858,7 +867,7 @@ impl PositionStore for RedbBackend {
                 .remove(name)
                 .map_err(map_err)?
                 .is_some();
-            self.shared.commit(txn)?;
+            self.shared.commit(txn, 1)?;
             Ok(existed)
         })
     }
@@ -873,7 +882,7 @@ impl PositionStore for RedbBackend {
                     (f.attempts, f.error.as_str(), f.at),
                 )
                 .map_err(map_err)?;
-            self.shared.commit(txn)
+            self.shared.commit(txn, 1)
         })
     }
 
@@ -913,7 +922,7 @@ impl PositionStore for RedbBackend {
                     removed += 1;
                 }
             }
-            self.shared.commit(txn)?;
+            self.shared.commit(txn, 1)?;
             Ok(removed)
         })
     }
@@ -1009,7 +1018,7 @@ impl SnapshotStore for RedbBackend {
                     value.as_slice(),
                 )
                 .map_err(map_err)?;
-            self.shared.commit(txn)
+            self.shared.commit(txn, 1)
         })
     }
 
@@ -1058,7 +1067,7 @@ impl SnapshotStore for RedbBackend {
                 .remove((name, event_id))
                 .map_err(map_err)?
                 .is_some();
-            self.shared.commit(txn)?;
+            self.shared.commit(txn, 1)?;
             Ok(existed)
         })
     }
@@ -1077,7 +1086,7 @@ impl SnapshotStore for RedbBackend {
                     removed += 1;
                 }
             }
-            self.shared.commit(txn)?;
+            self.shared.commit(txn, 1)?;
             Ok(removed)
         })
     }

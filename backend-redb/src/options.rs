@@ -8,7 +8,8 @@ use eventlite_core::{Durability, IndexConfig};
 ///
 /// `Durability::Relaxed` on redb commits without fsync (`redb::Durability::None`), which redb
 /// loses on a process crash as well as on a power loss. To bound that loss, a relaxed store
-/// makes a durable commit after at most `relaxed_max_commits` relaxed ones, and a background
+/// makes a durable commit after at most `relaxed_max_commits` relaxed appends (calls; one group
+/// commit carries several), and a background
 /// thread starts one when the oldest relaxed commit is `relaxed_max_delay` old. A crash loses
 /// at most the relaxed commits acknowledged within `relaxed_max_delay` plus the time one flush
 /// (an fsync) takes before it, and never more than `relaxed_max_commits - 1` of them. (A
@@ -28,7 +29,7 @@ pub struct RedbOptions {
     pub durability: Durability,
     /// redb's page cache, in bytes (default 256 MiB).
     pub cache_size: usize,
-    /// Relaxed mode: a durable commit after at most this many relaxed ones (at least 1).
+    /// Relaxed mode: a durable commit after at most this many relaxed appends (at least 1).
     pub relaxed_max_commits: u32,
     /// Relaxed mode: a durable commit starts when the oldest relaxed one is this old.
     pub relaxed_max_delay: Duration,

@@ -39,7 +39,7 @@ use conn::{ReaderConn, WriterConn, WriterParts};
 use eventlite_core::spi::files::create_or_find_store;
 use eventlite_core::spi::{
     CommitSignal, EventLog, GroupCommit, GroupEntry, Maintenance, Notifications, PendingEvent,
-    PositionStore, SnapshotStore, StreamVersions, finish_group,
+    PositionStore, SnapshotStore, StreamVersions, finish_group, group_events,
 };
 use eventlite_core::{
     Error, Event, FailedEvent, Filter, IndexConfig, IndexName, Position, Query, QueryPlan, Result,
@@ -574,8 +574,6 @@ fn query_into_on<'c>(
     selects.events_into(conn, &sql, &params, out)
 }
 
-/// Appends `batch` on the writer connection in one `IMMEDIATE` transaction: the id of its
-/// first event and each event's stream version.
 /// A stored entry of a group: its index, first id and stream versions.
 type Stored = (usize, u64, Vec<Option<u64>>);
 
@@ -613,21 +611,24 @@ fn append_on<'c>(
     let mut stored = Vec::with_capacity(entries.len());
     let mut next = last as u64 + 1;
     for (i, outcome) in checked.into_iter().enumerate() {
+        let len = entries[i].batch().len() as u64;
         match outcome {
+            // SQLite ids end at i64::MAX; past it SQLite would pick random free ids.
+            Ok(_) if next.saturating_add(len - 1) > i64::MAX as u64 => {
+                let left = (i64::MAX as u64).saturating_sub(next - 1);
+                entries[i].reject(Error::storage_full(format!(
+                    "event ids exhausted: {left} left, {len} needed"
+                )));
+            }
             Ok(stream_versions) => {
                 stored.push((i, next, stream_versions));
-                next += entries[i].batch().len() as u64;
+                next += len;
             }
-            Err(e) => entries[i].reject(e),
+            // A stream expectation fails this batch alone; anything else (the lookup's I/O,
+            // say) fails the group, before a row is written.
+            Err(e @ Error::Conflict { .. }) => entries[i].reject(e),
+            Err(e) => return Err(e),
         }
-    }
-    let total = next - (last as u64 + 1);
-    // SQLite ids end at i64::MAX; past it SQLite would pick random free ids.
-    let left = i64::MAX.saturating_sub(last).max(0) as u64;
-    if total > left {
-        return Err(Error::storage_full(format!(
-            "event ids exhausted: {left} left, {total} needed"
-        )));
     }
     // The group's rows in id order.
     let rows: Vec<(&PendingEvent, u64, Option<u64>)> = stored
@@ -693,16 +694,7 @@ impl EventLog for SqliteBackend {
         self.group.append(batch, |entries| {
             let mut guard = self.writer();
             let stored = guard.with_dependent_mut(|conn, parts| append_on(conn, parts, entries))?;
-            let mut events = Vec::new();
-            for (i, first, stream_versions) in stored {
-                let batch =
-                    PendingEvent::into_events(entries[i].take_batch(), first, &stream_versions);
-                if events.is_empty() {
-                    events = batch;
-                } else {
-                    events.extend(batch);
-                }
-            }
+            let events = group_events(entries, stored);
             // Published under the writer's lock, once for the group: `look_elsewhere` counts
             // on every commit of this backend being published once the lock is free.
             self.signal.publish(&events);

@@ -243,18 +243,28 @@ impl Error {
         self
     }
 
-    /// A copy of this error for another caller that the same failure reached (the writers of
-    /// one group commit): same variant and fields; the source, which cannot be cloned, becomes
-    /// its message.
-    pub(crate) fn duplicate(&self) -> Error {
-        #[derive(Debug, thiserror::Error)]
-        #[error("{0}")]
-        struct Cause(String);
+    /// The error for each caller that one failure reached (the writers of a group commit):
+    /// the same variant and fields, with a source that leads to the original's (walk
+    /// `source()`: the original cause, an `std::io::Error` say, is next in the chain).
+    pub(crate) fn shared(original: &std::sync::Arc<Error>) -> Error {
+        /// The original error, standing in for its own cause.
+        #[derive(Debug)]
+        struct Shared(std::sync::Arc<Error>);
+        impl std::fmt::Display for Shared {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "one failure for the whole group commit")
+            }
+        }
+        impl std::error::Error for Shared {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                std::error::Error::source(&*self.0)
+            }
+        }
         let cause = |s: &Option<BoxError>| -> Option<BoxError> {
             s.as_ref()
-                .map(|c| Box::new(Cause(c.to_string())) as BoxError)
+                .map(|_| Box::new(Shared(std::sync::Arc::clone(original))) as BoxError)
         };
-        match self {
+        match &**original {
             Error::InvalidEvent { reason, source } => Error::InvalidEvent {
                 reason: reason.clone(),
                 source: cause(source),
@@ -345,5 +355,23 @@ mod tests {
         // Variants without a source ignore it rather than lose the variant.
         let e = Error::NotFound("x".into()).with_source(std::io::Error::other("y"));
         assert!(matches!(e, Error::NotFound(_)) && e.source().is_none());
+    }
+
+    #[test]
+    fn a_shared_error_keeps_variant_message_and_cause_chain() {
+        let io = std::io::Error::new(std::io::ErrorKind::StorageFull, "disk full");
+        let original = std::sync::Arc::new(Error::storage_full("appending").with_source(io));
+        let copy = Error::shared(&original);
+        assert!(matches!(copy, Error::StorageFull { .. }));
+        assert_eq!(copy.to_string(), original.to_string());
+        let mut chain = copy.source();
+        let mut found = false;
+        while let Some(c) = chain {
+            found |= c
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::StorageFull);
+            chain = c.source();
+        }
+        assert!(found, "the io::Error is in the chain");
     }
 }

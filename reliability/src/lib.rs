@@ -173,6 +173,15 @@ pub fn check_store(store: &Store) -> Result<Vec<Event>> {
         let t = tag(e)?;
         let entry = batches.entry(t.batch).or_insert((t.n, Vec::new()));
         ensure!(entry.0 == t.n, "batch {} has two lengths", t.batch);
+        // A batch's events have consecutive ids (no other batch between them).
+        ensure!(
+            t.k == 0
+                || events[e.id as usize - 2].id + 1 == e.id
+                    && tag(&events[e.id as usize - 2])?.batch == t.batch,
+            "event {} of batch {} does not follow its batch's previous event",
+            e.id,
+            t.batch
+        );
         entry.1.push(t.k);
     }
     for (batch, (n, ks)) in &batches {

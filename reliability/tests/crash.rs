@@ -125,7 +125,7 @@ fn crash_loop_with(
         let new = run_and_kill(kind, mode, &path, durability, next_batch, i + 1, delay)?;
         out.kills += 1;
         out.acked += new.len();
-        // Stored events may exceed the acknowledged ones by one batch in flight, on top of
+        // Stored events may exceed the acknowledged ones by a batch in flight per writer, on top of
         // what was stored (acknowledged or not) before this run.
         let acked_max = new
             .keys()

@@ -116,25 +116,40 @@ pub fn concurrent_batches_with_conflicts_commit_each_batch_alone<F: BackendFacto
             .map(|t| {
                 s.spawn(move || {
                     let mut mine = Vec::new();
+                    let mut own_version = 0u64;
                     for r in 0..ROUNDS {
                         let n = 1 + (t * 7 + r) % 4;
-                        // Every thread races for the same contested stream with `NoStream`
-                        // (one wins) and for its own stream with exact versions (which a
-                        // failed earlier attempt throws off, so some fail too).
-                        let expect = match r % 3 {
-                            0 => (format!("shared-{r}"), ExpectedVersion::NoStream),
-                            1 => (format!("own-{t}"), ExpectedVersion::Any),
-                            _ => (format!("own-{t}"), ExpectedVersion::Exact((r / 3) as u64)),
+                        // Every thread races for a contested stream with `NoStream` (one
+                        // wins), and appends to its own stream with `Any`, with its current
+                        // version (which must succeed, whatever the group around it) or with
+                        // a stale one (which must fail alone). The expectation is the first
+                        // event's; the rest of the batch follows it.
+                        let expect = match r % 6 {
+                            0 | 3 => (format!("shared-{r}"), ExpectedVersion::NoStream),
+                            1 | 4 => (format!("own-{t}"), ExpectedVersion::Any),
+                            2 => (format!("own-{t}"), ExpectedVersion::Exact(own_version)),
+                            _ => (
+                                format!("own-{t}"),
+                                ExpectedVersion::Exact(own_version.saturating_sub(1)),
+                            ),
                         };
                         let batch: Vec<NewEvent> = (0..n)
                             .map(|k| {
-                                ev("g")
+                                let e = ev("g")
                                     .user(format!("t{t}"))
-                                    .data(&json!({ "t": t, "r": r, "k": k }))
-                                    .stream(expect.0.clone(), expect.1)
+                                    .data(&json!({ "t": t, "r": r, "k": k }));
+                                if k == 0 {
+                                    e.stream(expect.0.clone(), expect.1)
+                                } else {
+                                    e.stream(expect.0.clone(), ExpectedVersion::Any)
+                                }
                             })
                             .collect();
-                        mine.push((r, n, store.store_bulk(batch)));
+                        let outcome = store.store_bulk(batch);
+                        if r % 3 != 0 && outcome.is_ok() {
+                            own_version += n as u64;
+                        }
+                        mine.push((r, n, outcome));
                     }
                     mine
                 })
@@ -171,10 +186,21 @@ pub fn concurrent_batches_with_conflicts_commit_each_batch_alone<F: BackendFacto
                     }
                 }
                 Err(Error::Conflict { .. }) => {
-                    ensure!(r % 3 != 1, "an `Any` expectation failed");
+                    ensure!(
+                        r % 3 == 0 || r % 6 == 5,
+                        "round {r} of writer {t}: a current or `Any` expectation failed"
+                    );
                 }
                 Err(e) => anyhow::bail!("unexpected error {e}"),
             }
+        }
+    }
+    for mine in &outcomes {
+        for (r, _, outcome) in mine {
+            ensure!(
+                r % 6 != 5 || outcome.is_err(),
+                "round {r}: a stale expectation succeeded"
+            );
         }
     }
     accepted_ids.sort_unstable();

@@ -73,6 +73,15 @@ impl GroupEntry {
 /// events of every entry not rejected. The first such entry keeps `events`' allocation (a
 /// writer alone gets it whole).
 pub fn finish_group(entries: &mut [GroupEntry], mut events: Vec<Event>) -> Vec<Result<Vec<Event>>> {
+    debug_assert_eq!(
+        events.len(),
+        entries
+            .iter()
+            .filter(|e| !e.is_rejected())
+            .map(|e| e.len)
+            .sum::<usize>(),
+        "a group's events must be those of its accepted entries"
+    );
     let first_accepted = entries.iter().position(|e| !e.is_rejected());
     let mut out: Vec<Result<Vec<Event>>> = Vec::with_capacity(entries.len());
     // From the back, so that each split takes a tail and the first keeps the rest.
@@ -85,6 +94,24 @@ pub fn finish_group(entries: &mut [GroupEntry], mut events: Vec<Event>) -> Vec<R
     }
     out.reverse();
     out
+}
+
+/// The events of a group's stored entries, in order: each entry (by index, with its first id
+/// and stream versions) turned into events. The first keeps its allocation.
+pub fn group_events(
+    entries: &mut [GroupEntry],
+    stored: impl IntoIterator<Item = (usize, u64, Vec<Option<u64>>)>,
+) -> Vec<Event> {
+    let mut events = Vec::new();
+    for (i, first, stream_versions) in stored {
+        let batch = PendingEvent::into_events(entries[i].take_batch(), first, &stream_versions);
+        if events.is_empty() {
+            events = batch;
+        } else {
+            events.extend(batch);
+        }
+    }
+    events
 }
 
 impl GroupCommit {
@@ -150,17 +177,17 @@ impl GroupCommit {
         let mut outcomes = match committed {
             Ok(Ok(per_entry)) if per_entry.len() == tickets.len() => per_entry,
             Ok(Ok(_)) => internal("a group commit lost an outcome"),
-            // The leader's own writer gets the error itself, the others a copy.
+            // Every writer of the group gets the same failure, its cause in reach.
             Ok(Err(e)) => {
-                let mut copies: Vec<Result<Vec<Event>>> =
-                    tickets.iter().map(|_| Err(e.duplicate())).collect();
-                if let Some(i) = tickets.iter().position(|(t, _)| *t == ticket) {
-                    copies[i] = Err(e);
-                }
-                copies
+                let e = std::sync::Arc::new(e);
+                tickets.iter().map(|_| Err(Error::shared(&e))).collect()
             }
             Err(panic) => {
-                let all = internal("the group commit's leader panicked");
+                let mut all = internal("the group commit's leader panicked");
+                if let Some(i) = tickets.iter().position(|(t, _)| *t == ticket) {
+                    tickets.remove(i);
+                    drop(all.remove(i));
+                }
                 self.hand_over(tickets, all);
                 resume_unwind(panic);
             }

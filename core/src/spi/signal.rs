@@ -51,7 +51,8 @@ impl std::fmt::Debug for CommitSignal {
 }
 
 /// Told of every commit an engine publishes (a store's cache, which evicts what the commit
-/// makes stale).
+/// makes stale). It is called inside the commit's critical section (the engine's writer lock,
+/// the group commit's turn): it must be quick and must not append to the store.
 pub trait CommitListener: Send + Sync {
     /// `events` were just committed.
     fn committed(&self, events: &[Event]);
