@@ -654,23 +654,23 @@ impl<B: Backend> EventStore<B> {
                 "batch_size must be at least 1".into(),
             ));
         }
+        let query = Query {
+            filter: options.filter,
+            order: Order::IdAsc,
+            after: None,
+            offset: 0,
+            limit: Some(options.batch_size),
+        };
         // Events stored before the read began must all be read: a read by id alone that
         // ends sooner met damage.
-        let whole = Query::new(options.filter.clone(), Order::IdAsc);
-        let must_reach = match integrity::reads_to_the_end(&whole) {
-            true => integrity::must_reach(&whole, self.backend.last_id()?),
+        let must_reach = match integrity::selects_by_id_only(&query.filter) {
+            true => integrity::must_reach(&query, self.backend.last_id()?),
             false => 0,
         };
         Ok(EventStream {
             must_reach,
             backend: &self.backend,
-            query: Query {
-                filter: options.filter,
-                order: Order::IdAsc,
-                after: None,
-                offset: 0,
-                limit: Some(options.batch_size),
-            },
+            query,
             batch_size: options.batch_size,
             done: false,
         })
