@@ -22,6 +22,15 @@ pub const TABLE: &str = "concurrent writers";
 /// The thread counts of the table.
 pub const THREADS: [usize; 4] = [1, 4, 16, 64];
 
+/// The thread counts compared with one writer committing their events that many at a time.
+pub const BOUNDS: [usize; 2] = [16, 64];
+
+/// The case comparing `threads` writers with one writer committing their events `threads` at a
+/// time: the most any group commit can reach, as it writes the same pages per commit.
+pub fn bound_case(threads: usize) -> String {
+    format!("{threads} threads, against one writer committing their events {threads} at a time")
+}
+
 /// Appends per second by `threads` threads, each appending `per` single events with `append`.
 fn rate(
     threads: usize,
@@ -63,6 +72,7 @@ pub fn concurrent(b: &mut Bench, engine: Engine) -> Result<()> {
     let setup = Setup::default();
     let mut ours: Vec<Vec<f64>> = vec![Vec::new(); THREADS.len()];
     let mut raws = Vec::new();
+    let mut bounds: Vec<Vec<f64>> = vec![Vec::new(); BOUNDS.len()];
     for _ in 0..b.config.runs {
         for (slot, &threads) in THREADS.iter().enumerate() {
             let dir = tempfile::tempdir()?;
@@ -73,6 +83,23 @@ pub fn concurrent(b: &mut Bench, engine: Engine) -> Result<()> {
                 Ok(())
             };
             ours[slot].push(rate(threads, per, &append)?);
+        }
+        // The bound: one writer committing the writers' events, interleaved as they arrive,
+        // `threads` to a commit (a group commit that never misses a writer).
+        for (slot, &threads) in BOUNDS.iter().enumerate() {
+            let dir = tempfile::tempdir()?;
+            let store = open_ours(engine, &dir.path().join(engine.file()), &setup)?;
+            let per = total / threads as u64;
+            let work: Vec<Vec<BenchEvent>> =
+                (0..threads).map(|t| events(t as u64 * per, per)).collect();
+            let interleaved: Vec<&BenchEvent> = (0..per as usize)
+                .flat_map(|j| work.iter().map(move |w| &w[j]))
+                .collect();
+            let started = Instant::now();
+            for commit in interleaved.chunks(threads) {
+                store.store_bulk(commit.iter().map(|e| new_event(e)).collect())?;
+            }
+            bounds[slot].push(total as f64 / started.elapsed().as_secs_f64());
         }
         // The raw engine, 16 threads, one transaction each, on a store laid out by ours.
         let dir = tempfile::tempdir()?;
@@ -131,6 +158,19 @@ pub fn concurrent(b: &mut Bench, engine: Engine) -> Result<()> {
             "appends/s",
             ours[slot].clone(),
             Some(ours[0].clone()),
+        );
+    }
+    for (slot, &threads) in BOUNDS.iter().enumerate() {
+        let Some(i) = THREADS.iter().position(|&t| t == threads) else {
+            continue;
+        };
+        b.record(
+            TABLE,
+            &bound_case(threads),
+            engine,
+            "appends/s",
+            ours[i].clone(),
+            Some(bounds[slot].clone()),
         );
     }
     b.record(

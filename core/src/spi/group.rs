@@ -209,12 +209,13 @@ impl GroupCommit {
     fn hand_over(&self, group: Vec<(u64, Thread)>, outcomes: Vec<Result<Vec<Event>>>) {
         let mut queue = self.lock();
         let mut threads = Vec::with_capacity(group.len() + 1);
+        // The next leader first: its commit is what everyone waits for.
+        threads.extend(queue.waiting.first().map(|(_, _, t)| t.clone()));
         for ((ticket, thread), outcome) in group.into_iter().zip(outcomes) {
             queue.done.insert(ticket, outcome);
             threads.push(thread);
         }
         queue.leading = false;
-        threads.extend(queue.waiting.first().map(|(_, _, t)| t.clone()));
         drop(queue);
         for thread in threads {
             thread.unpark();
