@@ -121,7 +121,7 @@ fn run<B: Backend>(store: EventStore<B>) -> anyhow::Result<()> {
     );
 
     let batches = store
-        .stream(StreamOptions::new().batch_size(1_000))?
+        .read_all(StreamOptions::new().batch_size(1_000))?
         .count();
     println!("streamed the log in {batches} batch(es) of up to 1000");
     Ok(())

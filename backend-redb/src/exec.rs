@@ -739,6 +739,7 @@ pub(crate) fn explain(config: &IndexConfig, q: &Query) -> QueryPlan {
         plan.full_scan = false;
         plan.detail = "SEARCH events USING TABLE idx_stream".to_owned();
     }
+    plan.sorts = !ordered;
     plan.detail.push_str(if ordered {
         " (in query order)"
     } else {

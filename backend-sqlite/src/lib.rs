@@ -755,6 +755,7 @@ impl EventLog for SqliteBackend {
         Ok(QueryPlan {
             index,
             full_scan: details.iter().any(|d| d.starts_with("SCAN queue")),
+            sorts: details.iter().any(|d| d.contains("TEMP B-TREE")),
             detail: details.join("; "),
         })
     }

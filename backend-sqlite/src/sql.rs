@@ -141,16 +141,42 @@ pub(crate) fn where_clause(filter: &Filter, query: Option<&Query>) -> (String, V
     }
 }
 
+/// Whether `filter` selects one stream and nothing else.
+fn one_stream(filter: &Filter) -> bool {
+    filter.stream.is_some()
+        && *filter
+            == Filter {
+                stream: filter.stream.clone(),
+                ..Filter::default()
+            }
+}
+
 /// The full SELECT for a query.
 pub(crate) fn select(query: &Query) -> (String, Vec<Value>) {
-    let (where_sql, mut params) = where_clause(&query.filter, Some(query));
-    let order = match query.order {
-        Order::IdAsc => "id ASC",
-        Order::IdDesc => "id DESC",
-        Order::DatetimeDesc => "datetime DESC, id DESC",
+    let (mut where_sql, mut params) = where_clause(&query.filter, Some(query));
+    let mut offset = query.offset;
+    // Loading an aggregate from a version: a stream's versions count up from 1 without gaps,
+    // so an offset into one stream is a seek in its index rather than rows stepped over.
+    if offset > 0
+        && query.after.is_none()
+        && query.order == Order::IdAsc
+        && one_stream(&query.filter)
+    {
+        where_sql.push_str(" AND stream_version > ?");
+        params.push(Value::Integer(clamp(offset)));
+        offset = 0;
+    }
+    // Within a stream, versions grow with ids: ordering a stream's events by version reads
+    // the stream index in order, where ordering by id would sort every event of the stream.
+    let order = match (query.order, &query.filter.stream) {
+        (Order::IdAsc, Some(_)) => "stream_version ASC, id ASC",
+        (Order::IdDesc, Some(_)) => "stream_version DESC, id DESC",
+        (Order::IdAsc, None) => "id ASC",
+        (Order::IdDesc, None) => "id DESC",
+        (Order::DatetimeDesc, _) => "datetime DESC, id DESC",
     };
     let mut sql = format!("SELECT {COLUMNS} FROM queue{where_sql} ORDER BY {order}");
-    if query.limit.is_some() || query.offset > 0 {
+    if query.limit.is_some() || offset > 0 {
         // The limit is written into the SQL (it is our integer, never caller text) so that
         // the planner knows it (connections plan without peeking at bound values, see
         // `open_connection`); the offset stays bound, so paging through offsets reuses one
@@ -159,7 +185,7 @@ pub(crate) fn select(query: &Query) -> (String, Vec<Value>) {
             " LIMIT {} OFFSET ?",
             query.limit.map_or(-1, clamp)
         ));
-        params.push(Value::Integer(clamp(query.offset)));
+        params.push(Value::Integer(clamp(offset)));
     }
     (sql, params)
 }

@@ -90,7 +90,7 @@ fn reads(c: &mut Criterion) {
                     id_to: Some(10_000),
                     ..Default::default()
                 };
-                s.stream(StreamOptions::new().filter(filter))
+                s.read_all(StreamOptions::new().filter(filter))
                     .expect("stream")
                     .map(|b| b.map(|b| b.len()))
                     .sum::<Result<usize, _>>()

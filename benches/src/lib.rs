@@ -238,7 +238,7 @@ impl Reads for Store {
             ..Filter::default()
         };
         let mut n = 0;
-        for batch in self.stream(StreamOptions::new().batch_size(1_000).filter(filter))? {
+        for batch in self.read_all(StreamOptions::new().batch_size(1_000).filter(filter))? {
             n += batch?.len() as u64;
         }
         Ok(n)

@@ -198,6 +198,7 @@ pub fn check_stamped(stamped: &[&str], sources: &[(&str, &str)]) -> anyhow::Resu
 /// The source of every scenario module but [`scenarios::store_logic`], for
 /// [`check_stamped`].
 pub const ENGINE_SCENARIO_SOURCES: &[(&str, &str)] = &[
+    ("aggregates", include_str!("scenarios/aggregates.rs")),
     ("appends", include_str!("scenarios/appends.rs")),
     ("concurrency", include_str!("scenarios/concurrency.rs")),
     ("queries", include_str!("scenarios/queries.rs")),
@@ -233,6 +234,10 @@ macro_rules! conformance_suite {
             appends::optimistic_any,
             appends::optimistic_batch_on_one_stream,
             appends::hostile_strings_roundtrip,
+            aggregates::stream_loads_read_the_stream_in_order,
+            aggregates::read_stream_from_a_version,
+            aggregates::append_to_stream_checks_the_batch_once,
+            aggregates::fold_stream_loads_an_aggregate,
             queries::transaction_groups_in_id_order,
             queries::children_and_lineage,
             queries::correlation_offset_paging_across_pages,

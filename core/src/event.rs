@@ -26,7 +26,8 @@ pub struct Event {
     pub cmd: String,
     /// The payload, as JSON text.
     pub data: String,
-    /// The transaction group this event belongs to.
+    /// The transaction group this event belongs to: its parent's, the caller's, or for a new
+    /// group a time-ordered UUID v7 (so the correlation index grows at its end).
     pub correlation_id: String,
     /// The event that caused this one.
     pub causation_id: Option<u64>,

@@ -195,6 +195,9 @@ pub struct QueryPlan {
     pub index: Option<IndexName>,
     /// Whether the engine reads every event (no index and no id range narrows it).
     pub full_scan: bool,
+    /// Whether the engine sorts the matches after reading them, instead of reading them in
+    /// the query's order (a limit then still reads every match).
+    pub sorts: bool,
     /// The engine's own words (SQLite's `EXPLAIN QUERY PLAN`, or our planner's description).
     pub detail: String,
 }

@@ -74,8 +74,9 @@ pub(crate) fn check_answer(query: &Query, events: &[Event]) -> Result<()> {
         previous = Some(event);
     }
     if is_one_stream(&query.filter) && query.order == Order::IdAsc {
-        if query.after.is_none() && query.offset == 0 {
-            check_version(first, 1)?;
+        // Version v is the stream's v-th event: an offset skips as many versions.
+        if query.after.is_none() {
+            check_version(first, query.offset.saturating_add(1))?;
         }
         for pair in events.windows(2) {
             check_version(
@@ -131,7 +132,7 @@ fn check_ids(query: &Query, events: &[Event]) -> Result<()> {
 
 /// A filter of one stream and nothing else (an id range from 1 aside): its versions count up
 /// from 1 in id order.
-fn is_one_stream(filter: &Filter) -> bool {
+pub(crate) fn is_one_stream(filter: &Filter) -> bool {
     filter.stream.is_some()
         && selects_by_id_and_stream(filter)
         && filter.id_from.is_none_or(|f| f <= 1)

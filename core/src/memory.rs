@@ -7,7 +7,7 @@ use crate::backend::{FailedEvent, Position, Snapshot};
 use crate::error::Result;
 use crate::event::Event;
 use crate::index::{IndexConfig, QueryPlan};
-use crate::query::{Filter, Query};
+use crate::query::{Filter, Order, Query};
 use crate::spi::{
     CommitSignal, EventLog, Maintenance, Notifications, PendingEvent, PositionStore, SnapshotStore,
     StreamVersions, planner,
@@ -16,7 +16,8 @@ use crate::spi::{
 #[derive(Debug, Default)]
 struct State {
     events: Vec<Event>,
-    streams: HashMap<String, u64>,
+    /// Each stream's event ids, in order (its version is their number).
+    streams: HashMap<String, Vec<u64>>,
     snapshots: BTreeMap<(String, u64), Snapshot>,
     positions: BTreeMap<String, Position>,
     failures: BTreeMap<(String, u64), FailedEvent>,
@@ -77,14 +78,21 @@ impl EventLog for MemoryBackend {
     fn append(&self, batch: Vec<PendingEvent>) -> Result<Vec<Event>> {
         let mut state = self.write();
         let mut versions = StreamVersions::new();
-        let assigned =
-            versions.check_batch(&batch, |stream| Ok(state.streams.get(stream).copied()))?;
-        for (stream, version) in versions.written() {
-            state.streams.insert(stream.to_owned(), version);
-        }
+        let assigned = versions.check_batch(&batch, |stream| {
+            Ok(state.streams.get(stream).map(|ids| ids.len() as u64))
+        })?;
         drop(versions);
         let first = state.events.len() as u64 + 1;
         let events = PendingEvent::into_events(batch, first, &assigned);
+        for event in &events {
+            if let Some(stream) = &event.stream {
+                state
+                    .streams
+                    .entry(stream.clone())
+                    .or_default()
+                    .push(event.id);
+            }
+        }
         state.events.extend(events.iter().cloned());
         drop(state);
         self.signal.publish(&events);
@@ -100,15 +108,12 @@ impl EventLog for MemoryBackend {
     }
 
     fn query(&self, query: &Query) -> Result<Vec<Event>> {
-        Ok(select(&self.read().events, query))
+        Ok(select(&self.read(), query))
     }
 
     fn query_with_total(&self, query: &Query) -> Result<(Vec<Event>, u64)> {
         let state = self.read();
-        Ok((
-            select(&state.events, query),
-            count(&state.events, &query.filter),
-        ))
+        Ok((select(&state, query), count(&state.events, &query.filter)))
     }
 
     fn count(&self, filter: &Filter) -> Result<u64> {
@@ -116,7 +121,14 @@ impl EventLog for MemoryBackend {
     }
 
     fn explain(&self, query: &Query) -> Result<QueryPlan> {
-        Ok(planner::plan(&self.indexes, &query.filter, "events"))
+        let mut plan = planner::plan(&self.indexes, &query.filter, "events");
+        if query.filter.stream.is_some() {
+            plan.full_scan = false;
+            plan.detail = "SEARCH events USING the stream's ids".to_owned();
+        }
+        // Events and streams are kept in id order; newest-first by datetime is sorted.
+        plan.sorts = query.order == Order::DatetimeDesc;
+        Ok(plan)
     }
 
     fn indexes(&self) -> Result<IndexConfig> {
@@ -252,9 +264,24 @@ impl SnapshotStore for MemoryBackend {
 }
 
 /// The events of `query`, in its order, past its offset and within its limit.
-fn select(events: &[Event], query: &Query) -> Vec<Event> {
-    let mut hits: Vec<&Event> = events.iter().filter(|e| query.admits(e)).collect();
-    hits.sort_by(|a, b| query.order.compare(a, b));
+fn select(state: &State, query: &Query) -> Vec<Event> {
+    let mut hits: Vec<&Event> = match &query.filter.stream {
+        Some(stream) => state
+            .streams
+            .get(stream)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| state.events.get(usize::try_from(id.checked_sub(1)?).ok()?))
+            .filter(|e| query.admits(e))
+            .collect(),
+        None => state.events.iter().filter(|e| query.admits(e)).collect(),
+    };
+    // Both lists are in id order.
+    match query.order {
+        Order::IdAsc => {}
+        Order::IdDesc => hits.reverse(),
+        Order::DatetimeDesc => hits.sort_by(|a, b| query.order.compare(a, b)),
+    }
     let skip = usize::try_from(query.offset).unwrap_or(usize::MAX);
     let take = query
         .limit

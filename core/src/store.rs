@@ -150,7 +150,7 @@ pub struct ReplayStats {
     pub last_id: Option<u64>,
 }
 
-/// What [`EventStore::stream`] reads: batches of events in id order, selected by a filter.
+/// What [`EventStore::read_all`] reads: batches of events in id order, selected by a filter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamOptions {
     /// Events per batch (at least 1; default 1,000).
@@ -316,6 +316,37 @@ impl<B: Backend> EventStore<B> {
         self.append(events)
     }
 
+    /// Appends `events` to the aggregate stream `stream` in one transaction, checking
+    /// `expected` against the stream's version once for the batch (the events get the
+    /// versions after it, in order). A failed expectation is [`Error::Conflict`] and stores
+    /// nothing. The events must not name a stream of their own; an empty list is an error.
+    pub fn append_to_stream(
+        &self,
+        stream: &str,
+        expected: crate::ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<Event>> {
+        if events.is_empty() {
+            return Err(Error::InvalidArgument(
+                "append_to_stream needs at least one event".into(),
+            ));
+        }
+        let events = events
+            .into_iter()
+            .enumerate()
+            .map(|(i, event)| match &event.stream {
+                Some((other, _)) => Err(Error::invalid_event(format!(
+                    "event {i} of an append to stream {stream:?} names stream {other:?}"
+                ))),
+                // Later events follow the first: the batch is atomic, so their versions are
+                // the ones after it.
+                None if i == 0 => Ok(event.stream(stream, expected)),
+                None => Ok(event.stream(stream, crate::ExpectedVersion::Any)),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.append(events)
+    }
+
     /// [`store_bulk`](Self::store_bulk), then executes every stored event in order.
     pub fn store_bulk_with<M: Model>(
         &self,
@@ -405,7 +436,7 @@ impl<B: Backend> EventStore<B> {
             }
             (Some(id), None) => id,
             (None, Some(parent)) => self.parent_correlation(parent, parents)?,
-            (None, None) => uuid::Uuid::new_v4().to_string(),
+            (None, None) => uuid::Uuid::now_v7().to_string(),
         };
         let pending = PendingEvent {
             version,
@@ -647,8 +678,9 @@ impl<B: Backend> EventStore<B> {
         self.page(Filter::time_range(from, to), Order::DatetimeDesc, page)
     }
 
-    /// Batches of events in id order, read lazily.
-    pub fn stream(&self, options: StreamOptions) -> Result<EventStream<'_, B>> {
+    /// Batches of events of the whole log in id order (or of those `options` filters), read
+    /// lazily. For one aggregate's events, see [`read_stream`](Self::read_stream).
+    pub fn read_all(&self, options: StreamOptions) -> Result<EventStream<'_, B>> {
         if options.batch_size == 0 {
             return Err(Error::InvalidArgument(
                 "batch_size must be at least 1".into(),
@@ -674,6 +706,83 @@ impl<B: Backend> EventStore<B> {
             batch_size: options.batch_size,
             done: false,
         })
+    }
+
+    /// The old name of [`read_all`](Self::read_all).
+    #[deprecated(
+        since = "0.1.0",
+        note = "renamed to `read_all`: a stream is an aggregate's events (`read_stream`)"
+    )]
+    pub fn stream(&self, options: StreamOptions) -> Result<EventStream<'_, B>> {
+        self.read_all(options)
+    }
+
+    /// The events of the aggregate stream `stream` from version `from_version` on (1, or 0,
+    /// for all of them), in order: the call that loads an aggregate. The engines read a
+    /// stream's index in order, without a sort.
+    ///
+    /// ```
+    /// use eventlite_core::{EventStore, ExpectedVersion, MemoryBackend, NewEvent};
+    /// let store = EventStore::new(MemoryBackend::new());
+    /// store.append_to_stream("cart-7", ExpectedVersion::NoStream, vec![
+    ///     NewEvent::new("added").data(&"apple"),
+    ///     NewEvent::new("added").data(&"pear"),
+    /// ])?;
+    /// let tail = store.read_stream("cart-7", 2)?;
+    /// assert_eq!(tail.len(), 1);
+    /// assert_eq!(tail[0].stream_version, Some(2));
+    /// # Ok::<(), eventlite_core::Error>(())
+    /// ```
+    pub fn read_stream(&self, stream: &str, from_version: u64) -> Result<Vec<Event>> {
+        if stream.is_empty() {
+            return Err(Error::InvalidArgument("stream name is empty".into()));
+        }
+        // Versions count up from 1 without gaps, so version v is the stream's v-th event.
+        self.query(
+            &Query::new(Filter::stream(stream), Order::IdAsc)
+                .offset(from_version.saturating_sub(1)),
+        )
+    }
+
+    /// Loads the aggregate stream `stream` and folds the data of its events, decoded as `D`,
+    /// into `init` with `apply`: returns the state and the stream's version (0 for a stream
+    /// with no events), which is what [`ExpectedVersion::Exact`](crate::ExpectedVersion)
+    /// expects of the next [`append_to_stream`](Self::append_to_stream).
+    ///
+    /// Data that does not decode as `D` is [`Error::Decode`], naming the event.
+    ///
+    /// ```
+    /// use eventlite_core::{EventStore, ExpectedVersion, MemoryBackend, NewEvent};
+    /// let store = EventStore::new(MemoryBackend::new());
+    /// store.append_to_stream("acct-1", ExpectedVersion::NoStream, vec![
+    ///     NewEvent::new("deposited").data(&50),
+    ///     NewEvent::new("withdrawn").data(&20),
+    /// ])?;
+    /// let (balance, version) = store.fold_stream("acct-1", 0i64, |balance, event, amount: i64| {
+    ///     match event.cmd.as_str() {
+    ///         "deposited" => *balance += amount,
+    ///         _ => *balance -= amount,
+    ///     }
+    /// })?;
+    /// assert_eq!((balance, version), (30, 2));
+    /// store.append_to_stream("acct-1", ExpectedVersion::Exact(version), vec![
+    ///     NewEvent::new("withdrawn").data(&5),
+    /// ])?;
+    /// # Ok::<(), eventlite_core::Error>(())
+    /// ```
+    pub fn fold_stream<S, D, F>(&self, stream: &str, init: S, mut apply: F) -> Result<(S, u64)>
+    where
+        D: DeserializeOwned,
+        F: FnMut(&mut S, &Event, D),
+    {
+        let mut state = init;
+        let mut version = 0;
+        for event in self.read_stream(stream, 1)? {
+            let data: D = event.data()?;
+            apply(&mut state, &event, data);
+            version = event.stream_version.unwrap_or(version);
+        }
+        Ok((state, version))
     }
 
     /// Replays the events whose ids fall in `ids` through `model` and `callbacks`, in id
@@ -702,7 +811,7 @@ impl<B: Backend> EventStore<B> {
             ..Filter::default()
         };
         let mut stats = ReplayStats::default();
-        let mut stream = self.stream(StreamOptions::new().filter(filter))?;
+        let mut stream = self.read_all(StreamOptions::new().filter(filter))?;
         // One vector refilled in place: a replay reads every event once and hands the model a
         // reference, so the events' strings are reused instead of allocated and freed per event.
         let mut batch = Vec::new();

@@ -154,7 +154,7 @@ impl Stopper {
 
 /// A live view of the log: the events after its position that match its filter, in id order,
 /// in batches, first those already stored (catch-up, at the speed of
-/// [`EventStore::stream`]), then each as it commits.
+/// [`EventStore::read_all`]), then each as it commits.
 ///
 /// Because ids are global, gap-free and assigned in commit order, reading `id > position`
 /// never skips an event that commits late: every event at or below the newest id a

@@ -32,7 +32,7 @@ pub fn read_everything<B: Backend>(store: &EventStore<B>) {
     let _ = store.query(&Query::new(Filter::cmd("a"), Order::DatetimeDesc).limit(10));
     let _ = store.by_user("u", Page::first(10));
     let _ = store.transaction("g");
-    if let Ok(batches) = store.stream(StreamOptions::new().batch_size(7)) {
+    if let Ok(batches) = store.read_all(StreamOptions::new().batch_size(7)) {
         for _ in batches {}
     }
     // Replays decode into one reused batch: their own path through each engine.

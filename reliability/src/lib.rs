@@ -144,7 +144,7 @@ pub fn check_store(store: &Store) -> Result<Vec<Event>> {
     let last = store.last_id()?;
     // One keyset scan reads (and checksum-verifies) every event; spot gets check the id path.
     let mut events = Vec::with_capacity(last as usize);
-    for batch in store.stream(eventlite_core::StreamOptions::new().batch_size(1_000))? {
+    for batch in store.read_all(eventlite_core::StreamOptions::new().batch_size(1_000))? {
         events.extend(batch?);
     }
     for (i, e) in events.iter().enumerate() {

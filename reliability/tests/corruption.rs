@@ -70,7 +70,7 @@ fn probe(kind: Kind, path: &Path, original: &[Event], t: &mut Tally) {
             store.query(&Query::new(Filter::stream("s1"), Order::IdDesc)),
             t,
         );
-        match store.stream(StreamOptions::new().batch_size(64)) {
+        match store.read_all(StreamOptions::new().batch_size(64)) {
             Ok(batches) => {
                 for b in batches {
                     note(b, t);

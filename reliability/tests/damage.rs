@@ -72,7 +72,7 @@ fn probes() -> Vec<Probe> {
             Guard::Reads,
             Box::new(move |s: &Store| {
                 let mut v = Vec::new();
-                for b in s.stream(StreamOptions::new().batch_size(128))? {
+                for b in s.read_all(StreamOptions::new().batch_size(128))? {
                     v.extend(b?);
                 }
                 Ok(Answer::Events(v))

@@ -76,7 +76,7 @@ fn scale_stream(b: &mut Bench, engine: Engine, store: &Store) -> Result<()> {
     let mut peak = before;
     let started = Instant::now();
     let mut n = 0;
-    for batch in store.stream(eventlite_core::StreamOptions::new().batch_size(1_000))? {
+    for batch in store.read_all(eventlite_core::StreamOptions::new().batch_size(1_000))? {
         n += batch?.len() as u64;
         if n.is_multiple_of(100_000) {
             let now = rss_kib();

@@ -1,7 +1,7 @@
 //! The `subscriptions` table: following the log, each figure beside the baseline its target
 //! names, measured in the same run.
 //!
-//! - catch-up: a subscription reading the whole log, against `EventStore::stream` of it;
+//! - catch-up: a subscription reading the whole log, against `EventStore::read_all` of it;
 //! - 100 idle subscribers (waiting on a cmd that never comes, so every commit wakes them for
 //!   nothing): durable one-event appends, against the same appends with no subscriber;
 //! - a projection into a SQLite read model ([`SqliteProjection`]), against a hand-written
@@ -74,7 +74,7 @@ fn catch_up(b: &mut Bench, engine: Engine) -> Result<()> {
                 Ok(())
             },
             |i| {
-                for batch in store.stream(StreamOptions::new().filter(range(i)))? {
+                for batch in store.read_all(StreamOptions::new().filter(range(i)))? {
                     batch?;
                 }
                 Ok(())
@@ -193,7 +193,7 @@ fn projection(b: &mut Bench, engine: Engine) -> Result<()> {
             },
             |i| {
                 let range = slice_filter(i, per, n);
-                for batch in store.stream(StreamOptions::new().filter(range))? {
+                for batch in store.read_all(StreamOptions::new().filter(range))? {
                     let batch = batch?;
                     let tx = hand_db.transaction()?;
                     for e in &batch {

@@ -77,7 +77,7 @@ pub fn get_missing_is_none<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
 pub fn empty_store_answers_empty<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
     let f = ctx.fixture()?;
     ensure!(f.last_id()? == 0 && f.count(&Filter::all())? == 0);
-    ensure!(f.stream(StreamOptions::new())?.next().is_none());
+    ensure!(f.read_all(StreamOptions::new())?.next().is_none());
     let page = f.by_user("nobody", Page::default())?;
     ensure!(page.events.is_empty() && page.total_count == 0 && !page.has_more);
     ensure!(page.next_cursor.is_none() && page.next_offset.is_none());

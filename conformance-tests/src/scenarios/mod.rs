@@ -15,6 +15,7 @@ use serde_json::json;
 
 use crate::{BackendFactory, Ctx, Fixture, T0};
 
+pub mod aggregates;
 pub mod appends;
 pub mod concurrency;
 pub mod queries;

@@ -140,23 +140,30 @@ pub fn empty_bulk_is_rejected<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
     Ok(())
 }
 
-/// Without correlation and causation, each event starts a new group (a UUID v4).
+/// Without correlation and causation, each event starts a new group (a time-ordered UUID v7).
 pub fn correlation_generated_when_absent<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
     let f = ctx.fixture()?;
     let a = f.store(ev("a"))?;
     let b = f.store(ev("b"))?;
     let bulk = f.store_bulk(vec![ev("c"), ev("d")])?;
-    let all: HashSet<&str> = [&a, &b, &bulk[0], &bulk[1]]
+    let generated: Vec<&str> = [&a, &b, &bulk[0], &bulk[1]]
         .iter()
         .map(|e| e.correlation_id.as_str())
         .collect();
+    let all: HashSet<&str> = generated.iter().copied().collect();
     ensure!(all.len() == 4, "correlation ids must be distinct");
-    for c in all {
+    for c in &generated {
         ensure!(
-            c.len() == 36 && c.as_bytes()[14] == b'4',
-            "not a UUID v4: {c}"
+            c.len() == 36 && c.as_bytes()[14] == b'7',
+            "not a UUID v7: {c}"
         );
     }
+    // Time-ordered: each new group's id sorts after the last one's, so the correlation
+    // index grows at its end instead of at random places.
+    ensure!(
+        generated.windows(2).all(|w| w[0] < w[1]),
+        "generated ids out of order: {generated:?}"
+    );
     Ok(())
 }
 
@@ -479,7 +486,7 @@ pub fn snapshot_of_unknown_event_is_rejected<F: BackendFactory>(ctx: &Ctx<F>) ->
 pub fn stream_rejects_zero_batch<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
     let f = ctx.fixture()?;
     assert_err(
-        f.stream(StreamOptions::new().batch_size(0)).map(|_| ()),
+        f.read_all(StreamOptions::new().batch_size(0)).map(|_| ()),
         |e| matches!(e, Error::InvalidArgument(_)),
     )
 }

@@ -15,19 +15,19 @@ pub fn stream_batches_in_id_order<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()>
     let f = ctx.fixture()?;
     f.store_bulk((0..250).map(|i| ev("e").data(&i)).collect())?;
     let sizes: Vec<usize> = f
-        .stream(StreamOptions::new().batch_size(100))?
+        .read_all(StreamOptions::new().batch_size(100))?
         .map(|b| b.map(|b| b.len()))
         .collect::<eventlite_core::Result<_>>()?;
     ensure!(sizes == vec![100, 100, 50], "{sizes:?}");
     let got: Vec<u64> = f
-        .stream(StreamOptions::new().batch_size(50))?
+        .read_all(StreamOptions::new().batch_size(50))?
         .map(|b| b.map(|b| ids(&b)))
         .collect::<eventlite_core::Result<Vec<_>>>()?
         .concat();
     ensure!(got == (1..=250).collect::<Vec<_>>());
     // An exact multiple ends without an empty batch.
     let exact: Vec<usize> = f
-        .stream(StreamOptions::new().batch_size(125))?
+        .read_all(StreamOptions::new().batch_size(125))?
         .map(|b| b.map(|b| b.len()))
         .collect::<eventlite_core::Result<_>>()?;
     ensure!(exact == vec![125, 125]);
@@ -46,7 +46,7 @@ pub fn stream_with_combined_filters<F: BackendFactory>(ctx: &Ctx<F>) -> Result<(
         ..Filter::default()
     };
     let got: Vec<u64> = f
-        .stream(StreamOptions::new().batch_size(2).filter(filter.clone()))?
+        .read_all(StreamOptions::new().batch_size(2).filter(filter.clone()))?
         .map(|b| b.map(|b| ids(&b)))
         .collect::<eventlite_core::Result<Vec<_>>>()?
         .concat();
@@ -57,7 +57,7 @@ pub fn stream_with_combined_filters<F: BackendFactory>(ctx: &Ctx<F>) -> Result<(
         .collect();
     ensure!(!want.is_empty() && got == want, "{got:?} != {want:?}");
     let by_cmd: usize = f
-        .stream(
+        .read_all(
             StreamOptions::new()
                 .batch_size(4)
                 .filter(Filter::cmd("close")),

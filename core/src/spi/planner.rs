@@ -50,6 +50,7 @@ pub fn plan(indexes: &IndexConfig, filter: &Filter, table: &str) -> QueryPlan {
     QueryPlan {
         index,
         full_scan: index.is_none() && !id_range,
+        sorts: false,
         detail,
     }
 }

@@ -1,0 +1,170 @@
+//! Aggregates: loading a stream (from a version, folded into a state) and appending a batch to
+//! one stream with one expectation.
+
+use super::*;
+
+/// Two interleaved streams and loose events: `a` gets versions 1..=`n`, `b` half as many.
+fn two_streams<F: BackendFactory>(f: &Fixture<'_, F>, n: u64) -> Result<()> {
+    for i in 0..n {
+        f.store(ev("added").data(&i).stream("a", ExpectedVersion::Any))?;
+        if i % 2 == 0 {
+            f.store(ev("added").data(&i).stream("b", ExpectedVersion::Any))?;
+        }
+        f.store(ev("loose").data(&i))?;
+    }
+    Ok(())
+}
+
+/// A stream's events are read from its index, in order: `explain` shows neither a full scan
+/// nor a sort, in both id orders, with and without a limit or an offset, under every index
+/// profile; and the answers are the stream's events.
+pub fn stream_loads_read_the_stream_in_order<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
+    let f = ctx.fixture()?;
+    two_streams(&f, 20)?;
+    let all = all_events(&f)?;
+    for order in [Order::IdAsc, Order::IdDesc] {
+        for query in [
+            Query::new(Filter::stream("a"), order),
+            Query::new(Filter::stream("a"), order).limit(5),
+            Query::new(Filter::stream("a"), order).offset(7),
+            Query::new(Filter::stream("a"), order).offset(7).limit(3),
+        ] {
+            let plan = f.explain(&query)?;
+            ensure!(!plan.full_scan && !plan.sorts, "{query:?}: {plan:?}");
+            ensure!(f.query(&query)? == reference(&all, &query), "{query:?}");
+        }
+    }
+    Ok(())
+}
+
+/// `read_stream` answers a stream's events from a version on, in order, with their versions;
+/// past the end, or for a stream never written, it answers nothing.
+pub fn read_stream_from_a_version<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
+    let f = ctx.fixture()?;
+    two_streams(&f, 30)?;
+    let all = all_events(&f)?;
+    let of_a: Vec<&Event> = all
+        .iter()
+        .filter(|e| e.stream.as_deref() == Some("a"))
+        .collect();
+    for from in [0u64, 1, 2, 15, 30, 31, 1_000, u64::MAX] {
+        let got = f.read_stream("a", from)?;
+        let want: Vec<Event> = of_a
+            .iter()
+            .skip(from.saturating_sub(1) as usize)
+            .map(|e| (*e).clone())
+            .collect();
+        ensure!(got == want, "from {from}: {:?}", ids(&got));
+        let versions: Vec<Option<u64>> = got.iter().map(|e| e.stream_version).collect();
+        let counted: Vec<Option<u64>> = (from.max(1)..).take(got.len()).map(Some).collect();
+        ensure!(versions == counted, "from {from}: {versions:?}");
+    }
+    ensure!(f.read_stream("b", 1)?.len() == 15);
+    ensure!(f.read_stream("never", 1)?.is_empty());
+    ensure!(matches!(
+        f.read_stream("", 1),
+        Err(Error::InvalidArgument(_))
+    ));
+    Ok(())
+}
+
+/// `append_to_stream` checks one expectation for the batch and numbers the batch after it; a
+/// stale expectation stores none of the batch; events that name a stream of their own, and
+/// an empty batch, are refused without storing anything.
+pub fn append_to_stream_checks_the_batch_once<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
+    let f = ctx.fixture()?;
+    let first = f.append_to_stream(
+        "cart",
+        ExpectedVersion::NoStream,
+        (0..3).map(|i| ev("added").data(&i)).collect(),
+    )?;
+    let versions: Vec<Option<u64>> = first.iter().map(|e| e.stream_version).collect();
+    ensure!(versions == vec![Some(1), Some(2), Some(3)], "{versions:?}");
+    ensure!(first.iter().all(|e| e.stream.as_deref() == Some("cart")));
+    let next = f.append_to_stream(
+        "cart",
+        ExpectedVersion::Exact(3),
+        vec![ev("added").data(&3), ev("checked-out")],
+    )?;
+    ensure!(next.iter().map(|e| e.stream_version).collect::<Vec<_>>() == vec![Some(4), Some(5)]);
+    let last = f.last_id()?;
+    // Stale: the stream is at 5.
+    let stale = f.append_to_stream(
+        "cart",
+        ExpectedVersion::Exact(3),
+        vec![ev("added"), ev("added")],
+    );
+    ensure!(
+        matches!(
+            &stale,
+            Err(Error::Conflict {
+                actual: Some(5),
+                ..
+            })
+        ),
+        "{stale:?}"
+    );
+    let foreign = f.append_to_stream(
+        "cart",
+        ExpectedVersion::Exact(5),
+        vec![
+            ev("added"),
+            ev("added").stream("other", ExpectedVersion::Any),
+        ],
+    );
+    ensure!(
+        matches!(&foreign, Err(Error::InvalidEvent { .. })),
+        "{foreign:?}"
+    );
+    ensure!(matches!(
+        f.append_to_stream("cart", ExpectedVersion::Exact(5), Vec::new()),
+        Err(Error::InvalidArgument(_))
+    ));
+    ensure!(matches!(
+        f.append_to_stream("", ExpectedVersion::Any, vec![ev("added")]),
+        Err(Error::InvalidEvent { .. })
+    ));
+    ensure!(f.last_id()? == last, "a refused append stored something");
+    ensure!(f.read_stream("cart", 1)?.len() == 5);
+    Ok(())
+}
+
+/// `fold_stream` decodes each event's data into the caller's type and folds it in order, and
+/// returns the stream's version for the next append; data of another type is a decode error.
+pub fn fold_stream_loads_an_aggregate<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
+    let f = ctx.fixture()?;
+    let (empty, version) = f.fold_stream("acct", 0i64, |_, _, _: i64| {})?;
+    ensure!((empty, version) == (0, 0));
+    f.append_to_stream(
+        "acct",
+        ExpectedVersion::Exact(version),
+        vec![
+            ev("deposited").data(&50),
+            ev("withdrawn").data(&20),
+            ev("deposited").data(&7),
+        ],
+    )?;
+    f.store(
+        ev("deposited")
+            .data(&1_000)
+            .stream("other", ExpectedVersion::Any),
+    )?;
+    let mut seen = Vec::new();
+    let (balance, version) = f.fold_stream("acct", 0i64, |balance, event, amount: i64| {
+        seen.push(event.stream_version);
+        match event.cmd.as_str() {
+            "deposited" => *balance += amount,
+            _ => *balance -= amount,
+        }
+    })?;
+    ensure!((balance, version) == (37, 3), "{balance} {version}");
+    ensure!(seen == vec![Some(1), Some(2), Some(3)]);
+    f.append_to_stream(
+        "acct",
+        ExpectedVersion::Exact(version),
+        vec![ev("noted").data(&"not a number")],
+    )?;
+    let bad = f.fold_stream("acct", 0i64, |_, _, _: i64| {});
+    ensure!(matches!(&bad, Err(Error::Decode { .. })), "{bad:?}");
+    Ok(())
+}
