@@ -361,6 +361,25 @@ fn scan<V: Visit>(
     };
     let name = match access {
         Access::Index(name) => name,
+        Access::Stream if !rev && b.id_hi == u64::MAX => {
+            // Loading an aggregate: an open-ended walk that stops at the next stream's first
+            // key. A bounded range would compare every key with its end bound as well.
+            let s = text(&f.stream, "stream")?;
+            let range = open(txn, STREAM_IDX)?
+                .range((s.as_str(), b.id_lo)..)
+                .map_err(map_err)?;
+            return walk(
+                range,
+                false,
+                |k: (&str, u64)| match k.0 == s {
+                    true => Step::Yield(k.1),
+                    false => Step::Stop,
+                },
+                false,
+                pass,
+                visit,
+            );
+        }
         Access::Stream => {
             let s = text(&f.stream, "stream")?;
             let range = (s.as_str(), b.id_lo)..=(s.as_str(), b.id_hi);
@@ -549,6 +568,58 @@ fn with_row<T>(
     }
 }
 
+/// The rows of the events an ascending walk of an index names, looked up by id: where the ids
+/// run on consecutively (a stream appended in one go, a correlation's batch), the rows are
+/// read along the events table instead of each looked up from its root.
+struct Rows<'t> {
+    events: &'t redb::ReadOnlyTable<u64, &'static [u8]>,
+    /// A walk of the events table, and the id it yields next.
+    run: Option<(redb::Range<'static, u64, &'static [u8]>, u64)>,
+    /// The id looked up last.
+    last: Option<u64>,
+}
+
+impl<'t> Rows<'t> {
+    fn new(events: &'t redb::ReadOnlyTable<u64, &'static [u8]>) -> Self {
+        Rows {
+            events,
+            run: None,
+            last: None,
+        }
+    }
+
+    /// Runs `f` on the row of event `id` (or on `bytes`, when the walk carried them).
+    fn with<T>(
+        &mut self,
+        id: u64,
+        bytes: Option<&[u8]>,
+        f: impl FnOnce(&[u8]) -> Result<T>,
+    ) -> Result<T> {
+        if bytes.is_some() {
+            return with_row(self.events, id, bytes, f);
+        }
+        let follows = self.last.and_then(|l| l.checked_add(1)) == Some(id);
+        self.last = Some(id);
+        if follows && !matches!(&self.run, Some((_, next)) if *next == id) {
+            self.run = Some((self.events.range(id..).map_err(map_err)?, id));
+        }
+        if let Some((range, next)) = self.run.as_mut().filter(|(_, next)| *next == id) {
+            match range.next() {
+                Some(Ok((k, v))) if k.value() == id => {
+                    *next = id.saturating_add(1);
+                    return f(v.value());
+                }
+                Some(Err(e)) => return Err(map_err(e)),
+                // A gap: the lookup below says whether the event is missing.
+                _ => self.run = None,
+            }
+        } else {
+            self.run = None;
+        }
+        with_row(self.events, id, None, f)
+    }
+}
+
 /// Decodes a visited entry (see [`with_row`]).
 fn load(
     events: &redb::ReadOnlyTable<u64, &'static [u8]>,
@@ -567,14 +638,9 @@ struct Refill<'o> {
 impl Refill<'_> {
     /// Decodes a visited entry into the first slot past the kept events (reusing the event
     /// there, if any) and returns it.
-    fn load(
-        &mut self,
-        events: &redb::ReadOnlyTable<u64, &'static [u8]>,
-        id: u64,
-        bytes: Option<&[u8]>,
-    ) -> Result<&Event> {
+    fn load(&mut self, rows: &mut Rows<'_>, id: u64, bytes: Option<&[u8]>) -> Result<&Event> {
         let (out, kept) = (&mut *self.out, self.kept);
-        with_row(events, id, bytes, |stored| match out.get_mut(kept) {
+        rows.with(id, bytes, |stored| match out.get_mut(kept) {
             Some(slot) => codec::decode_row_into(id, stored, slot),
             None => {
                 out.push(codec::decode_row(id, stored)?);
@@ -653,6 +719,7 @@ pub(crate) fn query_into(
             ids: true,
             skip: skip_keys,
         };
+        let mut rows = Rows::new(&events);
         return scan(
             txn,
             access,
@@ -661,7 +728,7 @@ pub(crate) fn query_into(
             q.order != Order::IdAsc,
             pass,
             &mut |id, bytes| {
-                let event = refill.load(&events, id, bytes)?;
+                let event = refill.load(&mut rows, id, bytes)?;
                 if check && !q.admits(event) {
                     return Ok(true);
                 }

@@ -27,7 +27,8 @@ pub struct RedbOptions {
     pub indexes: IndexConfig,
     /// What a successful append promises.
     pub durability: Durability,
-    /// redb's page cache, in bytes (default 256 MiB).
+    /// redb's page cache, in bytes (default 64 MiB; filled as pages are read, so a small store
+    /// uses less).
     pub cache_size: usize,
     /// Relaxed mode: a durable commit after at most this many relaxed appends (at least 1).
     pub relaxed_max_commits: u32,
@@ -45,7 +46,7 @@ impl Default for RedbOptions {
         RedbOptions {
             indexes: IndexConfig::default(),
             durability: Durability::Immediate,
-            cache_size: 256 * 1024 * 1024,
+            cache_size: 64 * 1024 * 1024,
             relaxed_max_commits: 64,
             relaxed_max_delay: Duration::from_millis(100),
             verify_on_open: true,

@@ -56,6 +56,16 @@ fn fields(id: u64, e: &BenchEvent, now: i64) -> eventlite_core::spi::EventFields
     }
 }
 
+/// An event's correlation id: its own, or, when it has none, a new group's (a UUID v7, as our
+/// store generates).
+fn correlation(e: &BenchEvent) -> std::borrow::Cow<'_, str> {
+    if e.correlation_id.is_empty() {
+        uuid::Uuid::now_v7().to_string().into()
+    } else {
+        e.correlation_id.as_str().into()
+    }
+}
+
 /// Plain rusqlite.
 pub mod sqlite {
     use super::*;
@@ -122,6 +132,14 @@ pub mod sqlite {
             Ok(Raw { conn })
         }
 
+        /// Opens an existing store file as plain code would: SQLite's default cache, no
+        /// memory map, no pragmas.
+        pub fn open_plain(path: &Path) -> Result<Self> {
+            Ok(Raw {
+                conn: Connection::open(path)?,
+            })
+        }
+
         fn insert(tx: &rusqlite::Transaction<'_>, id: u64, e: &BenchEvent, now: i64) -> Result<()> {
             let checksum = fields(id, e, now).checksum();
             tx.prepare_cached(
@@ -171,6 +189,73 @@ pub mod sqlite {
             }
             tx.commit()?;
             Ok(())
+        }
+
+        /// Appends `es` to `stream` in one transaction, if the stream is at version
+        /// `expected` (an error otherwise), row at a time; an event without a correlation id
+        /// gets a new one.
+        pub fn append_to_stream(
+            &mut self,
+            stream: &str,
+            expected: u64,
+            es: &[BenchEvent],
+        ) -> Result<()> {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let current: Option<i64> = tx
+                .prepare_cached("SELECT MAX(stream_version) FROM queue WHERE stream = ?1")?
+                .query_row([stream], |r| r.get(0))?;
+            anyhow::ensure!(
+                current.unwrap_or(0) as u64 == expected,
+                "conflict on {stream}"
+            );
+            let now = now_ms();
+            let first = Self::next_id(&tx)?;
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO queue (id, version, datetime, user, ip, cmd, data, correlation_id, \
+                 causation_id, metadata, stream, stream_version, checksum) \
+                 VALUES (?1, 1, ?2, ?3, '', ?4, ?5, ?6, NULL, '{}', ?7, ?8, ?9)",
+            )?;
+            for (i, e) in es.iter().enumerate() {
+                let (id, version) = (first + i as u64, expected + 1 + i as u64);
+                let corr = correlation(e);
+                let mut f = fields(id, e, now);
+                f.correlation_id = &corr;
+                f.stream = Some(stream);
+                f.stream_version = Some(version);
+                insert.execute(params![
+                    id as i64,
+                    now,
+                    e.user,
+                    e.cmd,
+                    e.data,
+                    corr,
+                    stream,
+                    version as i64,
+                    f.checksum()
+                ])?;
+            }
+            drop(insert);
+            tx.commit()?;
+            Ok(())
+        }
+
+        /// A stream's rows, in order.
+        pub fn load_stream(&self, stream: &str) -> Result<Vec<(u64, Row)>> {
+            let sql = format!("SELECT {COLS} FROM queue WHERE stream = ?1 ORDER BY stream_version");
+            self.rows(&sql, [stream])
+        }
+
+        /// The rows with ids in `ids`, in order.
+        pub fn load_range(&self, ids: RangeInclusive<u64>) -> Result<Vec<(u64, Row)>> {
+            let sql = format!("SELECT {COLS} FROM queue WHERE id >= ?1 AND id <= ?2 ORDER BY id");
+            self.rows(&sql, [*ids.start() as i64, *ids.end() as i64])
+        }
+
+        /// Every row, in batches of 1,000 given to `each`; the sum of what it returns.
+        pub fn read_all(&self, each: impl FnMut(&[(u64, Row)]) -> u64) -> Result<u64> {
+            self.batches(1..=i64::MAX as u64, each)
         }
 
         fn rows(&self, sql: &str, p: impl rusqlite::Params) -> Result<Vec<(u64, Row)>> {
@@ -307,6 +392,8 @@ pub mod redb {
         TableDefinition::new("idx_composite_correlation_cmd");
     const IDX_USER_DATETIME: TableDefinition<(&str, i64, u64), ()> =
         TableDefinition::new("idx_composite_user_datetime");
+    const STREAMS: TableDefinition<&str, u64> = TableDefinition::new("streams");
+    const STREAM_IDX: TableDefinition<(&str, u64), ()> = TableDefinition::new("idx_stream");
     const CONFIG: bincode::config::Configuration = bincode::config::standard();
 
     /// A plain redb handle on a store file made by `RedbBackend`.
@@ -386,8 +473,66 @@ pub mod redb {
             })
         }
 
+        /// Opens the file with redb's default settings.
+        pub fn open_plain(path: &Path) -> Result<Self> {
+            Ok(Raw {
+                db: Database::open(path)?,
+                indexes: IndexConfig::default(),
+                durability: ::redb::Durability::Immediate,
+                relaxed_every: 1,
+                relaxed_pending: 0,
+            })
+        }
+
         /// Events in one write transaction, with their index entries.
         pub fn insert_batch(&mut self, es: &[BenchEvent]) -> Result<()> {
+            self.insert_rows(es, None)
+        }
+
+        /// Appends `es` to `stream` in one write transaction, if the stream is at version
+        /// `expected` (an error otherwise); an event without a correlation id gets a new one.
+        pub fn append_to_stream(
+            &mut self,
+            stream: &str,
+            expected: u64,
+            es: &[BenchEvent],
+        ) -> Result<()> {
+            self.insert_rows(es, Some((stream, expected)))
+        }
+
+        /// A stream's rows, in order.
+        pub fn load_stream(&self, stream: &str) -> Result<Vec<(u64, RedbRow)>> {
+            let txn = self.db.begin_read()?;
+            let idx = txn.open_table(STREAM_IDX)?;
+            let events = txn.open_table(EVENTS)?;
+            let mut rows = Vec::new();
+            for entry in idx.range((stream, 0u64)..=(stream, u64::MAX))? {
+                let id = entry?.0.value().1;
+                rows.extend(Self::get_row(&events, id)?.map(|r| (id, r)));
+            }
+            Ok(rows)
+        }
+
+        /// The rows with ids in `ids`, in order.
+        pub fn load_range(&self, ids: RangeInclusive<u64>) -> Result<Vec<(u64, RedbRow)>> {
+            let txn = self.db.begin_read()?;
+            let events = txn.open_table(EVENTS)?;
+            let mut rows = Vec::new();
+            for entry in events.range(ids)? {
+                let (k, v) = entry?;
+                rows.push((k.value(), decode(v.value())?));
+            }
+            Ok(rows)
+        }
+
+        /// Every row, in batches of 1,000 given to `each`; the sum of what it returns.
+        pub fn read_all(&self, each: impl FnMut(&[(u64, RedbRow)]) -> u64) -> Result<u64> {
+            self.batches(1..=u64::MAX, each)
+        }
+
+        /// Events in one write transaction, with their index entries, and their stream's
+        /// entries when they go to `stream` (checked to be at the version given).
+        fn insert_rows(&mut self, es: &[BenchEvent], stream: Option<(&str, u64)>) -> Result<()> {
             let mut txn = self.db.begin_write()?;
             // The same guarantee as our Relaxed mode: at most `relaxed_every` commits in a row
             // are not durable (our store's 100 ms timer never fires first at bench speeds).
@@ -401,12 +546,20 @@ pub mod redb {
             }
             txn.set_durability(durability)?;
             {
+                if let Some((name, expected)) = stream {
+                    let mut streams = txn.open_table(STREAMS)?;
+                    let current = streams.get(name)?.map_or(0, |v| v.value());
+                    anyhow::ensure!(current == expected, "conflict on {name}");
+                    streams.insert(name, expected + es.len() as u64)?;
+                }
+                let corrs: Vec<std::borrow::Cow<'_, str>> = es.iter().map(correlation).collect();
                 let mut events = txn.open_table(EVENTS)?;
                 let mut id = events.last()?.map_or(0, |(k, _)| k.value());
+                let first = id + 1;
                 let now = now_ms();
                 let mut buf = Vec::new();
                 let mut ids = Vec::with_capacity(es.len());
-                for e in es {
+                for (i, e) in es.iter().enumerate() {
                     id += 1;
                     let row = RowRef {
                         version: 1,
@@ -415,11 +568,11 @@ pub mod redb {
                         ip: "",
                         cmd: e.cmd,
                         data: &e.data,
-                        correlation_id: &e.correlation_id,
+                        correlation_id: &corrs[i],
                         causation_id: None,
                         metadata: "{}",
-                        stream: None,
-                        stream_version: None,
+                        stream: stream.map(|s| s.0),
+                        stream_version: stream.map(|s| s.1 + 1 + i as u64),
                     };
                     buf.clear();
                     buf.push(1);
@@ -432,12 +585,19 @@ pub mod redb {
                     events.insert(id, buf.as_slice())?;
                     ids.push(id);
                 }
+                drop(events);
+                if let Some((name, _)) = stream {
+                    let mut t = txn.open_table(STREAM_IDX)?;
+                    for id in first..=id {
+                        t.insert((name, id), ())?;
+                    }
+                }
                 let i = &self.indexes;
                 let pairs = || ids.iter().copied().zip(es);
                 if i.correlation_id {
                     let mut t = txn.open_table(IDX_CORRELATION)?;
-                    for (id, e) in pairs() {
-                        t.insert((e.correlation_id.as_str(), id), ())?;
+                    for (id, c) in ids.iter().zip(&corrs) {
+                        t.insert((c.as_ref(), *id), ())?;
                     }
                 }
                 if i.causation_id {
@@ -469,8 +629,8 @@ pub mod redb {
                 }
                 if i.correlation_cmd {
                     let mut t = txn.open_table(IDX_CORRELATION_CMD)?;
-                    for (id, e) in pairs() {
-                        t.insert((e.correlation_id.as_str(), e.cmd, id), ())?;
+                    for ((id, e), c) in pairs().zip(&corrs) {
+                        t.insert((c.as_ref(), e.cmd, id), ())?;
                     }
                 }
                 if i.user_datetime {

@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use eventlite_benches::Engine;
-use eventlite_benches::cases::{reads::reads, scale::scale, subscriptions, writes::writes};
+use eventlite_benches::cases::{
+    aggregates, reads::reads, scale::scale, subscriptions, writes::writes,
+};
 use eventlite_benches::harness::{Bench, Config};
 use eventlite_benches::report::{json, markdown::markdown, svg::svg};
 
@@ -23,7 +25,7 @@ struct Args {
 
 const USAGE: &str = "\
 usage: seed-tables [--quick] [--events N] [--runs R] [--engines sqlite,redb]
-                   [--only index,durability,bulk,profiles,reads,checks,subscriptions,concurrent]
+                   [--only index,durability,bulk,profiles,reads,checks,subscriptions,concurrent,aggregates]
                    [--json PATH] [--markdown PATH] [--svg PATH]
        seed-tables --scale [--engines sqlite,redb] [--json PATH] [--markdown PATH]
        seed-tables --render JSON [--markdown PATH] [--svg PATH]
@@ -74,6 +76,7 @@ fn parse_args() -> Result<Option<Args>> {
                     "checks",
                     "subscriptions",
                     "concurrent",
+                    "aggregates",
                 ];
                 if let Some(t) = args
                     .config
@@ -93,6 +96,21 @@ fn parse_args() -> Result<Option<Args>> {
                         other => bail!("unknown engine {other}"),
                     })
                     .collect::<Result<_>>()?
+            }
+            "--rss-child" => {
+                // A child process of the memory table.
+                let engine = match value()?.as_str() {
+                    "sqlite" => Engine::Sqlite,
+                    _ => Engine::Redb,
+                };
+                let raw = value()? == "raw";
+                let work = match value()?.as_str() {
+                    "streams" => aggregates::Work::Streams,
+                    _ => aggregates::Work::Log,
+                };
+                let n = value()?.parse()?;
+                aggregates::rss_child(engine, raw, work, n, value()?.as_ref())?;
+                std::process::exit(0);
             }
             "--follow" => {
                 // The follower process of the cross-process latency case.
@@ -141,6 +159,12 @@ fn main() -> Result<()> {
         for e in read_engines {
             eprintln!("== {} reads", e.name());
             reads(&mut b, e)?;
+        }
+        if b.config.wants("aggregates") {
+            for &e in &engines {
+                eprintln!("== {} aggregates", e.name());
+                eventlite_benches::cases::aggregates::aggregates(&mut b, e)?;
+            }
         }
         if b.config.wants("concurrent") {
             for &e in &engines {

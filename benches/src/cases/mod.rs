@@ -1,6 +1,7 @@
 //! The cases `seed-tables` measures, one module per kind of work; each records its rows on
 //! the [`Bench`](crate::harness::Bench) it is given.
 
+pub mod aggregates;
 pub mod concurrent;
 pub mod cursor;
 pub mod reads;

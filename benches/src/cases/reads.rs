@@ -322,7 +322,7 @@ fn run_cases<'c>(
 }
 
 /// Copies a closed store's file (and a SQLite write-ahead log, should one be left).
-fn copy_store(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
+pub(crate) fn copy_store(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
     std::fs::copy(from, to)?;
     let wal = |p: &std::path::Path| {
         let mut name = p.as_os_str().to_owned();

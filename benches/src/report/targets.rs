@@ -5,6 +5,10 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::Engine;
+use crate::cases::aggregates::{
+    GENERATED_VS_PER_CALL, MEMORY, PEAK_LOADING, STREAM_VS_RANGE, STREAMS_VS_BULK,
+    TARGETS as AGG_TARGETS,
+};
 use crate::cases::concurrent::{TABLE as CONCURRENT, bound_case};
 use crate::cases::cursor::DEEP_VS_FIRST;
 use crate::cases::reads::{CHECKED_CASES, CHECKS};
@@ -62,7 +66,10 @@ pub fn checks(b: &Bench) -> Vec<Check> {
         // to its own target below.
         let ratios: Vec<(&str, f64)> = rows
             .iter()
-            .filter(|r| ![SUBSCRIPTIONS, CHECKS, CONCURRENT].contains(&r.table.as_str()))
+            .filter(|r| {
+                ![SUBSCRIPTIONS, CHECKS, CONCURRENT, AGG_TARGETS, MEMORY]
+                    .contains(&r.table.as_str())
+            })
             .filter_map(|r| r.ratio.map(|x| (r.case.as_str(), x)))
             .collect();
         if let Some(&(case, lowest)) = ratios.iter().min_by(|a, b| a.1.total_cmp(&b.1)) {
@@ -177,6 +184,34 @@ pub fn checks(b: &Bench) -> Vec<Check> {
                     ratio >= min,
                 );
             }
+        }
+        for (case, min) in [
+            (STREAMS_VS_BULK, 0.6),
+            (GENERATED_VS_PER_CALL, 0.8),
+            (STREAM_VS_RANGE, 0.85),
+        ] {
+            if let Some(ratio) = rows
+                .iter()
+                .find(|r| r.table == AGG_TARGETS && r.case == case)
+                .and_then(|r| r.ratio)
+            {
+                push(
+                    format!("{case}: ≥ {min}×"),
+                    format!("{ratio:.2}×"),
+                    ratio >= min,
+                );
+            }
+        }
+        if let Some(ratio) = rows
+            .iter()
+            .find(|r| r.table == MEMORY && r.case == PEAK_LOADING)
+            .and_then(|r| r.ratio)
+        {
+            push(
+                "peak RSS loading streams ≤ 2× plain code's (engine's default cache)".into(),
+                format!("{ratio:.2}×"),
+                ratio <= 2.0,
+            );
         }
         for case in CHECKED_CASES {
             let checked = rows

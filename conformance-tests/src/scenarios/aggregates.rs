@@ -60,6 +60,16 @@ pub fn read_stream_from_a_version<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()>
         ensure!(versions == counted, "from {from}: {versions:?}");
     }
     ensure!(f.read_stream("b", 1)?.len() == 15);
+    // A stream whose name starts with another's stays apart from it, on both sides.
+    f.append_to_stream("ab", ExpectedVersion::NoStream, vec![ev("x"), ev("y")])?;
+    f.append_to_stream("a", ExpectedVersion::Exact(30), vec![ev("z")])?;
+    ensure!(f.read_stream("a", 30)?.len() == 2);
+    ensure!(
+        f.read_stream("ab", 1)?
+            .iter()
+            .all(|e| e.stream.as_deref() == Some("ab"))
+    );
+    ensure!(f.read_stream("ab", 1)?.len() == 2);
     ensure!(f.read_stream("never", 1)?.is_empty());
     ensure!(matches!(
         f.read_stream("", 1),
