@@ -361,9 +361,10 @@ fn scan<V: Visit>(
     };
     let name = match access {
         Access::Index(name) => name,
-        Access::Stream if !rev && b.id_hi == u64::MAX => {
+        Access::Stream if !rev && b.id_hi == u64::MAX && pass.skip == 0 => {
             // Loading an aggregate: an open-ended walk that stops at the next stream's first
-            // key. A bounded range would compare every key with its end bound as well.
+            // key. A bounded range would compare every key with its end bound as well. (With
+            // an offset, the bounded walk below passes keys over without decoding them.)
             let s = text(&f.stream, "stream")?;
             let range = open(txn, STREAM_IDX)?
                 .range((s.as_str(), b.id_lo)..)

@@ -72,10 +72,11 @@ pub struct SqliteOptions {
     pub synchronous: Option<Synchronous>,
     /// Page cache per connection, in KiB (default 4 MiB; the writer and each pooled reader
     /// have one). Pages beyond it come from the operating system's file cache, at about a
-    /// microsecond each. A store whose hot part is bigger, read by a service that can spare
-    /// the memory, reads faster with more (64 MiB and a 256 MiB [`mmap_size`](Self::mmap_size)
-    /// loaded streams about 1.3× as fast from a 100,000-event store, see the memory section
-    /// of docs/benchmarks.md).
+    /// microsecond each. A service that can spare the memory and does many random gets from a
+    /// big store gets them faster with more (64 MiB and a 256 MiB
+    /// [`mmap_size`](Self::mmap_size): about 1.3× the gets per second on a 100,000-event
+    /// store, with stream loads and whole-log reads no faster; see the memory section of
+    /// docs/benchmarks.md).
     pub cache_size_kib: u32,
     /// Bytes of the file mapped into memory for reads (default 0: off). Mapped pages count in
     /// the process's resident memory as it reads them (the whole file, for a read of the whole

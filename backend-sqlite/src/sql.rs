@@ -151,6 +151,18 @@ fn one_stream(filter: &Filter) -> bool {
             }
 }
 
+/// Whether `filter` selects one stream, within an id range at most.
+fn stream_and_ids(filter: &Filter) -> bool {
+    filter.stream.is_some()
+        && *filter
+            == Filter {
+                stream: filter.stream.clone(),
+                id_from: filter.id_from,
+                id_to: filter.id_to,
+                ..Filter::default()
+            }
+}
+
 /// The full SELECT for a query.
 pub(crate) fn select(query: &Query) -> (String, Vec<Value>) {
     let (mut where_sql, mut params) = where_clause(&query.filter, Some(query));
@@ -168,11 +180,13 @@ pub(crate) fn select(query: &Query) -> (String, Vec<Value>) {
     }
     // Within a stream, versions grow with ids: ordering a stream's events by version reads
     // the stream index in order, where ordering by id would sort every event of the stream.
-    let order = match (query.order, &query.filter.stream) {
-        (Order::IdAsc, Some(_)) => "stream_version ASC, id ASC",
-        (Order::IdDesc, Some(_)) => "stream_version DESC, id DESC",
-        (Order::IdAsc, None) => "id ASC",
-        (Order::IdDesc, None) => "id DESC",
+    // With another filter beside the stream, its own index may serve the id order better.
+    let by_version = stream_and_ids(&query.filter);
+    let order = match (query.order, by_version) {
+        (Order::IdAsc, true) => "stream_version ASC, id ASC",
+        (Order::IdDesc, true) => "stream_version DESC, id DESC",
+        (Order::IdAsc, false) => "id ASC",
+        (Order::IdDesc, false) => "id DESC",
         (Order::DatetimeDesc, _) => "datetime DESC, id DESC",
     };
     let mut sql = format!("SELECT {COLUMNS} FROM queue{where_sql} ORDER BY {order}");

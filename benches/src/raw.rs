@@ -141,20 +141,17 @@ pub mod sqlite {
         }
 
         fn insert(tx: &rusqlite::Transaction<'_>, id: u64, e: &BenchEvent, now: i64) -> Result<()> {
-            let checksum = fields(id, e, now).checksum();
+            let corr = correlation(e);
+            let mut f = fields(id, e, now);
+            f.correlation_id = &corr;
+            let checksum = f.checksum();
             tx.prepare_cached(
                 "INSERT INTO queue (id, version, datetime, user, ip, cmd, data, correlation_id, \
                  causation_id, metadata, stream, stream_version, checksum) \
                  VALUES (?1, 1, ?2, ?3, '', ?4, ?5, ?6, NULL, '{}', NULL, NULL, ?7)",
             )?
             .execute(params![
-                id as i64,
-                now,
-                e.user,
-                e.cmd,
-                e.data,
-                e.correlation_id,
-                checksum
+                id as i64, now, e.user, e.cmd, e.data, corr, checksum
             ])?;
             Ok(())
         }

@@ -300,5 +300,10 @@ mod tests {
         assert!(check_answer(&q, &versioned(&[(9, 2), (20, 3)])).is_err());
         let later = q.clone().after(Cursor { id: 5, datetime: 0 });
         assert!(check_answer(&later, &versioned(&[(9, 2), (20, 3)])).is_ok());
+        // From a version (an offset): the answer starts at that version.
+        let from_three = q.clone().offset(2);
+        assert!(check_answer(&from_three, &versioned(&[(20, 3), (31, 4)])).is_ok());
+        assert!(check_answer(&from_three, &versioned(&[(31, 4)])).is_err());
+        assert!(check_answer(&from_three, &versioned(&[(9, 2), (20, 3)])).is_err());
     }
 }

@@ -23,12 +23,13 @@ struct State {
     failures: BTreeMap<(String, u64), FailedEvent>,
 }
 
-/// An in-memory engine that keeps every contract in the most direct way (a `Vec` scanned and
-/// sorted per query). It is the reference the other engines are checked against, and a handy
-/// engine for users' own tests.
+/// An in-memory engine that keeps every contract in the most direct way (a `Vec` in id order,
+/// filtered per query, and each stream's ids). It is the reference the other engines are
+/// checked against, and a handy engine for users' own tests.
 ///
 /// It keeps no real indexes, but reports the configured ones and explains which it would use,
-/// with [`spi::planner`](crate::spi::planner), as the redb engine does.
+/// with [`spi::planner`](crate::spi::planner), as the redb engine does; a query of a stream
+/// reads that stream's ids.
 ///
 /// Clones share the same events, like two connections to one file.
 #[derive(Debug, Clone, Default)]
@@ -123,6 +124,7 @@ impl EventLog for MemoryBackend {
     fn explain(&self, query: &Query) -> Result<QueryPlan> {
         let mut plan = planner::plan(&self.indexes, &query.filter, "events");
         if query.filter.stream.is_some() {
+            plan.index = None;
             plan.full_scan = false;
             plan.detail = "SEARCH events USING the stream's ids".to_owned();
         }

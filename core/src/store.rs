@@ -319,13 +319,17 @@ impl<B: Backend> EventStore<B> {
     /// Appends `events` to the aggregate stream `stream` in one transaction, checking
     /// `expected` against the stream's version once for the batch (the events get the
     /// versions after it, in order). A failed expectation is [`Error::Conflict`] and stores
-    /// nothing. The events must not name a stream of their own; an empty list is an error.
+    /// nothing. The events must not name a stream of their own ([`Error::InvalidEvent`]); an
+    /// empty name or list is [`Error::InvalidArgument`].
     pub fn append_to_stream(
         &self,
         stream: &str,
         expected: crate::ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<Vec<Event>> {
+        if stream.is_empty() {
+            return Err(Error::InvalidArgument("stream name is empty".into()));
+        }
         if events.is_empty() {
             return Err(Error::InvalidArgument(
                 "append_to_stream needs at least one event".into(),
@@ -749,7 +753,10 @@ impl<B: Backend> EventStore<B> {
     /// with no events), which is what [`ExpectedVersion::Exact`](crate::ExpectedVersion)
     /// expects of the next [`append_to_stream`](Self::append_to_stream).
     ///
-    /// Data that does not decode as `D` is [`Error::Decode`], naming the event.
+    /// Every event's data must decode as `D` (else [`Error::Decode`], naming the event): for
+    /// an aggregate whose events carry different payloads, make `D` an enum (or
+    /// `serde_json::Value`), or fold [`read_stream`](Self::read_stream)'s events yourself.
+    /// The stream is read whole before the fold begins.
     ///
     /// ```
     /// use eventlite_core::{EventStore, ExpectedVersion, MemoryBackend, NewEvent};

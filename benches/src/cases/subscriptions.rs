@@ -85,7 +85,7 @@ fn catch_up(b: &mut Bench, engine: Engine) -> Result<()> {
     })?;
     b.record(
         TABLE,
-        "catch-up, against stream",
+        "catch-up, against read_all",
         engine,
         "events/s",
         ours,

@@ -145,7 +145,7 @@ pub fn checks(b: &Bench) -> Vec<Check> {
                 );
             }
         };
-        ratio_at_least("catch-up against `stream`", "catch-up", 0.85);
+        ratio_at_least("catch-up against `read_all`", "catch-up", 0.85);
         ratio_at_least(
             "durable appends with 100 idle subscribers, against none,",
             "durable appends with 100 idle",
@@ -178,7 +178,7 @@ pub fn checks(b: &Bench) -> Vec<Check> {
                 push(
                     format!("{threads} durable writers ≥ {min}× one writer's rate"),
                     match bound {
-                        Some(b) => format!("{ratio:.2}× (bound {b:.2}×)"),
+                        Some(b) => format!("{ratio:.2}× (one writer, {threads} a commit: {b:.2}×)"),
                         None => format!("{ratio:.2}×"),
                     },
                     ratio >= min,

@@ -30,7 +30,8 @@ pub struct GroupCommit {
 #[derive(Debug, Default)]
 struct Queue {
     /// Batches waiting for a commit, in arrival order, with their writers' tickets and
-    /// threads (woken one by one: a group's writers when it is done, and the next leader).
+    /// threads (woken one by one when a group is done: the next leader first, then the
+    /// group's writers).
     waiting: Vec<(u64, Vec<PendingEvent>, Thread)>,
     /// Whether a writer is committing a group now.
     leading: bool,
