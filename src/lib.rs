@@ -27,9 +27,9 @@
 
 pub use eventlite_core::{
     Backend, BoxError, CachePolicy, CacheStats, Callbacks, Clock, Cursor, DEFAULT_MAX_EVENT_SIZE,
-    Durability, Error, Event, EventData, EventPage, EventStore, EventStoreBuilder, EventStream,
-    Executed, ExecutionError, ExpectedVersion, FailedEvent, FailurePolicy, Filter, FnModel,
-    IndexConfig, IndexName, Lineage, MAX_JSON_DEPTH, MAX_LISTED_PROBLEMS, ManualClock,
+    Durability, Error, Event, EventContext, EventData, EventPage, EventStore, EventStoreBuilder,
+    EventStream, Executed, ExecutionError, ExpectedVersion, FailedEvent, FailurePolicy, Filter,
+    FnModel, IndexConfig, IndexName, Lineage, MAX_JSON_DEPTH, MAX_LISTED_PROBLEMS, ManualClock,
     MemoryBackend, Migration, Model, NewEvent, Order, Page, PageStart, Position, Problem,
     ProblemKind, Projection, ProjectionStats, Query, QueryPlan, ReplayStats, Restored, Result,
     Snapshot, Stage, Start, Stopper, StreamOptions, SubscribeOptions, Subscription, SystemClock,

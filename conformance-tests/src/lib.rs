@@ -339,6 +339,7 @@ macro_rules! store_logic_suite {
             correlation_inherited_from_causation,
             explicit_correlation_wins_over_causation,
             unknown_causation_is_rejected,
+            store_with_context_wins_and_merges,
             migrations_chain,
             model_error_keeps_event,
             migration_error_is_reported,

@@ -229,6 +229,113 @@ impl NewEvent {
     pub fn cmd(&self) -> &str {
         &self.cmd
     }
+
+    /// Puts the event into `context`: the context's correlation id and causation win over
+    /// the event's own, and its metadata is merged into the event's, the context's keys
+    /// winning (upstream's `storeWithContext`). The store still checks the result as any
+    /// event: an unknown causation is [`Error::UnknownCausation`](crate::Error).
+    pub fn with_context(mut self, context: &EventContext) -> Self {
+        if let Some(id) = &context.correlation_id {
+            self.correlation_id = Some(id.clone());
+        }
+        if let Some(id) = context.causation_id {
+            self.causation_id = Some(id);
+        }
+        match &context.metadata {
+            Err(e) => {
+                self.metadata = Err(e.clone());
+            }
+            Ok(extra) if extra.is_empty() => {}
+            Ok(extra) => {
+                // Text that is not a JSON object is left for the store to refuse as it is.
+                let own = self.metadata.as_ref().ok().and_then(|text| {
+                    serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text).ok()
+                });
+                if let Some(mut merged) = own {
+                    merged.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    self.metadata = serde_json::to_string(&merged).map_err(SerializeError::new);
+                    self.metadata_serialized = true;
+                }
+            }
+        }
+        self
+    }
+}
+
+/// The context an event is stored in, usually that of the event a handler reacts to: its
+/// correlation id, its causation (the event that led to it) and metadata to carry along. See
+/// [`NewEvent::with_context`] and
+/// [`EventStore::store_with_context`](crate::EventStore::store_with_context).
+///
+/// ```
+/// use eventlite_core::{EventContext, EventStore, MemoryBackend, NewEvent};
+/// let store = EventStore::new(MemoryBackend::new());
+/// let order = store.store(NewEvent::new("order_placed").metadata(&serde_json::json!({"tenant": "a"})))?;
+/// // A handler reacting to the order: its event joins the order's group, caused by it.
+/// let context = EventContext::caused_by(&order).metadata(&serde_json::json!({"handler": "mailer"}));
+/// let mail = store.store_with_context(NewEvent::new("mail_sent"), &context)?;
+/// assert_eq!(mail.correlation_id, order.correlation_id);
+/// assert_eq!(mail.causation_id, Some(order.id));
+/// assert_eq!(mail.metadata, r#"{"handler":"mailer"}"#);
+/// # Ok::<(), eventlite_core::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventContext {
+    correlation_id: Option<String>,
+    causation_id: Option<u64>,
+    metadata: std::result::Result<serde_json::Map<String, serde_json::Value>, SerializeError>,
+}
+
+impl Default for EventContext {
+    fn default() -> Self {
+        EventContext::new()
+    }
+}
+
+impl EventContext {
+    /// An empty context: it changes nothing.
+    pub fn new() -> Self {
+        EventContext {
+            correlation_id: None,
+            causation_id: None,
+            metadata: Ok(serde_json::Map::new()),
+        }
+    }
+
+    /// The context of a reaction to `event`: its group, caused by it.
+    pub fn caused_by(event: &Event) -> Self {
+        EventContext::new()
+            .correlation_id(event.correlation_id.clone())
+            .causation_id(event.id)
+    }
+
+    /// The transaction group.
+    pub fn correlation_id(mut self, id: impl Into<String>) -> Self {
+        self.correlation_id = Some(id.into());
+        self
+    }
+
+    /// The event that caused the events stored in this context (upstream's `causationId`
+    /// or `parentEventId`).
+    pub fn causation_id(mut self, id: u64) -> Self {
+        self.causation_id = Some(id);
+        self
+    }
+
+    /// Metadata merged into each event's own, these keys winning. It must serialise to a JSON
+    /// object; anything else makes the store call fail with [`Error::InvalidEvent`].
+    pub fn metadata<T: Serialize + ?Sized>(mut self, metadata: &T) -> Self {
+        self.metadata = match serde_json::to_value(metadata) {
+            Ok(serde_json::Value::Object(map)) => Ok(map),
+            Ok(_) => Err(SerializeError::new(
+                <serde_json::Error as serde::ser::Error>::custom(
+                    "context metadata must be a JSON object",
+                ),
+            )),
+            Err(e) => Err(SerializeError::new(e)),
+        };
+        self
+    }
 }
 
 /// serde_json's error from serialising a payload, kept until the store call reports it (as the

@@ -51,7 +51,7 @@ pub use backend::{Backend, FailedEvent, Position, Snapshot};
 pub use cache::CacheStats;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{BoxError, Error, Result};
-pub use event::{Event, ExpectedVersion, NewEvent};
+pub use event::{Event, EventContext, ExpectedVersion, NewEvent};
 pub use index::{IndexConfig, IndexName, QueryPlan};
 pub use memory::MemoryBackend;
 pub use model::{Callbacks, EventData, Executed, ExecutionError, FnModel, Migration, Model, Stage};

@@ -292,6 +292,17 @@ impl<B: Backend> EventStore<B> {
             .ok_or_else(|| Error::Internal("the engine returned no event for an append".into()))
     }
 
+    /// Stores one event in `context` (upstream's `storeWithContext`): the context's correlation
+    /// id and causation win over the event's, and its metadata is merged into the event's,
+    /// the context's keys winning. See [`EventContext`](crate::EventContext).
+    pub fn store_with_context(
+        &self,
+        event: NewEvent,
+        context: &crate::EventContext,
+    ) -> Result<Event> {
+        self.store(event.with_context(context))
+    }
+
     /// Stores one event, then executes it through `model` and `callbacks`. A model failure is
     /// reported in the result (and to the error callback); the event stays stored.
     pub fn store_with<M: Model>(

@@ -7,9 +7,9 @@ use std::collections::HashSet;
 
 use anyhow::{Result, ensure};
 use eventlite_core::{
-    BoxError, CachePolicy, Callbacks, Cursor, Error, Event, EventData, EventStore, ExpectedVersion,
-    Filter, FnModel, IndexConfig, IndexName, Model, NewEvent, Order, Page, Query, Stage,
-    StreamOptions,
+    BoxError, CachePolicy, Callbacks, Cursor, Error, Event, EventContext, EventData, EventStore,
+    ExpectedVersion, Filter, FnModel, IndexConfig, IndexName, Model, NewEvent, Order, Page, Query,
+    Stage, StreamOptions,
 };
 use serde_json::json;
 

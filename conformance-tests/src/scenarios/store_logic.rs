@@ -213,6 +213,68 @@ pub fn unknown_causation_is_rejected<F: BackendFactory>(ctx: &Ctx<F>) -> Result<
     Ok(())
 }
 
+/// `store_with_context`: the context's correlation id and causation win over the event's, its
+/// metadata is merged into the event's with its keys winning, and the result is checked as
+/// any event is (an unknown causation stores nothing, nor does context metadata that is not
+/// an object).
+pub fn store_with_context_wins_and_merges<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
+    let f = ctx.fixture()?;
+    let order = f.store(ev("order").correlation_id("order-group"))?;
+    let other = f.store(ev("other"))?;
+    // The event's own correlation and causation lose to the context's.
+    let context = EventContext::caused_by(&order).metadata(&json!({"handler": "mailer", "n": 2}));
+    let mail = f.store_with_context(
+        ev("mail")
+            .correlation_id("own-group")
+            .causation_id(other.id)
+            .metadata(&json!({"n": 1, "kept": true})),
+        &context,
+    )?;
+    ensure!(
+        mail.correlation_id == "order-group",
+        "{}",
+        mail.correlation_id
+    );
+    ensure!(mail.causation_id == Some(order.id));
+    let meta: serde_json::Value = serde_json::from_str(&mail.metadata)?;
+    ensure!(
+        meta == json!({"n": 2, "kept": true, "handler": "mailer"}),
+        "{meta}"
+    );
+    // Only a causation: the event joins its cause's group, as a plain causation does.
+    let child = f.store_with_context(ev("child"), &EventContext::new().causation_id(mail.id))?;
+    ensure!(child.correlation_id == "order-group" && child.causation_id == Some(mail.id));
+    // Only a correlation: the event keeps its own causation.
+    let joined = f.store_with_context(
+        ev("joined").causation_id(order.id),
+        &EventContext::new().correlation_id("elsewhere"),
+    )?;
+    ensure!(joined.correlation_id == "elsewhere" && joined.causation_id == Some(order.id));
+    // An empty context changes nothing; its event is what `store` would have written.
+    let plain =
+        f.store_with_context(ev("plain").metadata(&json!({"a": 1})), &EventContext::new())?;
+    ensure!(plain.metadata == r#"{"a":1}"# && plain.causation_id.is_none());
+    let last = f.last_id()?;
+    assert_err(
+        f.store_with_context(ev("lost"), &EventContext::new().causation_id(9_999)),
+        |e| matches!(e, Error::UnknownCausation(9_999)),
+    )?;
+    assert_err(
+        f.store_with_context(ev("lost"), &EventContext::new().metadata(&[1, 2])),
+        |e| matches!(e, Error::InvalidEvent { .. }),
+    )?;
+    // Event metadata that is not an object is refused as it would be without a context.
+    assert_err(
+        f.store_with_context(
+            ev("lost").metadata_json("[1]"),
+            &EventContext::new().metadata(&json!({"k": 1})),
+        ),
+        |e| matches!(e, Error::InvalidEvent { .. }),
+    )?;
+    ensure!(f.last_id()? == last, "a refused event was stored");
+    Ok(())
+}
+
 /// Migrations run from the event's version to the latest, before the handler; the stored data
 /// stays as written.
 pub fn migrations_chain<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
