@@ -31,9 +31,9 @@ pub use eventlite_core::{
     EventStream, Executed, ExecutionError, ExpectedVersion, FailedEvent, FailurePolicy, Filter,
     FnModel, IndexConfig, IndexName, Lineage, MAX_JSON_DEPTH, MAX_LISTED_PROBLEMS, ManualClock,
     MemoryBackend, Migration, Model, NewEvent, Order, Page, PageStart, Position, Problem,
-    ProblemKind, Projection, ProjectionStats, Query, QueryPlan, ReplayStats, Restored, Result,
-    Snapshot, Stage, Start, Stopper, StreamOptions, SubscribeOptions, Subscription, SystemClock,
-    VerifyReport,
+    ProblemKind, Projection, ProjectionStats, Query, QueryPlan, REPORT_MAX_INDENT, Related,
+    ReplayStats, Restored, Result, Snapshot, Stage, Start, Stopper, StreamOptions,
+    SubscribeOptions, Subscription, SystemClock, VerifyReport,
 };
 
 // The README's code runs as a doctest, so that it cannot drift from the API.

@@ -42,6 +42,7 @@ mod model;
 mod policy;
 mod projection;
 mod query;
+mod relations;
 pub mod spi;
 mod store;
 mod subscription;
@@ -58,6 +59,7 @@ pub use model::{Callbacks, EventData, Executed, ExecutionError, FnModel, Migrati
 pub use policy::{CachePolicy, Durability};
 pub use projection::{FailurePolicy, Projection, ProjectionStats};
 pub use query::{Cursor, EventPage, Filter, Order, Page, PageStart, Query};
+pub use relations::{REPORT_MAX_INDENT, Related};
 pub use store::{
     DEFAULT_MAX_EVENT_SIZE, EventStore, EventStoreBuilder, EventStream, Lineage, MAX_JSON_DEPTH,
     ReplayStats, Restored, StreamOptions,

@@ -19,6 +19,7 @@ pub mod aggregates;
 pub mod appends;
 pub mod concurrency;
 pub mod queries;
+pub mod relations;
 pub mod reopen;
 pub mod snapshots;
 pub mod store_logic;
