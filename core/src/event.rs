@@ -234,6 +234,13 @@ impl NewEvent {
     /// the event's own, and its metadata is merged into the event's, the context's keys
     /// winning (upstream's `storeWithContext`). The store still checks the result as any
     /// event: an unknown causation is [`Error::UnknownCausation`](crate::Error).
+    ///
+    /// Call it last: a builder call after it (`.metadata(…)`, `.correlation_id(…)`) replaces
+    /// what the context set. A context with a causation but no correlation id leaves an event
+    /// that names its own correlation id in that group (as upstream does); without one, the
+    /// event joins its cause's group. Merged metadata is written anew, its keys in order; the
+    /// event's own metadata must then be a JSON object that serde_json reads into a map
+    /// (otherwise the store refuses the event with [`Error::InvalidEvent`](crate::Error)).
     pub fn with_context(mut self, context: &EventContext) -> Self {
         if let Some(id) = &context.correlation_id {
             self.correlation_id = Some(id.clone());
@@ -247,13 +254,17 @@ impl NewEvent {
             }
             Ok(extra) if extra.is_empty() => {}
             Ok(extra) => {
-                // Text that is not a JSON object is left for the store to refuse as it is.
-                let own = self.metadata.as_ref().ok().and_then(|text| {
-                    serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text).ok()
-                });
-                if let Some(mut merged) = own {
-                    merged.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
-                    self.metadata = serde_json::to_string(&merged).map_err(SerializeError::new);
+                if let Ok(text) = &self.metadata {
+                    // Metadata the merge cannot read is refused rather than stored without
+                    // the context's keys.
+                    self.metadata =
+                        serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text)
+                            .map(|mut merged| {
+                                merged.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+                                merged
+                            })
+                            .and_then(|merged| serde_json::to_string(&merged))
+                            .map_err(SerializeError::new);
                     self.metadata_serialized = true;
                 }
             }

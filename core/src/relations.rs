@@ -7,6 +7,14 @@
 //! can hold (the store refuses a causation id that does not exist yet), is
 //! [`Error::Corrupt`], never an endless loop. Walks down the tree read each event's children
 //! through the causation index; a correlation's tree is read through the correlation index.
+//!
+//! Two views, on purpose: the correlation-wide answers ([`EventStore::roots`],
+//! [`EventStore::branches`], [`EventStore::critical_path`], [`EventStore::tree_report`]) see
+//! one correlation, where an event whose cause lies in another correlation is a root; the
+//! per-event walks ([`EventStore::ancestors`], [`EventStore::depth`],
+//! [`EventStore::descendants`]) follow causation wherever it leads, across correlations. A
+//! cycle that spans correlations is therefore reported by the walks, not by the correlation
+//! views. An unknown event id is [`Error::NotFound`] for every per-event walk.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -19,7 +27,7 @@ use crate::store::EventStore;
 pub const REPORT_MAX_INDENT: u32 = 32;
 
 /// An event related to another, and how far apart they are (1: a child or the parent).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Related {
     /// The related event.
     pub event: Event,
@@ -122,8 +130,8 @@ impl<B: Backend> EventStore<B> {
         Ok(forest.events_of(forest.roots.iter().copied()))
     }
 
-    /// Every event that `id` caused, directly or not, with its distance (children 1), in
-    /// breadth-first order (by depth, then id). [`Error::NotFound`] for an unknown event.
+    /// Every event that `id` caused, directly or not, across correlations, with its distance
+    /// (children 1), ordered by distance, then id.
     pub fn descendants(&self, id: u64) -> Result<Vec<Related>> {
         self.must_get(id)?;
         let mut out = Vec::new();
@@ -132,7 +140,8 @@ impl<B: Backend> EventStore<B> {
         while let Some((parent, depth)) = queue.pop_front() {
             for child in self.children(parent)? {
                 if !seen.insert(child.id) {
-                    return Err(cycle(&[child.id, parent]));
+                    // Each event has one cause, so only the start can be met again.
+                    return Err(cycle(&[child.id]));
                 }
                 queue.push_back((child.id, depth + 1));
                 out.push(Related {
@@ -141,6 +150,8 @@ impl<B: Backend> EventStore<B> {
                 });
             }
         }
+        // Breadth first gives each level in its parents' order; the answer is by id within it.
+        out.sort_by_key(|r| (r.depth, r.event.id));
         Ok(out)
     }
 
@@ -149,19 +160,24 @@ impl<B: Backend> EventStore<B> {
         Ok(self.descendants(id)?.len() as u64)
     }
 
-    /// The events that led to `id`, nearest first (the parent has depth 1), up to its root.
-    /// A causation id that names no stored event (imported data) ends the walk.
+    /// The events that led to `id`, nearest first (the parent has depth 1), up to the first
+    /// event of its causation chain, across correlations. A causation id that names no stored
+    /// event (imported data) ends the walk.
     pub fn ancestors(&self, id: u64) -> Result<Vec<Related>> {
         let event = self.must_get(id)?;
         let mut out: Vec<Related> = Vec::new();
+        let mut path = vec![id];
         let mut seen = HashSet::from([id]);
         let mut next = event.causation_id;
         while let Some(parent) = next {
             if !seen.insert(parent) {
-                let mut on_cycle: Vec<u64> = seen.into_iter().collect();
+                // The chain came back to `parent`: the cycle is the path from there on.
+                let from = path.iter().position(|&p| p == parent).unwrap_or(0);
+                let mut on_cycle = path.split_off(from);
                 on_cycle.sort_unstable();
                 return Err(cycle(&on_cycle));
             }
+            path.push(parent);
             let Some(event) = self.get(parent)? else {
                 break;
             };
@@ -172,7 +188,8 @@ impl<B: Backend> EventStore<B> {
         Ok(out)
     }
 
-    /// How many causation steps `id` is from its root (a root: 0).
+    /// How many causation steps `id` is from the first event of its causation chain, across
+    /// correlations (an event without a cause: 0); the length of [`ancestors`](Self::ancestors).
     pub fn depth(&self, id: u64) -> Result<u32> {
         Ok(self.ancestors(id)?.len() as u32)
     }
@@ -184,6 +201,9 @@ impl<B: Backend> EventStore<B> {
         let Some(parent) = event.causation_id else {
             return Ok(Vec::new());
         };
+        if parent == id {
+            return Err(cycle(&[id]));
+        }
         let mut siblings = self.children(parent)?;
         siblings.retain(|e| e.id != id);
         Ok(siblings)
@@ -196,12 +216,19 @@ impl<B: Backend> EventStore<B> {
         let Some(parent) = event.causation_id else {
             return Ok(Vec::new());
         };
+        if parent == id {
+            return Err(cycle(&[id]));
+        }
         let mut cousins = Vec::new();
         for uncle in self.siblings(parent).or_else(|e| match e {
             // A parent missing from imported data has no siblings to speak of.
             Error::NotFound(_) => Ok(Vec::new()),
             e => Err(e),
         })? {
+            if uncle.id == id {
+                // `id` is its own grandparent.
+                return Err(cycle(&[id, parent]));
+            }
             cousins.extend(self.children(uncle.id)?);
         }
         cousins.sort_by_key(|e| e.id);
@@ -211,9 +238,13 @@ impl<B: Backend> EventStore<B> {
     /// The events of a correlation whose causation id names no stored event (possible only
     /// in imported data), in id order.
     pub fn orphans(&self, correlation_id: &str) -> Result<Vec<Event>> {
+        let events = self.transaction(correlation_id)?;
+        let ids: HashSet<u64> = events.iter().map(|e| e.id).collect();
         let mut orphans = Vec::new();
-        for event in self.transaction(correlation_id)? {
+        for event in events {
+            // A cause within the correlation exists; only causes elsewhere are looked up.
             if let Some(parent) = event.causation_id
+                && !ids.contains(&parent)
                 && self.get(parent)?.is_none()
             {
                 orphans.push(event);
@@ -223,7 +254,8 @@ impl<B: Backend> EventStore<B> {
     }
 
     /// Every path from a root of the correlation to an event that caused nothing in it, as
-    /// ids, in depth-first order.
+    /// ids, in depth-first order. The answer holds each leaf's whole path, so its size is the
+    /// sum of the leaves' depths (a long chain with a leaf off every link is quadratic).
     pub fn branches(&self, correlation_id: &str) -> Result<Vec<Vec<u64>>> {
         let forest = self.forest(correlation_id)?;
         let mut out = Vec::new();
@@ -242,16 +274,25 @@ impl<B: Backend> EventStore<B> {
     /// depth-first order when several are as long); empty for an unknown correlation.
     pub fn critical_path(&self, correlation_id: &str) -> Result<Vec<Event>> {
         let forest = self.forest(correlation_id)?;
-        let mut best: Vec<u64> = Vec::new();
-        let mut path: Vec<u64> = Vec::new();
+        // The deepest event first; its path is then read back along its causes, once.
+        let mut deepest: Option<(u32, u64)> = None;
         for (id, depth) in forest.preorder() {
-            path.truncate(depth as usize);
-            path.push(id);
-            if path.len() > best.len() {
-                best.clone_from(&path);
+            if deepest.is_none_or(|(d, _)| depth > d) {
+                deepest = Some((depth, id));
             }
         }
-        Ok(forest.events_of(best))
+        let mut path = Vec::new();
+        let mut next = deepest.map(|(_, id)| id);
+        while let Some(id) = next {
+            path.push(id);
+            next = forest
+                .events
+                .get(&id)
+                .and_then(|e| e.causation_id)
+                .filter(|p| forest.events.contains_key(p) && path.len() <= forest.events.len());
+        }
+        path.reverse();
+        Ok(forest.events_of(path))
     }
 
     /// The correlation's causation tree as text: one line per event (`#id cmd`), indented

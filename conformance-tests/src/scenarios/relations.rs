@@ -85,6 +85,24 @@ pub fn relations_of_a_tree<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
                 #3 reserved\n    #8 shipped\n#5 audit\n";
     ensure!(report == want, "{report}");
     ensure!(f.orphans("g")?.is_empty());
+    // Descendants are ordered by distance, then id, whatever order the parents came in:
+    // 10 ← 11, 10 ← 12, 12 ← 13, 11 ← 14.
+    imported(
+        &f,
+        "order",
+        &[
+            ("top", None),
+            ("left", Some(10)),
+            ("right", Some(10)),
+            ("under-right", Some(12)),
+            ("under-left", Some(11)),
+        ],
+    )?;
+    ensure!(
+        event_ids(&f.descendants(10)?) == vec![(11, 1), (12, 1), (13, 2), (14, 2)],
+        "{:?}",
+        event_ids(&f.descendants(10)?)
+    );
     for missing in [
         f.descendants(99).err(),
         f.ancestors(99).err(),
@@ -179,5 +197,19 @@ pub fn orphans_and_cycles_in_imported_data<F: BackendFactory>(ctx: &Ctx<F>) -> R
     ensure!(corrupt(f.critical_path("loop").map(drop)));
     ensure!(corrupt(f.tree_report("loop").map(drop)));
     ensure!(corrupt(f.roots("loop").map(drop)));
+    // An event hanging off the cycle: the error names the cycle's events, not the chain to it.
+    imported(&f, "hanging", &[("w", Some(4))])?;
+    let err = f.ancestors(7).map(drop);
+    ensure!(
+        matches!(&err, Err(Error::Corrupt { message, .. }) if message.contains("events 4, 5, 6") && !message.contains('7')),
+        "{err:?}"
+    );
+    // An event caused by itself (8), and one it caused (9).
+    imported(&f, "self", &[("s", Some(8)), ("t", Some(8))])?;
+    ensure!(corrupt(f.siblings(8).map(drop)));
+    ensure!(corrupt(f.cousins(8).map(drop)));
+    ensure!(corrupt(f.cousins(9).map(drop)));
+    ensure!(corrupt(f.ancestors(9).map(drop)));
+    ensure!(corrupt(f.descendants(8).map(drop)));
     Ok(())
 }

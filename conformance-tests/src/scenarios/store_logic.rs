@@ -241,9 +241,15 @@ pub fn store_with_context_wins_and_merges<F: BackendFactory>(ctx: &Ctx<F>) -> Re
         meta == json!({"n": 2, "kept": true, "handler": "mailer"}),
         "{meta}"
     );
-    // Only a causation: the event joins its cause's group, as a plain causation does.
+    // Only a causation: an event without a correlation id of its own joins its cause's
+    // group, as a plain causation does; one that names its own group keeps it (upstream).
     let child = f.store_with_context(ev("child"), &EventContext::new().causation_id(mail.id))?;
     ensure!(child.correlation_id == "order-group" && child.causation_id == Some(mail.id));
+    let own = f.store_with_context(
+        ev("own").correlation_id("mine"),
+        &EventContext::new().causation_id(mail.id),
+    )?;
+    ensure!(own.correlation_id == "mine" && own.causation_id == Some(mail.id));
     // Only a correlation: the event keeps its own causation.
     let joined = f.store_with_context(
         ev("joined").causation_id(order.id),
