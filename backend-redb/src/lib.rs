@@ -510,7 +510,7 @@ impl RedbBackend {
     }
 
     /// Opens the store in `path`; `created` when the file is new and empty.
-    fn open_file(path: PathBuf, options: RedbOptions, created: bool) -> Result<Self> {
+    fn open_file(path: PathBuf, mut options: RedbOptions, created: bool) -> Result<Self> {
         let mut builder = redb::Builder::new();
         builder.set_cache_size(options.cache_size);
         let db = contain("opening the file", || {
@@ -546,6 +546,18 @@ impl RedbBackend {
                 Ok(db)
             }
         })?;
+        if options.indexes_as_found && !created {
+            let found = contain("reading the store's indexes", || stored_indexes(&db));
+            match found {
+                Ok(Some(indexes)) => options.indexes = indexes,
+                Ok(None) => {}
+                Err(e) => {
+                    // As above: a handle on a file that failed a check is not closed.
+                    std::mem::forget(db);
+                    return Err(e);
+                }
+            }
+        }
         let shared = Arc::new(Shared {
             slot: RwLock::new(Slot {
                 db: Some(db),
@@ -679,6 +691,21 @@ impl RedbBackend {
     fn read(&self) -> Result<redb::ReadTransaction> {
         self.shared.begin_read()
     }
+}
+
+/// The indexes an existing store's meta table records (`None` before its first open wrote
+/// them).
+fn stored_indexes(db: &redb::Database) -> Result<Option<IndexConfig>> {
+    let txn = db.begin_read().map_err(map_err)?;
+    let meta = match txn.open_table(META) {
+        Ok(meta) => meta,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(map_err(e)),
+    };
+    Ok(meta
+        .get("indexes")
+        .map_err(map_err)?
+        .map(|v| config_from_text(v.value())))
 }
 
 /// Creates the tables, writes the meta rows and syncs the indexes, in one durable transaction.

@@ -39,6 +39,10 @@ pub struct RedbOptions {
     /// while unwinding from a panic — when it writes to some damaged files; checking first
     /// turns that damage into [`eventlite_core::Error::Corrupt`] at open.
     pub verify_on_open: bool,
+    /// Open an existing store with the indexes its file has, whatever `indexes` says: none is
+    /// built or deleted (default off). Tools that look into a store want this; a new store
+    /// still gets `indexes`.
+    pub indexes_as_found: bool,
 }
 
 impl Default for RedbOptions {
@@ -50,6 +54,7 @@ impl Default for RedbOptions {
             relaxed_max_commits: 64,
             relaxed_max_delay: Duration::from_millis(100),
             verify_on_open: true,
+            indexes_as_found: false,
         }
     }
 }

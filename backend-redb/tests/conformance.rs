@@ -1,6 +1,6 @@
 //! The conformance suite on redb files in temporary directories.
 use eventlite_conformance::BackendFactory;
-use eventlite_core::{Durability, IndexConfig};
+use eventlite_core::{Durability, IndexConfig, IndexName};
 use eventlite_redb::{RedbBackend, RedbOptions};
 
 /// redb stores in temporary directories. `Relaxed` durability keeps the suite fast; the
@@ -19,6 +19,18 @@ impl BackendFactory for RedbFactory {
     fn open(&self, dir: &Self::Location, indexes: IndexConfig) -> anyhow::Result<RedbBackend> {
         let options = RedbOptions {
             indexes,
+            durability: Durability::Relaxed,
+            cache_size: 4 * 1024 * 1024,
+            ..RedbOptions::default()
+        };
+        Ok(RedbBackend::open(dir.path().join("events.redb"), options)?)
+    }
+
+    fn open_as_found(&self, dir: &Self::Location) -> anyhow::Result<RedbBackend> {
+        let options = RedbOptions {
+            // Deliberately unlike any profile: it must be ignored.
+            indexes: IndexConfig::from_names([IndexName::Version]),
+            indexes_as_found: true,
             durability: Durability::Relaxed,
             cache_size: 4 * 1024 * 1024,
             ..RedbOptions::default()

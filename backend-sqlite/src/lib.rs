@@ -243,7 +243,7 @@ impl SqliteBackend {
 
     /// Opens an existing file (or an empty one, which SQLite makes a new database) as a
     /// store; `checkpoints` starts the background checkpointer.
-    fn open_file(path: PathBuf, options: SqliteOptions, checkpoints: bool) -> Result<Self> {
+    fn open_file(path: PathBuf, mut options: SqliteOptions, checkpoints: bool) -> Result<Self> {
         // Before SQLite recovers the log, which would drop what follows damage in it.
         if !options.truncate_damaged_log {
             check_log(&path)?;
@@ -251,6 +251,11 @@ impl SqliteBackend {
         let writer = open_connection(&path, &options)?;
         check_is_store(&writer)?;
         configure_writer(&writer, &options)?;
+        // A store made by this very open (its schema not written yet) gets `indexes`.
+        let found = options.indexes_as_found && has_queue(&writer)?;
+        if found {
+            options.indexes = actual_indexes(&writer)?;
+        }
         let backend = SqliteBackend {
             path,
             options,
@@ -261,7 +266,9 @@ impl SqliteBackend {
             watcher: Mutex::new(None),
         };
         backend.init_schema()?;
-        backend.sync_indexes()?;
+        if !found {
+            backend.sync_indexes()?;
+        }
         if checkpoints && backend.options.journal_mode == JournalMode::Wal {
             let (path, options) = (&backend.path, &backend.options);
             backend.writer().with_dependent_mut(|conn, parts| {
@@ -529,6 +536,17 @@ fn index_definitions(conn: &Connection) -> Result<HashMap<String, String>> {
         }
     }
     Ok(out)
+}
+
+/// Whether the file has the event table yet.
+fn has_queue(conn: &Connection) -> Result<bool> {
+    conn.query_row(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'queue'",
+        [],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
+    .map_err(map_err)
 }
 
 fn actual_indexes(conn: &Connection) -> Result<IndexConfig> {

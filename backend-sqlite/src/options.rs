@@ -95,6 +95,10 @@ pub struct SqliteOptions {
     /// first; turn it on to accept the loss (also after a power loss under `Relaxed`, which
     /// can tear several unsynced transactions).
     pub truncate_damaged_log: bool,
+    /// Open an existing store with the indexes its file has, whatever `indexes` says: none is
+    /// created or dropped (default off). Tools that look into a store want this; a new store
+    /// still gets `indexes`.
+    pub indexes_as_found: bool,
 }
 
 impl Default for SqliteOptions {
@@ -108,6 +112,7 @@ impl Default for SqliteOptions {
             mmap_size: 0,
             busy_timeout: Duration::from_secs(5),
             max_idle_readers: 4,
+            indexes_as_found: false,
             truncate_damaged_log: false,
         }
     }

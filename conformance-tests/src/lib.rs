@@ -39,6 +39,10 @@ pub trait BackendFactory: Default + Send + Sync + 'static {
         location: &Self::Location,
         indexes: IndexConfig,
     ) -> anyhow::Result<Self::Backend>;
+
+    /// Opens the existing store at `location` with the indexes it has, changing none (the
+    /// engine's "indexes as found" option). The previous backend has been dropped.
+    fn open_as_found(&self, location: &Self::Location) -> anyhow::Result<Self::Backend>;
 }
 
 /// Stores of the reference engine, [`eventlite_core::MemoryBackend`].
@@ -59,6 +63,10 @@ impl BackendFactory for MemoryFactory {
         indexes: IndexConfig,
     ) -> anyhow::Result<Self::Backend> {
         Ok(location.reopen(indexes))
+    }
+
+    fn open_as_found(&self, location: &Self::Location) -> anyhow::Result<Self::Backend> {
+        Ok(location.reopen_as_found())
     }
 }
 
@@ -130,6 +138,18 @@ impl<F: BackendFactory> std::ops::Deref for Fixture<'_, F> {
 impl<F: BackendFactory> Fixture<'_, F> {
     /// Closes the store and opens it again with `indexes` (same clock and cache policy).
     pub fn reopen(self, indexes: IndexConfig) -> anyhow::Result<Self> {
+        self.reopen_with(|factory, location| factory.open(location, indexes))
+    }
+
+    /// Closes the store and opens it again with the indexes it has.
+    pub fn reopen_as_found(self) -> anyhow::Result<Self> {
+        self.reopen_with(|factory, location| factory.open_as_found(location))
+    }
+
+    fn reopen_with(
+        self,
+        open: impl FnOnce(&F, &F::Location) -> anyhow::Result<F::Backend>,
+    ) -> anyhow::Result<Self> {
         let Fixture {
             factory,
             location,
@@ -138,7 +158,7 @@ impl<F: BackendFactory> Fixture<'_, F> {
             store,
         } = self;
         drop(store);
-        let backend = factory.open(&location, indexes)?;
+        let backend = open(factory, &location)?;
         let store = EventStore::builder(backend)
             .clock(Arc::clone(&clock))
             .cache(cache)
@@ -274,6 +294,7 @@ macro_rules! conformance_suite {
             reopen::verify_passes_a_sound_store,
             reopen::reopen_with_other_indexes_same_answers,
             reopen::indexes_match_config,
+            reopen::reopen_with_indexes_as_found_changes_nothing,
             reopen::explain_uses_each_index,
             reopen::explain_scans_without_index,
             concurrency::concurrent_writers_get_unique_gapless_ids,

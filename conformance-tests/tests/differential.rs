@@ -22,6 +22,14 @@ impl BackendFactory for Sqlite {
         };
         Ok(SqliteBackend::open(dir.path().join("e.sqlite"), options)?)
     }
+    fn open_as_found(&self, dir: &tempfile::TempDir) -> anyhow::Result<SqliteBackend> {
+        let options = SqliteOptions {
+            indexes_as_found: true,
+            durability: Durability::Relaxed,
+            ..SqliteOptions::default()
+        };
+        Ok(SqliteBackend::open(dir.path().join("e.sqlite"), options)?)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -36,6 +44,15 @@ impl BackendFactory for Redb {
     fn open(&self, dir: &tempfile::TempDir, indexes: IndexConfig) -> anyhow::Result<RedbBackend> {
         let options = RedbOptions {
             indexes,
+            durability: Durability::Relaxed,
+            cache_size: 4 * 1024 * 1024,
+            ..RedbOptions::default()
+        };
+        Ok(RedbBackend::open(dir.path().join("e.redb"), options)?)
+    }
+    fn open_as_found(&self, dir: &tempfile::TempDir) -> anyhow::Result<RedbBackend> {
+        let options = RedbOptions {
+            indexes_as_found: true,
             durability: Durability::Relaxed,
             cache_size: 4 * 1024 * 1024,
             ..RedbOptions::default()

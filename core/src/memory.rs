@@ -21,6 +21,8 @@ struct State {
     snapshots: BTreeMap<(String, u64), Snapshot>,
     positions: BTreeMap<String, Position>,
     failures: BTreeMap<(String, u64), FailedEvent>,
+    /// The indexes of the last open, as a file records them.
+    indexes: IndexConfig,
 }
 
 /// An in-memory engine that keeps every contract in the most direct way (a `Vec` in id order,
@@ -48,7 +50,10 @@ impl MemoryBackend {
     /// An empty store with these indexes.
     pub fn with_indexes(indexes: IndexConfig) -> Self {
         MemoryBackend {
-            state: Arc::default(),
+            state: Arc::new(RwLock::new(State {
+                indexes,
+                ..State::default()
+            })),
             indexes,
             signal: CommitSignal::new(),
         }
@@ -57,6 +62,18 @@ impl MemoryBackend {
     /// The same events, opened again with another index configuration (what reopening a file
     /// with a new `IndexConfig` does on the real engines).
     pub fn reopen(&self, indexes: IndexConfig) -> Self {
+        self.write().indexes = indexes;
+        MemoryBackend {
+            state: Arc::clone(&self.state),
+            indexes,
+            signal: Arc::clone(&self.signal),
+        }
+    }
+
+    /// The same events, opened again with the indexes of the last open (what the real
+    /// engines' `indexes_as_found` option does).
+    pub fn reopen_as_found(&self) -> Self {
+        let indexes = self.read().indexes;
         MemoryBackend {
             state: Arc::clone(&self.state),
             indexes,

@@ -130,6 +130,26 @@ pub fn indexes_match_config<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
     Ok(())
 }
 
+/// Opened with the indexes it has, a store keeps them, whatever the options ask, and answers
+/// as before; a later open with a configuration still reconciles.
+pub fn reopen_with_indexes_as_found_changes_nothing<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
+    let f = ctx.fixture()?;
+    let all = populate(&f)?;
+    let f = f.reopen_as_found()?;
+    ensure!(f.indexes()? == ctx.profile, "{:?}", f.indexes()?);
+    for query in varied_queries() {
+        ensure!(f.query(&query)? == reference(&all, &query), "{query:?}");
+    }
+    // It writes as usual, keeping the indexes up to date.
+    f.store(ev("after").correlation_id("c-a"))?;
+    let f = f.reopen(IndexConfig::all())?;
+    ensure!(f.indexes()? == IndexConfig::all());
+    let f = f.reopen_as_found()?;
+    ensure!(f.indexes()? == IndexConfig::all());
+    ensure!(f.transaction("c-a")?.last().map(|e| e.cmd.as_str()) == Some("after"));
+    Ok(())
+}
+
 /// For each of the eight indexes, a query that needs it uses it when (only) it is enabled, and
 /// scans when it is not; the answers are the same.
 pub fn explain_uses_each_index<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
