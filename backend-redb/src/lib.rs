@@ -550,7 +550,13 @@ impl RedbBackend {
             let found = contain("reading the store's indexes", || stored_indexes(&db));
             match found {
                 Ok(Some(indexes)) => options.indexes = indexes,
-                Ok(None) => {}
+                Ok(None) => {
+                    return Err(Error::not_a_store(format!(
+                        "{}: no EventLite tables (opened with indexes_as_found, which makes \
+                         no store)",
+                        path.display()
+                    )));
+                }
                 Err(e) => {
                     // As above: a handle on a file that failed a check is not closed.
                     std::mem::forget(db);

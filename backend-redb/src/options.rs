@@ -40,8 +40,9 @@ pub struct RedbOptions {
     /// turns that damage into [`eventlite_core::Error::Corrupt`] at open.
     pub verify_on_open: bool,
     /// Open an existing store with the indexes its file has, whatever `indexes` says: none is
-    /// built or deleted (default off). Tools that look into a store want this; a new store
-    /// still gets `indexes`.
+    /// built or deleted (default off). Tools that look into a store want this. A new store
+    /// still gets `indexes`, but an existing redb file without EventLite's tables is refused
+    /// with [`eventlite_core::Error::NotAStore`] instead of being made one.
     pub indexes_as_found: bool,
 }
 

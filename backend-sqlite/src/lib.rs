@@ -251,10 +251,16 @@ impl SqliteBackend {
         let writer = open_connection(&path, &options)?;
         check_is_store(&writer)?;
         configure_writer(&writer, &options)?;
-        // A store made by this very open (its schema not written yet) gets `indexes`.
+        // A store being made (the build of a new file) gets `indexes`; an existing file must
+        // already be a store, since opening as found never makes one of someone's database.
         let found = options.indexes_as_found && has_queue(&writer)?;
         if found {
             options.indexes = actual_indexes(&writer)?;
+        } else if options.indexes_as_found && checkpoints {
+            return Err(Error::not_a_store(format!(
+                "{}: no EventLite tables (opened with indexes_as_found, which makes no store)",
+                path.display()
+            )));
         }
         let backend = SqliteBackend {
             path,

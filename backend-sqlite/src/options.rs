@@ -96,8 +96,9 @@ pub struct SqliteOptions {
     /// can tear several unsynced transactions).
     pub truncate_damaged_log: bool,
     /// Open an existing store with the indexes its file has, whatever `indexes` says: none is
-    /// created or dropped (default off). Tools that look into a store want this; a new store
-    /// still gets `indexes`.
+    /// created or dropped (default off). Tools that look into a store want this. A new store
+    /// still gets `indexes`, but an existing database without EventLite's tables is refused
+    /// with [`eventlite_core::Error::NotAStore`] instead of being made one.
     pub indexes_as_found: bool,
 }
 

@@ -159,16 +159,30 @@ enum OrderArg {
     Newest,
 }
 
+/// Exit codes: 0 done, 1 `verify` found problems, 2 an error (a missing or damaged store, a
+/// missing event, bad arguments).
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
-        Ok(code) => code,
-        Err(e) => {
-            // The whole chain, no backtrace: a user's input is never a crash.
-            eprintln!("eventlite: {e:#}");
-            ExitCode::from(2)
-        }
+    // The engines turn a panic in their code on a damaged file into an error; its default
+    // report would still print a panic message and backtrace over the one-line error.
+    std::panic::set_hook(Box::new(|_| {}));
+    let outcome = std::panic::catch_unwind(|| run(cli));
+    let e = match outcome {
+        Ok(Ok(code)) => return code,
+        Ok(Err(e)) => e,
+        Err(_) => anyhow::anyhow!("internal error (a bug: please report it)"),
+    };
+    // A reader that went away (`| head`) is not an error.
+    let closed = e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    });
+    if closed {
+        return ExitCode::SUCCESS;
     }
+    // The whole chain, no backtrace; stderr may be closed too.
+    let _ = writeln!(std::io::stderr(), "eventlite: {e:#}");
+    ExitCode::from(2)
 }
 
 /// Opens an existing store, never creating one and leaving its indexes as they are.
@@ -217,6 +231,26 @@ fn detect(path: &Path) -> Result<EngineArg> {
             path.display()
         )
     }
+}
+
+fn detect_or(path: &Path, engine: Option<EngineArg>) -> Result<EngineArg> {
+    match engine {
+        Some(e) => Ok(e),
+        None => detect(path),
+    }
+}
+
+/// Whether `out` is the store at `store` or one of its side files.
+fn is_store_file(out: &Path, store: &Path) -> bool {
+    let (Ok(out), Ok(store)) = (out.canonicalize(), store.canonicalize()) else {
+        return false;
+    };
+    let side = |suffix: &str| {
+        let mut name = store.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    out == store || out == side("-wal") || out == side("-shm") || out == side("-journal")
 }
 
 fn engine_name(path: &Path, engine: Option<EngineArg>) -> &'static str {
@@ -333,6 +367,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             follow,
             filter,
         } => {
+            if *follow && matches!(detect_or(store, cli.engine)?, EngineArg::Redb) {
+                bail!(
+                    "tail -f needs a SQLite store: redb locks its file, so no other process can \
+                     append while it is open"
+                );
+            }
             let store = open(store, cli.engine)?;
             let after = match from {
                 Some(id) => *id,
@@ -410,6 +450,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             out: file,
             filter,
         } => {
+            if let Some(path) = file
+                && is_store_file(path, store)
+            {
+                bail!(
+                    "refusing to export over the store itself ({})",
+                    path.display()
+                );
+            }
             let store = open(store, cli.engine)?;
             let mut sink: Box<dyn Write> = match file {
                 Some(path) => Box::new(std::io::BufWriter::new(

@@ -49,6 +49,16 @@ fn make_store(dir: &Path, engine: &str, indexes: IndexConfig) -> Result<PathBuf>
     Ok(path)
 }
 
+/// A child process that is killed when the test lets go of it, whatever happened.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn eventlite(args: &[&str]) -> std::process::Output {
     Command::new(cargo_bin("eventlite"))
         .args(args)
@@ -115,14 +125,20 @@ fn tail_prints_after_an_id_and_follows_new_events() -> Result<()> {
         let filtered = eventlite(&["tail", store, "--from", "0", "--cmd", "added"]);
         ensure!(ids(&lines(&filtered)?) == vec![4, 5]);
         if engine == "redb" {
-            // redb locks its file: another process cannot append while `tail -f` holds it.
+            // redb locks its file: no other process could append while `tail -f` held it.
+            let follow = eventlite(&["tail", store, "-f"]);
+            ensure!(follow.status.code() == Some(2));
+            ensure!(String::from_utf8(follow.stderr)?.contains("needs a SQLite store"));
             continue;
         }
-        let mut follower = Command::new(cargo_bin("eventlite"))
-            .args(["tail", store, "--from", "6", "-f"])
-            .stdout(Stdio::piped())
-            .spawn()?;
+        let mut follower = Child(
+            Command::new(cargo_bin("eventlite"))
+                .args(["tail", store, "--from", "6", "-f"])
+                .stdout(Stdio::piped())
+                .spawn()?,
+        );
         let stdout = follower
+            .0
             .stdout
             .take()
             .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
@@ -143,8 +159,7 @@ fn tail_prints_after_an_id_and_follows_new_events() -> Result<()> {
             let line = rx.recv_timeout(Duration::from_secs(30))??;
             seen.push(serde_json::from_str::<Value>(&line)?["cmd"].clone());
         }
-        follower.kill()?;
-        follower.wait()?;
+        drop(follower);
         ensure!(seen == vec!["late", "later"], "{seen:?}");
     }
     Ok(())
@@ -174,10 +189,11 @@ fn verify_and_export_on_every_engine() -> Result<()> {
             .collect::<std::result::Result<_, _>>()?;
         ensure!(ids(&exported) == vec![1, 2, 3, 4, 5, 6]);
         let first = &exported[0];
-        let keys: Vec<&str> = first
+        let mut keys: Vec<&str> = first
             .as_object()
             .map(|o| o.keys().map(String::as_str).collect())
             .unwrap_or_default();
+        keys.sort_unstable();
         ensure!(
             keys == [
                 "causation_id",
@@ -196,6 +212,10 @@ fn verify_and_export_on_every_engine() -> Result<()> {
         ensure!(first["data"]["total"] == 12 && exported[5]["metadata"]["k"] == 1);
         let filtered = eventlite(&["export", store, "--cmd", "added"]);
         ensure!(ids(&lines(&filtered)?) == vec![4, 5]);
+        let over = eventlite(&["export", store, "--out", store]);
+        ensure!(over.status.code() == Some(2));
+        ensure!(String::from_utf8(over.stderr)?.contains("refusing to export over the store"));
+        ensure!(lines(&eventlite(&["info", store]))?[0]["events"] == "6");
     }
     Ok(())
 }
@@ -244,6 +264,32 @@ fn bad_files_give_a_clear_error_and_no_panic() -> Result<()> {
     ensure!(
         err.starts_with("eventlite: ") && !err.contains("panicked"),
         "{err}"
+    );
+    // A redb header followed by garbage.
+    let broken = dir.path().join("broken.redb");
+    let mut bytes = b"redb\x1a\x0a\xa9\x0d\x0a".to_vec();
+    bytes.extend((0..16_384u32).map(|i| (i * 13 % 251) as u8));
+    std::fs::write(&broken, &bytes)?;
+    let out = eventlite(&["verify", broken.to_str().unwrap_or_default()]);
+    let err = String::from_utf8(out.stderr)?;
+    ensure!(out.status.code() == Some(2), "{err}");
+    ensure!(
+        err.starts_with("eventlite: ") && !err.contains("panicked"),
+        "{err}"
+    );
+    // An empty file named as a SQLite store is not made one.
+    let empty = dir.path().join("empty.db");
+    std::fs::write(&empty, b"")?;
+    let out = eventlite(&[
+        "--engine",
+        "sqlite",
+        "info",
+        empty.to_str().unwrap_or_default(),
+    ]);
+    ensure!(out.status.code() == Some(2));
+    ensure!(
+        std::fs::metadata(&empty)?.len() == 0,
+        "the empty file was written to"
     );
     Ok(())
 }
