@@ -57,6 +57,8 @@ enum Command {
     Get { store: PathBuf, id: u64 },
     /// The events of one correlation (transaction group), in id order.
     Tx { store: PathBuf, correlation: String },
+    /// An event's causes up to its first, the event, and everything it caused, in id order.
+    Lineage { store: PathBuf, id: u64 },
     /// Events that match filters.
     Query {
         store: PathBuf,
@@ -283,35 +285,37 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .collect();
             let positions = store.positions()?;
             let size = std::fs::metadata(path)?.len();
-            let rows: Vec<(&str, String)> = vec![
-                ("engine", engine_name(path, cli.engine).to_owned()),
-                ("file", path.display().to_string()),
-                ("bytes", size.to_string()),
-                ("events", last.to_string()),
-                ("last id", last.to_string()),
-                (
-                    "first datetime",
-                    first.map_or_else(String::new, |e| e.datetime.to_string()),
-                ),
-                (
-                    "last datetime",
-                    newest.map_or_else(String::new, |e| e.datetime.to_string()),
-                ),
-                ("indexes", indexes.join(", ")),
-                ("positions", positions.len().to_string()),
+            let events = store.count(&Filter::default())?;
+            // Values as JSON; the table shows the same, as text.
+            let rows: Vec<(&str, serde_json::Value)> = vec![
+                ("engine", engine_name(path, cli.engine).into()),
+                ("file", path.display().to_string().into()),
+                ("bytes", size.into()),
+                ("events", events.into()),
+                ("last id", last.into()),
+                ("first datetime", first.map(|e| e.datetime).into()),
+                ("last datetime", newest.map(|e| e.datetime).into()),
+                ("indexes", indexes.clone().into()),
+                ("positions", positions.len().into()),
             ];
             match format {
                 Format::Jsonl => {
                     let object: serde_json::Map<String, serde_json::Value> = rows
-                        .iter()
-                        .map(|(k, v)| (k.replace(' ', "_"), serde_json::Value::from(v.clone())))
+                        .into_iter()
+                        .map(|(k, v)| (k.replace(' ', "_"), v))
                         .collect();
                     writeln!(out, "{}", serde_json::Value::Object(object))?;
                 }
                 Format::Table => {
                     let mut table = comfy_table::Table::new();
                     for (k, v) in rows {
-                        table.add_row(vec![k.to_owned(), v]);
+                        let text = match v {
+                            serde_json::Value::String(s) => s,
+                            serde_json::Value::Null => String::new(),
+                            serde_json::Value::Array(_) => indexes.join(", "),
+                            other => other.to_string(),
+                        };
+                        table.add_row(vec![k.to_owned(), text]);
                     }
                     writeln!(out, "{table}")?;
                 }
@@ -323,6 +327,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Some(e) => print_events(&mut out, format, &[e])?,
                 None => bail!("no event {id}"),
             }
+        }
+        Command::Lineage { store, id } => {
+            let store = open(store, cli.engine)?;
+            let Some(event) = store.get(*id)? else {
+                bail!("no event {id}");
+            };
+            let mut chain: Vec<Event> =
+                store.ancestors(*id)?.into_iter().map(|r| r.event).collect();
+            chain.push(event);
+            chain.extend(store.descendants(*id)?.into_iter().map(|r| r.event));
+            chain.sort_by_key(|e| e.id);
+            print_events(&mut out, format, &chain)?;
         }
         Command::Tx { store, correlation } => {
             let store = open(store, cli.engine)?;

@@ -86,7 +86,13 @@ fn info_get_tx_query_on_every_engine() -> Result<()> {
         let info = eventlite(&["info", store]);
         ensure!(info.status.success(), "{info:?}");
         let info = &lines(&info)?[0];
-        ensure!(info["engine"] == engine && info["events"] == "6", "{info}");
+        ensure!(info["engine"] == engine && info["events"] == 6, "{info}");
+        ensure!(
+            info["last_id"] == 6 && info["first_datetime"].is_i64(),
+            "{info}"
+        );
+        let lineage = eventlite(&["lineage", store, "2"]);
+        ensure!(ids(&lines(&lineage)?) == vec![1, 2, 3]);
         let got = eventlite(&["get", store, "2"]);
         let got = lines(&got)?;
         ensure!(
@@ -215,7 +221,7 @@ fn verify_and_export_on_every_engine() -> Result<()> {
         let over = eventlite(&["export", store, "--out", store]);
         ensure!(over.status.code() == Some(2));
         ensure!(String::from_utf8(over.stderr)?.contains("refusing to export over the store"));
-        ensure!(lines(&eventlite(&["info", store]))?[0]["events"] == "6");
+        ensure!(lines(&eventlite(&["info", store]))?[0]["events"] == 6);
     }
     Ok(())
 }
@@ -232,14 +238,17 @@ fn stores_are_never_created_nor_their_indexes_changed() -> Result<()> {
         let path = make_store(dir.path(), engine, IndexConfig::none())?;
         let store = path.to_str().unwrap_or_default();
         let info = eventlite(&["info", store]);
-        ensure!(lines(&info)?[0]["indexes"] == "", "{info:?}");
+        ensure!(
+            lines(&info)?[0]["indexes"] == serde_json::json!([]),
+            "{info:?}"
+        );
         ensure!(
             eventlite(&["query", store, "--cmd", "paid"])
                 .status
                 .success()
         );
         let again = eventlite(&["info", store]);
-        ensure!(lines(&again)?[0]["indexes"] == "");
+        ensure!(lines(&again)?[0]["indexes"] == serde_json::json!([]));
     }
     Ok(())
 }
