@@ -192,11 +192,7 @@ fn open(path: &Path, engine: Option<EngineArg>) -> Result<AnyStore> {
     if !path.is_file() {
         bail!("no store at {}", path.display());
     }
-    let engine = match engine {
-        Some(e) => e,
-        None => detect(path)?,
-    };
-    let backend: Box<dyn Backend> = match engine {
+    let backend: Box<dyn Backend> = match detect_or(path, engine)? {
         EngineArg::Sqlite => Box::new(eventlite::sqlite::SqliteBackend::open(
             path,
             eventlite::sqlite::SqliteOptions {
@@ -256,10 +252,10 @@ fn is_store_file(out: &Path, store: &Path) -> bool {
 }
 
 fn engine_name(path: &Path, engine: Option<EngineArg>) -> &'static str {
-    match engine.map_or_else(|| detect(path).ok(), Some) {
-        Some(EngineArg::Sqlite) => "sqlite",
-        Some(EngineArg::Redb) => "redb",
-        None => "unknown",
+    match detect_or(path, engine) {
+        Ok(EngineArg::Sqlite) => "sqlite",
+        Ok(EngineArg::Redb) => "redb",
+        Err(_) => "unknown",
     }
 }
 

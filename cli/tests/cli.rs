@@ -253,39 +253,37 @@ fn stores_are_never_created_nor_their_indexes_changed() -> Result<()> {
     Ok(())
 }
 
+/// Runs `args`, which must fail with exit code 2 and a one-line error, no panic report.
+fn fails_cleanly(args: &[&str]) -> Result<String> {
+    let out = eventlite(args);
+    let err = String::from_utf8(out.stderr)?;
+    ensure!(out.status.code() == Some(2), "{err}");
+    ensure!(
+        err.starts_with("eventlite: ") && !err.contains("panicked"),
+        "{err}"
+    );
+    Ok(err)
+}
+
 #[test]
 fn bad_files_give_a_clear_error_and_no_panic() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let text = dir.path().join("notes.txt");
     std::fs::write(&text, "just some text, not a store")?;
-    let out = eventlite(&["info", text.to_str().unwrap_or_default()]);
-    let err = String::from_utf8(out.stderr)?;
-    ensure!(out.status.code() == Some(2), "{err}");
-    ensure!(err.contains("neither a SQLite nor a redb file") && !err.contains("panicked"));
+    let err = fails_cleanly(&["info", text.to_str().unwrap_or_default()])?;
+    ensure!(err.contains("neither a SQLite nor a redb file"), "{err}");
     // A SQLite header followed by garbage.
     let broken = dir.path().join("broken.sqlite");
     let mut bytes = b"SQLite format 3\0".to_vec();
     bytes.extend((0..8_192u32).map(|i| (i * 7 % 251) as u8));
     std::fs::write(&broken, &bytes)?;
-    let out = eventlite(&["verify", broken.to_str().unwrap_or_default()]);
-    let err = String::from_utf8(out.stderr)?;
-    ensure!(out.status.code() == Some(2), "{err}");
-    ensure!(
-        err.starts_with("eventlite: ") && !err.contains("panicked"),
-        "{err}"
-    );
+    fails_cleanly(&["verify", broken.to_str().unwrap_or_default()])?;
     // A redb header followed by garbage.
     let broken = dir.path().join("broken.redb");
     let mut bytes = b"redb\x1a\x0a\xa9\x0d\x0a".to_vec();
     bytes.extend((0..16_384u32).map(|i| (i * 13 % 251) as u8));
     std::fs::write(&broken, &bytes)?;
-    let out = eventlite(&["verify", broken.to_str().unwrap_or_default()]);
-    let err = String::from_utf8(out.stderr)?;
-    ensure!(out.status.code() == Some(2), "{err}");
-    ensure!(
-        err.starts_with("eventlite: ") && !err.contains("panicked"),
-        "{err}"
-    );
+    fails_cleanly(&["verify", broken.to_str().unwrap_or_default()])?;
     // An empty file named as a SQLite store is not made one.
     let empty = dir.path().join("empty.db");
     std::fs::write(&empty, b"")?;

@@ -336,23 +336,21 @@ impl Reader {
     /// Loads a stream and folds its data, decoded as [`Payload`]; how many events.
     fn fold(&self, stream: &str) -> Result<u64> {
         let mut sum = 0u64;
-        let mut add = |p: Payload| sum = sum.wrapping_add(p.amount);
         let n = match self {
-            Reader::Ours(s) => s.fold_stream(stream, (), |_, _, p: Payload| add(p))?.1,
-            Reader::Sqlite(r) => {
-                let rows = r.load_stream(stream)?;
-                for (_, row) in &rows {
-                    add(serde_json::from_str(&row.data)?);
-                }
-                rows.len() as u64
+            Reader::Ours(s) => {
+                s.fold_stream(stream, (), |_, _, p: Payload| {
+                    sum = sum.wrapping_add(p.amount)
+                })?
+                .1
             }
-            Reader::Redb(r) => {
-                let rows = r.load_stream(stream)?;
-                for (_, row) in &rows {
-                    add(serde_json::from_str(&row.data)?);
-                }
-                rows.len() as u64
-            }
+            Reader::Sqlite(r) => add_payloads(
+                &mut sum,
+                r.load_stream(stream)?.iter().map(|(_, r)| &*r.data),
+            )?,
+            Reader::Redb(r) => add_payloads(
+                &mut sum,
+                r.load_stream(stream)?.iter().map(|(_, r)| &*r.data),
+            )?,
         };
         std::hint::black_box(sum);
         Ok(n)
@@ -372,29 +370,26 @@ impl Reader {
                 }
                 n
             }
+            // Raw's batch visitors cannot fail: the first decode error is kept for after.
             Reader::Sqlite(r) => {
                 let mut failed = None;
                 let n = r.read_all(|batch| {
-                    for (_, row) in batch {
-                        match serde_json::from_str::<Payload>(&row.data) {
-                            Ok(p) => sum = sum.wrapping_add(p.amount),
-                            Err(e) => failed = Some(e),
-                        }
-                    }
-                    batch.len() as u64
+                    let datas = batch.iter().map(|(_, r)| &*r.data);
+                    add_payloads(&mut sum, datas).unwrap_or_else(|e| {
+                        failed.get_or_insert(e);
+                        0
+                    })
                 })?;
                 failed.map_or(Ok(n), Err)?
             }
             Reader::Redb(r) => {
                 let mut failed = None;
                 let n = r.read_all(|batch| {
-                    for (_, row) in batch {
-                        match serde_json::from_str::<Payload>(&row.data) {
-                            Ok(p) => sum = sum.wrapping_add(p.amount),
-                            Err(e) => failed = Some(e),
-                        }
-                    }
-                    batch.len() as u64
+                    let datas = batch.iter().map(|(_, r)| &*r.data);
+                    add_payloads(&mut sum, datas).unwrap_or_else(|e| {
+                        failed.get_or_insert(e);
+                        0
+                    })
                 })?;
                 failed.map_or(Ok(n), Err)?
             }
@@ -402,6 +397,16 @@ impl Reader {
         std::hint::black_box(sum);
         Ok(n)
     }
+}
+
+/// Decodes each of `datas` as a [`Payload`] and adds its amount to `sum`; how many.
+fn add_payloads<'a>(sum: &mut u64, datas: impl Iterator<Item = &'a str>) -> Result<u64> {
+    let mut n = 0;
+    for data in datas {
+        *sum = sum.wrapping_add(serde_json::from_str::<Payload>(data)?.amount);
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// Work done per second by `op` on readers `a` and `b` of the files `pa` and `pb`, taking
