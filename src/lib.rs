@@ -3,7 +3,7 @@
 //! An embedded event-sourcing log with pluggable storage engines. This facade is what users
 //! depend on: the store ([`EventStore`]), events ([`NewEvent`], [`Event`]), queries and
 //! pages, models, policies and errors, and the engines chosen with Cargo features: `sqlite`
-//! (the default) and `redb`. Engine authors implement `eventlite_core::spi` instead.
+//! (the default), `redb`, and `postgres` (a server). Engine authors implement `eventlite_core::spi` instead.
 //!
 //! ```
 //! # #[cfg(any(feature = "sqlite", feature = "redb"))] {
@@ -223,6 +223,38 @@ pub mod redb {
     ) -> eventlite_core::Result<eventlite_core::EventStoreBuilder<RedbBackend>> {
         Ok(eventlite_core::EventStore::builder(RedbBackend::open(
             path, options,
+        )?))
+    }
+}
+
+/// The PostgreSQL engine and its options: the same log on a server, for several processes
+/// or machines appending to one log.
+///
+/// ```no_run
+/// use eventlite::postgres::PostgresOptions;
+///
+/// let store = eventlite::postgres::open(PostgresOptions::new("postgres://app@db.internal/app"))?;
+/// store.store(eventlite::NewEvent::new("order_placed"))?;
+/// # Ok::<(), eventlite::Error>(())
+/// ```
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres {
+    pub use eventlite_postgres::*;
+
+    /// Connects to the store these options name (creating its schema if missing).
+    pub fn open(
+        options: PostgresOptions,
+    ) -> eventlite_core::Result<eventlite_core::EventStore<PostgresBackend>> {
+        Ok(builder(options)?.build())
+    }
+
+    /// [`open`], as a builder for the store's own options (cache, clock, size limit).
+    pub fn builder(
+        options: PostgresOptions,
+    ) -> eventlite_core::Result<eventlite_core::EventStoreBuilder<PostgresBackend>> {
+        Ok(eventlite_core::EventStore::builder(PostgresBackend::open(
+            options,
         )?))
     }
 }

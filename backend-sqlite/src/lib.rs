@@ -38,8 +38,8 @@ use checkpoint::Checkpointer;
 use conn::{ReaderConn, WriterConn, WriterParts};
 use eventlite_core::spi::files::create_or_find_store;
 use eventlite_core::spi::{
-    CommitSignal, EventLog, GroupCommit, GroupEntry, Maintenance, Notifications, PendingEvent,
-    PositionStore, SnapshotStore, StreamVersions, finish_group, group_events,
+    CommitSignal, EventLog, GroupCommit, GroupEntry, Maintenance, Notifications, Numbered,
+    PendingEvent, PositionStore, SnapshotStore, finish_group, group_events, number_group,
 };
 use eventlite_core::{
     Error, Event, FailedEvent, Filter, IndexConfig, IndexName, Position, Query, QueryPlan, Result,
@@ -598,9 +598,6 @@ fn query_into_on<'c>(
     selects.events_into(conn, &sql, &params, out)
 }
 
-/// A stored entry of a group: its index, first id and stream versions.
-type Stored = (usize, u64, Vec<Option<u64>>);
-
 /// Stores the batches of a group commit in one transaction: each batch is checked against
 /// the stream versions as they stand with the batches before it, a failing one is rejected
 /// alone, and the rest get consecutive ids in queue order. Returns, for each stored entry,
@@ -609,7 +606,7 @@ fn append_on<'c>(
     conn: &'c Connection,
     parts: &mut WriterParts<'c>,
     entries: &mut [GroupEntry],
-) -> Result<Vec<Stored>> {
+) -> Result<Vec<Numbered>> {
     let WriterParts {
         insert_many,
         insert_one,
@@ -622,38 +619,13 @@ fn append_on<'c>(
     };
     let mut tx = tx_stmts.begin(conn).map_err(map_err)?;
     let last = tx.last_id().map_err(map_err)?;
-    let mut versions = StreamVersions::new();
-    let mut checked = Vec::with_capacity(entries.len());
-    for entry in entries.iter() {
-        checked.push(versions.check_batch(entry.batch(), |stream| {
-            tx.prepare_cached("SELECT MAX(stream_version) FROM queue WHERE stream = ?1")
-                .and_then(|mut s| s.query_row([stream], |r| r.get::<_, Option<i64>>(0)))
-                .map(|v| v.map(|v| v as u64))
-                .map_err(map_err)
-        }));
-    }
-    let mut stored = Vec::with_capacity(entries.len());
-    let mut next = last as u64 + 1;
-    for (i, outcome) in checked.into_iter().enumerate() {
-        let len = entries[i].batch().len() as u64;
-        match outcome {
-            // SQLite ids end at i64::MAX; past it SQLite would pick random free ids.
-            Ok(_) if next.saturating_add(len - 1) > i64::MAX as u64 => {
-                let left = (i64::MAX as u64).saturating_sub(next - 1);
-                entries[i].reject(Error::storage_full(format!(
-                    "event ids exhausted: {left} left, {len} needed"
-                )));
-            }
-            Ok(stream_versions) => {
-                stored.push((i, next, stream_versions));
-                next += len;
-            }
-            // A stream expectation fails this batch alone; anything else (the lookup's I/O,
-            // say) fails the group, before a row is written.
-            Err(e @ Error::Conflict { .. }) => entries[i].reject(e),
-            Err(e) => return Err(e),
-        }
-    }
+    // SQLite ids end at i64::MAX; past it SQLite would pick random free ids.
+    let stored = number_group(entries, last as u64, i64::MAX as u64, |stream| {
+        tx.prepare_cached("SELECT MAX(stream_version) FROM queue WHERE stream = ?1")
+            .and_then(|mut s| s.query_row([stream], |r| r.get::<_, Option<i64>>(0)))
+            .map(|v| v.map(|v| v as u64))
+            .map_err(map_err)
+    })?;
     // The group's rows in id order.
     let rows: Vec<(&PendingEvent, u64, Option<u64>)> = stored
         .iter()

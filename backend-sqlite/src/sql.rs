@@ -1,6 +1,7 @@
 //! SQL text for queries. Only column names and placeholders are ever formatted into SQL; every
 //! value a caller supplies is bound as a parameter.
 
+use eventlite_core::spi::planner::{Bounds, one_stream, stream_and_ids};
 use eventlite_core::{Filter, IndexName, Order, Query};
 use rusqlite::types::Value;
 
@@ -94,31 +95,14 @@ pub(crate) fn where_clause(filter: &Filter, query: Option<&Query>) -> (String, V
     int("causation_id = ?", filter.causation_id.map(clamp));
     // One bound per side of a column: SQLite seeks to one of them and checks any other row by
     // row, and, planning without bound values (see `open_connection`), it cannot tell which
-    // is tighter. A cursor beside `id_from` would otherwise make each batch of a stream scan
-    // from `id_from` up to the cursor again.
-    let (mut id_lo, mut id_hi) = (filter.id_from, filter.id_to);
-    let (mut dt_hi, mut before) = (filter.datetime_to, None);
-    let mut empty = false;
-    match query.and_then(|q| Some((q.order, q.after?))) {
-        None => {}
-        Some((Order::IdAsc, c)) => match c.id.checked_add(1) {
-            Some(next) => id_lo = Some(id_lo.map_or(next, |lo| lo.max(next))),
-            None => empty = true,
-        },
-        Some((Order::IdDesc, c)) => match c.id.checked_sub(1) {
-            Some(prev) => id_hi = Some(id_hi.map_or(prev, |hi| hi.min(prev))),
-            None => empty = true,
-        },
-        Some((Order::DatetimeDesc, c)) => match dt_hi {
-            // Every event at or before `to` comes before the cursor.
-            Some(to) if to < c.datetime => {}
-            // The cursor implies `datetime <= to`.
-            _ => {
-                dt_hi = None;
-                before = Some(c);
-            }
-        },
-    }
+    // is tighter.
+    let Bounds {
+        id_from: id_lo,
+        id_to: id_hi,
+        datetime_to: dt_hi,
+        before,
+        mut empty,
+    } = Bounds::new(filter, query);
     // Ids are never above i64::MAX, so a lower bound past it matches nothing.
     empty |= id_lo.is_some_and(|lo| lo > i64::MAX as u64);
     int("datetime >= ?", filter.datetime_from);
@@ -139,28 +123,6 @@ pub(crate) fn where_clause(filter: &Filter, query: Option<&Query>) -> (String, V
     } else {
         (format!(" WHERE {}", terms.join(" AND ")), params)
     }
-}
-
-/// Whether `filter` selects one stream and nothing else.
-fn one_stream(filter: &Filter) -> bool {
-    filter.stream.is_some()
-        && *filter
-            == Filter {
-                stream: filter.stream.clone(),
-                ..Filter::default()
-            }
-}
-
-/// Whether `filter` selects one stream, within an id range at most.
-fn stream_and_ids(filter: &Filter) -> bool {
-    filter.stream.is_some()
-        && *filter
-            == Filter {
-                stream: filter.stream.clone(),
-                id_from: filter.id_from,
-                id_to: filter.id_to,
-                ..Filter::default()
-            }
 }
 
 /// The full SELECT for a query.

@@ -43,6 +43,41 @@ pub trait BackendFactory: Default + Send + Sync + 'static {
     /// Opens the existing store at `location` with the indexes it has, changing none (the
     /// engine's "indexes as found" option). The previous backend has been dropped.
     fn open_as_found(&self, location: &Self::Location) -> anyhow::Result<Self::Backend>;
+
+    /// Why this engine cannot be tested here (a server engine without a server), if it
+    /// cannot: every test of the suite then passes without running, after [`skipped`] said
+    /// so on standard error. Embedded engines are always available.
+    fn unavailable(&self) -> Option<String> {
+        None
+    }
+}
+
+/// Says, once per test process, on standard error (past the test harness's capture, so that
+/// `cargo test` shows it), that `what` was skipped and why.
+pub fn skipped(what: &str, why: &str) {
+    use std::io::Write as _;
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = writeln!(std::io::stderr(), "\n*** {what} SKIPPED: {why} ***\n");
+    });
+}
+
+/// Runs a stamped test: skips it (see [`BackendFactory::unavailable`]) or runs `test`.
+pub fn run_or_skip<F: BackendFactory>(
+    factory: F,
+    test: impl FnOnce(F) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    match factory.unavailable() {
+        Some(why) => {
+            let factory = std::any::type_name::<F>()
+                .rsplit("::")
+                .next()
+                .unwrap_or("?");
+            skipped(&format!("the tests on {factory}'s stores were"), &why);
+            Ok(())
+        }
+        None => test(factory),
+    }
 }
 
 /// Stores of the reference engine, [`eventlite_core::MemoryBackend`].
@@ -326,7 +361,9 @@ macro_rules! conformance_suite {
         }
         #[test]
         fn model_property() -> ::anyhow::Result<()> {
-            $crate::model_check::run::<$factory>($crate::model_check::cases())
+            $crate::run_or_skip(<$factory as ::core::default::Default>::default(), |_| {
+                $crate::model_check::run::<$factory>($crate::model_check::cases())
+            })
         }
         #[test]
         fn every_scenario_is_stamped() -> ::anyhow::Result<()> {
@@ -340,8 +377,9 @@ macro_rules! conformance_suite {
         $(
             #[test]
             fn $name() -> ::anyhow::Result<()> {
-                let ctx = $crate::Ctx::new(<$factory as ::core::default::Default>::default(), $profile);
-                $crate::scenarios::$module::$name(&ctx)
+                $crate::run_or_skip(<$factory as ::core::default::Default>::default(), |factory| {
+                    $crate::scenarios::$module::$name(&$crate::Ctx::new(factory, $profile))
+                })
             }
         )*
     };

@@ -113,6 +113,19 @@ pub enum Error {
         #[source]
         source: Option<BoxError>,
     },
+    /// The connection to a server engine was lost while it committed an append: the append
+    /// may or may not be stored, and retrying blindly could store it twice. Find out by
+    /// reading: the stream's version (an append with an expected version can simply be retried,
+    /// as it fails with [`Error::Conflict`] if the first attempt landed) or the events after the
+    /// last id seen. Embedded engines never return it.
+    #[error("commit outcome unknown: {message}")]
+    CommitOutcomeUnknown {
+        /// What was being committed, and what broke.
+        message: String,
+        /// The engine's error.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// Event data or a snapshot state could not be deserialised to the requested type.
     #[error("decode error: {message}")]
     Decode {
@@ -200,6 +213,8 @@ impl Error {
         busy => Busy;
         /// [`Error::Unavailable`] without a source (add one with [`Error::with_source`]).
         unavailable => Unavailable;
+        /// [`Error::CommitOutcomeUnknown`] without a source (add one with [`Error::with_source`]).
+        commit_outcome_unknown => CommitOutcomeUnknown;
         /// [`Error::Decode`] without a source (add one with [`Error::with_source`]).
         decode => Decode;
         /// [`Error::Encode`] without a source (add one with [`Error::with_source`]).
@@ -230,6 +245,7 @@ impl Error {
             | Error::StorageFull { source, .. }
             | Error::Busy { source, .. }
             | Error::Unavailable { source, .. }
+            | Error::CommitOutcomeUnknown { source, .. }
             | Error::Decode { source, .. }
             | Error::Encode { source, .. }
             | Error::ProjectionFailed { source, .. }
@@ -302,6 +318,10 @@ impl Error {
                 source: cause(source),
             },
             Error::Unavailable { message, source } => Error::Unavailable {
+                message: message.clone(),
+                source: cause(source),
+            },
+            Error::CommitOutcomeUnknown { message, source } => Error::CommitOutcomeUnknown {
                 message: message.clone(),
                 source: cause(source),
             },

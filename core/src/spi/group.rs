@@ -7,7 +7,7 @@ use std::thread::Thread;
 
 use crate::error::{Error, Result};
 use crate::event::Event;
-use crate::spi::PendingEvent;
+use crate::spi::{PendingEvent, StreamVersions};
 
 /// The queue of writers of one engine: appends from many threads share one transaction and
 /// one sync.
@@ -113,6 +113,54 @@ pub fn group_events(
         }
     }
     events
+}
+
+/// A batch of a group to store: its index in the group, its first id, and its events' stream
+/// versions.
+pub type Numbered = (usize, u64, Vec<Option<u64>>);
+
+/// Checks each batch of a group against its streams' versions, as the batches before it leave
+/// them ([`StreamVersions`]), and numbers the batches that pass with consecutive ids from
+/// `last + 1`, in queue order. A batch whose expectation fails is
+/// [rejected](GroupEntry::reject) alone, and so is one whose ids would pass `max_id`
+/// ([`Error::StorageFull`]); any other error (reading a stream's version, say) fails the
+/// group. `stored(stream)` is a stream's version in the store, asked once per stream.
+///
+/// Returns, for each batch to store, its index, first id and stream versions (what
+/// [`group_events`] takes).
+pub fn number_group(
+    entries: &mut [GroupEntry],
+    last: u64,
+    max_id: u64,
+    stored: impl FnMut(&str) -> Result<Option<u64>>,
+) -> Result<Vec<Numbered>> {
+    let mut stored = stored;
+    let mut versions = StreamVersions::new();
+    let checked: Vec<_> = entries
+        .iter()
+        .map(|entry| versions.check_batch(entry.batch(), &mut stored))
+        .collect();
+    drop(versions);
+    let mut numbered = Vec::with_capacity(entries.len());
+    let mut next = last + 1;
+    for (i, outcome) in checked.into_iter().enumerate() {
+        let len = entries[i].batch().len() as u64;
+        match outcome {
+            Ok(_) if next.saturating_add(len.saturating_sub(1)) > max_id => {
+                let left = max_id.saturating_sub(next - 1);
+                entries[i].reject(Error::storage_full(format!(
+                    "event ids exhausted: {left} left, {len} needed"
+                )));
+            }
+            Ok(stream_versions) => {
+                numbered.push((i, next, stream_versions));
+                next += len;
+            }
+            Err(e @ Error::Conflict { .. }) => entries[i].reject(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(numbered)
 }
 
 impl GroupCommit {

@@ -29,7 +29,7 @@ mod streams;
 
 pub use crate::backend::{EventLog, Maintenance, Notifications, PositionStore, SnapshotStore};
 pub use fields::{EventFields, Text, row_checksum};
-pub use group::{GroupCommit, GroupEntry, finish_group, group_events};
+pub use group::{GroupCommit, GroupEntry, Numbered, finish_group, group_events, number_group};
 pub use pending::PendingEvent;
 pub use signal::{CommitListener, CommitSignal, Seen, Wakeup, Watcher};
 pub use streams::StreamVersions;

@@ -1,0 +1,175 @@
+//! Connections: how one is opened and set up, the pool readers share, and how the client's
+//! errors become EventLite's.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use eventlite_core::{Durability, Error, Result};
+use postgres::error::SqlState;
+use postgres::{Client, Config, NoTls, Statement};
+
+use crate::ENGINE;
+
+/// Statements kept per connection; past this the cache starts over.
+const STATEMENTS: usize = 64;
+
+/// A connection set up for one store, with the statements prepared on it.
+pub(crate) struct PgConn {
+    pub(crate) client: Client,
+    statements: HashMap<String, Statement>,
+}
+
+impl std::fmt::Debug for PgConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgConn")
+            .field("closed", &self.client.is_closed())
+            .finish()
+    }
+}
+
+impl PgConn {
+    /// The statement for `sql`, prepared on first use.
+    pub(crate) fn prepare(&mut self, sql: &str) -> Result<Statement> {
+        if let Some(stmt) = self.statements.get(sql) {
+            return Ok(stmt.clone());
+        }
+        if self.statements.len() >= STATEMENTS {
+            self.statements.clear();
+        }
+        let stmt = self.client.prepare(sql).map_err(map_err)?;
+        self.statements.insert(sql.to_owned(), stmt.clone());
+        Ok(stmt)
+    }
+}
+
+/// How to open a store's connections.
+#[derive(Debug, Clone)]
+pub(crate) struct Connector {
+    pub(crate) config: Config,
+    pub(crate) schema: String,
+    pub(crate) durability: Durability,
+}
+
+impl Connector {
+    /// A new connection in the store's schema.
+    pub(crate) fn connect(&self) -> Result<PgConn> {
+        let mut client = self.config.connect(NoTls).map_err(map_err)?;
+        // Queries use the store's indexes whenever one serves them, as on the embedded engines
+        // (whose planners always prefer an index): without this, PostgreSQL scans small tables
+        // whatever the indexes, and `explain` could not show the index policy at work. A filter
+        // no index serves still scans. That scan's cost then carries the penalty PostgreSQL
+        // gives disabled plans, far past the threshold for compiling the query with JIT, which
+        // would cost each short query tens of milliseconds: JIT is off.
+        let commit = match self.durability {
+            Durability::Immediate => "on",
+            Durability::Relaxed => "off",
+        };
+        client
+            .batch_execute(&format!(
+                "SET search_path TO {}; SET enable_seqscan = off; SET jit = off; SET synchronous_commit = {commit}",
+                self.schema
+            ))
+            .map_err(map_err)?;
+        Ok(PgConn {
+            client,
+            statements: HashMap::new(),
+        })
+    }
+}
+
+impl r2d2::ManageConnection for Connector {
+    type Connection = PgConn;
+    type Error = Error;
+
+    fn connect(&self) -> Result<PgConn> {
+        Connector::connect(self)
+    }
+
+    fn is_valid(&self, conn: &mut PgConn) -> Result<()> {
+        conn.client.simple_query("").map(drop).map_err(map_err)
+    }
+
+    fn has_broken(&self, conn: &mut PgConn) -> bool {
+        conn.client.is_closed()
+    }
+}
+
+/// The pool readers share.
+pub(crate) fn pool(
+    connector: Connector,
+    size: u32,
+    timeout: Duration,
+) -> Result<r2d2::Pool<Connector>> {
+    Ok(r2d2::Pool::builder()
+        .max_size(size.max(1))
+        // Connections open as readers need them, not all at once when the store opens.
+        .min_idle(Some(0))
+        .connection_timeout(timeout)
+        // A broken connection is dropped when its failure shows (`has_broken`); checking each
+        // one out with a round trip would double the cost of a short read.
+        .test_on_check_out(false)
+        .error_handler(Box::new(r2d2::NopErrorHandler))
+        .build_unchecked(connector))
+}
+
+/// Whether the error means the connection is gone (refused, reset, closed, timed out, or the
+/// server shutting down).
+pub(crate) fn is_connection_error(e: &postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    if let Some(db) = e.as_db_error() {
+        let code = db.code();
+        return code.code().starts_with("08")
+            || *code == SqlState::ADMIN_SHUTDOWN
+            || *code == SqlState::CRASH_SHUTDOWN
+            || *code == SqlState::CANNOT_CONNECT_NOW;
+    }
+    // Errors from the socket (refused, reset, timeouts) carry an io::Error.
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.is::<std::io::Error>() {
+            return true;
+        }
+        source = s.source();
+    }
+    // Errors the client raises without a server reply (a closed connection, a timeout).
+    e.code().is_none()
+        && matches!(
+            e.to_string().as_str(),
+            s if s.contains("connection") || s.contains("timeout") || s.contains("timed out")
+        )
+}
+
+/// The EventLite error for a client error, keeping it as the source.
+pub(crate) fn map_err(e: postgres::Error) -> Error {
+    let message = match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
+    };
+    if is_connection_error(&e) {
+        return Error::unavailable(message).with_source(e);
+    }
+    match e.code() {
+        Some(c) if *c == SqlState::DISK_FULL || *c == SqlState::OUT_OF_MEMORY => {
+            Error::storage_full(message).with_source(e)
+        }
+        Some(c) if *c == SqlState::READ_ONLY_SQL_TRANSACTION => {
+            Error::read_only(message).with_source(e)
+        }
+        Some(c)
+            if *c == SqlState::T_R_SERIALIZATION_FAILURE
+                || *c == SqlState::T_R_DEADLOCK_DETECTED
+                || *c == SqlState::LOCK_NOT_AVAILABLE
+                || *c == SqlState::QUERY_CANCELED =>
+        {
+            Error::busy(message).with_source(e)
+        }
+        _ => Error::backend(ENGINE, message, e),
+    }
+}
+
+/// The EventLite error for a pool that could not hand out a connection in time.
+pub(crate) fn pool_err(e: r2d2::Error) -> Error {
+    Error::unavailable(format!("no connection to PostgreSQL: {e}")).with_source(e)
+}

@@ -1,0 +1,932 @@
+//! # eventlite-postgres
+//!
+//! The PostgreSQL engine for EventLite: the same event log on a server, for several
+//! application servers (or processes) appending to one log.
+//!
+//! - **Ids** come from one counter row, updated in each append's transaction: they are
+//!   gap-free (a rolled-back append leaves no hole) and commit in id order, so a reader only
+//!   ever sees a complete prefix of the log, however many writers in however many processes.
+//! - **Stream expectations** are checked inside that transaction; a conflict stores nothing.
+//! - **The guide's eight indexes** carry the SQLite engine's names and are reconciled with the
+//!   options at open; `explain` reads `EXPLAIN (FORMAT JSON)`. The connections plan with
+//!   `enable_seqscan = off`, so a query uses an enabled index that serves it, as on the
+//!   embedded engines.
+//! - **Subscriptions** wake on `LISTEN/NOTIFY`: every append notifies in its transaction, and a
+//!   listener thread per store wakes the subscriptions waiting on it.
+//! - **Readers** share a pool of connections; appends go through one connection per store,
+//!   sharing commits when they arrive together ([`GroupCommit`]).
+//! - **Errors**: a refused or lost connection is [`Error::Unavailable`] (the next call
+//!   reconnects); a connection lost during `COMMIT` is [`Error::CommitOutcomeUnknown`]: read
+//!   the stream's version, or the events after the last id you saw, to learn whether it landed.
+//! - Calls may come from inside a tokio runtime: they then run on a thread of their own, since
+//!   the synchronous client cannot block a runtime's thread.
+//!
+//! Each store lives in a schema of its own (option `schema`), so one database can hold several.
+//!
+//! ```no_run
+//! use eventlite_core::{EventStore, NewEvent};
+//! use eventlite_postgres::{PostgresBackend, PostgresOptions};
+//!
+//! let url = std::env::var("EVENTLITE_PG_URL")?;
+//! let backend = PostgresBackend::open(PostgresOptions::new(url))?;
+//! let store = EventStore::new(backend);
+//! let placed = store.store(NewEvent::new("order_placed").data(&serde_json::json!({"sku": 7})))?;
+//! assert_eq!(store.get(placed.id)?.map(|e| e.cmd), Some("order_placed".to_owned()));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(missing_docs)]
+
+mod conn;
+mod listen;
+mod read;
+mod sql;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI32, Ordering as AtomicOrdering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use conn::{Connector, PgConn, is_connection_error, map_err, pool_err};
+use eventlite_core::spi::{
+    CommitSignal, EventLog, GroupCommit, GroupEntry, Maintenance, Notifications, Numbered,
+    PendingEvent, PositionStore, SnapshotStore, finish_group, group_events, number_group,
+};
+use eventlite_core::{
+    Durability, Error, Event, FailedEvent, Filter, IndexConfig, IndexName, Position, Query,
+    QueryPlan, Result, Snapshot,
+};
+use postgres::Row;
+
+pub use postgres;
+
+pub(crate) const ENGINE: &str = "postgres";
+
+/// The `format` value in `eventlite_meta` that marks a schema as an EventLite store.
+const FORMAT: &str = "eventlite-postgres";
+/// The schema version this code writes; a store with a newer one is refused.
+const SCHEMA_VERSION: i64 = 1;
+
+/// How to open a PostgreSQL store.
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    /// The server, as a libpq-style URL or key-value string
+    /// (`postgres://user@host:5432/db`, `host=… user=…`).
+    pub url: String,
+    /// The schema that holds the store's tables (created if missing). Lower-case ASCII letters,
+    /// digits and `_`, starting with a letter or `_`, at most 48 characters. Default
+    /// `eventlite`.
+    pub schema: String,
+    /// Which of the eight secondary indexes to keep (reconciled at open).
+    pub indexes: IndexConfig,
+    /// Keep the indexes the store has, whatever `indexes` says (and refuse a schema that
+    /// holds no store).
+    pub indexes_as_found: bool,
+    /// `Immediate`: `synchronous_commit = on` (an acknowledged append is on the server's
+    /// disk). `Relaxed`: `off` (the server may lose its last commits, within
+    /// `wal_writer_delay` times three, if it crashes; never on a client crash).
+    pub durability: Durability,
+    /// Most connections readers hold at once.
+    pub pool_size: u32,
+    /// How long to wait for a connection (to connect, or for a free one in the pool).
+    pub connect_timeout: Duration,
+}
+
+impl PostgresOptions {
+    /// The defaults, for the server at `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        PostgresOptions {
+            url: url.into(),
+            schema: "eventlite".to_owned(),
+            indexes: IndexConfig::default(),
+            indexes_as_found: false,
+            durability: Durability::Immediate,
+            pool_size: 8,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// An EventLite store in a PostgreSQL schema. See the [crate documentation](crate).
+pub struct PostgresBackend {
+    options: PostgresOptions,
+    connector: Connector,
+    pool: r2d2::Pool<Connector>,
+    /// The one connection appends go through (`None` after a failure: the next append
+    /// reconnects).
+    writer: Mutex<Option<PgConn>>,
+    /// The writer connection's server process, whose notifications the listener ignores
+    /// (this handle publishes its own commits).
+    writer_pid: Arc<AtomicI32>,
+    group: GroupCommit,
+    signal: Arc<CommitSignal>,
+    channel: String,
+    listener: listen::Listener,
+}
+
+impl std::fmt::Debug for PostgresBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresBackend")
+            .field("schema", &self.options.schema)
+            .field("indexes", &self.options.indexes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for PostgresBackend {
+    fn drop(&mut self) {
+        self.listener.stop();
+        self.signal.close();
+    }
+}
+
+/// Runs `f` where the synchronous client may block: here, or, when called from inside an async
+/// runtime (where the client would panic), on a thread of its own.
+fn blocking<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return f();
+    }
+    std::thread::scope(|s| match s.spawn(f).join() {
+        Ok(out) => out,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
+}
+
+impl PostgresBackend {
+    /// Connects, creates the store's schema and tables if missing, and reconciles the indexes
+    /// with the options (unless `indexes_as_found`).
+    ///
+    /// A bad URL or schema name is [`Error::InvalidArgument`]; an unreachable server
+    /// [`Error::Unavailable`]; a schema holding tables that are not an EventLite store
+    /// [`Error::NotAStore`].
+    pub fn open(options: PostgresOptions) -> Result<Self> {
+        blocking(move || Self::open_here(options))
+    }
+
+    fn open_here(options: PostgresOptions) -> Result<Self> {
+        if !sql::valid_schema(&options.schema) {
+            return Err(Error::InvalidArgument(format!(
+                "schema name {:?}: use lower-case ASCII letters, digits and _ (at most 48, \
+                 not starting with a digit or pg_)",
+                options.schema
+            )));
+        }
+        let mut config: postgres::Config = options
+            .url
+            .parse()
+            .map_err(|e| Error::InvalidArgument(format!("PostgreSQL URL: {e}")))?;
+        config.connect_timeout(options.connect_timeout);
+        if config.get_application_name().is_none() {
+            config.application_name("eventlite");
+        }
+        let connector = Connector {
+            config,
+            schema: options.schema.clone(),
+            durability: options.durability,
+        };
+        let mut writer = connector.connect()?;
+        init_schema(&mut writer, &options)?;
+        let writer_pid = Arc::new(AtomicI32::new(conn_pid(&mut writer)?));
+        let pool = conn::pool(
+            connector.clone(),
+            options.pool_size,
+            options.connect_timeout,
+        )?;
+        let signal = CommitSignal::new();
+        let channel = format!("eventlite_{}", options.schema);
+        let listener = listen::Listener::start(
+            connector.clone(),
+            channel.clone(),
+            Arc::clone(&signal),
+            Arc::clone(&writer_pid),
+        );
+        Ok(PostgresBackend {
+            options,
+            connector,
+            pool,
+            writer: Mutex::new(Some(writer)),
+            writer_pid,
+            group: GroupCommit::new(),
+            signal,
+            channel,
+            listener,
+        })
+    }
+
+    /// The options the store was opened with.
+    pub fn options(&self) -> &PostgresOptions {
+        &self.options
+    }
+
+    fn writer(&self) -> MutexGuard<'_, Option<PgConn>> {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on a pooled connection. A read that fails because its connection was lost
+    /// (the server restarted, say) is tried once more on a new one: reads change nothing.
+    fn read<T: Send>(&self, f: impl Fn(&mut PgConn) -> Result<T> + Send + Sync) -> Result<T> {
+        blocking(|| {
+            let mut conn = self.pool.get().map_err(pool_err)?;
+            match f(&mut conn) {
+                Err(Error::Unavailable { .. }) if conn.client.is_closed() => {
+                    drop(conn);
+                    let mut conn = self.pool.get().map_err(pool_err)?;
+                    f(&mut conn)
+                }
+                other => other,
+            }
+        })
+    }
+
+    /// The one non-negative number `sql` selects.
+    fn read_number(&self, sql: &str) -> Result<u64> {
+        self.read(|conn| {
+            let stmt = conn.prepare(sql)?;
+            let n: i64 = conn
+                .client
+                .query_one(&stmt, &[])
+                .and_then(|r| r.try_get(0))
+                .map_err(map_err)?;
+            u64::try_from(n).map_err(|_| Error::corrupt(format!("{sql}: {n}")))
+        })
+    }
+
+    /// Runs one statement that changes something other than the log, on a pooled connection.
+    fn write(&self, sql: &str, params: &[&(dyn postgres::types::ToSql + Sync)]) -> Result<u64> {
+        blocking(|| {
+            let mut conn = self.pool.get().map_err(pool_err)?;
+            let stmt = conn.prepare(sql)?;
+            conn.client.execute(&stmt, params).map_err(map_err)
+        })
+    }
+}
+
+/// Creates the schema and tables if missing, checks an existing store's format, and
+/// reconciles the indexes: in one transaction, under a lock that other openers of the same
+/// schema wait for.
+fn init_schema(conn: &mut PgConn, options: &PostgresOptions) -> Result<()> {
+    let schema = options.schema.as_str();
+    let mut tx = conn.client.transaction().map_err(map_err)?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('eventlite:' || $1::text))",
+        &[&schema],
+    )
+    .map_err(map_err)?;
+    let tables: Vec<String> = tx
+        .query(
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = $1",
+            &[&schema],
+        )
+        .map_err(map_err)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if !tables.is_empty() && !tables.iter().any(|t| t == "eventlite_meta") {
+        return Err(Error::not_a_store(format!(
+            "schema {schema:?} holds tables but no EventLite store"
+        )));
+    }
+    if tables.is_empty() && options.indexes_as_found {
+        return Err(Error::not_a_store(format!(
+            "schema {schema:?} holds no EventLite store to open with the indexes it has"
+        )));
+    }
+    tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+        .map_err(map_err)?;
+    tx.batch_execute(sql::SCHEMA).map_err(map_err)?;
+    let meta: HashMap<String, String> = tx
+        .query("SELECT key, value FROM eventlite_meta", &[])
+        .map_err(map_err)?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    match (meta.get("format"), meta.get("schema_version")) {
+        (None, None) => {
+            tx.execute(
+                "INSERT INTO eventlite_meta (key, value) VALUES ('format', $1), \
+                 ('schema_version', $2)",
+                &[&FORMAT, &SCHEMA_VERSION.to_string()],
+            )
+            .map_err(map_err)?;
+        }
+        (Some(f), Some(v)) if f == FORMAT => match v.parse::<i64>() {
+            Ok(v) if v <= SCHEMA_VERSION => {}
+            Ok(v) => {
+                return Err(Error::not_a_store(format!(
+                    "schema version {v} is newer than this EventLite ({SCHEMA_VERSION})"
+                )));
+            }
+            Err(e) => return Err(Error::corrupt("unreadable schema version").with_source(e)),
+        },
+        (format, _) => {
+            return Err(Error::not_a_store(format!(
+                "unknown store format {format:?}"
+            )));
+        }
+    }
+    if !options.indexes_as_found {
+        sync_indexes(&mut tx, options.indexes)?;
+    }
+    tx.commit().map_err(map_err)
+}
+
+/// The secondary indexes on `queue` (by SQL name), with the definition EventLite recorded
+/// on each.
+fn index_definitions(
+    client: &mut impl postgres::GenericClient,
+) -> Result<HashMap<String, Option<String>>> {
+    Ok(client
+        .query(
+            "SELECT c.relname::text, obj_description(c.oid, 'pg_class') \
+             FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+             WHERE i.indrelid = 'queue'::regclass",
+            &[],
+        )
+        .map_err(map_err)?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+}
+
+fn sync_indexes(tx: &mut postgres::Transaction<'_>, want: IndexConfig) -> Result<()> {
+    let present = index_definitions(tx)?;
+    for name in IndexName::ALL {
+        let (sql_name, def) = sql::index_def(name);
+        let wanted = want.is_enabled(name);
+        let have = present.get(sql_name).map(|d| d.as_deref());
+        let same = have == Some(Some(def));
+        if have.is_some() && (!wanted || !same) {
+            tx.batch_execute(&format!("DROP INDEX {sql_name}"))
+                .map_err(map_err)?;
+        }
+        if wanted && !same {
+            // The definition is ours (no caller text): quoting it as a literal is safe.
+            tx.batch_execute(&format!(
+                "CREATE INDEX {sql_name} ON queue {def}; COMMENT ON INDEX {sql_name} IS '{}'",
+                def.replace('\'', "''")
+            ))
+            .map_err(map_err)?;
+        }
+    }
+    Ok(())
+}
+
+/// The versions of `streams` in the store, read inside the append's transaction.
+fn stored_versions(
+    tx: &mut postgres::Transaction<'_>,
+    stmt: &postgres::Statement,
+    streams: &[&[u8]],
+) -> Result<HashMap<Vec<u8>, u64>> {
+    if streams.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut out = HashMap::with_capacity(streams.len());
+    for row in tx.query(stmt, &[&streams]).map_err(map_err)? {
+        let stream: Vec<u8> = row.try_get(0).map_err(map_err)?;
+        let version: Option<i64> = row.try_get(1).map_err(map_err)?;
+        if let Some(v) = version {
+            let v = u64::try_from(v)
+                .map_err(|_| Error::corrupt(format!("stream version {v} out of range")))?;
+            out.insert(stream, v);
+        }
+    }
+    Ok(out)
+}
+
+const LOCK_HEAD: &str = "SELECT last_id FROM eventlite_head FOR UPDATE";
+const STREAM_VERSIONS: &str = "SELECT s, (SELECT max(stream_version) FROM queue WHERE stream = s) \
+     FROM unnest($1::bytea[]) AS s";
+const SET_HEAD: &str = "WITH h AS (UPDATE eventlite_head SET last_id = $1 RETURNING last_id) \
+     SELECT pg_notify($2, last_id::text) FROM h";
+
+/// Stores the batches of a group in one transaction: the counter row is locked first (so
+/// appends from every process commit one at a time, in id order), each batch is checked
+/// against the stream versions as the batches before it left them, a failing one is rejected
+/// alone, and the rest get consecutive ids in queue order.
+fn append_on(
+    conn: &mut PgConn,
+    channel: &str,
+    entries: &mut [GroupEntry],
+) -> Result<Vec<Numbered>> {
+    let lock = conn.prepare(LOCK_HEAD)?;
+    let versions_stmt = conn.prepare(STREAM_VERSIONS)?;
+    let insert = conn.prepare(sql::INSERT)?;
+    let set_head = conn.prepare(SET_HEAD)?;
+    let mut tx = conn.client.transaction().map_err(map_err)?;
+    let last: i64 = tx
+        .query_one(&lock, &[])
+        .and_then(|r| r.try_get(0))
+        .map_err(map_err)?;
+    let last = u64::try_from(last).map_err(|_| Error::corrupt(format!("last id {last}")))?;
+    let mut streams: Vec<&[u8]> = entries
+        .iter()
+        .flat_map(|e| e.batch().iter().filter_map(|p| p.stream.as_deref()))
+        .map(str::as_bytes)
+        .collect();
+    streams.sort_unstable();
+    streams.dedup();
+    let stored_streams = stored_versions(&mut tx, &versions_stmt, &streams)?;
+    let stored = number_group(entries, last, i64::MAX as u64, |stream| {
+        Ok(stored_streams.get(stream.as_bytes()).copied())
+    })?;
+    if stored.is_empty() {
+        // Every batch was rejected: nothing to commit (dropping the transaction rolls back).
+        return Ok(stored);
+    }
+    let rows = stored.iter().flat_map(|(i, first, sv)| {
+        entries[*i]
+            .batch()
+            .iter()
+            .zip(sv)
+            .enumerate()
+            .map(move |(k, (p, v))| p.fields(first + k as u64, *v))
+    });
+    let mut cols = read::Columns::default();
+    for fields in rows {
+        cols.push(fields);
+    }
+    tx.execute(&insert, &cols.params()).map_err(map_err)?;
+    let stored_events: u64 = stored
+        .iter()
+        .map(|(i, _, _)| entries[*i].batch().len() as u64)
+        .sum();
+    let new_last = last + stored_events;
+    let head = sql::clamp(new_last);
+    tx.query(&set_head, &[&head, &channel]).map_err(map_err)?;
+    tx.commit().map_err(|e| {
+        if is_connection_error(&e) {
+            Error::commit_outcome_unknown(format!(
+                "the connection was lost while committing events {}..={}: read the stream's \
+                 version or the events after id {last} to learn whether they were stored",
+                last + 1,
+                new_last
+            ))
+            .with_source(e)
+        } else {
+            map_err(e)
+        }
+    })?;
+    Ok(stored)
+}
+
+fn count_on(conn: &mut PgConn, filter: &Filter) -> Result<u64> {
+    let t = sql::where_terms(filter, None);
+    let stmt = conn.prepare(&format!("SELECT count(*) FROM queue{}", t.where_sql()))?;
+    let n: i64 = conn
+        .client
+        .query_one(&stmt, &read::params(&t.params))
+        .and_then(|r| r.try_get(0))
+        .map_err(map_err)?;
+    Ok(n as u64)
+}
+
+fn query_into_on(conn: &mut PgConn, query: &Query, out: &mut Vec<Event>) -> Result<()> {
+    if query.limit == Some(0) || query.filter.is_empty_range() {
+        out.clear();
+        return Ok(());
+    }
+    let (sql, params) = sql::select(query);
+    let stmt = conn.prepare(&sql)?;
+    let rows = conn
+        .client
+        .query(&stmt, &read::params(&params))
+        .map_err(map_err)?;
+    let mut n = 0;
+    for row in &rows {
+        match out.get_mut(n) {
+            Some(event) => read::with_fields(row, |f| f.write_into(event))??,
+            None => out.push(read::with_fields(row, |f| f.to_event())??),
+        }
+        n += 1;
+    }
+    out.truncate(n);
+    Ok(())
+}
+
+impl EventLog for PostgresBackend {
+    /// Concurrent appends share a transaction ([`GroupCommit`]).
+    fn append(&self, batch: Vec<PendingEvent>) -> Result<Vec<Event>> {
+        blocking(|| {
+            self.group.append(batch, |entries| {
+                let mut guard = self.writer();
+                let conn = match &mut *guard {
+                    Some(conn) => conn,
+                    None => {
+                        let mut conn = self.connector.connect()?;
+                        let pid = conn_pid(&mut conn)?;
+                        self.writer_pid.store(pid, AtomicOrdering::Relaxed);
+                        guard.insert(conn)
+                    }
+                };
+                let stored = match append_on(conn, &self.channel, entries) {
+                    Ok(stored) => stored,
+                    Err(e) => {
+                        // Whatever broke, the next append starts on a fresh connection.
+                        *guard = None;
+                        return Err(e);
+                    }
+                };
+                let events = group_events(entries, stored);
+                self.signal.publish(&events);
+                drop(guard);
+                Ok(finish_group(entries, events))
+            })
+        })
+    }
+
+    fn get(&self, id: u64) -> Result<Option<Event>> {
+        let Ok(id) = i64::try_from(id) else {
+            return Ok(None);
+        };
+        self.read(|conn| {
+            let stmt =
+                conn.prepare(&format!("SELECT {} FROM queue WHERE id = $1", sql::COLUMNS))?;
+            let row = conn.client.query_opt(&stmt, &[&id]).map_err(map_err)?;
+            row.map(|r| read::with_fields(&r, |f| f.to_event())?)
+                .transpose()
+        })
+    }
+
+    fn query(&self, query: &Query) -> Result<Vec<Event>> {
+        let mut out = Vec::new();
+        self.query_into(query, &mut out)?;
+        Ok(out)
+    }
+
+    fn query_into(&self, query: &Query, out: &mut Vec<Event>) -> Result<()> {
+        let mut taken = std::mem::take(out);
+        let result = self.read(|conn| {
+            let mut events = Vec::new();
+            query_into_on(conn, query, &mut events)?;
+            Ok(events)
+        });
+        // `read` may run `f` twice (after a lost connection), so the events are filled in
+        // a vector of its own, then moved into the caller's buffers.
+        match result {
+            Ok(events) => {
+                let n = events.len();
+                for (i, e) in events.into_iter().enumerate() {
+                    match taken.get_mut(i) {
+                        Some(slot) => *slot = e,
+                        None => taken.push(e),
+                    }
+                }
+                taken.truncate(n);
+                *out = taken;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn count(&self, filter: &Filter) -> Result<u64> {
+        if filter.is_empty_range() {
+            return Ok(0);
+        }
+        self.read(|conn| count_on(conn, filter))
+    }
+
+    fn query_with_total(&self, query: &Query) -> Result<(Vec<Event>, u64)> {
+        self.read(|conn| {
+            // One snapshot for both statements.
+            conn.client
+                .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .map_err(map_err)?;
+            let outcome = (|| {
+                let total = if query.filter.is_empty_range() {
+                    0
+                } else {
+                    count_on(conn, &query.filter)?
+                };
+                let mut events = Vec::new();
+                query_into_on(conn, query, &mut events)?;
+                Ok((events, total))
+            })();
+            let end = if outcome.is_ok() {
+                "COMMIT"
+            } else {
+                "ROLLBACK"
+            };
+            let ended = conn.client.batch_execute(end).map_err(map_err);
+            let out = outcome?;
+            ended?;
+            Ok(out)
+        })
+    }
+
+    fn explain(&self, query: &Query) -> Result<QueryPlan> {
+        let (sql, params) = sql::select(query);
+        let plan: serde_json::Value = self.read(|conn| {
+            let stmt = conn.prepare(&format!("EXPLAIN (FORMAT JSON) {sql}"))?;
+            conn.client
+                .query_one(&stmt, &read::params(&params))
+                .and_then(|r| r.try_get(0))
+                .map_err(map_err)
+        })?;
+        Ok(read::plan(&plan))
+    }
+
+    fn indexes(&self) -> Result<IndexConfig> {
+        self.read(|conn| {
+            let present = index_definitions(&mut conn.client)?;
+            Ok(IndexConfig::from_names(
+                present.keys().filter_map(|n| sql::index_by_sql_name(n)),
+            ))
+        })
+    }
+
+    fn last_id(&self) -> Result<u64> {
+        self.read_number("SELECT COALESCE(max(id), 0) FROM queue")
+    }
+}
+
+/// The server process behind a connection.
+fn conn_pid(conn: &mut PgConn) -> Result<i32> {
+    conn.client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .and_then(|r| r.try_get(0))
+        .map_err(map_err)
+}
+
+fn u64_of(row: &Row, i: usize) -> Result<u64> {
+    let v: i64 = row.try_get(i).map_err(map_err)?;
+    u64::try_from(v).map_err(|_| Error::corrupt(format!("negative value {v} in column {i}")))
+}
+
+fn text_of(row: &Row, i: usize) -> Result<String> {
+    let bytes: &[u8] = row.try_get(i).map_err(map_err)?;
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| Error::corrupt(format!("column {i} is not UTF-8")))
+}
+
+fn row_to_snapshot(row: &Row) -> Result<Snapshot> {
+    Ok(Snapshot {
+        name: text_of(row, 0)?,
+        event_id: u64_of(row, 1)?,
+        state: row.try_get(2).map_err(map_err)?,
+        metadata: row.try_get(3).map_err(map_err)?,
+        created_at: row.try_get(4).map_err(map_err)?,
+    })
+}
+
+fn row_to_position(row: &Row) -> Result<Position> {
+    Ok(Position {
+        name: text_of(row, 0)?,
+        position: u64_of(row, 1)?,
+        updated_at: row.try_get(2).map_err(map_err)?,
+    })
+}
+
+impl SnapshotStore for PostgresBackend {
+    fn put_snapshot(&self, s: Snapshot) -> Result<()> {
+        self.write(
+            "INSERT INTO eventlite_snapshots (name, event_id, state, metadata, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name, event_id) DO UPDATE SET \
+             state = EXCLUDED.state, metadata = EXCLUDED.metadata, created_at = EXCLUDED.created_at",
+            &[
+                &s.name.as_bytes(),
+                &sql::clamp(s.event_id),
+                &s.state,
+                &s.metadata,
+                &s.created_at,
+            ],
+        )
+        .map(drop)
+    }
+
+    fn snapshot_at_or_before(&self, name: &str, event_id: u64) -> Result<Option<Snapshot>> {
+        let event_id = sql::clamp(event_id);
+        self.read(|conn| {
+            let stmt = conn.prepare(
+                "SELECT name, event_id, state, metadata, created_at FROM eventlite_snapshots \
+                 WHERE name = $1 AND event_id <= $2 ORDER BY event_id DESC LIMIT 1",
+            )?;
+            conn.client
+                .query_opt(&stmt, &[&name.as_bytes(), &event_id])
+                .map_err(map_err)?
+                .map(|r| row_to_snapshot(&r))
+                .transpose()
+        })
+    }
+
+    fn list_snapshots(&self, name: &str, limit: u64, offset: u64) -> Result<Vec<Snapshot>> {
+        let (limit, offset) = (sql::clamp(limit), sql::clamp(offset));
+        self.read(|conn| {
+            let stmt = conn.prepare(
+                "SELECT name, event_id, state, metadata, created_at FROM eventlite_snapshots \
+                 WHERE name = $1 ORDER BY event_id DESC LIMIT $2 OFFSET $3",
+            )?;
+            conn.client
+                .query(&stmt, &[&name.as_bytes(), &limit, &offset])
+                .map_err(map_err)?
+                .iter()
+                .map(row_to_snapshot)
+                .collect()
+        })
+    }
+
+    fn delete_snapshot(&self, name: &str, event_id: u64) -> Result<bool> {
+        self.write(
+            "DELETE FROM eventlite_snapshots WHERE name = $1 AND event_id = $2",
+            &[&name.as_bytes(), &sql::clamp(event_id)],
+        )
+        .map(|n| n > 0)
+    }
+
+    fn delete_snapshots_before(&self, name: &str, event_id: u64) -> Result<u64> {
+        self.write(
+            "DELETE FROM eventlite_snapshots WHERE name = $1 AND event_id < $2",
+            &[&name.as_bytes(), &sql::clamp(event_id)],
+        )
+    }
+}
+
+impl PositionStore for PostgresBackend {
+    fn save_position(&self, name: &str, position: u64, at: i64) -> Result<()> {
+        self.write(
+            "INSERT INTO eventlite_positions (name, position, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, \
+             updated_at = EXCLUDED.updated_at",
+            &[&name.as_bytes(), &sql::clamp(position), &at],
+        )
+        .map(drop)
+    }
+
+    fn load_position(&self, name: &str) -> Result<Option<Position>> {
+        self.read(|conn| {
+            let stmt = conn.prepare(
+                "SELECT name, position, updated_at FROM eventlite_positions WHERE name = $1",
+            )?;
+            conn.client
+                .query_opt(&stmt, &[&name.as_bytes()])
+                .map_err(map_err)?
+                .map(|r| row_to_position(&r))
+                .transpose()
+        })
+    }
+
+    fn list_positions(&self) -> Result<Vec<Position>> {
+        self.read(|conn| {
+            let stmt = conn.prepare(
+                "SELECT name, position, updated_at FROM eventlite_positions ORDER BY name",
+            )?;
+            conn.client
+                .query(&stmt, &[])
+                .map_err(map_err)?
+                .iter()
+                .map(row_to_position)
+                .collect()
+        })
+    }
+
+    fn delete_position(&self, name: &str) -> Result<bool> {
+        self.write(
+            "DELETE FROM eventlite_positions WHERE name = $1",
+            &[&name.as_bytes()],
+        )
+        .map(|n| n > 0)
+    }
+
+    fn record_failure(&self, f: FailedEvent) -> Result<()> {
+        self.write(
+            "INSERT INTO eventlite_failures (projection, event_id, attempts, error, at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (projection, event_id) DO UPDATE SET \
+             attempts = EXCLUDED.attempts, error = EXCLUDED.error, at = EXCLUDED.at",
+            &[
+                &f.projection.as_bytes(),
+                &sql::clamp(f.event_id),
+                &i64::from(f.attempts),
+                &f.error.as_bytes(),
+                &f.at,
+            ],
+        )
+        .map(drop)
+    }
+
+    fn failures(&self, projection: &str) -> Result<Vec<FailedEvent>> {
+        self.read(|conn| {
+            let stmt = conn.prepare(
+                "SELECT projection, event_id, attempts, error, at FROM eventlite_failures \
+                 WHERE projection = $1 ORDER BY event_id",
+            )?;
+            conn.client
+                .query(&stmt, &[&projection.as_bytes()])
+                .map_err(map_err)?
+                .iter()
+                .map(|r| {
+                    let attempts = u64_of(r, 2)?;
+                    Ok(FailedEvent {
+                        projection: text_of(r, 0)?,
+                        event_id: u64_of(r, 1)?,
+                        attempts: u32::try_from(attempts).map_err(|_| {
+                            Error::corrupt(format!("{attempts} attempts out of range"))
+                        })?,
+                        error: text_of(r, 3)?,
+                        at: r.try_get(4).map_err(map_err)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn clear_failures(&self, projection: &str) -> Result<u64> {
+        self.write(
+            "DELETE FROM eventlite_failures WHERE projection = $1",
+            &[&projection.as_bytes()],
+        )
+    }
+}
+
+impl Notifications for PostgresBackend {
+    fn commit_signal(&self) -> Arc<CommitSignal> {
+        Arc::clone(&self.signal)
+    }
+
+    /// Other handles' commits arrive as notifications, which wake the subscriptions.
+    fn poll_commits(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// The log's newest id, read from the server: it moves with every commit, whoever made
+    /// it, so a cached answer is never served after any commit (one round trip per check).
+    fn external_commits(&self) -> Result<u64> {
+        self.read_number("SELECT last_id FROM eventlite_head")
+    }
+}
+
+impl Maintenance for PostgresBackend {
+    /// Relaxed commits are made durable by one synchronous commit (which flushes the server's
+    /// log up to it); with `Immediate` there is nothing to do, but the commit is cheap.
+    fn checkpoint(&self) -> Result<()> {
+        blocking(|| {
+            let mut conn = self.pool.get().map_err(pool_err)?;
+            conn.client
+                .batch_execute(
+                    "BEGIN; SET LOCAL synchronous_commit = on; \
+                     UPDATE eventlite_head SET last_id = last_id; COMMIT",
+                )
+                .map_err(map_err)
+        })
+    }
+
+    /// Checks that the counter row agrees with the log (ids 1..=last, no gaps), and, when the
+    /// server has the `amcheck` extension, every index of the log against the table.
+    fn check_storage(&self) -> Result<Vec<String>> {
+        self.read(|conn| {
+            let mut problems = Vec::new();
+            let row = conn
+                .client
+                .query_one(
+                    "SELECT (SELECT last_id FROM eventlite_head), COALESCE(max(id), 0), \
+                     count(*), COALESCE(min(id), 1) FROM queue",
+                    &[],
+                )
+                .map_err(map_err)?;
+            let head: i64 = row.try_get(0).map_err(map_err)?;
+            let max: i64 = row.try_get(1).map_err(map_err)?;
+            let count: i64 = row.try_get(2).map_err(map_err)?;
+            let min: i64 = row.try_get(3).map_err(map_err)?;
+            if head != max {
+                problems.push(format!(
+                    "the id counter is at {head}, the newest event is {max}"
+                ));
+            }
+            if count != max || min != 1 {
+                problems.push(format!(
+                    "ids are not 1..={max} without gaps: {count} events from id {min}"
+                ));
+            }
+            let amcheck = conn
+                .client
+                .query_opt("SELECT 1 FROM pg_extension WHERE extname = 'amcheck'", &[])
+                .map_err(map_err)?
+                .is_some();
+            if amcheck {
+                let indexes: Vec<String> = conn
+                    .client
+                    .query(
+                        "SELECT c.relname::text FROM pg_index i \
+                         JOIN pg_class c ON c.oid = i.indexrelid \
+                         WHERE i.indrelid = 'queue'::regclass",
+                        &[],
+                    )
+                    .map_err(map_err)?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                for index in indexes {
+                    if let Err(e) = conn.client.execute(
+                        "SELECT bt_index_check(c.oid, true) FROM pg_class c \
+                         WHERE c.oid = to_regclass($1)",
+                        &[&index],
+                    ) {
+                        if is_connection_error(&e) {
+                            return Err(map_err(e));
+                        }
+                        problems.push(format!("index {index}: {e}"));
+                    }
+                }
+            }
+            Ok(problems)
+        })
+    }
+}

@@ -1,0 +1,99 @@
+//! The listener: one connection per store that `LISTEN`s on the store's channel and wakes
+//! the store's subscriptions when another handle or process commits.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::time::Duration;
+
+use eventlite_core::spi::CommitSignal;
+use postgres::fallible_iterator::FallibleIterator;
+
+use crate::conn::Connector;
+
+/// How long the listener waits for a notification before it looks whether it should stop.
+const TICK: Duration = Duration::from_millis(200);
+/// The longest wait between attempts to reconnect.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// The listener thread's handle; the thread ends soon after [`Listener::stop`].
+#[derive(Debug)]
+pub(crate) struct Listener {
+    stop: Arc<AtomicBool>,
+}
+
+impl Listener {
+    /// Starts listening on `channel`, ignoring the notifications of the server process
+    /// `writer_pid` (the handle's own commits, which it publishes itself).
+    pub(crate) fn start(
+        connector: Connector,
+        channel: String,
+        signal: Arc<CommitSignal>,
+        writer_pid: Arc<AtomicI32>,
+    ) -> Listener {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let spawned = std::thread::Builder::new()
+            .name("eventlite-pg-listen".into())
+            .spawn(move || listen(&connector, &channel, &signal, &writer_pid, &flag));
+        if spawned.is_err() {
+            // No thread: subscriptions still see this handle's commits, and other processes'
+            // at their next read.
+            stop.store(true, Ordering::Relaxed);
+        }
+        Listener { stop }
+    }
+
+    pub(crate) fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn listen(
+    connector: &Connector,
+    channel: &str,
+    signal: &CommitSignal,
+    writer_pid: &AtomicI32,
+    stop: &AtomicBool,
+) {
+    let mut backoff = Duration::from_millis(50);
+    while !stop.load(Ordering::Relaxed) {
+        let mut conn = match connector.connect() {
+            Ok(conn) => conn,
+            Err(_) => {
+                // The server is away: try again later, looking at `stop` meanwhile.
+                let mut waited = Duration::ZERO;
+                while waited < backoff && !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(TICK.min(backoff));
+                    waited += TICK.min(backoff);
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        if conn
+            .client
+            .batch_execute(&format!("LISTEN {channel}"))
+            .is_err()
+        {
+            continue;
+        }
+        backoff = Duration::from_millis(50);
+        // Commits made while nobody listened are not announced again: look now.
+        signal.notify();
+        'connected: while !stop.load(Ordering::Relaxed) {
+            let mut notifications = conn.client.notifications();
+            let mut waiting = notifications.timeout_iter(TICK);
+            loop {
+                match waiting.next() {
+                    Ok(Some(n)) => {
+                        if n.process_id() != writer_pid.load(Ordering::Relaxed) {
+                            signal.notify();
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(_) => break 'connected,
+                }
+            }
+        }
+    }
+}

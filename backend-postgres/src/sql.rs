@@ -1,0 +1,225 @@
+//! SQL text: the schema, the indexes, and queries. Only column names and placeholders are
+//! formatted into SQL; every value a caller supplies is bound as a parameter.
+
+use eventlite_core::spi::planner::{Bounds, one_stream, stream_and_ids};
+use eventlite_core::{Filter, IndexName, Order, Query};
+use postgres::types::ToSql;
+
+/// A bound parameter.
+pub(crate) type Param = Box<dyn ToSql + Sync + Send>;
+
+/// The tables, in the store's schema (the connection's `search_path`).
+///
+/// Texts a caller chooses (user, ip, cmd, correlation id, stream, and the names of snapshots,
+/// positions and projections) are `bytea`: PostgreSQL's `text` cannot hold a NUL character,
+/// which every other engine stores. `data` and `metadata` are JSON, which cannot contain one,
+/// so they stay `text` (not `jsonb`, which would reorder keys and change what was stored).
+pub(crate) const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS eventlite_meta (
+    key text PRIMARY KEY,
+    value text NOT NULL
+);
+CREATE TABLE IF NOT EXISTS eventlite_head (
+    one boolean PRIMARY KEY DEFAULT true CHECK (one),
+    last_id bigint NOT NULL
+);
+CREATE TABLE IF NOT EXISTS queue (
+    id bigint PRIMARY KEY,
+    version bigint NOT NULL,
+    datetime bigint NOT NULL,
+    "user" bytea NOT NULL,
+    ip bytea NOT NULL,
+    cmd bytea NOT NULL,
+    data text NOT NULL,
+    correlation_id bytea NOT NULL,
+    causation_id bigint,
+    metadata text NOT NULL,
+    stream bytea,
+    stream_version bigint,
+    checksum bigint NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS idx_stream ON queue (stream, stream_version)
+    WHERE stream IS NOT NULL;
+CREATE TABLE IF NOT EXISTS eventlite_snapshots (
+    name bytea NOT NULL,
+    event_id bigint NOT NULL,
+    state bytea NOT NULL,
+    metadata text NOT NULL,
+    created_at bigint NOT NULL,
+    PRIMARY KEY (name, event_id)
+);
+CREATE TABLE IF NOT EXISTS eventlite_positions (
+    name bytea PRIMARY KEY,
+    position bigint NOT NULL,
+    updated_at bigint NOT NULL
+);
+CREATE TABLE IF NOT EXISTS eventlite_failures (
+    projection bytea NOT NULL,
+    event_id bigint NOT NULL,
+    attempts bigint NOT NULL,
+    error bytea NOT NULL,
+    at bigint NOT NULL,
+    PRIMARY KEY (projection, event_id)
+);
+INSERT INTO eventlite_head (one, last_id) VALUES (true, 0) ON CONFLICT (one) DO NOTHING;
+"#;
+
+/// The columns of an event, in [`crate::read`] order.
+pub(crate) const COLUMNS: &str = r#"id, version, datetime, "user", ip, cmd, data, correlation_id, causation_id, metadata, stream, stream_version, checksum"#;
+
+/// One statement for a whole append, whatever its size: the rows arrive as one array per
+/// column.
+pub(crate) const INSERT: &str = r#"INSERT INTO queue (id, version, datetime, "user", ip, cmd, data, correlation_id, causation_id, metadata, stream, stream_version, checksum)
+SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::bytea[], $5::bytea[], $6::bytea[], $7::text[], $8::bytea[], $9::int8[], $10::text[], $11::bytea[], $12::int8[], $13::int8[])"#;
+
+/// An index's name and its key (and predicate). The names are the guide's (and the SQLite
+/// engine's); `idx_cmd` and `idx_user` carry `datetime` after their key so that newest-first
+/// pages by cmd or user read the index in order.
+pub(crate) fn index_def(name: IndexName) -> (&'static str, &'static str) {
+    match name {
+        IndexName::CorrelationId => ("idx_correlation_id", "(correlation_id)"),
+        IndexName::CausationId => (
+            "idx_causation_id",
+            "(causation_id) WHERE causation_id IS NOT NULL",
+        ),
+        IndexName::Cmd => ("idx_cmd", "(cmd, datetime)"),
+        IndexName::User => ("idx_user", r#"("user", datetime)"#),
+        IndexName::Datetime => ("idx_datetime", "(datetime)"),
+        IndexName::Version => ("idx_version", "(version)"),
+        IndexName::CorrelationCmd => ("idx_composite_correlation_cmd", "(correlation_id, cmd)"),
+        IndexName::UserDatetime => ("idx_composite_user_datetime", r#"("user", datetime)"#),
+    }
+}
+
+pub(crate) fn index_by_sql_name(name: &str) -> Option<IndexName> {
+    IndexName::ALL.into_iter().find(|n| index_def(*n).0 == name)
+}
+
+/// Clamps a u64 into PostgreSQL's bigint (ids, offsets and limits beyond i64::MAX cannot
+/// exist).
+pub(crate) fn clamp(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Builds a statement's terms and parameters, numbering the placeholders.
+#[derive(Default)]
+pub(crate) struct Terms {
+    pub(crate) terms: Vec<String>,
+    pub(crate) params: Vec<Param>,
+}
+
+impl Terms {
+    /// The next placeholder, bound to `value`.
+    pub(crate) fn bind(&mut self, value: Param) -> String {
+        self.params.push(value);
+        format!("${}", self.params.len())
+    }
+
+    fn term(&mut self, column: &str, op: &str, value: Param) {
+        let p = self.bind(value);
+        self.terms.push(format!("{column} {op} {p}"));
+    }
+
+    fn bytes(&mut self, column: &str, value: &Option<String>) {
+        if let Some(v) = value {
+            self.term(column, "=", Box::new(v.as_bytes().to_vec()));
+        }
+    }
+
+    fn int(&mut self, column: &str, op: &str, value: Option<i64>) {
+        if let Some(v) = value {
+            self.term(column, op, Box::new(v));
+        }
+    }
+
+    /// ` WHERE …`, or nothing.
+    pub(crate) fn where_sql(&self) -> String {
+        if self.terms.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", self.terms.join(" AND "))
+        }
+    }
+}
+
+/// The terms of a filter (and of a query's keyset cursor).
+pub(crate) fn where_terms(filter: &Filter, query: Option<&Query>) -> Terms {
+    let mut t = Terms::default();
+    t.bytes("correlation_id", &filter.correlation_id);
+    t.bytes("cmd", &filter.cmd);
+    t.bytes(r#""user""#, &filter.user);
+    t.bytes("stream", &filter.stream);
+    t.int("causation_id", "=", filter.causation_id.map(clamp));
+    // One bound per side of a column (see `Bounds`).
+    let Bounds {
+        id_from: id_lo,
+        id_to: id_hi,
+        datetime_to: dt_hi,
+        before,
+        mut empty,
+    } = Bounds::new(filter, query);
+    // Ids are never above i64::MAX, so a lower bound past it matches nothing.
+    empty |= id_lo.is_some_and(|lo| lo > i64::MAX as u64);
+    t.int("datetime", ">=", filter.datetime_from);
+    t.int("datetime", "<=", dt_hi);
+    t.int("version", "=", filter.version.map(i64::from));
+    t.int("id", ">=", id_lo.map(clamp));
+    t.int("id", "<=", id_hi.map(clamp));
+    if let Some(c) = before {
+        let dt = t.bind(Box::new(c.datetime));
+        let id = t.bind(Box::new(clamp(c.id)));
+        t.terms.push(format!("(datetime, id) < ({dt}, {id})"));
+    }
+    if empty {
+        t.terms.push("false".to_owned());
+    }
+    t
+}
+
+/// The full SELECT for a query, and its parameters.
+pub(crate) fn select(query: &Query) -> (String, Vec<Param>) {
+    let mut t = where_terms(&query.filter, Some(query));
+    let mut offset = query.offset;
+    // A stream's versions count up from 1 without gaps, so an offset into one stream is a
+    // seek in its index rather than rows stepped over.
+    if offset > 0
+        && query.after.is_none()
+        && query.order == Order::IdAsc
+        && one_stream(&query.filter)
+    {
+        t.int("stream_version", ">", Some(clamp(offset)));
+        offset = 0;
+    }
+    // Within a stream, versions grow with ids: ordering by version reads the stream index in
+    // order, where ordering by id would sort the stream's events.
+    let order = match (query.order, stream_and_ids(&query.filter)) {
+        (Order::IdAsc, true) => "stream_version ASC",
+        (Order::IdDesc, true) => "stream_version DESC",
+        (Order::IdAsc, false) => "id ASC",
+        (Order::IdDesc, false) => "id DESC",
+        (Order::DatetimeDesc, _) => "datetime DESC, id DESC",
+    };
+    let mut sql = format!(
+        "SELECT {COLUMNS} FROM queue{} ORDER BY {order}",
+        t.where_sql()
+    );
+    if let Some(limit) = query.limit {
+        let p = t.bind(Box::new(clamp(limit)));
+        sql.push_str(&format!(" LIMIT {p}"));
+    }
+    if offset > 0 {
+        let p = t.bind(Box::new(clamp(offset)));
+        sql.push_str(&format!(" OFFSET {p}"));
+    }
+    (sql, t.params)
+}
+
+/// Whether `name` can be used, unquoted and unchanged, as a schema name (and inside the
+/// notification channel's name).
+pub(crate) fn valid_schema(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name.len() <= 48
+        && !name.starts_with("pg_")
+}

@@ -1,0 +1,165 @@
+//! PostgreSQL-specific behaviour: options and errors that need no server, then, on the server
+//! of `scripts/with-postgres`, handles that share a store, foreign schemas, and calls from
+//! inside an async runtime.
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use eventlite_core::{
+    Error, EventStore, ExpectedVersion, Filter, IndexConfig, NewEvent, Order, Query,
+    SubscribeOptions,
+};
+use eventlite_postgres::{PostgresBackend, PostgresOptions};
+
+/// Runs `test` with the server's URL, or says it was skipped (see `common::unavailable`).
+fn with_server(test: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()> {
+    match common::unavailable() {
+        Some(why) => {
+            eventlite_conformance::skipped("the PostgreSQL tests of tests/postgres.rs were", &why);
+            Ok(())
+        }
+        None => test(),
+    }
+}
+
+#[test]
+fn bad_options_are_invalid_arguments() {
+    for schema in [
+        "",
+        "Upper",
+        "1digit",
+        "pg_catalog",
+        "semi;colon",
+        "quote\"d",
+    ] {
+        let options = PostgresOptions {
+            schema: schema.into(),
+            ..PostgresOptions::new("postgres://nobody@127.0.0.1:1/x")
+        };
+        let err = PostgresBackend::open(options).unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidArgument(_)),
+            "{schema:?}: {err:?}"
+        );
+    }
+    let err = PostgresBackend::open(PostgresOptions::new("postgres://a@b:notaport/x")).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+}
+
+#[test]
+fn a_server_that_refuses_is_unavailable() {
+    // Port 1 on the loopback: nothing listens there, so the connection is refused.
+    let options = PostgresOptions {
+        connect_timeout: Duration::from_secs(2),
+        ..PostgresOptions::new("postgres://nobody@127.0.0.1:1/x")
+    };
+    let err = PostgresBackend::open(options).unwrap_err();
+    assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
+    assert!(
+        std::error::Error::source(&err).is_some(),
+        "the client's error is kept"
+    );
+}
+
+/// Two handles on one store (as two application servers would have): ids stay one sequence,
+/// stream checks see the other handle's events, and a subscription on one handle is woken
+/// by the other's commit through `LISTEN/NOTIFY`, not by polling (its poll interval is an
+/// hour).
+#[test]
+fn two_handles_share_one_log() -> anyhow::Result<()> {
+    with_server(|| {
+        let schema = common::Schema::new()?;
+        let a = EventStore::new(PostgresBackend::open(schema.options(IndexConfig::all()))?);
+        let b = EventStore::new(PostgresBackend::open(schema.options(IndexConfig::all()))?);
+        let first = a.store(NewEvent::new("opened").stream("acct", ExpectedVersion::NoStream))?;
+        let second =
+            b.store(NewEvent::new("deposited").stream("acct", ExpectedVersion::Exact(1)))?;
+        assert_eq!((first.id, second.id), (1, 2));
+        let stale = a.store(NewEvent::new("deposited").stream("acct", ExpectedVersion::Exact(1)));
+        assert!(matches!(stale, Err(Error::Conflict { .. })), "{stale:?}");
+
+        let mut sub = b.subscribe(
+            SubscribeOptions::new()
+                .start(eventlite_core::Start::End)
+                .poll_interval(Duration::from_secs(3600)),
+        )?;
+        assert_eq!(sub.next_batch(Duration::ZERO)?, None);
+        let third = a.store(NewEvent::new("closed"))?;
+        let got = sub.next_batch(Duration::from_secs(60))?;
+        assert_eq!(
+            got.map(|b| b.into_iter().map(|e| e.id).collect::<Vec<_>>()),
+            Some(vec![third.id])
+        );
+        Ok(())
+    })
+}
+
+/// A schema that holds other tables is not turned into a store, and keeps its tables.
+#[test]
+fn a_foreign_schema_is_refused() -> anyhow::Result<()> {
+    with_server(|| {
+        let schema = common::Schema::new()?;
+        let mut client = postgres::Client::connect(&schema.url, postgres::NoTls)?;
+        client.batch_execute(&format!(
+            "CREATE SCHEMA {0}; CREATE TABLE {0}.orders (id int); INSERT INTO {0}.orders VALUES (7)",
+            schema.name
+        ))?;
+        let err = PostgresBackend::open(schema.options(IndexConfig::default())).unwrap_err();
+        assert!(matches!(err, Error::NotAStore { .. }), "{err:?}");
+        let tables: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_tables WHERE schemaname = $1",
+                &[&schema.name],
+            )?
+            .get(0);
+        assert_eq!(tables, 1);
+        // Opening a schema that does not exist with the indexes it has finds no store.
+        let missing = common::Schema::new()?;
+        let options = PostgresOptions {
+            indexes_as_found: true,
+            ..missing.options(IndexConfig::default())
+        };
+        let err = PostgresBackend::open(options).unwrap_err();
+        assert!(matches!(err, Error::NotAStore { .. }), "{err:?}");
+        Ok(())
+    })
+}
+
+/// The synchronous client panics when it blocks inside an async runtime; the backend's calls
+/// then run on a thread of their own, on both kinds of runtime.
+#[test]
+fn calls_from_inside_a_tokio_runtime_work() -> anyhow::Result<()> {
+    with_server(|| {
+        let schema = common::Schema::new()?;
+        let options = schema.options(IndexConfig::default());
+        let current = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let multi = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let store = current.block_on(async {
+            let store = Arc::new(EventStore::new(PostgresBackend::open(options)?));
+            store.store(NewEvent::new("from_async"))?;
+            anyhow::Ok(store)
+        })?;
+        let shared = Arc::clone(&store);
+        let n = multi.block_on(async move {
+            let task = tokio::spawn(async move {
+                shared.store(NewEvent::new("from_a_task"))?;
+                shared.count(&Filter::all())
+            });
+            anyhow::Ok(task.await??)
+        })?;
+        assert_eq!(n, 2);
+        let cmds: Vec<String> = store
+            .query(&Query::new(Filter::all(), Order::IdAsc))?
+            .into_iter()
+            .map(|e| e.cmd)
+            .collect();
+        assert_eq!(cmds, ["from_async", "from_a_task"]);
+        Ok(())
+    })
+}
