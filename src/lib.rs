@@ -29,10 +29,10 @@ pub use eventlite_core::{
     Backend, BoxError, CachePolicy, CacheStats, Callbacks, Clock, Cursor, DEFAULT_MAX_EVENT_SIZE,
     Durability, Error, Event, EventContext, EventData, EventPage, EventStore, EventStoreBuilder,
     EventStream, Executed, ExecutionError, ExpectedVersion, FailedEvent, FailurePolicy, Filter,
-    FnModel, IndexConfig, IndexName, Lineage, MAX_JSON_DEPTH, MAX_LISTED_PROBLEMS, ManualClock,
-    MemoryBackend, Migration, Model, NewEvent, Order, Page, PageStart, Position, Problem,
-    ProblemKind, Projection, ProjectionStats, Query, QueryPlan, REPORT_MAX_INDENT, Related,
-    ReplayStats, Restored, Result, Snapshot, Stage, Start, Stopper, StreamOptions,
+    FnModel, IndexConfig, IndexName, Lineage, MAX_JSON_DEPTH, MAX_KEY_LEN, MAX_LISTED_PROBLEMS,
+    ManualClock, MemoryBackend, Migration, Model, NewEvent, Order, Page, PageStart, Position,
+    Problem, ProblemKind, Projection, ProjectionStats, Query, QueryPlan, REPORT_MAX_INDENT,
+    Related, ReplayStats, Restored, Result, Snapshot, Stage, Start, Stopper, StreamOptions,
     SubscribeOptions, Subscription, SystemClock, VerifyReport,
 };
 

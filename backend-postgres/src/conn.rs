@@ -2,6 +2,8 @@
 //! errors become EventLite's.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use eventlite_core::{Durability, Error, Result};
@@ -17,6 +19,8 @@ const STATEMENTS: usize = 64;
 pub(crate) struct PgConn {
     pub(crate) client: Client,
     statements: HashMap<String, Statement>,
+    /// The [`Connector::losses`] count this connection was last known good at.
+    pub(crate) checked_at: u64,
 }
 
 impl std::fmt::Debug for PgConn {
@@ -48,6 +52,17 @@ pub(crate) struct Connector {
     pub(crate) config: Config,
     pub(crate) schema: String,
     pub(crate) durability: Durability,
+    /// How many times a connection of this store was found lost: pooled connections last
+    /// checked before the latest loss are checked again before use (a server restart closes
+    /// them all, and each would otherwise fail one call).
+    pub(crate) losses: Arc<AtomicU64>,
+}
+
+impl Connector {
+    /// Notes that a connection was found lost.
+    pub(crate) fn lost(&self) {
+        self.losses.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl Connector {
@@ -66,13 +81,14 @@ impl Connector {
         };
         client
             .batch_execute(&format!(
-                "SET search_path TO {}; SET enable_seqscan = off; SET jit = off; SET synchronous_commit = {commit}",
+                "SET search_path TO \"{}\"; SET enable_seqscan = off; SET jit = off; SET synchronous_commit = {commit}",
                 self.schema
             ))
             .map_err(map_err)?;
         Ok(PgConn {
             client,
             statements: HashMap::new(),
+            checked_at: self.losses.load(Ordering::Relaxed),
         })
     }
 }
@@ -92,6 +108,26 @@ impl r2d2::ManageConnection for Connector {
     fn has_broken(&self, conn: &mut PgConn) -> bool {
         conn.client.is_closed()
     }
+}
+
+/// A pooled connection that is not known to be lost: one last checked before the store's
+/// latest loss is checked with an empty query first, and a closed one is passed over (the pool
+/// drops it when it comes back).
+pub(crate) fn checkout(
+    pool: &r2d2::Pool<Connector>,
+    losses: &AtomicU64,
+) -> Result<r2d2::PooledConnection<Connector>> {
+    for _ in 0..=pool.max_size() {
+        let mut conn = pool.get().map_err(pool_err)?;
+        let losses = losses.load(Ordering::Relaxed);
+        if conn.checked_at >= losses || conn.client.simple_query("").is_ok() {
+            conn.checked_at = losses;
+            return Ok(conn);
+        }
+    }
+    Err(Error::unavailable(
+        "every pooled connection to PostgreSQL was lost, and so was a new one",
+    ))
 }
 
 /// The pool readers share.
@@ -151,8 +187,9 @@ pub(crate) fn map_err(e: postgres::Error) -> Error {
         return Error::unavailable(message).with_source(e);
     }
     match e.code() {
-        Some(c) if *c == SqlState::DISK_FULL || *c == SqlState::OUT_OF_MEMORY => {
-            Error::storage_full(message).with_source(e)
+        Some(c) if *c == SqlState::DISK_FULL => Error::storage_full(message).with_source(e),
+        Some(c) if *c == SqlState::TOO_MANY_CONNECTIONS => {
+            Error::unavailable(message).with_source(e)
         }
         Some(c) if *c == SqlState::READ_ONLY_SQL_TRANSACTION => {
             Error::read_only(message).with_source(e)

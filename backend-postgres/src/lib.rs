@@ -42,11 +42,11 @@ mod read;
 mod sql;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI32, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use conn::{Connector, PgConn, is_connection_error, map_err, pool_err};
+use conn::{Connector, PgConn, is_connection_error, map_err};
 use eventlite_core::spi::{
     CommitSignal, EventLog, GroupCommit, GroupEntry, Maintenance, Notifications, Numbered,
     PendingEvent, PositionStore, SnapshotStore, finish_group, group_events, number_group,
@@ -55,7 +55,7 @@ use eventlite_core::{
     Durability, Error, Event, FailedEvent, Filter, IndexConfig, IndexName, Position, Query,
     QueryPlan, Result, Snapshot,
 };
-use postgres::Row;
+use postgres::{GenericClient, Row};
 
 pub use postgres;
 
@@ -67,10 +67,11 @@ const FORMAT: &str = "eventlite-postgres";
 const SCHEMA_VERSION: i64 = 1;
 
 /// How to open a PostgreSQL store.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PostgresOptions {
     /// The server, as a libpq-style URL or key-value string
-    /// (`postgres://user@host:5432/db`, `host=… user=…`).
+    /// (`postgres://user@host:5432/db`, `host=… user=…`). Connections are unencrypted (no TLS
+    /// yet): use it on a trusted network, or through a tunnel.
     pub url: String,
     /// The schema that holds the store's tables (created if missing). Lower-case ASCII letters,
     /// digits and `_`, starting with a letter or `_`, at most 48 characters. Default
@@ -89,6 +90,31 @@ pub struct PostgresOptions {
     pub pool_size: u32,
     /// How long to wait for a connection (to connect, or for a free one in the pool).
     pub connect_timeout: Duration,
+}
+
+impl std::fmt::Debug for PostgresOptions {
+    /// The URL's password stays out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let server = match self.url.parse::<postgres::Config>() {
+            Ok(c) => format!(
+                "user={:?} hosts={:?} ports={:?} dbname={:?}",
+                c.get_user(),
+                c.get_hosts(),
+                c.get_ports(),
+                c.get_dbname()
+            ),
+            Err(_) => "(unparsable)".to_owned(),
+        };
+        f.debug_struct("PostgresOptions")
+            .field("server", &server)
+            .field("schema", &self.schema)
+            .field("indexes", &self.indexes)
+            .field("indexes_as_found", &self.indexes_as_found)
+            .field("durability", &self.durability)
+            .field("pool_size", &self.pool_size)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
 }
 
 impl PostgresOptions {
@@ -110,13 +136,18 @@ impl PostgresOptions {
 pub struct PostgresBackend {
     options: PostgresOptions,
     connector: Connector,
-    pool: r2d2::Pool<Connector>,
+    /// `None` only while the backend is dropped.
+    pool: Option<r2d2::Pool<Connector>>,
     /// The one connection appends go through (`None` after a failure: the next append
     /// reconnects).
     writer: Mutex<Option<PgConn>>,
     /// The writer connection's server process, whose notifications the listener ignores
     /// (this handle publishes its own commits).
     writer_pid: Arc<AtomicI32>,
+    /// The newest id [`Notifications::poll_commits`] saw.
+    polled: AtomicU64,
+    /// When [`Notifications::poll_commits`] last looked.
+    last_poll: Mutex<Option<Instant>>,
     group: GroupCommit,
     signal: Arc<CommitSignal>,
     channel: String,
@@ -136,6 +167,18 @@ impl Drop for PostgresBackend {
     fn drop(&mut self) {
         self.listener.stop();
         self.signal.close();
+        // Closing a connection blocks on the client's own runtime, which panics inside another
+        // runtime: `blocking` moves the closing off such a thread.
+        let writer = self
+            .writer
+            .get_mut()
+            .map_or_else(|e| e.into_inner().take(), Option::take);
+        let pool = self.pool.take();
+        let _ = blocking(move || {
+            drop(writer);
+            drop(pool);
+            Ok(())
+        });
     }
 }
 
@@ -175,6 +218,10 @@ impl PostgresBackend {
             .parse()
             .map_err(|e| Error::InvalidArgument(format!("PostgreSQL URL: {e}")))?;
         config.connect_timeout(options.connect_timeout);
+        // A connection whose peer vanished (a crashed host, a dropped NAT entry) is noticed in
+        // about a minute, not the system's default two hours: the listener waits on one.
+        config.keepalives(true);
+        config.keepalives_idle(Duration::from_secs(30));
         if config.get_application_name().is_none() {
             config.application_name("eventlite");
         }
@@ -182,6 +229,7 @@ impl PostgresBackend {
             config,
             schema: options.schema.clone(),
             durability: options.durability,
+            losses: Arc::default(),
         };
         let mut writer = connector.connect()?;
         init_schema(&mut writer, &options)?;
@@ -202,9 +250,11 @@ impl PostgresBackend {
         Ok(PostgresBackend {
             options,
             connector,
-            pool,
+            pool: Some(pool),
             writer: Mutex::new(Some(writer)),
             writer_pid,
+            polled: AtomicU64::new(0),
+            last_poll: Mutex::new(None),
             group: GroupCommit::new(),
             signal,
             channel,
@@ -217,20 +267,32 @@ impl PostgresBackend {
         &self.options
     }
 
+    fn pool(&self) -> Result<&r2d2::Pool<Connector>> {
+        self.pool
+            .as_ref()
+            .ok_or_else(|| Error::unavailable("the store is closed"))
+    }
+
+    /// A pooled connection, checked if a connection was lost since it was last known good.
+    fn checkout(&self) -> Result<r2d2::PooledConnection<Connector>> {
+        conn::checkout(self.pool()?, &self.connector.losses)
+    }
+
     fn writer(&self) -> MutexGuard<'_, Option<PgConn>> {
         self.writer.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Runs `f` on a pooled connection. A read that fails because its connection was lost
-    /// (the server restarted, say) is tried once more on a new one: reads change nothing.
+    /// Runs `f` on a pooled connection. A read that fails because its connection was found
+    /// closed (the server restarted, say) is tried once more, on a connection checked first:
+    /// reads change nothing.
     fn read<T: Send>(&self, f: impl Fn(&mut PgConn) -> Result<T> + Send + Sync) -> Result<T> {
         blocking(|| {
-            let mut conn = self.pool.get().map_err(pool_err)?;
+            let mut conn = self.checkout()?;
             match f(&mut conn) {
                 Err(Error::Unavailable { .. }) if conn.client.is_closed() => {
+                    self.connector.lost();
                     drop(conn);
-                    let mut conn = self.pool.get().map_err(pool_err)?;
-                    f(&mut conn)
+                    f(&mut *self.checkout()?)
                 }
                 other => other,
             }
@@ -253,9 +315,14 @@ impl PostgresBackend {
     /// Runs one statement that changes something other than the log, on a pooled connection.
     fn write(&self, sql: &str, params: &[&(dyn postgres::types::ToSql + Sync)]) -> Result<u64> {
         blocking(|| {
-            let mut conn = self.pool.get().map_err(pool_err)?;
-            let stmt = conn.prepare(sql)?;
-            conn.client.execute(&stmt, params).map_err(map_err)
+            let mut conn = self.checkout()?;
+            let outcome = conn
+                .prepare(sql)
+                .and_then(|stmt| conn.client.execute(&stmt, params).map_err(map_err));
+            if matches!(outcome, Err(Error::Unavailable { .. })) {
+                self.connector.lost();
+            }
+            outcome
         })
     }
 }
@@ -278,8 +345,9 @@ fn init_schema(conn: &mut PgConn, options: &PostgresOptions) -> Result<()> {
         )
         .map_err(map_err)?
         .iter()
-        .map(|r| r.get(0))
-        .collect();
+        .map(|r| r.try_get(0))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(map_err)?;
     if !tables.is_empty() && !tables.iter().any(|t| t == "eventlite_meta") {
         return Err(Error::not_a_store(format!(
             "schema {schema:?} holds tables but no EventLite store"
@@ -290,15 +358,16 @@ fn init_schema(conn: &mut PgConn, options: &PostgresOptions) -> Result<()> {
             "schema {schema:?} holds no EventLite store to open with the indexes it has"
         )));
     }
-    tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+    tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
         .map_err(map_err)?;
     tx.batch_execute(sql::SCHEMA).map_err(map_err)?;
     let meta: HashMap<String, String> = tx
-        .query("SELECT key, value FROM eventlite_meta", &[])
+        .query("SELECT key::text, value::text FROM eventlite_meta", &[])
         .map_err(map_err)?
         .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<std::result::Result<_, postgres::Error>>()
+        .map_err(|e| Error::not_a_store("unreadable eventlite_meta").with_source(e))?;
     match (meta.get("format"), meta.get("schema_version")) {
         (None, None) => {
             tx.execute(
@@ -334,7 +403,7 @@ fn init_schema(conn: &mut PgConn, options: &PostgresOptions) -> Result<()> {
 fn index_definitions(
     client: &mut impl postgres::GenericClient,
 ) -> Result<HashMap<String, Option<String>>> {
-    Ok(client
+    client
         .query(
             "SELECT c.relname::text, obj_description(c.oid, 'pg_class') \
              FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
@@ -343,8 +412,9 @@ fn index_definitions(
         )
         .map_err(map_err)?
         .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect())
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(map_err)
 }
 
 fn sync_indexes(tx: &mut postgres::Transaction<'_>, want: IndexConfig) -> Result<()> {
@@ -392,6 +462,12 @@ fn stored_versions(
     Ok(out)
 }
 
+/// How often [`Notifications::poll_commits`] looks at the server at most.
+const POLL_SPACING: Duration = Duration::from_secs(1);
+
+/// The caller text an INSERT statement carries at most (past one event's worth).
+const INSERT_CHUNK_BYTES: usize = 64 * 1024 * 1024;
+
 const LOCK_HEAD: &str = "SELECT last_id FROM eventlite_head FOR UPDATE";
 const STREAM_VERSIONS: &str = "SELECT s, (SELECT max(stream_version) FROM queue WHERE stream = s) \
      FROM unnest($1::bytea[]) AS s";
@@ -411,7 +487,14 @@ fn append_on(
     let versions_stmt = conn.prepare(STREAM_VERSIONS)?;
     let insert = conn.prepare(sql::INSERT)?;
     let set_head = conn.prepare(SET_HEAD)?;
-    let mut tx = conn.client.transaction().map_err(map_err)?;
+    // Read committed whatever the role's default: after waiting for the counter row's lock, the
+    // next statements must see the commit that held it.
+    let mut tx = conn
+        .client
+        .build_transaction()
+        .isolation_level(postgres::IsolationLevel::ReadCommitted)
+        .start()
+        .map_err(map_err)?;
     let last: i64 = tx
         .query_one(&lock, &[])
         .and_then(|r| r.try_get(0))
@@ -440,11 +523,18 @@ fn append_on(
             .enumerate()
             .map(move |(k, (p, v))| p.fields(first + k as u64, *v))
     });
+    // One statement per chunk: a bound array must stay under PostgreSQL's 1 GB per value.
     let mut cols = read::Columns::default();
     for fields in rows {
         cols.push(fields);
+        if cols.bytes() >= INSERT_CHUNK_BYTES {
+            tx.execute(&insert, &cols.params()).map_err(map_err)?;
+            cols = read::Columns::default();
+        }
     }
-    tx.execute(&insert, &cols.params()).map_err(map_err)?;
+    if !cols.is_empty() {
+        tx.execute(&insert, &cols.params()).map_err(map_err)?;
+    }
     let stored_events: u64 = stored
         .iter()
         .map(|(i, _, _)| entries[*i].batch().len() as u64)
@@ -468,26 +558,50 @@ fn append_on(
     Ok(stored)
 }
 
-fn count_on(conn: &mut PgConn, filter: &Filter) -> Result<u64> {
+/// A statement and its parameters.
+type Prepared = (postgres::Statement, Vec<sql::Param>);
+
+/// The count of `filter`, prepared on `conn` (`None`: nothing can match).
+fn prepare_count(conn: &mut PgConn, filter: &Filter) -> Result<Option<Prepared>> {
+    if filter.is_empty_range() {
+        return Ok(None);
+    }
     let t = sql::where_terms(filter, None);
     let stmt = conn.prepare(&format!("SELECT count(*) FROM queue{}", t.where_sql()))?;
-    let n: i64 = conn
-        .client
-        .query_one(&stmt, &read::params(&t.params))
+    Ok(Some((stmt, t.params)))
+}
+
+fn run_count(client: &mut impl GenericClient, count: Option<Prepared>) -> Result<u64> {
+    let Some((stmt, params)) = count else {
+        return Ok(0);
+    };
+    let n: i64 = client
+        .query_one(&stmt, &read::params(&params))
         .and_then(|r| r.try_get(0))
         .map_err(map_err)?;
     Ok(n as u64)
 }
 
-fn query_into_on(conn: &mut PgConn, query: &Query, out: &mut Vec<Event>) -> Result<()> {
+/// The SELECT of `query`, prepared on `conn` (`None`: nothing can match).
+fn prepare_select(conn: &mut PgConn, query: &Query) -> Result<Option<Prepared>> {
     if query.limit == Some(0) || query.filter.is_empty_range() {
-        out.clear();
-        return Ok(());
+        return Ok(None);
     }
     let (sql, params) = sql::select(query);
-    let stmt = conn.prepare(&sql)?;
-    let rows = conn
-        .client
+    Ok(Some((conn.prepare(&sql)?, params)))
+}
+
+/// Runs a prepared SELECT into `out` (see [`EventLog::query_into`]).
+fn run_select(
+    client: &mut impl GenericClient,
+    select: Option<Prepared>,
+    out: &mut Vec<Event>,
+) -> Result<()> {
+    let Some((stmt, params)) = select else {
+        out.clear();
+        return Ok(());
+    };
+    let rows = client
         .query(&stmt, &read::params(&params))
         .map_err(map_err)?;
     let mut n = 0;
@@ -522,6 +636,17 @@ impl EventLog for PostgresBackend {
                     Err(e) => {
                         // Whatever broke, the next append starts on a fresh connection.
                         *guard = None;
+                        if matches!(
+                            e,
+                            Error::Unavailable { .. } | Error::CommitOutcomeUnknown { .. }
+                        ) {
+                            self.connector.lost();
+                        }
+                        // The commit may have landed (its outcome unknown): its notification
+                        // must not be taken for this handle's own, and this handle's
+                        // subscriptions look for themselves.
+                        self.writer_pid.store(0, AtomicOrdering::Relaxed);
+                        self.signal.notify();
                         return Err(e);
                     }
                 };
@@ -553,63 +678,48 @@ impl EventLog for PostgresBackend {
     }
 
     fn query_into(&self, query: &Query, out: &mut Vec<Event>) -> Result<()> {
-        let mut taken = std::mem::take(out);
-        let result = self.read(|conn| {
-            let mut events = Vec::new();
-            query_into_on(conn, query, &mut events)?;
-            Ok(events)
-        });
-        // `read` may run `f` twice (after a lost connection), so the events are filled in
-        // a vector of its own, then moved into the caller's buffers.
-        match result {
-            Ok(events) => {
-                let n = events.len();
-                for (i, e) in events.into_iter().enumerate() {
-                    match taken.get_mut(i) {
-                        Some(slot) => *slot = e,
-                        None => taken.push(e),
-                    }
+        blocking(|| {
+            let mut conn = self.checkout()?;
+            let select = prepare_select(&mut conn, query)?;
+            match run_select(&mut conn.client, select, out) {
+                Err(Error::Unavailable { .. }) if conn.client.is_closed() => {
+                    // As `read` does; `out` is then refilled from scratch.
+                    self.connector.lost();
+                    drop(conn);
+                    let mut conn = self.checkout()?;
+                    let select = prepare_select(&mut conn, query)?;
+                    run_select(&mut conn.client, select, out)
                 }
-                taken.truncate(n);
-                *out = taken;
-                Ok(())
+                other => other,
             }
-            Err(e) => Err(e),
-        }
+        })
     }
 
     fn count(&self, filter: &Filter) -> Result<u64> {
-        if filter.is_empty_range() {
-            return Ok(0);
-        }
-        self.read(|conn| count_on(conn, filter))
+        self.read(|conn| {
+            let count = prepare_count(conn, filter)?;
+            run_count(&mut conn.client, count)
+        })
     }
 
     fn query_with_total(&self, query: &Query) -> Result<(Vec<Event>, u64)> {
         self.read(|conn| {
-            // One snapshot for both statements.
-            conn.client
-                .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            let count = prepare_count(conn, &query.filter)?;
+            let select = prepare_select(conn, query)?;
+            // One snapshot for both statements. A transaction that fails (or unwinds) rolls
+            // back when dropped, so the connection goes back to the pool outside one.
+            let mut tx = conn
+                .client
+                .build_transaction()
+                .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
                 .map_err(map_err)?;
-            let outcome = (|| {
-                let total = if query.filter.is_empty_range() {
-                    0
-                } else {
-                    count_on(conn, &query.filter)?
-                };
-                let mut events = Vec::new();
-                query_into_on(conn, query, &mut events)?;
-                Ok((events, total))
-            })();
-            let end = if outcome.is_ok() {
-                "COMMIT"
-            } else {
-                "ROLLBACK"
-            };
-            let ended = conn.client.batch_execute(end).map_err(map_err);
-            let out = outcome?;
-            ended?;
-            Ok(out)
+            let total = run_count(&mut tx, count)?;
+            let mut events = Vec::new();
+            run_select(&mut tx, select, &mut events)?;
+            tx.commit().map_err(map_err)?;
+            Ok((events, total))
         })
     }
 
@@ -841,8 +951,25 @@ impl Notifications for PostgresBackend {
         Arc::clone(&self.signal)
     }
 
-    /// Other handles' commits arrive as notifications, which wake the subscriptions.
+    /// Other handles' commits arrive as notifications, which wake the subscriptions; this
+    /// looks at the counter row too (one round trip, at most once a second), so that a
+    /// listener cut off without noticing (a half-open connection, a proxy without
+    /// notifications) delays a wake-up by about a second, instead of losing it.
     fn poll_commits(&self) -> Result<()> {
+        // At most once a second per handle, however many subscriptions poll: the listener is
+        // the way commits are noticed, this only bounds how late a lost notification makes one.
+        {
+            let mut last = self.last_poll.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|at| at.elapsed() < POLL_SPACING) {
+                return Ok(());
+            }
+            *last = Some(Instant::now());
+        }
+        let head = self.read_number("SELECT last_id FROM eventlite_head")?;
+        let before = self.polled.fetch_max(head, AtomicOrdering::Relaxed);
+        if head > before.max(self.signal.head()) {
+            self.signal.notify();
+        }
         Ok(())
     }
 
@@ -858,13 +985,15 @@ impl Maintenance for PostgresBackend {
     /// log up to it); with `Immediate` there is nothing to do, but the commit is cheap.
     fn checkpoint(&self) -> Result<()> {
         blocking(|| {
-            let mut conn = self.pool.get().map_err(pool_err)?;
-            conn.client
-                .batch_execute(
-                    "BEGIN; SET LOCAL synchronous_commit = on; \
-                     UPDATE eventlite_head SET last_id = last_id; COMMIT",
-                )
-                .map_err(map_err)
+            let mut conn = self.checkout()?;
+            // A transaction rolls back if anything in it fails, so the connection goes back to
+            // the pool outside one.
+            let mut tx = conn.client.transaction().map_err(map_err)?;
+            tx.batch_execute(
+                "SET LOCAL synchronous_commit = on; UPDATE eventlite_head SET last_id = last_id",
+            )
+            .map_err(map_err)?;
+            tx.commit().map_err(map_err)
         })
     }
 
@@ -911,18 +1040,26 @@ impl Maintenance for PostgresBackend {
                     )
                     .map_err(map_err)?
                     .iter()
-                    .map(|r| r.get(0))
-                    .collect();
+                    .map(|r| r.try_get(0))
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(map_err)?;
                 for index in indexes {
                     if let Err(e) = conn.client.execute(
                         "SELECT bt_index_check(c.oid, true) FROM pg_class c \
                          WHERE c.oid = to_regclass($1)",
                         &[&index],
                     ) {
-                        if is_connection_error(&e) {
+                        // Corruption is a finding; anything else (no permission to run
+                        // amcheck, a timeout) says nothing about the index.
+                        let corrupt = e.code().is_some_and(|c| {
+                            *c == postgres::error::SqlState::DATA_CORRUPTED
+                                || *c == postgres::error::SqlState::INDEX_CORRUPTED
+                        });
+                        if corrupt {
+                            problems.push(format!("index {index}: {e}"));
+                        } else if is_connection_error(&e) {
                             return Err(map_err(e));
                         }
-                        problems.push(format!("index {index}: {e}"));
                     }
                 }
             }

@@ -57,26 +57,23 @@ fn listen(
 ) {
     let mut backoff = Duration::from_millis(50);
     while !stop.load(Ordering::Relaxed) {
-        let mut conn = match connector.connect() {
-            Ok(conn) => conn,
-            Err(_) => {
-                // The server is away: try again later, looking at `stop` meanwhile.
-                let mut waited = Duration::ZERO;
-                while waited < backoff && !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(TICK.min(backoff));
-                    waited += TICK.min(backoff);
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                continue;
+        let listening = connector.connect().and_then(|mut conn| {
+            conn.client
+                .batch_execute(&format!("LISTEN \"{channel}\""))
+                .map_err(crate::conn::map_err)?;
+            Ok(conn)
+        });
+        let Ok(mut conn) = listening else {
+            // The server is away (or refuses LISTEN, as a standby does): try again later,
+            // looking at `stop` meanwhile.
+            let mut waited = Duration::ZERO;
+            while waited < backoff && !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(TICK.min(backoff));
+                waited += TICK.min(backoff);
             }
-        };
-        if conn
-            .client
-            .batch_execute(&format!("LISTEN {channel}"))
-            .is_err()
-        {
+            backoff = (backoff * 2).min(MAX_BACKOFF);
             continue;
-        }
+        };
         backoff = Duration::from_millis(50);
         // Commits made while nobody listened are not announced again: look now.
         signal.notify();

@@ -70,10 +70,27 @@ pub(crate) struct Columns<'a> {
     stream: Vec<Option<&'a [u8]>>,
     stream_version: Vec<Option<i64>>,
     checksum: Vec<i64>,
+    /// The caller text held so far, in bytes.
+    bytes: usize,
 }
 
 impl<'a> Columns<'a> {
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.id.is_empty()
+    }
+
     pub(crate) fn push(&mut self, f: EventFields<'a>) {
+        self.bytes += f.user.len()
+            + f.ip.len()
+            + f.cmd.len()
+            + f.data.len()
+            + f.correlation_id.len()
+            + f.metadata.len()
+            + f.stream.map_or(0, str::len);
         self.checksum.push(i64::from(f.checksum()));
         self.id.push(sql::clamp(f.id));
         self.version.push(i64::from(f.version));

@@ -127,7 +127,7 @@ fn a_foreign_schema_is_refused() -> anyhow::Result<()> {
 }
 
 /// The synchronous client panics when it blocks inside an async runtime; the backend's calls
-/// then run on a thread of their own, on both kinds of runtime.
+/// (and its drop) then run on a thread of their own, on both kinds of runtime.
 #[test]
 fn calls_from_inside_a_tokio_runtime_work() -> anyhow::Result<()> {
     with_server(|| {
@@ -160,6 +160,8 @@ fn calls_from_inside_a_tokio_runtime_work() -> anyhow::Result<()> {
             .map(|e| e.cmd)
             .collect();
         assert_eq!(cmds, ["from_async", "from_a_task"]);
+        // Dropped inside a runtime too: closing its connections blocks on the client.
+        current.block_on(async move { drop(store) });
         Ok(())
     })
 }

@@ -62,7 +62,7 @@ pub use query::{Cursor, EventPage, Filter, Order, Page, PageStart, Query};
 pub use relations::{REPORT_MAX_INDENT, Related};
 pub use store::{
     DEFAULT_MAX_EVENT_SIZE, EventStore, EventStoreBuilder, EventStream, Lineage, MAX_JSON_DEPTH,
-    ReplayStats, Restored, StreamOptions,
+    MAX_KEY_LEN, ReplayStats, Restored, StreamOptions,
 };
 pub use subscription::{Start, Stopper, SubscribeOptions, Subscription};
 pub use verify::{MAX_LISTED_PROBLEMS, Problem, ProblemKind, VerifyReport};

@@ -22,6 +22,12 @@ use crate::spi::{CommitListener, PendingEvent};
 /// The default size limit of one event's caller-supplied content: 16 MiB.
 pub const DEFAULT_MAX_EVENT_SIZE: usize = 16 * 1024 * 1024;
 
+/// The longest cmd, user, correlation id or stream name an event may have, in bytes. They are
+/// identifiers, and index keys on every engine: PostgreSQL's index entries hold at most about
+/// 2.7 KB, so one limit for all engines keeps them interchangeable. Longer ones are refused
+/// with [`Error::InvalidEvent`].
+pub const MAX_KEY_LEN: usize = 1024;
+
 /// How deeply an event's data or metadata may nest arrays and objects. serde_json reads at most
 /// 127 levels back (its recursion limit), so anything deeper could be stored but never read:
 /// it is refused with [`Error::InvalidEvent`] instead.
@@ -453,6 +459,19 @@ impl<B: Backend> EventStore<B> {
             (None, Some(parent)) => self.parent_correlation(parent, parents)?,
             (None, None) => uuid::Uuid::now_v7().to_string(),
         };
+        for (field, value) in [
+            ("cmd", Some(cmd.as_str())),
+            ("user", Some(user.as_str())),
+            ("correlation_id", Some(correlation_id.as_str())),
+            ("stream", stream.as_deref()),
+        ] {
+            if let Some(v) = value.filter(|v| v.len() > MAX_KEY_LEN) {
+                return Err(Error::invalid_event(format!(
+                    "{field} is {} bytes, over the limit of {MAX_KEY_LEN} bytes",
+                    v.len()
+                )));
+            }
+        }
         let pending = PendingEvent {
             version,
             datetime: recorded_at.unwrap_or(now),

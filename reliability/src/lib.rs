@@ -72,6 +72,70 @@ pub fn open(engine: Engine, path: &Path, durability: Durability) -> Result<Store
     open_ours(engine, path, &setup(durability))
 }
 
+/// The PostgreSQL server of `scripts/with-postgres` (`EVENTLITE_PG_URL`), if the tests have
+/// one. Without one, says on standard error (past the test harness's capture) that `what` was
+/// skipped, or, when `EVENTLITE_REQUIRE_PG` is set (as CI sets it), fails: CI never skips them.
+pub fn pg_url_or_skip(what: &str) -> Option<String> {
+    use std::io::Write as _;
+    if let Some(url) = std::env::var("EVENTLITE_PG_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    {
+        return Some(url);
+    }
+    if std::env::var_os("EVENTLITE_REQUIRE_PG").is_some() {
+        panic!(
+            "EVENTLITE_PG_URL is not set and EVENTLITE_REQUIRE_PG is: run through scripts/with-postgres"
+        );
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "*** {what}: SKIPPED (EVENTLITE_PG_URL is not set; run `scripts/with-postgres cargo test --workspace`) ***"
+    );
+    None
+}
+
+/// A schema name no other test uses.
+pub fn pg_schema(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("r_{tag}_{}_{nanos}", std::process::id())
+}
+
+/// Opens the PostgreSQL store in `schema` on the server at `EVENTLITE_PG_URL`, with the
+/// reliability tests' indexes.
+pub fn open_postgres(schema: &str, durability: Durability) -> Result<Store> {
+    let url = std::env::var("EVENTLITE_PG_URL").context("EVENTLITE_PG_URL is not set")?;
+    let options = eventlite_postgres::PostgresOptions {
+        schema: schema.to_owned(),
+        indexes: setup(durability).indexes,
+        durability,
+        ..eventlite_postgres::PostgresOptions::new(url)
+    };
+    let backend: Box<dyn eventlite_core::Backend> =
+        Box::new(eventlite_postgres::PostgresBackend::open(options)?);
+    Ok(eventlite_core::EventStore::new(backend))
+}
+
+/// Opens a store of `engine` (`sqlite`, `redb`, or `postgres`, whose `path` is then a schema
+/// on the server at `EVENTLITE_PG_URL`).
+pub fn open_named(engine_name: &str, path: &str, durability: Durability) -> Result<Store> {
+    match engine_name {
+        "postgres" => open_postgres(path, durability),
+        other => open(engine(other)?, path.as_ref(), durability),
+    }
+}
+
+/// Drops a schema and everything in it (a test's store).
+pub fn drop_pg_schema(schema: &str) {
+    if let Ok(url) = std::env::var("EVENTLITE_PG_URL")
+        && let Ok(mut client) = postgres::Client::connect(&url, postgres::NoTls)
+    {
+        let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+    }
+}
+
 /// Event `k` of a batch of `n` with number `batch`: its content is a function of those three,
 /// so that a checker can tell what every stored event must contain.
 pub fn batch_event(batch: u64, k: u64, n: u64, pad: usize) -> NewEvent {

@@ -130,6 +130,35 @@ pub fn oversize_event_is_rejected<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()>
     Ok(())
 }
 
+/// A cmd, user, correlation id or stream name longer than `MAX_KEY_LEN` bytes is refused
+/// (one byte under counts as well as one over: the limit is on bytes, not characters), and a
+/// bulk holding one stores nothing.
+pub fn overlong_keys_are_rejected<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
+    let f = ctx.fixture()?;
+    let at = "k".repeat(eventlite_core::MAX_KEY_LEN);
+    // 'é' is two bytes: this one is MAX_KEY_LEN characters but one byte over.
+    let over = format!("{}é", "k".repeat(eventlite_core::MAX_KEY_LEN - 1));
+    f.store(
+        ev(&at)
+            .user(&at)
+            .correlation_id(&at)
+            .stream(&at, ExpectedVersion::Any),
+    )?;
+    for bad in [
+        ev(&over),
+        ev("x").user(&over),
+        ev("x").correlation_id(&over),
+        ev("x").stream(&over, ExpectedVersion::Any),
+    ] {
+        assert_err(f.store(bad), |e| matches!(e, Error::InvalidEvent { .. }))?;
+    }
+    assert_err(f.store_bulk(vec![ev("ok"), ev(&over)]), |e| {
+        matches!(e, Error::InvalidEvent { .. })
+    })?;
+    ensure!(f.last_id()? == 1);
+    Ok(())
+}
+
 /// `store_bulk(vec![])` is an error.
 pub fn empty_bulk_is_rejected<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
     let f = ctx.fixture()?;

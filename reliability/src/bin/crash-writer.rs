@@ -6,6 +6,10 @@
 //!   (thread `t` numbers its batches `FIRST_BATCH + t + 8k`), so that commits are shared.
 //! - `fill ENGINE PATH FSIZE_LIMIT FIRST_BATCH`: ignores SIGXFSZ, limits the size of files it
 //!   writes to FSIZE_LIMIT bytes, appends until an append fails, prints `err <variant>` and exits.
+//! - `streams ENGINE PATH STREAM,STREAM,... COUNT`: appends COUNT single events round-robin to
+//!   the streams with expected versions, retrying on conflicts; prints `<id> <stream>
+//!   <version>` per event and `conflicts <n>` at the end. ENGINE `postgres`: PATH is a schema on
+//!   the server at `EVENTLITE_PG_URL` (so in every mode that takes ENGINE PATH).
 //! - `multi PATH COUNT`: appends COUNT single events to a SQLite store, printing each id.
 //! - `checkpoint ENGINE PATH DURABILITY COUNT`: appends COUNT single events, calls
 //!   `checkpoint`, prints `checkpointed <last id>` and waits to be killed.
@@ -22,7 +26,7 @@ use std::io::Write;
 
 use anyhow::{Context, Result};
 use eventlite_core::{Durability, Error, NewEvent};
-use eventlite_reliability::{batch_event, durability, engine, open};
+use eventlite_reliability::{batch_event, durability, engine, open, open_named};
 
 fn arg(args: &[String], i: usize) -> Result<&str> {
     args.get(i)
@@ -48,11 +52,7 @@ fn main() -> Result<()> {
     let mut out = out.lock();
     match arg(&args, 1)? {
         "append" => {
-            let store = open(
-                engine(arg(&args, 2)?)?,
-                arg(&args, 3)?.as_ref(),
-                durability(arg(&args, 4)?)?,
-            )?;
+            let store = open_named(arg(&args, 2)?, arg(&args, 3)?, durability(arg(&args, 4)?)?)?;
             let mut batch: u64 = arg(&args, 5)?.parse()?;
             let mut seed: u64 = arg(&args, 6)?.parse::<u64>()? | 1;
             loop {
@@ -154,6 +154,46 @@ fn main() -> Result<()> {
                     }
                 }
             }
+        }
+        "streams" => {
+            // Optimistic concurrency across processes: each append expects the stream's version
+            // this writer last saw, and on a conflict takes the version the conflict reports.
+            let store = open_named(arg(&args, 2)?, arg(&args, 3)?, Durability::Immediate)?;
+            let streams: Vec<String> = arg(&args, 4)?.split(',').map(str::to_owned).collect();
+            let count: u64 = arg(&args, 5)?.parse()?;
+            let mut seen: Vec<u64> = vec![0; streams.len()];
+            let (mut stored, mut conflicts, mut turn) = (0, 0u64, 0usize);
+            while stored < count {
+                let s = turn % streams.len();
+                turn += 1;
+                let event = NewEvent::new("step").data(&stored);
+                match store.append_to_stream(
+                    &streams[s],
+                    eventlite_core::ExpectedVersion::Exact(seen[s]),
+                    vec![event],
+                ) {
+                    Ok(events) => {
+                        for e in &events {
+                            writeln!(
+                                out,
+                                "{} {} {}",
+                                e.id,
+                                streams[s],
+                                e.stream_version.unwrap_or(0)
+                            )?;
+                        }
+                        seen[s] += events.len() as u64;
+                        stored += 1;
+                    }
+                    Err(Error::Conflict { actual, .. }) => {
+                        seen[s] = actual.unwrap_or(0);
+                        conflicts += 1;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            writeln!(out, "conflicts {conflicts}")?;
+            Ok(())
         }
         "multi" => {
             let store = eventlite_core::EventStore::new(eventlite_sqlite::SqliteBackend::open(
