@@ -43,7 +43,7 @@ mod sql;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering as AtomicOrdering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use conn::{Connector, PgConn, is_connection_error, map_err};
@@ -442,7 +442,7 @@ fn sync_indexes(tx: &mut postgres::Transaction<'_>, want: IndexConfig) -> Result
 
 /// The versions of `streams` in the store, read inside the append's transaction.
 fn stored_versions(
-    tx: &mut postgres::Transaction<'_>,
+    client: &mut postgres::Client,
     stmt: &postgres::Statement,
     streams: &[&[u8]],
 ) -> Result<HashMap<Vec<u8>, u64>> {
@@ -450,7 +450,7 @@ fn stored_versions(
         return Ok(HashMap::new());
     }
     let mut out = HashMap::with_capacity(streams.len());
-    for row in tx.query(stmt, &[&streams]).map_err(map_err)? {
+    for row in client.query(stmt, &[&streams]).map_err(map_err)? {
         let stream: Vec<u8> = row.try_get(0).map_err(map_err)?;
         let version: Option<i64> = row.try_get(1).map_err(map_err)?;
         if let Some(v) = version {
@@ -471,8 +471,15 @@ const INSERT_CHUNK_BYTES: usize = 64 * 1024 * 1024;
 const LOCK_HEAD: &str = "SELECT last_id FROM eventlite_head FOR UPDATE";
 const STREAM_VERSIONS: &str = "SELECT s, (SELECT max(stream_version) FROM queue WHERE stream = s) \
      FROM unnest($1::bytea[]) AS s";
-const SET_HEAD: &str = "WITH h AS (UPDATE eventlite_head SET last_id = $1 RETURNING last_id) \
-     SELECT pg_notify($2, last_id::text) FROM h";
+/// The last INSERT of an append, which also sets the counter row and notifies the listeners
+/// (`$14`: the new last id, `$15`: the channel): one round trip.
+static INSERT_AND_HEAD: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH ins AS ({}), h AS (UPDATE eventlite_head SET last_id = $14 RETURNING last_id) \
+         SELECT pg_notify($15, last_id::text) FROM h",
+        sql::INSERT
+    )
+});
 
 /// Stores the batches of a group in one transaction: the counter row is locked first (so
 /// appends from every process commit one at a time, in id order), each batch is checked
@@ -483,23 +490,28 @@ fn append_on(
     channel: &str,
     entries: &mut [GroupEntry],
 ) -> Result<Vec<Numbered>> {
-    let lock = conn.prepare(LOCK_HEAD)?;
     let versions_stmt = conn.prepare(STREAM_VERSIONS)?;
     let insert = conn.prepare(sql::INSERT)?;
-    let set_head = conn.prepare(SET_HEAD)?;
-    // Read committed whatever the role's default: after waiting for the counter row's lock, the
-    // next statements must see the commit that held it.
-    let mut tx = conn
-        .client
-        .build_transaction()
-        .isolation_level(postgres::IsolationLevel::ReadCommitted)
-        .start()
-        .map_err(map_err)?;
-    let last: i64 = tx
-        .query_one(&lock, &[])
-        .and_then(|r| r.try_get(0))
-        .map_err(map_err)?;
-    let last = u64::try_from(last).map_err(|_| Error::corrupt(format!("last id {last}")))?;
+    let insert_and_head = conn.prepare(&INSERT_AND_HEAD)?;
+    let client = &mut conn.client;
+    // The transaction is begun, and the counter row locked, in one round trip. Read committed
+    // whatever the role's default: after waiting for the lock, the next statements must see
+    // the commit that held it. On an error the caller drops this connection, and the server
+    // rolls the transaction back.
+    let last = client
+        .simple_query(&format!(
+            "BEGIN ISOLATION LEVEL READ COMMITTED; {LOCK_HEAD}"
+        ))
+        .map_err(map_err)?
+        .iter()
+        .find_map(|m| match m {
+            postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .ok_or_else(|| Error::corrupt("the id counter row is missing"))?;
+    let last: u64 = last
+        .parse()
+        .map_err(|_| Error::corrupt(format!("the id counter holds {last:?}")))?;
     let mut streams: Vec<&[u8]> = entries
         .iter()
         .flat_map(|e| e.batch().iter().filter_map(|p| p.stream.as_deref()))
@@ -507,12 +519,13 @@ fn append_on(
         .collect();
     streams.sort_unstable();
     streams.dedup();
-    let stored_streams = stored_versions(&mut tx, &versions_stmt, &streams)?;
+    let stored_streams = stored_versions(client, &versions_stmt, &streams)?;
     let stored = number_group(entries, last, i64::MAX as u64, |stream| {
         Ok(stored_streams.get(stream.as_bytes()).copied())
     })?;
     if stored.is_empty() {
-        // Every batch was rejected: nothing to commit (dropping the transaction rolls back).
+        // Every batch was rejected: nothing to commit.
+        client.batch_execute("ROLLBACK").map_err(map_err)?;
         return Ok(stored);
     }
     let rows = stored.iter().flat_map(|(i, first, sv)| {
@@ -523,26 +536,27 @@ fn append_on(
             .enumerate()
             .map(move |(k, (p, v))| p.fields(first + k as u64, *v))
     });
-    // One statement per chunk: a bound array must stay under PostgreSQL's 1 GB per value.
-    let mut cols = read::Columns::default();
-    for fields in rows {
-        cols.push(fields);
-        if cols.bytes() >= INSERT_CHUNK_BYTES {
-            tx.execute(&insert, &cols.params()).map_err(map_err)?;
-            cols = read::Columns::default();
-        }
-    }
-    if !cols.is_empty() {
-        tx.execute(&insert, &cols.params()).map_err(map_err)?;
-    }
     let stored_events: u64 = stored
         .iter()
         .map(|(i, _, _)| entries[*i].batch().len() as u64)
         .sum();
     let new_last = last + stored_events;
     let head = sql::clamp(new_last);
-    tx.query(&set_head, &[&head, &channel]).map_err(map_err)?;
-    tx.commit().map_err(|e| {
+    // One statement per chunk (a bound array must stay under PostgreSQL's 1 GB per value); the
+    // last one also sets the counter and notifies the listeners.
+    let mut cols = read::Columns::default();
+    for fields in rows {
+        cols.push(fields);
+        if cols.bytes() >= INSERT_CHUNK_BYTES {
+            client.execute(&insert, &cols.params()).map_err(map_err)?;
+            cols = read::Columns::default();
+        }
+    }
+    let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = cols.params().to_vec();
+    params.push(&head);
+    params.push(&channel);
+    client.query(&insert_and_head, &params).map_err(map_err)?;
+    client.batch_execute("COMMIT").map_err(|e| {
         if is_connection_error(&e) {
             Error::commit_outcome_unknown(format!(
                 "the connection was lost while committing events {}..={}: read the stream's \

@@ -279,6 +279,7 @@ impl RawWriter {
         Ok(match engine {
             Engine::Sqlite => RawWriter::Sqlite(raw::sqlite::Raw::open(path, setup)?),
             Engine::Redb => RawWriter::Redb(raw::redb::Raw::open(path, setup)?),
+            Engine::Postgres => anyhow::bail!("the postgres engine has a table of its own"),
         })
     }
 

@@ -28,6 +28,9 @@ pub enum Engine {
     Sqlite,
     /// redb.
     Redb,
+    /// PostgreSQL, on the server at `EVENTLITE_PG_URL`: only its own table
+    /// ([`cases::postgres`]), since the other tables' stores are files.
+    Postgres,
 }
 
 impl Engine {
@@ -36,6 +39,7 @@ impl Engine {
         match self {
             Engine::Sqlite => "sqlite",
             Engine::Redb => "redb",
+            Engine::Postgres => "postgres",
         }
     }
 
@@ -44,6 +48,7 @@ impl Engine {
         match self {
             Engine::Sqlite => "bench.sqlite",
             Engine::Redb => "bench.redb",
+            Engine::Postgres => "bench.postgres",
         }
     }
 }
@@ -126,6 +131,7 @@ pub fn open_ours_with_wait(engine: Engine, path: &Path, setup: &Setup) -> Result
             Box::new(RedbBackend::open(path, setup.redb())?),
             Box::new(|| {}),
         ),
+        Engine::Postgres => anyhow::bail!("the postgres engine has a table of its own"),
     };
     Ok((
         EventStore::builder(backend).cache(setup.cache).build(),

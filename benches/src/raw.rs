@@ -1,5 +1,5 @@
-//! The raw baselines: plain rusqlite and plain redb code over the same files, schema, indexes
-//! and pragmas as our backends, without EventLite's layers.
+//! The raw baselines: plain rusqlite, plain redb and plain `postgres` client code over the same
+//! files (or schema), indexes and settings as our backends, without EventLite's layers.
 
 use std::ops::RangeInclusive;
 use std::path::Path;
@@ -772,6 +772,165 @@ pub mod redb {
             self.batches(ids, |batch| {
                 batch.iter().map(|r| u64::from(!r.1.cmd.is_empty())).sum()
             })
+        }
+    }
+}
+
+/// Plain `postgres` client code, on a store made by `PostgresBackend` (the same schema and
+/// indexes) with the same session settings: what a hand-written service would do for the same
+/// rows, ids gap-free from the same counter row.
+pub mod postgres {
+    use super::*;
+    use ::postgres::{Client, NoTls, Statement};
+
+    const COLS: &str = r#"id, version, datetime, "user", ip, cmd, data, correlation_id, causation_id, metadata, stream, stream_version, checksum"#;
+
+    /// One connection.
+    pub struct Raw {
+        client: Client,
+        take_ids: Statement,
+        insert: Statement,
+        get: Statement,
+        by_correlation: Statement,
+    }
+
+    /// A row as plain code reads it (texts decoded, checksum not checked).
+    fn row(r: &::postgres::Row) -> Result<(u64, Row)> {
+        let text =
+            |i: usize| -> Result<String> { Ok(String::from_utf8(r.try_get::<_, Vec<u8>>(i)?)?) };
+        Ok((
+            r.try_get::<_, i64>(0)? as u64,
+            Row {
+                version: r.try_get::<_, i64>(1)? as u32,
+                datetime: r.try_get(2)?,
+                user: text(3)?,
+                ip: text(4)?,
+                cmd: text(5)?,
+                data: r.try_get(6)?,
+                correlation_id: text(7)?,
+                causation_id: r.try_get::<_, Option<i64>>(8)?.map(|v| v as u64),
+                metadata: r.try_get(9)?,
+                stream: r
+                    .try_get::<_, Option<Vec<u8>>>(10)?
+                    .map(String::from_utf8)
+                    .transpose()?,
+                stream_version: r.try_get::<_, Option<i64>>(11)?.map(|v| v as u64),
+                checksum: r.try_get::<_, i64>(12)? as u32,
+            },
+        ))
+    }
+
+    impl Raw {
+        /// Connects to the store in `schema` on the server at `url`.
+        pub fn open(url: &str, schema: &str, durability: Durability) -> Result<Self> {
+            let mut client = Client::connect(url, NoTls)?;
+            let commit = match durability {
+                Durability::Immediate => "on",
+                Durability::Relaxed => "off",
+            };
+            client.batch_execute(&format!(
+                "SET search_path TO \"{schema}\"; SET enable_seqscan = off; SET jit = off; \
+                 SET synchronous_commit = {commit}"
+            ))?;
+            let take_ids = client
+                .prepare("UPDATE eventlite_head SET last_id = last_id + $1 RETURNING last_id")?;
+            let insert = client.prepare(&format!(
+                "INSERT INTO queue ({COLS}) SELECT * FROM unnest($1::int8[], $2::int8[], \
+                 $3::int8[], $4::bytea[], $5::bytea[], $6::bytea[], $7::text[], $8::bytea[], \
+                 $9::int8[], $10::text[], $11::bytea[], $12::int8[], $13::int8[])"
+            ))?;
+            let get = client.prepare(&format!("SELECT {COLS} FROM queue WHERE id = $1"))?;
+            let by_correlation = client.prepare(&format!(
+                "SELECT {COLS} FROM queue WHERE correlation_id = $1 ORDER BY id"
+            ))?;
+            Ok(Raw {
+                client,
+                take_ids,
+                insert,
+                get,
+                by_correlation,
+            })
+        }
+
+        /// `es` in one transaction: ids taken from the counter row, then the rows.
+        pub fn append(&mut self, es: &[BenchEvent]) -> Result<()> {
+            let mut tx = self.client.transaction()?;
+            let last: i64 = tx
+                .query_one(&self.take_ids, &[&(es.len() as i64)])?
+                .try_get(0)?;
+            let first = last as u64 + 1 - es.len() as u64;
+            let now = now_ms();
+            let corrs: Vec<_> = es.iter().map(correlation).collect();
+            let n = es.len();
+            let (mut id, mut version, mut datetime, mut checksum) = (
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+            );
+            let (mut user, mut ip, mut cmd, mut corr) = (
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+            );
+            let (mut data, mut metadata) = (Vec::with_capacity(n), Vec::with_capacity(n));
+            let (causation, stream, stream_version) = (
+                vec![None::<i64>; n],
+                vec![None::<&[u8]>; n],
+                vec![None::<i64>; n],
+            );
+            for (i, (e, c)) in es.iter().zip(&corrs).enumerate() {
+                let mut f = fields(first + i as u64, e, now);
+                f.correlation_id = c;
+                checksum.push(i64::from(f.checksum()));
+                id.push((first + i as u64) as i64);
+                version.push(1i64);
+                datetime.push(now);
+                user.push(e.user.as_bytes());
+                ip.push(&b""[..]);
+                cmd.push(e.cmd.as_bytes());
+                data.push(e.data.as_str());
+                corr.push(c.as_bytes());
+                metadata.push("{}");
+            }
+            tx.execute(
+                &self.insert,
+                &[
+                    &id,
+                    &version,
+                    &datetime,
+                    &user,
+                    &ip,
+                    &cmd,
+                    &data,
+                    &corr,
+                    &causation,
+                    &metadata,
+                    &stream,
+                    &stream_version,
+                    &checksum,
+                ],
+            )?;
+            tx.commit()?;
+            Ok(())
+        }
+
+        /// The event with this id, if any.
+        pub fn get(&mut self, id: u64) -> Result<Option<Row>> {
+            self.client
+                .query_opt(&self.get, &[&(id as i64)])?
+                .map(|r| row(&r).map(|(_, r)| r))
+                .transpose()
+        }
+
+        /// A correlation's events, in id order.
+        pub fn transaction(&mut self, corr: &str) -> Result<Vec<Row>> {
+            self.client
+                .query(&self.by_correlation, &[&corr.as_bytes()])?
+                .iter()
+                .map(|r| row(r).map(|(_, r)| r))
+                .collect()
         }
     }
 }

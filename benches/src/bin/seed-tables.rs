@@ -1,7 +1,7 @@
 //! The performance guide's tables, measured per engine beside the raw engine underneath.
 //!
 //! `cargo run --release -p eventlite-benches --bin seed-tables -- [--quick] [--events N]
-//! [--runs R] [--engines sqlite,redb] [--only bulk,reads,…] [--json PATH] [--markdown PATH]
+//! [--runs R] [--engines sqlite,redb,postgres] [--only bulk,reads,…] [--json PATH] [--markdown PATH]
 //! [--svg PATH] [--scale] [--render JSON]`; `--help` prints what each flag does.
 
 use std::time::Instant;
@@ -24,12 +24,14 @@ struct Args {
 }
 
 const USAGE: &str = "\
-usage: seed-tables [--quick] [--events N] [--runs R] [--engines sqlite,redb]
-                   [--only index,durability,bulk,profiles,reads,checks,subscriptions,concurrent,aggregates]
+usage: seed-tables [--quick] [--events N] [--runs R] [--engines sqlite,redb,postgres]
+                   [--only index,durability,bulk,profiles,reads,checks,subscriptions,concurrent,aggregates,postgres]
                    [--json PATH] [--markdown PATH] [--svg PATH]
        seed-tables --scale [--engines sqlite,redb] [--json PATH] [--markdown PATH]
        seed-tables --render JSON [--markdown PATH] [--svg PATH]
 
+  --engines   postgres adds the `postgres` table (ours against plain client code on the
+              server at EVENTLITE_PG_URL: run it through scripts/with-postgres)
   --quick     20,000 events, 3 runs (the CI smoke run; under 60 s)
   --events N  events per store (default 100,000)
   --runs R    runs per figure; each figure is their median (default 5)
@@ -77,6 +79,7 @@ fn parse_args() -> Result<Option<Args>> {
                     "subscriptions",
                     "concurrent",
                     "aggregates",
+                    "postgres",
                 ];
                 if let Some(t) = args
                     .config
@@ -93,6 +96,7 @@ fn parse_args() -> Result<Option<Args>> {
                     .map(|e| match e {
                         "sqlite" => Ok(Engine::Sqlite),
                         "redb" => Ok(Engine::Redb),
+                        "postgres" => Ok(Engine::Postgres),
                         other => bail!("unknown engine {other}"),
                     })
                     .collect::<Result<_>>()?
@@ -138,7 +142,15 @@ fn main() -> Result<()> {
     };
     let started = Instant::now();
     let mut b = Bench::new(args.config);
-    let engines = b.config.engines.clone();
+    // The file engines' tables; PostgreSQL has a table of its own.
+    let postgres = b.config.engines.contains(&Engine::Postgres);
+    let engines: Vec<Engine> = b
+        .config
+        .engines
+        .iter()
+        .copied()
+        .filter(|e| *e != Engine::Postgres)
+        .collect();
     if let Some(path) = &args.render {
         // Re-render the tables of an earlier run's JSON.
         json::load(&mut b, &std::fs::read_to_string(path)?)?;
@@ -171,6 +183,10 @@ fn main() -> Result<()> {
                 eprintln!("== {} concurrent writers", e.name());
                 eventlite_benches::cases::concurrent::concurrent(&mut b, e)?;
             }
+        }
+        if postgres && b.config.wants("postgres") {
+            eprintln!("== postgres");
+            eventlite_benches::cases::postgres::postgres(&mut b)?;
         }
         if b.config.wants("subscriptions") {
             for &e in &engines {

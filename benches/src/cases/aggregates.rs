@@ -112,6 +112,7 @@ impl Writer {
         Ok(match engine {
             Engine::Sqlite => Writer::Sqlite(raw::sqlite::Raw::open(path, setup)?),
             Engine::Redb => Writer::Redb(raw::redb::Raw::open(path, setup)?),
+            Engine::Postgres => anyhow::bail!("the postgres engine has a table of its own"),
         })
     }
 
@@ -321,6 +322,7 @@ impl Reader {
             (false, _) => Reader::Ours(open_ours(engine, path, setup)?),
             (true, Engine::Sqlite) => Reader::Sqlite(raw::sqlite::Raw::open(path, setup)?),
             (true, Engine::Redb) => Reader::Redb(raw::redb::Raw::open(path, setup)?),
+            (true, Engine::Postgres) => anyhow::bail!("the postgres engine has a table of its own"),
         })
     }
 
@@ -571,6 +573,7 @@ pub fn rss_child(engine: Engine, raw: bool, work: Work, n: u64, path: &Path) -> 
         (false, _) => Reader::Ours(open_ours(engine, path, &Setup::default())?),
         (true, Engine::Sqlite) => Reader::Sqlite(raw::sqlite::Raw::open_plain(path)?),
         (true, Engine::Redb) => Reader::Redb(raw::redb::Raw::open_plain(path)?),
+        (true, Engine::Postgres) => anyhow::bail!("the postgres engine has a table of its own"),
     };
     let done = match work {
         Work::Streams => {

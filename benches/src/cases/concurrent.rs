@@ -32,22 +32,24 @@ pub fn bound_case(threads: usize) -> String {
     format!("{threads} threads, against one writer committing their events {threads} at a time")
 }
 
-/// Appends per second by `threads` threads, each appending `per` single events with `append`.
-fn rate(
+/// Appends per second by `threads` threads released by one barrier, thread `t` appending `per`
+/// single events with `append(t, event)`.
+pub(crate) fn rate(
     threads: usize,
     per: u64,
-    append: &(dyn Fn(&BenchEvent) -> Result<()> + Sync),
+    append: &(dyn Fn(usize, &BenchEvent) -> Result<()> + Sync),
 ) -> Result<f64> {
     let work: Vec<Vec<BenchEvent>> = (0..threads).map(|t| events(t as u64 * per, per)).collect();
     let start = Barrier::new(threads + 1);
     let (started, results) = std::thread::scope(|s| {
         let handles: Vec<_> = work
             .iter()
-            .map(|mine| {
+            .enumerate()
+            .map(|(t, mine)| {
                 let start = &start;
                 s.spawn(move || -> Result<()> {
                     start.wait();
-                    mine.iter().try_for_each(append)
+                    mine.iter().try_for_each(|e| append(t, e))
                 })
             })
             .collect();
@@ -79,7 +81,7 @@ pub fn concurrent(b: &mut Bench, engine: Engine) -> Result<()> {
             let dir = tempfile::tempdir()?;
             let store = open_ours(engine, &dir.path().join(engine.file()), &setup)?;
             let per = total / threads as u64;
-            let append = |e: &BenchEvent| -> Result<()> {
+            let append = |_: usize, e: &BenchEvent| -> Result<()> {
                 store.store(new_event(e))?;
                 Ok(())
             };
@@ -122,7 +124,7 @@ pub fn concurrent(b: &mut Bench, engine: Engine) -> Result<()> {
                 thread_local! {
                     static MINE: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
                 }
-                let append = |e: &BenchEvent| -> Result<()> {
+                let append = |_: usize, e: &BenchEvent| -> Result<()> {
                     // Each thread its own connection, as a hand-written service would have.
                     let i = MINE.with(|m| {
                         *m.get().get_or_insert_with(|| {
@@ -140,13 +142,14 @@ pub fn concurrent(b: &mut Bench, engine: Engine) -> Result<()> {
             }
             Engine::Redb => {
                 let db = Mutex::new(raw::redb::Raw::open(&path, &setup)?);
-                let append = |e: &BenchEvent| -> Result<()> {
+                let append = |_: usize, e: &BenchEvent| -> Result<()> {
                     db.lock()
                         .map_err(|_| anyhow::anyhow!("poisoned"))?
                         .insert_batch(std::slice::from_ref(e))
                 };
                 rate(16, per, &append)?
             }
+            Engine::Postgres => anyhow::bail!("the postgres engine has a table of its own"),
         });
     }
     b.record(

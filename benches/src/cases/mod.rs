@@ -4,6 +4,7 @@
 pub mod aggregates;
 pub mod concurrent;
 pub mod cursor;
+pub mod postgres;
 pub mod reads;
 pub mod scale;
 pub mod subscriptions;

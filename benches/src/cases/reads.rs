@@ -43,6 +43,7 @@ fn build_read_store(engine: Engine, path: &std::path::Path, setup: &Setup, n: u6
             }
             .redb(),
         )?),
+        Engine::Postgres => anyhow::bail!("the postgres engine has a table of its own"),
     };
     let store = EventStore::builder(backend)
         .clock(std::sync::Arc::clone(&clock))
@@ -195,6 +196,7 @@ pub fn reads(b: &mut Bench, engine: Engine) -> Result<()> {
         Ok(match engine {
             Engine::Sqlite => Box::new(raw::sqlite::Raw::open(raw_path, setup_ref)?),
             Engine::Redb => Box::new(raw::redb::Raw::open(raw_path, setup_ref)?),
+            Engine::Postgres => anyhow::bail!("the postgres engine has a table of its own"),
         })
     };
     run_cases(b, "reads", engine, &path, &setup, against_raw, &open_raw)?;

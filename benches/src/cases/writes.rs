@@ -176,6 +176,7 @@ pub fn writes(b: &mut Bench, engine: Engine) -> Result<()> {
                 },
             ),
         ],
+        Engine::Postgres => Vec::new(),
     };
     for (case, setup) in durability {
         b.write_case(
