@@ -273,6 +273,14 @@ impl PostgresBackend {
             .ok_or_else(|| Error::unavailable("the store is closed"))
     }
 
+    /// A new writer connection, whose notifications the listener then ignores.
+    fn connect_writer(&self) -> Result<PgConn> {
+        let mut conn = self.connector.connect()?;
+        self.writer_pid
+            .store(conn_pid(&mut conn)?, AtomicOrdering::Relaxed);
+        Ok(conn)
+    }
+
     /// A pooled connection, checked if a connection was lost since it was last known good.
     fn checkout(&self) -> Result<r2d2::PooledConnection<Connector>> {
         conn::checkout(self.pool()?, &self.connector.losses)
@@ -636,20 +644,28 @@ impl EventLog for PostgresBackend {
         blocking(|| {
             self.group.append(batch, |entries| {
                 let mut guard = self.writer();
-                let conn = match &mut *guard {
+                // The connection is out of the slot while it appends: if anything panics
+                // midway, it is dropped (and the server rolls the transaction back) instead of
+                // staying there inside a transaction that holds the counter's lock.
+                let mut conn = match guard.take() {
                     Some(conn) => conn,
-                    None => {
-                        let mut conn = self.connector.connect()?;
-                        let pid = conn_pid(&mut conn)?;
-                        self.writer_pid.store(pid, AtomicOrdering::Relaxed);
-                        guard.insert(conn)
-                    }
+                    None => self.connect_writer()?,
                 };
-                let stored = match append_on(conn, &self.channel, entries) {
+                let losses = self.connector.losses.load(AtomicOrdering::Relaxed);
+                if conn.checked_at < losses {
+                    // Another connection of this store was found lost (a server restart,
+                    // say): look at this one before appending on it.
+                    conn = match conn.client.simple_query("") {
+                        Ok(_) => conn,
+                        Err(_) => self.connect_writer()?,
+                    };
+                    conn.checked_at = losses;
+                }
+                let stored = match append_on(&mut conn, &self.channel, entries) {
                     Ok(stored) => stored,
                     Err(e) => {
                         // Whatever broke, the next append starts on a fresh connection.
-                        *guard = None;
+                        drop(conn);
                         if matches!(
                             e,
                             Error::Unavailable { .. } | Error::CommitOutcomeUnknown { .. }
@@ -664,6 +680,7 @@ impl EventLog for PostgresBackend {
                         return Err(e);
                     }
                 };
+                *guard = Some(conn);
                 let events = group_events(entries, stored);
                 self.signal.publish(&events);
                 drop(guard);
@@ -979,7 +996,13 @@ impl Notifications for PostgresBackend {
             }
             *last = Some(Instant::now());
         }
-        let head = self.read_number("SELECT last_id FROM eventlite_head")?;
+        let head = match self.read_number("SELECT last_id FROM eventlite_head") {
+            Ok(head) => head,
+            // The server is away: the subscriptions wait on, and the listener wakes them when
+            // it is back.
+            Err(Error::Unavailable { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
         let before = self.polled.fetch_max(head, AtomicOrdering::Relaxed);
         if head > before.max(self.signal.head()) {
             self.signal.notify();
@@ -1002,7 +1025,12 @@ impl Maintenance for PostgresBackend {
             let mut conn = self.checkout()?;
             // A transaction rolls back if anything in it fails, so the connection goes back to
             // the pool outside one.
-            let mut tx = conn.client.transaction().map_err(map_err)?;
+            let mut tx = conn
+                .client
+                .build_transaction()
+                .isolation_level(postgres::IsolationLevel::ReadCommitted)
+                .start()
+                .map_err(map_err)?;
             tx.batch_execute(
                 "SET LOCAL synchronous_commit = on; UPDATE eventlite_head SET last_id = last_id",
             )

@@ -22,11 +22,27 @@ use crate::spi::{CommitListener, PendingEvent};
 /// The default size limit of one event's caller-supplied content: 16 MiB.
 pub const DEFAULT_MAX_EVENT_SIZE: usize = 16 * 1024 * 1024;
 
-/// The longest cmd, user, correlation id or stream name an event may have, in bytes. They are
-/// identifiers, and index keys on every engine: PostgreSQL's index entries hold at most about
+/// The longest cmd, user, correlation id or stream name an event may have, in bytes (and the
+/// longest name of a snapshot or saved position). They are identifiers, and keys on every
+/// engine: PostgreSQL's index entries hold at most about
 /// 2.7 KB, so one limit for all engines keeps them interchangeable. Longer ones are refused
 /// with [`Error::InvalidEvent`].
 pub const MAX_KEY_LEN: usize = 1024;
+
+/// Refuses an empty name of a snapshot or position, or one over [`MAX_KEY_LEN`] bytes (a key on
+/// every engine, as an event's cmd is).
+fn check_name(what: &str, name: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(Error::InvalidArgument(format!("{what} name is empty")));
+    }
+    if name.len() > MAX_KEY_LEN {
+        return Err(Error::InvalidArgument(format!(
+            "{what} name is {} bytes, over the limit of {MAX_KEY_LEN} bytes",
+            name.len()
+        )));
+    }
+    Ok(())
+}
 
 /// How deeply an event's data or metadata may nest arrays and objects. serde_json reads at most
 /// 127 levels back (its recursion limit), so anything deeper could be stored but never read:
@@ -884,9 +900,7 @@ impl<B: Backend> EventStore<B> {
         state: &S,
         metadata: &serde_json::Value,
     ) -> Result<()> {
-        if name.is_empty() {
-            return Err(Error::InvalidArgument("snapshot name is empty".into()));
-        }
+        check_name("snapshot", name)?;
         if !metadata.is_object() {
             return Err(Error::InvalidArgument(
                 "snapshot metadata must be an object".into(),
@@ -949,9 +963,7 @@ impl<B: Backend> EventStore<B> {
     /// has been handled by that consumer. A position past the end of the log is
     /// [`Error::InvalidArgument`].
     pub fn save_position(&self, name: &str, position: u64) -> Result<()> {
-        if name.is_empty() {
-            return Err(Error::InvalidArgument("position name is empty".into()));
-        }
+        check_name("position", name)?;
         let last = self.backend.last_id()?;
         if position > last {
             return Err(Error::InvalidArgument(format!(

@@ -101,14 +101,16 @@ fn server_restart_under_a_writer() -> Result<()> {
         }
         Ok(())
     };
-    wait_for(200)?;
-    pg_ctl(&["restart", "-m", "immediate"])?;
-    // The writer comes back by itself.
-    wait_for(200)?;
+    let waited = wait_for(200)
+        .and_then(|()| pg_ctl(&["restart", "-m", "immediate"]))
+        // The writer comes back by itself.
+        .and_then(|()| wait_for(200));
     stop.store(true, Ordering::Release);
+    // The writer's own error first: it is why acknowledgements stopped, if they did.
     let (acked, errors) = writer
         .join()
         .map_err(|_| anyhow::anyhow!("writer panicked"))??;
+    waited?;
     // The writer's connection died with the server: its next append had to fail.
     ensure!(!errors.is_empty(), "no append failed across the restart");
     let events = check_store(&store)?;

@@ -122,7 +122,7 @@ pub fn oversize_event_is_rejected<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()>
         matches!(e, Error::InvalidEvent { .. })
     })?;
     assert_err(
-        store.store_bulk(vec![ev("ok"), ev("big").user("u".repeat(2_000))]),
+        store.store_bulk(vec![ev("ok"), ev("big").ip("u".repeat(2_000))]),
         |e| matches!(e, Error::InvalidEvent { .. }),
     )?;
     ensure!(store.last_id()? == 1);
@@ -131,8 +131,8 @@ pub fn oversize_event_is_rejected<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()>
 }
 
 /// A cmd, user, correlation id or stream name longer than `MAX_KEY_LEN` bytes is refused
-/// (one byte under counts as well as one over: the limit is on bytes, not characters), and a
-/// bulk holding one stores nothing.
+/// (the limit is on bytes, not characters), and a bulk holding one stores nothing; so is a
+/// snapshot or position name of that length.
 pub fn overlong_keys_are_rejected<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
     let f = ctx.fixture()?;
     let at = "k".repeat(eventlite_core::MAX_KEY_LEN);
@@ -156,6 +156,15 @@ pub fn overlong_keys_are_rejected<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()>
         matches!(e, Error::InvalidEvent { .. })
     })?;
     ensure!(f.last_id()? == 1);
+    // Snapshot and position names are keys too.
+    f.save_position(&at, 1)?;
+    f.create_snapshot(&at, 1, &0u32)?;
+    assert_err(f.save_position(&over, 1), |e| {
+        matches!(e, Error::InvalidArgument(_))
+    })?;
+    assert_err(f.create_snapshot(&over, 1, &0u32), |e| {
+        matches!(e, Error::InvalidArgument(_))
+    })?;
     Ok(())
 }
 
