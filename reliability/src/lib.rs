@@ -95,12 +95,29 @@ pub fn pg_url_or_skip(what: &str) -> Option<String> {
     None
 }
 
-/// A schema name no other test uses.
-pub fn pg_schema(tag: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    format!("r_{tag}_{}_{nanos}", std::process::id())
+/// A schema of its own for one test's store, on the server at `EVENTLITE_PG_URL`; dropped,
+/// with everything in it, when this is.
+#[derive(Debug)]
+pub struct PgSchema(pub String);
+
+impl PgSchema {
+    /// A schema name no other test uses, tagged `tag`.
+    pub fn new(tag: &str) -> PgSchema {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        PgSchema(format!("r_{tag}_{}_{nanos}", std::process::id()))
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        if let Ok(url) = std::env::var("EVENTLITE_PG_URL")
+            && let Ok(mut client) = postgres::Client::connect(&url, postgres::NoTls)
+        {
+            let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.0));
+        }
+    }
 }
 
 /// Opens the PostgreSQL store in `schema` on the server at `EVENTLITE_PG_URL`, with the
@@ -124,15 +141,6 @@ pub fn open_named(engine_name: &str, path: &str, durability: Durability) -> Resu
     match engine_name {
         "postgres" => open_postgres(path, durability),
         other => open(engine(other)?, path.as_ref(), durability),
-    }
-}
-
-/// Drops a schema and everything in it (a test's store).
-pub fn drop_pg_schema(schema: &str) {
-    if let Ok(url) = std::env::var("EVENTLITE_PG_URL")
-        && let Ok(mut client) = postgres::Client::connect(&url, postgres::NoTls)
-    {
-        let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
     }
 }
 

@@ -10,17 +10,8 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, ensure};
 use eventlite_core::{Durability, Filter, Order, Query};
 use eventlite_reliability::{
-    Tag, check_store, drop_pg_schema, open_postgres, parse_acks, pg_schema, pg_url_or_skip, tag,
+    PgSchema, Tag, check_store, open_postgres, parse_acks, pg_url_or_skip, tag,
 };
-
-/// A schema for one test, dropped at the end.
-struct Schema(String);
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        drop_pg_schema(&self.0);
-    }
-}
 
 /// Four processes append round-robin to two shared streams with expected versions, retrying
 /// on conflicts: the log holds ids 1..=N without gaps, each stream's versions are 1..=k, and
@@ -30,7 +21,7 @@ fn four_processes_append_to_one_store() -> Result<()> {
     if pg_url_or_skip("four_processes_append_to_one_store").is_none() {
         return Ok(());
     }
-    let schema = Schema(pg_schema("procs"));
+    let schema = PgSchema::new("procs");
     // Created once, so that the writers do not all create it.
     drop(open_postgres(&schema.0, Durability::Immediate)?);
     const EACH: u64 = 150;
@@ -117,7 +108,7 @@ fn killed_clients_lose_nothing_acknowledged() -> Result<()> {
     if pg_url_or_skip("killed_clients_lose_nothing_acknowledged").is_none() {
         return Ok(());
     }
-    let schema = Schema(pg_schema("kill"));
+    let schema = PgSchema::new("kill");
     drop(open_postgres(&schema.0, Durability::Immediate)?);
     let mut acked: BTreeMap<u64, Tag> = BTreeMap::new();
     let mut next_batch = 0u64;

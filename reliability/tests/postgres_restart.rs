@@ -10,17 +10,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use eventlite_core::{Durability, Error};
 use eventlite_reliability::{
-    Tag, batch_event, check_store, drop_pg_schema, open_postgres, pg_schema, pg_url_or_skip, tag,
+    PgSchema, Tag, batch_event, check_store, open_postgres, pg_url_or_skip, tag,
 };
-
-/// A schema for one test, dropped at the end.
-struct Schema(String);
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        drop_pg_schema(&self.0);
-    }
-}
 
 /// Failed appends, by error variant.
 type Failures = BTreeMap<&'static str, u64>;
@@ -58,7 +49,7 @@ fn server_restart_under_a_writer() -> Result<()> {
     if pg_url_or_skip("server_restart_under_a_writer").is_none() {
         return Ok(());
     }
-    let schema = Schema(pg_schema("restart"));
+    let schema = PgSchema::new("restart");
     let store = Arc::new(open_postgres(&schema.0, Durability::Immediate)?);
     let stop = Arc::new(AtomicBool::new(false));
     let (acks_tx, acks_rx) = mpsc::channel::<u64>();
