@@ -158,6 +158,37 @@ impl std::str::FromStr for Engine {
     }
 }
 
+/// An async store for tokio over any engine (the `eventlite-tokio` crate): calls off the
+/// runtime's workers, the log and live subscriptions as streams.
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub mod tokio {
+    pub use eventlite_tokio::*;
+
+    /// Opens (or creates) a store on the default engine at `path`, as [`crate::open`] does,
+    /// off the runtime's workers.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let store = eventlite::tokio::open(dir.path().join("events.db")).await?;
+    /// let event = store.store(eventlite::NewEvent::new("hello")).await?;
+    /// assert_eq!(store.get(event.id).await?.map(|e| e.cmd), Some("hello".into()));
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(any(feature = "sqlite", feature = "redb"))]
+    pub async fn open(
+        path: impl AsRef<std::path::Path>,
+    ) -> crate::Result<AsyncEventStore<crate::DefaultBackend>> {
+        let path = path.as_ref().to_owned();
+        Ok(AsyncEventStore::new(
+            run_blocking(move || crate::open(path)).await?,
+        ))
+    }
+}
+
 /// Bringing data over from the JavaScript EventLite Sourcing.
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]

@@ -55,7 +55,9 @@ pub use error::{BoxError, Error, Result};
 pub use event::{Event, EventContext, ExpectedVersion, NewEvent};
 pub use index::{IndexConfig, IndexName, QueryPlan};
 pub use memory::MemoryBackend;
-pub use model::{Callbacks, EventData, Executed, ExecutionError, FnModel, Migration, Model, Stage};
+pub use model::{
+    Callbacks, EventData, Executed, ExecutionError, FnModel, Migration, Model, Stage, execute,
+};
 pub use policy::{CachePolicy, Durability};
 pub use projection::{FailurePolicy, Projection, ProjectionStats};
 pub use query::{Cursor, EventPage, Filter, Order, Page, PageStart, Query};

@@ -182,8 +182,23 @@ impl<'a, O> Callbacks<'a, O> {
     }
 }
 
-/// Runs one stored event through `model` and `callbacks`.
-pub(crate) fn execute<M: Model>(
+/// Runs one stored event through `model` and `callbacks`, as
+/// [`store_with`](crate::EventStore::store_with) and [`replay`](crate::EventStore::replay) do:
+/// migrations, then the handler, then the callbacks. For code that reads the events itself (an
+/// async replay, a loop of its own).
+///
+/// ```
+/// use eventlite_core::{execute, Callbacks, EventStore, FnModel, MemoryBackend, NewEvent};
+/// let store = EventStore::new(MemoryBackend::new());
+/// let event = store.store(NewEvent::new("deposited").data(&5))?;
+/// let mut total = FnModel::new(0i64).on("deposited", |total, _event, data| {
+///     *total += data.get::<i64>()?;
+///     Ok(*total)
+/// });
+/// assert_eq!(execute(&mut total, &mut Callbacks::new(), &event).ok(), Some(5));
+/// # Ok::<(), eventlite_core::Error>(())
+/// ```
+pub fn execute<M: Model>(
     model: &mut M,
     callbacks: &mut Callbacks<'_, M::Output>,
     event: &Event,

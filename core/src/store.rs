@@ -172,6 +172,46 @@ pub struct ReplayStats {
     pub last_id: Option<u64>,
 }
 
+impl ReplayStats {
+    /// The events a replay of `ids` reads (`None`: none, as for `..1`), for code that replays
+    /// from a stream of its own (an async replay).
+    pub fn filter(ids: impl RangeBounds<u64>) -> Option<Filter> {
+        let id_from = match ids.start_bound() {
+            Bound::Included(&s) => Some(s),
+            Bound::Excluded(&s) => Some(s.saturating_add(1)),
+            Bound::Unbounded => None,
+        };
+        let id_to = match ids.end_bound() {
+            Bound::Included(&e) => Some(e),
+            Bound::Excluded(&0) => return None,
+            Bound::Excluded(&e) => Some(e - 1),
+            Bound::Unbounded => None,
+        };
+        Some(Filter {
+            id_from,
+            id_to,
+            ..Filter::default()
+        })
+    }
+
+    /// Runs `events` through `model` and `callbacks` and counts them, as a replay does: a
+    /// failure is counted (and reported to the callbacks), and the replay goes on.
+    pub fn execute<M: Model>(
+        &mut self,
+        model: &mut M,
+        callbacks: &mut Callbacks<'_, M::Output>,
+        events: &[Event],
+    ) {
+        for event in events {
+            if execute(model, callbacks, event).is_err() {
+                self.errors += 1;
+            }
+            self.events += 1;
+            self.last_id = Some(event.id);
+        }
+    }
+}
+
 /// What [`EventStore::read_all`] reads: batches of events in id order, selected by a filter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamOptions {
@@ -550,6 +590,14 @@ impl<B: Backend> EventStore<B> {
         Ok(Some(event))
     }
 
+    /// The event with this id if the cache holds it, without reading the engine.
+    pub fn cached(&self, id: u64) -> Option<Arc<Event>> {
+        if !self.cache.enabled() {
+            return None;
+        }
+        self.cache.event(id, self.clock.now_ms())
+    }
+
     /// Every event of a transaction group, in id order.
     pub fn transaction(&self, correlation_id: &str) -> Result<Vec<Event>> {
         self.query(&Query::new(
@@ -847,35 +895,16 @@ impl<B: Backend> EventStore<B> {
         ids: impl RangeBounds<u64>,
         callbacks: &mut Callbacks<'_, M::Output>,
     ) -> Result<ReplayStats> {
-        let id_from = match ids.start_bound() {
-            Bound::Included(&s) => Some(s),
-            Bound::Excluded(&s) => Some(s.saturating_add(1)),
-            Bound::Unbounded => None,
-        };
-        let id_to = match ids.end_bound() {
-            Bound::Included(&e) => Some(e),
-            Bound::Excluded(&0) => return Ok(ReplayStats::default()),
-            Bound::Excluded(&e) => Some(e - 1),
-            Bound::Unbounded => None,
-        };
-        let filter = Filter {
-            id_from,
-            id_to,
-            ..Filter::default()
-        };
         let mut stats = ReplayStats::default();
+        let Some(filter) = ReplayStats::filter(ids) else {
+            return Ok(stats);
+        };
         let mut stream = self.read_all(StreamOptions::new().filter(filter))?;
         // One vector refilled in place: a replay reads every event once and hands the model a
         // reference, so the events' strings are reused instead of allocated and freed per event.
         let mut batch = Vec::new();
         while stream.next_into(&mut batch)? {
-            for event in &batch {
-                if execute(model, callbacks, event).is_err() {
-                    stats.errors += 1;
-                }
-                stats.events += 1;
-                stats.last_id = Some(event.id);
-            }
+            stats.execute(model, callbacks, &batch);
         }
         Ok(stats)
     }
@@ -900,6 +929,37 @@ impl<B: Backend> EventStore<B> {
         state: &S,
         metadata: &serde_json::Value,
     ) -> Result<()> {
+        self.check_snapshot(name, event_id, metadata)?;
+        let state = Snapshot::encode(state).map_err(|e| match e {
+            Error::Encode { message, source } => Error::Encode {
+                message: format!("snapshot state of {name:?}: {message}"),
+                source,
+            },
+            e => e,
+        })?;
+        self.put_snapshot(name, event_id, state, metadata)
+    }
+
+    /// [`create_snapshot_with_metadata`](Self::create_snapshot_with_metadata) with the state
+    /// already encoded by [`Snapshot::encode`] (an async caller encodes on its own task, then
+    /// hands the bytes to a blocking thread).
+    pub fn create_encoded_snapshot(
+        &self,
+        name: &str,
+        event_id: u64,
+        state: Vec<u8>,
+        metadata: &serde_json::Value,
+    ) -> Result<()> {
+        self.check_snapshot(name, event_id, metadata)?;
+        self.put_snapshot(name, event_id, state, metadata)
+    }
+
+    fn check_snapshot(
+        &self,
+        name: &str,
+        event_id: u64,
+        metadata: &serde_json::Value,
+    ) -> Result<()> {
         check_name("snapshot", name)?;
         if !metadata.is_object() {
             return Err(Error::InvalidArgument(
@@ -911,10 +971,16 @@ impl<B: Backend> EventStore<B> {
                 "event {event_id} for snapshot {name:?}"
             )));
         }
-        let state =
-            bincode::serde::encode_to_vec(state, bincode::config::standard()).map_err(|e| {
-                Error::encode(format!("snapshot state of {name:?}: {e}")).with_source(e)
-            })?;
+        Ok(())
+    }
+
+    fn put_snapshot(
+        &self,
+        name: &str,
+        event_id: u64,
+        state: Vec<u8>,
+        metadata: &serde_json::Value,
+    ) -> Result<()> {
         self.backend.put_snapshot(Snapshot {
             name: name.to_owned(),
             event_id,
@@ -1014,6 +1080,13 @@ impl<B: Backend> EventStore<B> {
 }
 
 impl Snapshot {
+    /// Encodes a state as [`EventStore::create_snapshot`] stores it (and
+    /// [`decode`](Self::decode) reads it back).
+    pub fn encode<S: Serialize + ?Sized>(state: &S) -> Result<Vec<u8>> {
+        bincode::serde::encode_to_vec(state, bincode::config::standard())
+            .map_err(|e| Error::encode(e.to_string()).with_source(e))
+    }
+
     /// Decodes the state written by [`EventStore::create_snapshot`].
     pub fn decode<S: DeserializeOwned>(&self) -> Result<S> {
         bincode::serde::decode_from_slice(&self.state, bincode::config::standard())

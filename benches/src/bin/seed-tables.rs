@@ -25,7 +25,7 @@ struct Args {
 
 const USAGE: &str = "\
 usage: seed-tables [--quick] [--events N] [--runs R] [--engines sqlite,redb,postgres]
-                   [--only index,durability,bulk,profiles,reads,checks,subscriptions,concurrent,aggregates,postgres]
+                   [--only index,durability,bulk,profiles,reads,checks,subscriptions,concurrent,aggregates,postgres,async]
                    [--json PATH] [--markdown PATH] [--svg PATH]
        seed-tables --scale [--engines sqlite,redb] [--json PATH] [--markdown PATH]
        seed-tables --render JSON [--markdown PATH] [--svg PATH]
@@ -80,6 +80,7 @@ fn parse_args() -> Result<Option<Args>> {
                     "concurrent",
                     "aggregates",
                     "postgres",
+                    "async",
                 ];
                 if let Some(t) = args
                     .config
@@ -187,6 +188,12 @@ fn main() -> Result<()> {
         if postgres && b.config.wants("postgres") {
             eprintln!("== postgres");
             eventlite_benches::cases::postgres::postgres(&mut b)?;
+        }
+        if b.config.wants("async") {
+            for &e in &engines {
+                eprintln!("== {} async", e.name());
+                eventlite_benches::cases::asynchronous::asynchronous(&mut b, e)?;
+            }
         }
         if b.config.wants("subscriptions") {
             for &e in &engines {

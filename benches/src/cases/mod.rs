@@ -2,6 +2,7 @@
 //! the [`Bench`](crate::harness::Bench) it is given.
 
 pub mod aggregates;
+pub mod asynchronous;
 pub mod concurrent;
 pub mod cursor;
 pub mod postgres;

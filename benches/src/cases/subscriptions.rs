@@ -46,7 +46,7 @@ fn slice_filter(i: usize, per: u64, n: u64) -> Filter {
 }
 
 /// A store of `n` events at `path`, appended in bulk.
-fn filled(engine: Engine, path: &Path, n: u64) -> Result<Store> {
+pub(crate) fn filled(engine: Engine, path: &Path, n: u64) -> Result<Store> {
     let setup = Setup {
         durability: eventlite_core::Durability::Relaxed,
         ..Setup::default()

@@ -9,6 +9,7 @@ use crate::cases::aggregates::{
     GENERATED_VS_PER_CALL, MEMORY, PEAK_LOADING, STREAM_VS_RANGE, STREAMS_VS_BULK,
     TARGETS as AGG_TARGETS,
 };
+use crate::cases::asynchronous::{TABLE as ASYNC, TARGETS as ASYNC_TARGETS};
 use crate::cases::concurrent::{TABLE as CONCURRENT, bound_case};
 use crate::cases::cursor::DEEP_VS_FIRST;
 use crate::cases::reads::{CHECKED_CASES, CHECKS};
@@ -62,13 +63,20 @@ pub fn checks(b: &Bench) -> Vec<Check> {
                 met,
             })
         };
-        // The subscriptions table compares with other baselines than the raw engine, each held
-        // to its own target below.
+        // The subscriptions and async tables compare with other baselines than the raw engine,
+        // each held to its own target below.
         let ratios: Vec<(&str, f64)> = rows
             .iter()
             .filter(|r| {
-                ![SUBSCRIPTIONS, CHECKS, CONCURRENT, AGG_TARGETS, MEMORY]
-                    .contains(&r.table.as_str())
+                ![
+                    SUBSCRIPTIONS,
+                    CHECKS,
+                    CONCURRENT,
+                    AGG_TARGETS,
+                    MEMORY,
+                    ASYNC,
+                ]
+                .contains(&r.table.as_str())
             })
             .filter_map(|r| r.ratio.map(|x| (r.case.as_str(), x)))
             .collect();
@@ -181,6 +189,19 @@ pub fn checks(b: &Bench) -> Vec<Check> {
                         Some(b) => format!("{ratio:.2}× (one writer, {threads} a commit: {b:.2}×)"),
                         None => format!("{ratio:.2}×"),
                     },
+                    ratio >= min,
+                );
+            }
+        }
+        for (case, min) in ASYNC_TARGETS {
+            if let Some(ratio) = rows
+                .iter()
+                .find(|r| r.table == ASYNC && r.case == case)
+                .and_then(|r| r.ratio)
+            {
+                push(
+                    format!("async: {case}: ≥ {min}×"),
+                    format!("{ratio:.2}×"),
                     ratio >= min,
                 );
             }
