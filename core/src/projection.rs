@@ -202,6 +202,14 @@ impl<'s, B: Backend, M: Model> Projection<'s, B, M> {
         self.stopper.clone()
     }
 
+    /// The same projection, stopped through `stopper`, made before it (a runner hands out its
+    /// stopper before the projection exists on another thread). A stopper already used stops
+    /// it at once.
+    pub fn stopped_by(mut self, stopper: Stopper) -> Self {
+        self.stopper = stopper;
+        self
+    }
+
     /// Handles every event after the saved position, then returns.
     pub fn catch_up(&mut self) -> Result<ProjectionStats> {
         self.go(false)

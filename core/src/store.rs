@@ -249,15 +249,62 @@ impl StreamOptions {
     }
 }
 
+/// A store borrowed, or shared so that what reads it can move on its own.
+#[derive(Debug)]
+pub(crate) enum StoreRef<'s, B> {
+    Borrowed(&'s EventStore<B>),
+    Shared(Arc<EventStore<B>>),
+}
+
+impl<B> std::ops::Deref for StoreRef<'_, B> {
+    type Target = EventStore<B>;
+    fn deref(&self) -> &EventStore<B> {
+        match self {
+            StoreRef::Borrowed(s) => s,
+            StoreRef::Shared(s) => s,
+        }
+    }
+}
+
 /// Batches of events, read lazily with keyset paging: constant memory whatever the log's size.
 #[derive(Debug)]
 pub struct EventStream<'s, B> {
-    backend: &'s B,
+    store: StoreRef<'s, B>,
     query: Query,
     batch_size: u64,
     done: bool,
     /// For a read by id alone: the last id it must reach (stored before it began).
     must_reach: u64,
+}
+
+impl<'s, B: Backend> EventStream<'s, B> {
+    fn new(store: StoreRef<'s, B>, options: StreamOptions) -> Result<Self> {
+        if options.batch_size == 0 {
+            return Err(Error::InvalidArgument(
+                "batch_size must be at least 1".into(),
+            ));
+        }
+        let query = Query {
+            filter: options.filter,
+            order: Order::IdAsc,
+            after: None,
+            offset: 0,
+            limit: Some(options.batch_size),
+        };
+        // Events stored before the read began must all be read: a read by id alone that
+        // ends sooner met damage.
+        let must_reach = match integrity::selects_by_id_only(&query.filter) {
+            true => integrity::must_reach(&query, store.backend.last_id()?),
+            false => 0,
+        };
+        Ok(EventStream {
+            must_reach,
+            store,
+            query,
+            batch_size: options.batch_size,
+            done: false,
+        })
+    }
 }
 
 impl<B: Backend> EventStream<'_, B> {
@@ -269,6 +316,7 @@ impl<B: Backend> EventStream<'_, B> {
             return Ok(false);
         }
         let read = self
+            .store
             .backend
             .query_into(&self.query, batch)
             .and_then(|()| self.advance(batch));
@@ -304,7 +352,7 @@ impl<B: Backend> Iterator for EventStream<'_, B> {
         if self.done {
             return None;
         }
-        let read = self.backend.query(&self.query).and_then(|batch| {
+        let read = self.store.backend.query(&self.query).and_then(|batch| {
             let more = self.advance(&batch)?;
             Ok(more.then_some(batch))
         });
@@ -590,14 +638,6 @@ impl<B: Backend> EventStore<B> {
         Ok(Some(event))
     }
 
-    /// The event with this id if the cache holds it, without reading the engine.
-    pub fn cached(&self, id: u64) -> Option<Arc<Event>> {
-        if !self.cache.enabled() {
-            return None;
-        }
-        self.cache.event(id, self.clock.now_ms())
-    }
-
     /// Every event of a transaction group, in id order.
     pub fn transaction(&self, correlation_id: &str) -> Result<Vec<Event>> {
         self.query(&Query::new(
@@ -779,31 +819,16 @@ impl<B: Backend> EventStore<B> {
     /// Batches of events of the whole log in id order (or of those `options` filters), read
     /// lazily. For one aggregate's events, see [`read_stream`](Self::read_stream).
     pub fn read_all(&self, options: StreamOptions) -> Result<EventStream<'_, B>> {
-        if options.batch_size == 0 {
-            return Err(Error::InvalidArgument(
-                "batch_size must be at least 1".into(),
-            ));
-        }
-        let query = Query {
-            filter: options.filter,
-            order: Order::IdAsc,
-            after: None,
-            offset: 0,
-            limit: Some(options.batch_size),
-        };
-        // Events stored before the read began must all be read: a read by id alone that
-        // ends sooner met damage.
-        let must_reach = match integrity::selects_by_id_only(&query.filter) {
-            true => integrity::must_reach(&query, self.backend.last_id()?),
-            false => 0,
-        };
-        Ok(EventStream {
-            must_reach,
-            backend: &self.backend,
-            query,
-            batch_size: options.batch_size,
-            done: false,
-        })
+        EventStream::new(StoreRef::Borrowed(self), options)
+    }
+
+    /// [`read_all`](Self::read_all) on a shared store: the stream owns a handle to it, so it
+    /// can be kept and moved on its own (an async stream that reads a batch when polled).
+    pub fn read_all_shared(
+        self: &Arc<Self>,
+        options: StreamOptions,
+    ) -> Result<EventStream<'static, B>> {
+        EventStream::new(StoreRef::Shared(Arc::clone(self)), options)
     }
 
     /// The old name of [`read_all`](Self::read_all).
@@ -930,13 +955,7 @@ impl<B: Backend> EventStore<B> {
         metadata: &serde_json::Value,
     ) -> Result<()> {
         self.check_snapshot(name, event_id, metadata)?;
-        let state = Snapshot::encode(state).map_err(|e| match e {
-            Error::Encode { message, source } => Error::Encode {
-                message: format!("snapshot state of {name:?}: {message}"),
-                source,
-            },
-            e => e,
-        })?;
+        let state = Snapshot::encode(name, state)?;
         self.put_snapshot(name, event_id, state, metadata)
     }
 
@@ -1080,11 +1099,11 @@ impl<B: Backend> EventStore<B> {
 }
 
 impl Snapshot {
-    /// Encodes a state as [`EventStore::create_snapshot`] stores it (and
+    /// Encodes the state of snapshot `name` as [`EventStore::create_snapshot`] stores it (and
     /// [`decode`](Self::decode) reads it back).
-    pub fn encode<S: Serialize + ?Sized>(state: &S) -> Result<Vec<u8>> {
+    pub fn encode<S: Serialize + ?Sized>(name: &str, state: &S) -> Result<Vec<u8>> {
         bincode::serde::encode_to_vec(state, bincode::config::standard())
-            .map_err(|e| Error::encode(e.to_string()).with_source(e))
+            .map_err(|e| Error::encode(format!("snapshot state of {name:?}: {e}")).with_source(e))
     }
 
     /// Decodes the state written by [`EventStore::create_snapshot`].

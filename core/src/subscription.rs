@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::query::{Filter, Order, Query};
 use crate::spi::{Wakeup, Watcher};
-use crate::store::EventStore;
+use crate::store::{EventStore, StoreRef};
 
 /// Where a subscription starts reading.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -89,24 +89,6 @@ impl SubscribeOptions {
     }
 }
 
-/// The store a subscription reads: borrowed, or shared so that the subscription can move to
-/// another thread on its own.
-#[derive(Debug)]
-enum StoreRef<'s, B> {
-    Borrowed(&'s EventStore<B>),
-    Shared(Arc<EventStore<B>>),
-}
-
-impl<B> std::ops::Deref for StoreRef<'_, B> {
-    type Target = EventStore<B>;
-    fn deref(&self) -> &EventStore<B> {
-        match self {
-            StoreRef::Borrowed(s) => s,
-            StoreRef::Shared(s) => s,
-        }
-    }
-}
-
 /// Stops a [`Subscription`] (or a projection's run) from another thread: its blocked call
 /// returns at once, and it delivers nothing more. A stop is final: what it stopped stays
 /// stopped.
@@ -138,7 +120,8 @@ impl Stopper {
         }
     }
 
-    fn is_stopped(&self) -> bool {
+    /// Whether [`stop`](Self::stop) was called.
+    pub fn is_stopped(&self) -> bool {
         self.state.stopped.load(Ordering::SeqCst)
     }
 

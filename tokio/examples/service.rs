@@ -12,16 +12,19 @@
 //! curl -sN 'localhost:3000/tail?from=0'                       # live, until Ctrl-C
 //! ```
 //!
-//! Errors are JSON, `{"error": "...", "kind": "..."}`: malformed JSON or a bad event is 400, an
-//! unknown id 404, a stream expectation that does not hold 409 (nothing stored), a busy or
-//! unreachable engine 503.
+//! Errors are JSON, `{"error": "...", "kind": "..."}`: malformed JSON or a bad event is 400
+//! (JSON of the wrong shape 422, a body that is not `application/json` 415), an unknown id 404,
+//! a stream expectation that does not hold 409 (nothing stored), a busy or unreachable engine,
+//! or too many live tails, 503. Ctrl-C ends the live tails, then the service.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use axum::extract::rejection::JsonRejection;
+use std::sync::Arc;
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -36,15 +39,42 @@ use eventlite::{
 use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio::sync::{Semaphore, watch};
 
-/// The service's routes over `store`.
-pub fn router<B: Backend>(store: AsyncEventStore<B>) -> Router {
+/// The most live tails at once: each holds a thread that follows the log.
+pub const MAX_TAILS: usize = 256;
+
+/// What every handler shares.
+pub struct App<B> {
+    store: AsyncEventStore<B>,
+    /// Turns true when the service shuts down: the live tails end.
+    shutdown: watch::Receiver<bool>,
+    tails: Arc<Semaphore>,
+}
+
+impl<B> Clone for App<B> {
+    fn clone(&self) -> Self {
+        App {
+            store: self.store.clone(),
+            shutdown: self.shutdown.clone(),
+            tails: Arc::clone(&self.tails),
+        }
+    }
+}
+
+/// The service's routes over `store`; the live tails end when `shutdown` turns true (a
+/// graceful shutdown waits for every response to end, and a tail never would).
+pub fn router<B: Backend>(store: AsyncEventStore<B>, shutdown: watch::Receiver<bool>) -> Router {
     Router::new()
         .route("/events", post(append::<B>).get(page::<B>))
         .route("/events/{id}", get(one::<B>))
         .route("/streams/{stream}", post(append_to_stream::<B>))
         .route("/tail", get(tail::<B>))
-        .with_state(store)
+        .with_state(App {
+            store,
+            shutdown,
+            tails: Arc::new(Semaphore::new(MAX_TAILS)),
+        })
 }
 
 /// An error as the client sees it.
@@ -168,7 +198,7 @@ pub fn event_json(e: &Event) -> Value {
 }
 
 async fn append<B: Backend>(
-    State(store): State<AsyncEventStore<B>>,
+    State(App { store, .. }): State<App<B>>,
     body: Result<Json<EventIn>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let Json(event) = body?;
@@ -192,10 +222,11 @@ struct StreamBatch {
 }
 
 async fn append_to_stream<B: Backend>(
-    State(store): State<AsyncEventStore<B>>,
-    Path(stream): Path<String>,
+    State(App { store, .. }): State<App<B>>,
+    stream: Result<Path<String>, PathRejection>,
     body: Result<Json<StreamBatch>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
+    let Path(stream) = stream.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let Json(batch) = body?;
     let expected = match batch.expected {
         Expected::Version(v) => ExpectedVersion::Exact(v),
@@ -218,9 +249,10 @@ async fn append_to_stream<B: Backend>(
 }
 
 async fn one<B: Backend>(
-    State(store): State<AsyncEventStore<B>>,
-    Path(id): Path<u64>,
+    State(App { store, .. }): State<App<B>>,
+    id: Result<Path<u64>, PathRejection>,
 ) -> ApiResult<Json<Value>> {
+    let Path(id) = id.map_err(|e| ApiError::bad_request(e.body_text()))?;
     match store.get(id).await? {
         Some(event) => Ok(Json(event_json(&event))),
         None => Err(Error::NotFound(format!("event {id}")).into()),
@@ -249,8 +281,8 @@ struct PageQuery {
 const MAX_PAGE: u64 = 1_000;
 
 async fn page<B: Backend>(
-    State(store): State<AsyncEventStore<B>>,
-    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+    State(App { store, .. }): State<App<B>>,
+    query: Result<Query<PageQuery>, QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let limit = q.limit.unwrap_or(100);
@@ -291,11 +323,22 @@ struct TailQuery {
 /// Events after `from` (or after the `Last-Event-ID` a reconnecting client sends), then each
 /// as it commits. Each SSE message carries the event's id, so a client resumes where it was.
 async fn tail<B: Backend>(
-    State(store): State<AsyncEventStore<B>>,
+    State(App {
+        store,
+        mut shutdown,
+        tails,
+    }): State<App<B>>,
     headers: HeaderMap,
-    query: Result<Query<TailQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<TailQuery>, QueryRejection>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Ok(permit) = tails.try_acquire_owned() else {
+        return Err(ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            kind: "too_many_tails",
+            message: format!("{MAX_TAILS} live tails already: try again later"),
+        });
+    };
     let resume = match headers.get("last-event-id") {
         Some(v) => Some(
             v.to_str()
@@ -334,6 +377,14 @@ async fn tail<B: Backend>(
         };
         futures::stream::iter(messages)
     });
+    let ends = async move {
+        let _ = shutdown.wait_for(|down| *down).await;
+    };
+    // The permit goes with the stream: a tail's slot frees when its client leaves.
+    let messages = messages.take_until(ends).map(move |m| {
+        let _held = &permit;
+        m
+    });
     Ok(Sse::new(messages).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
@@ -370,9 +421,11 @@ async fn main() -> anyhow::Result<()> {
         listener.local_addr()?,
         db.display()
     );
-    axum::serve(listener, router(store))
-        .with_graceful_shutdown(async {
+    let (shutdown, down) = watch::channel(false);
+    axum::serve(listener, router(store, down))
+        .with_graceful_shutdown(async move {
             let _ = tokio::signal::ctrl_c().await;
+            let _ = shutdown.send(true);
         })
         .await?;
     Ok(())

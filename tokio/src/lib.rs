@@ -6,8 +6,11 @@
 //! worker's other tasks to another thread; on a current-thread runtime it goes to the blocking
 //! pool (`spawn_blocking`). Either way no other task waits on a disk or a server (see
 //! [`Dispatch`] for the trade-off and the other choice). User code (models, callbacks, folds)
-//! runs on the calling task. Streams and subscriptions read on a thread of their own, a
-//! little ahead of their consumer.
+//! runs on the calling task, except a projection's model, which has a thread of its own
+//! ([`AsyncProjection`]). A stream of the log reads each batch when polled (in place) or a
+//! little ahead on a thread of its own; a subscription has a thread that waits for commits.
+//! Dropping the facade's last handle closes the engine where it is dropped: on a worker,
+//! that is blocking work (a SQLite checkpoint); drop it in `spawn_blocking` at shutdown.
 //!
 //! With the `eventlite` facade, enable its `tokio` feature and use `eventlite::tokio` (which
 //! adds `open` for the default engine); on its own:
@@ -46,15 +49,19 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod projection;
+
+pub use projection::{AsyncProjection, AsyncProjectionBuilder};
+
 use std::ops::RangeBounds;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use eventlite_core::{
-    Backend, CacheStats, Callbacks, Error, Event, EventContext, EventPage, EventStore, Executed,
-    ExpectedVersion, FailedEvent, Filter, IndexConfig, Lineage, Model, NewEvent, Order, Page,
-    Position, Query, QueryPlan, Related, ReplayStats, Restored, Result, Snapshot, Stopper,
+    Backend, CacheStats, Callbacks, Error, Event, EventContext, EventPage, EventStore, EventStream,
+    Executed, ExpectedVersion, FailedEvent, Filter, IndexConfig, Lineage, Model, NewEvent, Order,
+    Page, Position, Query, QueryPlan, Related, ReplayStats, Restored, Result, Snapshot, Stopper,
     StreamOptions, SubscribeOptions, VerifyReport, execute,
 };
 use futures_core::Stream;
@@ -62,16 +69,28 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
 
-/// How many batches a stream or subscription reads ahead of its consumer: enough to overlap
-/// reading with handling, never the whole log for a slow consumer.
+/// How many batches a stream or subscription holds ready for its consumer: enough to overlap
+/// reading with handling, never the whole log for a slow consumer. Its reader may hold one
+/// more, waiting to hand it over.
 pub const READ_AHEAD: usize = 2;
 
-/// A store for async code: every call of [`EventStore`] as an `async fn` that runs the
-/// engine's blocking work on tokio's blocking pool. Cloning it is cheap (one shared store).
+/// A store for async code: every call of [`EventStore`] as an `async fn` whose blocking work
+/// never holds up the runtime's other tasks (see [`Dispatch`]). Cloning it is cheap (one
+/// shared store).
 ///
 /// Build it from a store on any engine with [`AsyncEventStore::new`] (or, with the facade,
-/// open the default engine with `eventlitetokio::open`). See the [crate docs](crate) for an
+/// open the default engine with `eventlite::tokio::open`). See the [crate docs](crate) for an
 /// example and for what dropping a call's future does.
+///
+/// # Cancellation
+///
+/// Reads: dropping the future throws the answer away. Writes (`store*`, `append_to_stream`,
+/// snapshots, positions): the write happens whole or not at all. Run in place (the default
+/// on a multi-thread runtime), it is done by the end of the poll that started it; sent to the
+/// blocking pool (a current-thread runtime, or [`Dispatch::BlockingPool`]), it goes on after
+/// the future is dropped and lands shortly after: a caller that gave up on it (a timeout) must
+/// read the store to learn whether it landed before it tries again, or the retry stores the
+/// events twice (streams with `ExpectedVersion::Exact` refuse such a retry).
 pub struct AsyncEventStore<B> {
     store: Arc<EventStore<B>>,
     dispatch: Dispatch,
@@ -102,10 +121,15 @@ pub enum Dispatch {
     /// On a multi-thread runtime, a call runs in place under
     /// [`block_in_place`](tokio::task::block_in_place): the worker first hands its other tasks
     /// to another thread, so none of them waits on the engine, and the call costs no hand-off
-    /// to another thread and back (a point read runs 5–8× faster than through the blocking
+    /// to another thread and back (a point read runs 4.5–8× faster than through the blocking
     /// pool, see `docs/benchmarks.md`). While it runs, other futures *of the same task*
     /// (`join!`, `select!`) wait. On a current-thread runtime, which cannot run blocking work
     /// in place, calls go to the blocking pool, as with [`BlockingPool`](Self::BlockingPool).
+    ///
+    /// # Panics
+    ///
+    /// Where tokio forbids `block_in_place` on a multi-thread runtime: in a task of a
+    /// [`LocalSet`](tokio::task::LocalSet). Use [`BlockingPool`](Self::BlockingPool) there.
     #[default]
     Auto,
     /// Every call goes to tokio's blocking pool (`spawn_blocking`) and the task waits for its
@@ -116,7 +140,8 @@ pub enum Dispatch {
 
 /// Runs `f` where blocking is allowed, as [`Dispatch::Auto`] does: in place on a multi-thread
 /// runtime, on tokio's blocking pool on a current-thread one, and on a thread of its own when
-/// the future is polled outside a tokio runtime (another executor).
+/// the future is polled outside a tokio runtime (another executor). Panics where
+/// [`Dispatch::Auto`] does.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -174,14 +199,11 @@ where
     }
 }
 
-/// Runs `job` to its end without anyone awaiting it: on tokio's blocking pool when there is
-/// a runtime and the job is short-lived, else on a thread of its own (a subscription waits
-/// for commits indefinitely, which would hold one of the pool's threads from the calls).
-fn detach(name: &str, long_lived: bool, job: impl FnOnce() + Send + 'static) -> Result<()> {
-    if !long_lived && let Ok(runtime) = tokio::runtime::Handle::try_current() {
-        drop(runtime.spawn_blocking(job));
-        return Ok(());
-    }
+/// Runs `job` to its end on a thread of its own, without anyone awaiting it. Not tokio's
+/// blocking pool: a stream's reader lives as long as its consumer keeps the stream (a
+/// subscription's, indefinitely), and would hold one of the pool's threads from the calls
+/// (and the runtime's shutdown, which waits for them).
+fn detach(name: &str, job: impl FnOnce() + Send + 'static) -> Result<()> {
     std::thread::Builder::new()
         .name(name.into())
         .spawn(job)
@@ -215,6 +237,13 @@ impl<B: Backend> AsyncEventStore<B> {
         &self.store
     }
 
+    /// Whether calls run in place here (see [`Dispatch::Auto`]).
+    fn in_place(&self) -> bool {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        self.dispatch == Dispatch::Auto
+            && Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread)
+    }
+
     /// Runs `f` on the store off the runtime's workers.
     pub async fn call<T, F>(&self, f: F) -> Result<T>
     where
@@ -244,7 +273,10 @@ impl<B: Backend> AsyncEventStore<B> {
     }
 
     /// [`EventStore::store_with`]: stores the event, then runs it through `model` and
-    /// `callbacks` on the calling task.
+    /// `callbacks` on the calling task.    ///
+    /// The future is not `Send` (a [`Callbacks`] holds closures that need not be): in a task
+    /// given to `tokio::spawn`, [`store`](Self::store) and then run
+    /// [`execute`] yourself.
     pub async fn store_with<M: Model>(
         &self,
         event: NewEvent,
@@ -261,7 +293,10 @@ impl<B: Backend> AsyncEventStore<B> {
         self.call(move |s| s.store_bulk(events)).await
     }
 
-    /// [`EventStore::store_bulk_with`]: the model runs on the calling task.
+    /// [`EventStore::store_bulk_with`]: the model runs on the calling task.    ///
+    /// The future is not `Send` (a [`Callbacks`] holds closures that need not be): in a task
+    /// given to `tokio::spawn`, [`store`](Self::store) and then run
+    /// [`execute`] yourself.
     pub async fn store_bulk_with<M: Model>(
         &self,
         events: Vec<NewEvent>,
@@ -298,12 +333,8 @@ impl<B: Backend> AsyncEventStore<B> {
         self.call(move |s| s.get(id)).await
     }
 
-    /// [`EventStore::get_cached`]. A cached event is answered on the calling task: a cache
-    /// lookup never blocks.
+    /// [`EventStore::get_cached`].
     pub async fn get_cached(&self, id: u64) -> Result<Option<Arc<Event>>> {
-        if let Some(event) = self.store.cached(id) {
-            return Ok(Some(event));
-        }
         self.call(move |s| s.get_cached(id)).await
     }
 
@@ -417,23 +448,36 @@ impl<B: Backend> AsyncEventStore<B> {
     }
 
     /// [`EventStore::read_all`]: the log (or what `options` filters) in id order, as a
-    /// stream of batches read at most [`READ_AHEAD`] batches ahead of the consumer. Bad
-    /// options are an error here, as with the blocking call.
-    pub async fn read_all(&self, options: StreamOptions) -> Result<ReadAll> {
+    /// stream of batches. Bad options are an error here, as with the blocking call.
+    ///
+    /// Run in place ([`Dispatch::Auto`] on a multi-thread runtime), each batch is read when
+    /// the stream is polled for it, in place; otherwise a thread of its own reads at most
+    /// [`READ_AHEAD`] batches ahead of the consumer. Either way a slow consumer never makes it
+    /// buffer the log.
+    pub async fn read_all(&self, options: StreamOptions) -> Result<ReadAll<B>> {
+        if self.in_place() {
+            let store = Arc::clone(&self.store);
+            let batches = tokio::task::block_in_place(move || store.read_all_shared(options))?;
+            return Ok(ReadAll {
+                source: Source::InPlace(Box::new(batches)),
+                done: false,
+            });
+        }
         let (tx, rx) = mpsc::channel(READ_AHEAD);
         let (ready, started) = oneshot::channel();
         let store = Arc::clone(&self.store);
         let reader = move || {
             let batches = match store.read_all(options) {
-                Ok(batches) => {
-                    let _ = ready.send(Ok(()));
-                    batches
-                }
+                Ok(batches) => batches,
                 Err(e) => {
                     let _ = ready.send(Err(e));
                     return;
                 }
             };
+            // The caller gave up waiting: read nothing.
+            if ready.send(Ok(())).is_err() {
+                return;
+            }
             for batch in batches {
                 // The consumer dropped the stream: stop reading.
                 if tx.blocking_send(batch).is_err() {
@@ -442,9 +486,12 @@ impl<B: Backend> AsyncEventStore<B> {
             }
         };
         // The reader runs on its own; its answers come through the channels.
-        detach("eventlite-read-all", false, reader)?;
+        detach("eventlite-read-all", reader)?;
         match started.await {
-            Ok(Ok(())) => Ok(ReadAll { batches: rx }),
+            Ok(Ok(())) => Ok(ReadAll {
+                source: Source::Reader(rx),
+                done: false,
+            }),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(Error::Internal(
                 "the log's reader ended before it began".into(),
@@ -454,6 +501,10 @@ impl<B: Backend> AsyncEventStore<B> {
 
     /// [`EventStore::replay`]: the events are read off the runtime's workers and run through
     /// `model` and `callbacks` on the calling task, a batch at a time.
+    ///
+    /// The future is not `Send` (a [`Callbacks`] holds closures that need not be): in a task
+    /// given to `tokio::spawn`, read [`read_all`](Self::read_all) and run
+    /// [`ReplayStats::execute`] on each batch, with callbacks made for the batch.
     pub async fn replay<M: Model>(
         &self,
         model: &mut M,
@@ -471,10 +522,20 @@ impl<B: Backend> AsyncEventStore<B> {
         Ok(stats)
     }
 
+    /// [`EventStore::projection`]: set it up, then [`start`](AsyncProjectionBuilder::start)
+    /// it; the model runs on a thread of its own (see [`AsyncProjection`]).
+    pub fn projection<M: Model + Send + 'static>(
+        &self,
+        name: &str,
+        model: M,
+    ) -> AsyncProjectionBuilder<B, M> {
+        AsyncProjectionBuilder::new(Arc::clone(&self.store), name, model)
+    }
+
     /// [`EventStore::subscribe`]: follows the log as a stream of batches (see
     /// [`LiveStream`]).
     pub async fn subscribe(&self, options: SubscribeOptions) -> Result<LiveStream<B>> {
-        LiveStream::start(Arc::clone(&self.store), options).await
+        LiveStream::start(Arc::clone(&self.store), self.dispatch, options).await
     }
 
     // ---- indexes and maintenance ---------------------------------------------------------
@@ -587,7 +648,7 @@ impl<B: Backend> AsyncEventStore<B> {
         state: &S,
         metadata: &serde_json::Value,
     ) -> Result<()> {
-        let state = Snapshot::encode(state)?;
+        let state = Snapshot::encode(name, state)?;
         let (name, metadata) = (name.to_owned(), metadata.clone());
         self.call(move |s| s.create_encoded_snapshot(&name, event_id, state, &metadata))
             .await
@@ -669,24 +730,66 @@ impl<B: Backend> AsyncEventStore<B> {
 
 /// The log read in batches, from [`AsyncEventStore::read_all`]: a [`Stream`] of
 /// `Result<Vec<Event>>` that ends after the last batch (or after an error). Dropping it stops
-/// the reader.
+/// the reading.
 #[derive(Debug)]
-pub struct ReadAll {
-    batches: mpsc::Receiver<Result<Vec<Event>>>,
+pub struct ReadAll<B: 'static> {
+    source: Source<B>,
+    done: bool,
 }
 
-impl ReadAll {
+/// Where a [`ReadAll`]'s batches come from.
+#[derive(Debug)]
+enum Source<B: 'static> {
+    /// Read when polled, in place.
+    InPlace(Box<EventStream<'static, B>>),
+    /// Read ahead by a thread of its own.
+    Reader(mpsc::Receiver<Result<Vec<Event>>>),
+}
+
+impl<B: Backend> ReadAll<B> {
     /// The next batch; `None` at the end.
     pub async fn next_batch(&mut self) -> Option<Result<Vec<Event>>> {
-        self.batches.recv().await
+        std::future::poll_fn(|cx| self.poll_batch(cx)).await
+    }
+
+    fn poll_batch(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Vec<Event>>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let next = match &mut self.source {
+            Source::InPlace(batches) => Poll::Ready(tokio::task::block_in_place(|| batches.next())),
+            Source::Reader(rx) => rx.poll_recv(cx),
+        };
+        if let Poll::Ready(None) = next {
+            self.done = true;
+        }
+        next
     }
 }
 
-impl Stream for ReadAll {
+impl<B: Backend> Stream for ReadAll<B> {
     type Item = Result<Vec<Event>>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.batches.poll_recv(cx)
+        self.poll_batch(cx)
+    }
+}
+
+impl<B: Backend> futures_core::FusedStream for ReadAll<B> {
+    fn is_terminated(&self) -> bool {
+        self.done
+    }
+}
+
+/// Stops a subscription's reader when dropped: from the moment it exists, so that a
+/// `subscribe` call dropped before it answered leaves no reader behind.
+#[derive(Debug)]
+struct StopOnDrop(Stopper);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        // Wakes the reader if it waits for commits; one blocked on the channel sees it closed.
+        self.0.stop();
     }
 }
 
@@ -700,19 +803,25 @@ impl Stream for ReadAll {
 #[derive(Debug)]
 pub struct LiveStream<B> {
     store: Arc<EventStore<B>>,
+    dispatch: Dispatch,
     batches: mpsc::Receiver<Result<(Vec<Event>, u64)>>,
-    stopper: Stopper,
+    stop: StopOnDrop,
     /// Every event at or below this was delivered to the consumer or does not match.
     position: u64,
+    done: bool,
 }
 
 impl<B: Backend> LiveStream<B> {
-    async fn start(store: Arc<EventStore<B>>, options: SubscribeOptions) -> Result<Self> {
+    async fn start(
+        store: Arc<EventStore<B>>,
+        dispatch: Dispatch,
+        options: SubscribeOptions,
+    ) -> Result<Self> {
         let (tx, rx) = mpsc::channel(READ_AHEAD);
         let (ready, started) = oneshot::channel();
-        let stopper = Stopper::default();
+        let stop = StopOnDrop(Stopper::default());
         let reader_store = Arc::clone(&store);
-        let reader_stopper = stopper.clone();
+        let reader_stopper = stop.0.clone();
         let reader = move || {
             let mut live = match reader_store.subscribe_shared(options) {
                 Ok(live) => live.stopped_by(reader_stopper),
@@ -721,7 +830,10 @@ impl<B: Backend> LiveStream<B> {
                     return;
                 }
             };
-            let _ = ready.send(Ok(live.current_position()));
+            // The caller gave up waiting: follow nothing.
+            if ready.send(Ok(live.current_position())).is_err() {
+                return;
+            }
             loop {
                 let sent = match live.next_batch(std::time::Duration::MAX) {
                     Ok(Some(batch)) => tx.blocking_send(Ok((batch, live.current_position()))),
@@ -738,7 +850,8 @@ impl<B: Backend> LiveStream<B> {
                 }
             }
         };
-        detach("eventlite-subscription", true, reader)?;
+        detach("eventlite-subscription", reader)?;
+        // `stop` stops the reader if this future is dropped while it waits here.
         let position = match started.await {
             Ok(started) => started?,
             Err(_) => {
@@ -749,9 +862,11 @@ impl<B: Backend> LiveStream<B> {
         };
         Ok(LiveStream {
             store,
+            dispatch,
             batches: rx,
-            stopper,
+            stop,
             position,
+            done: false,
         })
     }
 
@@ -761,20 +876,28 @@ impl<B: Backend> LiveStream<B> {
     }
 
     fn poll_batch(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Vec<Event>>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
         match self.batches.poll_recv(cx) {
             Poll::Ready(Some(Ok((batch, position)))) => {
                 self.position = position;
                 Poll::Ready(Some(Ok(batch)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(None) => {
+                self.done = true;
+                Poll::Ready(None)
+            }
             Poll::Pending => Poll::Pending,
         }
     }
 
     /// Every event with an id at or below this was delivered by this stream or does not match
-    /// its filter: what to save after handling what it delivered (batches read ahead and not
-    /// yet delivered do not count).
+    /// its filter: what to save after handling what it delivered. It moves with each batch
+    /// delivered (batches read ahead and not yet delivered do not count), so with a narrow
+    /// filter it may lag behind events that did not match: a resume reads them again, to no
+    /// effect.
     pub fn current_position(&self) -> u64 {
         self.position
     }
@@ -782,12 +905,12 @@ impl<B: Backend> LiveStream<B> {
     /// Saves [`current_position`](Self::current_position) under `name`.
     pub async fn save_position(&self, name: &str) -> Result<()> {
         let (store, name, position) = (Arc::clone(&self.store), name.to_owned(), self.position);
-        run_blocking(move || store.save_position(&name, position)).await
+        run_as(self.dispatch, move || store.save_position(&name, position)).await
     }
 
     /// A handle that stops this stream from anywhere: it ends after what was already read.
     pub fn stopper(&self) -> Stopper {
-        self.stopper.clone()
+        self.stop.0.clone()
     }
 }
 
@@ -799,9 +922,8 @@ impl<B: Backend> Stream for LiveStream<B> {
     }
 }
 
-impl<B> Drop for LiveStream<B> {
-    fn drop(&mut self) {
-        // Wakes the reader if it waits for commits; one blocked on the channel sees it closed.
-        self.stopper.stop();
+impl<B: Backend> futures_core::FusedStream for LiveStream<B> {
+    fn is_terminated(&self) -> bool {
+        self.done
     }
 }

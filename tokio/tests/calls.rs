@@ -92,36 +92,42 @@ async fn an_append_run_in_place_finishes_in_its_first_poll() -> Result<()> {
     Ok(())
 }
 
-/// A slow consumer holds the reader back: it reads at most `READ_AHEAD` batches beyond the
-/// one in the consumer's hands (and the one it waits to hand over).
+/// A slow consumer holds the reading back. Read in place (the default here), a batch is read
+/// only when the consumer asks for it; read by a thread of its own (the blocking pool's
+/// dispatch), at most `READ_AHEAD` batches wait beyond the one in the consumer's hands (and
+/// the one the reader waits to hand over).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_reads_only_a_little_ahead_of_its_consumer() -> Result<()> {
-    let (store, engine) = watched();
-    let store = AsyncEventStore::new(store);
-    store.store_bulk(batch(1_000)).await?;
-    let before = engine.queries();
-    let mut batches = store.read_all(StreamOptions::new().batch_size(10)).await?;
-    assert_eq!(batches.next().await.expect("a batch")?.len(), 10);
-    let bound = 1 + READ_AHEAD as u64 + 1;
-    // Wait for the reader to fill what it may, then give it time to overrun if it would.
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while engine.queries() - before < bound {
-            tokio::time::sleep(Duration::from_millis(1)).await;
+    for (dispatch, bound) in [
+        (Dispatch::Auto, 1),
+        (Dispatch::BlockingPool, 1 + READ_AHEAD as u64 + 1),
+    ] {
+        let (store, engine) = watched();
+        let store = AsyncEventStore::new(store).dispatch(dispatch);
+        store.store_bulk(batch(1_000)).await?;
+        let before = engine.queries();
+        let mut batches = store.read_all(StreamOptions::new().batch_size(10)).await?;
+        assert_eq!(batches.next().await.expect("a batch")?.len(), 10);
+        // Wait for the reader to fill what it may, then give it time to overrun if it would.
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while engine.queries() - before < bound {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            engine.queries() - before,
+            bound,
+            "{dispatch:?}: read ahead of a consumer that waits"
+        );
+        // The rest arrives as it is consumed.
+        let mut total = 10;
+        while let Some(batch) = batches.next().await {
+            total += batch?.len();
         }
-    })
-    .await?;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(
-        engine.queries() - before,
-        bound,
-        "read ahead of a consumer that waits"
-    );
-    // The rest arrives as it is consumed.
-    let mut total = 10;
-    while let Some(batch) = batches.next().await {
-        total += batch?.len();
+        assert_eq!(total, 1_000);
     }
-    assert_eq!(total, 1_000);
     Ok(())
 }
 
@@ -129,7 +135,7 @@ async fn a_stream_reads_only_a_little_ahead_of_its_consumer() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_stream_stops_reading() -> Result<()> {
     let (store, engine) = watched();
-    let store = AsyncEventStore::new(store);
+    let store = AsyncEventStore::new(store).dispatch(Dispatch::BlockingPool);
     store.store_bulk(batch(1_000)).await?;
     let before = engine.queries();
     let mut batches = store.read_all(StreamOptions::new().batch_size(10)).await?;
@@ -182,5 +188,52 @@ async fn a_panic_in_a_call_is_the_callers() -> Result<()> {
     let joined = caller.await;
     assert!(joined.is_err_and(|e| e.is_panic()));
     assert_eq!(store.store(NewEvent::new("after")).await?.id, 1);
+    Ok(())
+}
+
+/// A subscribe call dropped before it answered leaves no reader behind (it would follow an
+/// idle log forever, holding the store open).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscribe_dropped_before_it_answered_leaves_no_reader() -> Result<()> {
+    let (store, _engine) = watched();
+    let store = AsyncEventStore::new(store);
+    store.store(NewEvent::new("only")).await?;
+    for _ in 0..20 {
+        let attempt = tokio::time::timeout(
+            Duration::ZERO,
+            store.subscribe(SubscribeOptions::new().start(eventlite_core::Start::End)),
+        )
+        .await;
+        drop(attempt);
+    }
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while std::sync::Arc::strong_count(store.blocking()) > 1 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("a cancelled subscribe left its reader running"))?;
+    Ok(())
+}
+
+/// In a `LocalSet` (where tokio forbids blocking in place), `Dispatch::BlockingPool` works.
+#[test]
+fn the_blocking_pool_serves_a_local_set() -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let (store, _engine) = watched();
+    let store = AsyncEventStore::new(store).dispatch(Dispatch::BlockingPool);
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async {
+        let not_send = std::rc::Rc::new(NewEvent::new("local"));
+        let event = store.store((*not_send).clone()).await?;
+        let mut live = store.subscribe(SubscribeOptions::new()).await?;
+        assert_eq!(live.next().await.expect("a batch")?[0].id, event.id);
+        live.save_position("local").await?;
+        assert_eq!(store.position("local").await?.map(|p| p.position), Some(1));
+        Ok::<_, Error>(())
+    })?;
     Ok(())
 }

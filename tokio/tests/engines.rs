@@ -57,7 +57,9 @@ macro_rules! on_every_engine {
                             .enable_all()
                             .build()?;
                         let dir = tempfile::tempdir()?;
-                        rt.block_on(super::$scenario(super::open(engine, &dir)?))
+                        // On a worker, as a service's task runs (not on the runtime's caller).
+                        let scenario = rt.spawn(super::$scenario(super::open(engine, &dir)?));
+                        rt.block_on(scenario)?
                             .map_err(|e| e.context(format!("on {engine}")))?;
                     }
                     Ok(())
@@ -74,7 +76,7 @@ on_every_engine!(
     a_subscription_delivers_the_stored_then_the_new,
     a_subscription_saves_only_what_it_delivered,
     concurrent_tasks_append_without_gaps,
-    models_run_on_the_calling_task,
+    a_projection_runs_on_its_thread_until_dropped,
 );
 
 /// A little causation tree, a stream, a snapshot and a position: something for every call.
@@ -406,15 +408,37 @@ async fn concurrent_tasks_append_without_gaps(store: Store) -> Result<()> {
     for task in tasks {
         task.await??;
     }
-    let mut ids: Vec<u64> = store
+    let ids: Vec<u64> = store
         .query(&Query::new(Filter::default(), Order::IdAsc))
         .await?
         .iter()
         .map(|e| e.id)
         .collect();
-    ids.dedup();
-    assert_eq!(ids, (1..=320).collect::<Vec<u64>>());
+    assert_eq!(
+        ids,
+        (1..=320).collect::<Vec<u64>>(),
+        "every append once, no gaps"
+    );
     assert_eq!(store.by_user("t7", Page::first(1)).await?.total_count, 20);
+    Ok(())
+}
+
+/// Model calls take `Callbacks`, which need not be `Send`: run on the runtime's caller.
+#[test]
+fn models_run_on_the_calling_task_on_both_runtimes() -> Result<()> {
+    for engine in ["sqlite", "redb"] {
+        let dir = tempfile::tempdir()?;
+        let current = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        current.block_on(models_run_on_the_calling_task(open(engine, &dir)?))?;
+        let dir = tempfile::tempdir()?;
+        let multi = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        multi.block_on(models_run_on_the_calling_task(open(engine, &dir)?))?;
+    }
     Ok(())
 }
 
@@ -468,5 +492,55 @@ async fn models_run_on_the_calling_task(store: Store) -> Result<()> {
         .replay(&mut replayed, ..1, &mut Callbacks::new())
         .await?;
     assert_eq!(none.events, 0);
+    Ok(())
+}
+
+async fn a_projection_runs_on_its_thread_until_dropped(store: Store) -> Result<()> {
+    let deposit = |n: i64| NewEvent::new("deposit").data(&n);
+    for n in [1, 2, 3] {
+        store.store(deposit(n)).await?;
+    }
+    let balance = || {
+        FnModel::new(0i64).on("deposit", |total, _e, data| {
+            *total += data.get::<i64>()?;
+            Ok(())
+        })
+    };
+    let mut projection = store
+        .projection("balance", balance())
+        .batch_size(2)
+        .start()?;
+    let stats = projection.catch_up().await?;
+    assert_eq!((stats.events, stats.position), (3, 3));
+    assert_eq!(projection.with_model(|m| *m.state()).await?, 6);
+    // Run, follow two more appends, then drop the run's future: the projection stops.
+    tokio::select! {
+        ran = projection.run() => anyhow::bail!("the run ended on its own: {ran:?}"),
+        followed = async {
+            store.store(deposit(4)).await?;
+            store.store(deposit(5)).await?;
+            while store.position("balance").await?.map(|p| p.position) != Some(5) {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            Ok::<_, Error>(())
+        } => followed?,
+    }
+    assert!(
+        projection.stopper().is_stopped(),
+        "dropping the run stopped it"
+    );
+    store.store(deposit(6)).await?;
+    assert_eq!(
+        projection.catch_up().await?.events,
+        0,
+        "a stopped projection stays stopped"
+    );
+    assert_eq!(*projection.into_model().await?.state(), 15);
+    // A new projection under the name resumes after the saved position.
+    let mut resumed = store.projection("balance", balance()).start()?;
+    assert_eq!(resumed.catch_up().await?.events, 1);
+    assert_eq!(resumed.with_model(|m| *m.state()).await?, 6);
+    assert_eq!(resumed.rebuild().await?.events, 6);
+    assert_eq!(resumed.with_model(|m| *m.state()).await?, 6 + 21);
     Ok(())
 }

@@ -19,6 +19,8 @@ use serde_json::{Value, json};
 struct Running {
     addr: SocketAddr,
     store: eventlite::tokio::AsyncEventStore<eventlite::DefaultBackend>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    served: tokio::task::JoinHandle<std::io::Result<()>>,
     _dir: tempfile::TempDir,
 }
 
@@ -27,11 +29,21 @@ async fn start() -> Result<Running> {
     let store = eventlite::tokio::open(dir.path().join("service.sqlite")).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let app = service::router(store.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (shutdown, down) = tokio::sync::watch::channel(false);
+    let app = service::router(store.clone(), down.clone());
+    let mut stop = down;
+    let served = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|down| *down).await;
+            })
+            .await
+    });
     Ok(Running {
         addr,
         store,
+        shutdown,
+        served,
         _dir: dir,
     })
 }
@@ -149,7 +161,7 @@ async fn the_service_appends_pages_and_rejects_bad_requests() -> Result<()> {
         r#"{"cmd": "x", "colour": 1}"#,
     )
     .await?;
-    assert!(status.is_client_error(), "{status} {error}");
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
     let (status, error) = call(
         s.addr,
         Method::POST,
@@ -249,6 +261,11 @@ async fn the_service_appends_pages_and_rejects_bad_requests() -> Result<()> {
         (status, missing["kind"].clone()),
         (StatusCode::NOT_FOUND, json!("not_found"))
     );
+    let (status, bad_id) = call(s.addr, Method::GET, "/events/abc", "").await?;
+    assert_eq!(
+        (status, bad_id["kind"].clone()),
+        (StatusCode::BAD_REQUEST, json!("bad_request"))
+    );
     Ok(())
 }
 
@@ -300,5 +317,14 @@ async fn the_tail_delivers_the_log_then_each_new_event() -> Result<()> {
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     let res = request(s.addr, Method::GET, "/tail", "", &[("last-event-id", "x")]).await?;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+
+    // Shutting down ends the open tails, so that the graceful shutdown can finish.
+    s.shutdown.send(true)?;
+    tokio::time::timeout(Duration::from_secs(20), tail.into_body().collect())
+        .await
+        .context("a tail outlived the shutdown")??;
+    tokio::time::timeout(Duration::from_secs(20), s.served)
+        .await
+        .context("the service did not shut down")???;
     Ok(())
 }
