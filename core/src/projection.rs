@@ -231,6 +231,10 @@ impl<'s, B: Backend, M: Model> Projection<'s, B, M> {
     /// [`rebuild`](Self::rebuild) from after `event_id`: for a model restored from a snapshot
     /// taken at that event ([`EventStore::restore_snapshot`]).
     pub fn rebuild_after(&mut self, event_id: u64) -> Result<ProjectionStats> {
+        // Stopped, it would rewind the position and then handle nothing.
+        if self.stopper.is_stopped() {
+            return Ok(ProjectionStats::default());
+        }
         self.store.backend().clear_failures(&self.name)?;
         self.store.save_position(&self.name, event_id)?;
         self.applied = Some(event_id);

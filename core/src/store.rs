@@ -250,10 +250,16 @@ impl StreamOptions {
 }
 
 /// A store borrowed, or shared so that what reads it can move on its own.
-#[derive(Debug)]
 pub(crate) enum StoreRef<'s, B> {
     Borrowed(&'s EventStore<B>),
     Shared(Arc<EventStore<B>>),
+}
+
+impl<B: std::fmt::Debug> std::fmt::Debug for StoreRef<'_, B> {
+    // The engine only: the store's cache has nothing to say about who reads it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.backend.fmt(f)
+    }
 }
 
 impl<B> std::ops::Deref for StoreRef<'_, B> {
@@ -487,6 +493,18 @@ impl<B: Backend> EventStore<B> {
                 Executed { event, result }
             })
             .collect())
+    }
+
+    /// Checks `event` as an append would, without storing it: every rule of the store (an
+    /// empty cmd, JSON that is not valid or too deep, keys over [`MAX_KEY_LEN`], the size
+    /// limit) except that its causation id names a stored event, which is for the caller to
+    /// know (an import checks it against the events it is about to store).
+    pub fn check_event(&self, event: &NewEvent) -> Result<()> {
+        let mut event = event.clone();
+        // The parent's correlation id was checked when the parent was stored.
+        event.causation_id = None;
+        self.prepare(event, self.clock.now_ms(), &mut HashMap::new())
+            .map(drop)
     }
 
     fn append(&self, events: Vec<NewEvent>) -> Result<Vec<Event>> {

@@ -159,6 +159,12 @@ where
     run_as(Dispatch::Auto, f).await
 }
 
+/// Whether this is a multi-thread runtime's thread, where blocking work may run in place.
+fn multi_thread() -> bool {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread)
+}
+
 async fn run_as<T, F>(how: Dispatch, f: F) -> Result<T>
 where
     T: Send + 'static,
@@ -239,9 +245,7 @@ impl<B: Backend> AsyncEventStore<B> {
 
     /// Whether calls run in place here (see [`Dispatch::Auto`]).
     fn in_place(&self) -> bool {
-        use tokio::runtime::{Handle, RuntimeFlavor};
-        self.dispatch == Dispatch::Auto
-            && Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread)
+        self.dispatch == Dispatch::Auto && multi_thread()
     }
 
     /// Runs `f` on the store off the runtime's workers.
@@ -273,7 +277,8 @@ impl<B: Backend> AsyncEventStore<B> {
     }
 
     /// [`EventStore::store_with`]: stores the event, then runs it through `model` and
-    /// `callbacks` on the calling task.    ///
+    /// `callbacks` on the calling task.
+    ///
     /// The future is not `Send` (a [`Callbacks`] holds closures that need not be): in a task
     /// given to `tokio::spawn`, [`store`](Self::store) and then run
     /// [`execute`] yourself.
@@ -293,7 +298,8 @@ impl<B: Backend> AsyncEventStore<B> {
         self.call(move |s| s.store_bulk(events)).await
     }
 
-    /// [`EventStore::store_bulk_with`]: the model runs on the calling task.    ///
+    /// [`EventStore::store_bulk_with`]: the model runs on the calling task.
+    ///
     /// The future is not `Send` (a [`Callbacks`] holds closures that need not be): in a task
     /// given to `tokio::spawn`, [`store`](Self::store) and then run
     /// [`execute`] yourself.
@@ -731,6 +737,11 @@ impl<B: Backend> AsyncEventStore<B> {
 /// The log read in batches, from [`AsyncEventStore::read_all`]: a [`Stream`] of
 /// `Result<Vec<Event>>` that ends after the last batch (or after an error). Dropping it stops
 /// the reading.
+///
+/// One made to read in place that is then polled where blocking in place is not allowed (a
+/// current-thread runtime, another executor) hands its reading to a thread of its own. In a
+/// [`LocalSet`](tokio::task::LocalSet) on a multi-thread runtime, which cannot be told apart,
+/// it panics, as [`Dispatch::Auto`] does: make it with [`Dispatch::BlockingPool`] there.
 #[derive(Debug)]
 pub struct ReadAll<B: 'static> {
     source: Source<B>,
@@ -755,6 +766,26 @@ impl<B: Backend> ReadAll<B> {
     fn poll_batch(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Vec<Event>>>> {
         if self.done {
             return Poll::Ready(None);
+        }
+        if matches!(self.source, Source::InPlace(_)) && !multi_thread() {
+            // Moved to where nothing may block in place (a current-thread runtime, another
+            // executor): a thread reads on from here.
+            let (tx, rx) = mpsc::channel(READ_AHEAD);
+            let Source::InPlace(batches) = std::mem::replace(&mut self.source, Source::Reader(rx))
+            else {
+                unreachable!("matched just above")
+            };
+            let read = detach("eventlite-read-all", move || {
+                for batch in *batches {
+                    if tx.blocking_send(batch).is_err() {
+                        break;
+                    }
+                }
+            });
+            if let Err(e) = read {
+                self.done = true;
+                return Poll::Ready(Some(Err(e)));
+            }
         }
         let next = match &mut self.source {
             Source::InPlace(batches) => Poll::Ready(tokio::task::block_in_place(|| batches.next())),

@@ -7,16 +7,21 @@ use std::time::Duration;
 use eventlite_core::{
     Backend, Error, EventStore, FailurePolicy, Filter, Model, ProjectionStats, Result, Stopper,
 };
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
 use tokio::sync::oneshot;
 
 /// What the projection's thread is asked to do.
 enum Command<M> {
-    CatchUp(oneshot::Sender<Result<ProjectionStats>>),
-    Run(oneshot::Sender<Result<ProjectionStats>>),
-    RebuildAfter(u64, oneshot::Sender<Result<ProjectionStats>>),
+    CatchUp(Reply),
+    Run(Reply),
+    RebuildAfter(u64, Reply),
     Model(Box<dyn FnOnce(&M) + Send>),
     IntoModel(oneshot::Sender<M>),
 }
+
+/// A call's answer, or the panic it raised (the caller's, as with a blocking call).
+type Reply = oneshot::Sender<std::thread::Result<Result<ProjectionStats>>>;
 
 /// A projection being set up, from [`AsyncEventStore::projection`](crate::AsyncEventStore::projection):
 /// the settings of [`eventlite_core::Projection`], then [`start`](Self::start).
@@ -74,9 +79,9 @@ impl<B: Backend, M: Model + Send + 'static> AsyncProjectionBuilder<B, M> {
         let (commands, inbox) = mpsc::channel::<Command<M>>();
         let stopper = Stopper::default();
         let worker_stopper = stopper.clone();
-        let name = format!("eventlite-projection-{}", self.name);
+        let (name, thread_stopper) = (self.name.clone(), stopper.clone());
         std::thread::Builder::new()
-            .name(name.chars().take(64).collect())
+            .name("eventlite-projection".into())
             .spawn(move || {
                 let mut projection = self
                     .store
@@ -84,26 +89,46 @@ impl<B: Backend, M: Model + Send + 'static> AsyncProjectionBuilder<B, M> {
                     .policy(self.policy)
                     .filter(self.filter)
                     .stopped_by(worker_stopper);
+                let stopper = thread_stopper;
                 if let Some(n) = self.batch_size {
                     projection = projection.batch_size(n);
                 }
                 if let Some(interval) = self.poll_interval {
                     projection = projection.poll_interval(interval);
                 }
+                let stopped = || {
+                    Err(Error::InvalidArgument(format!(
+                        "projection {name:?} was stopped: a new one resumes from its saved \
+                         position"
+                    )))
+                };
                 // Ends when the AsyncProjection is dropped (its sender with it).
                 while let Ok(command) = inbox.recv() {
-                    match command {
-                        Command::CatchUp(reply) => drop(reply.send(projection.catch_up())),
-                        Command::Run(reply) => drop(reply.send(projection.run())),
-                        Command::RebuildAfter(id, reply) => {
-                            drop(reply.send(projection.rebuild_after(id)))
+                    let (reply, id) = match command {
+                        Command::CatchUp(reply) => (reply, None),
+                        Command::Run(reply) => (reply, Some(None)),
+                        Command::RebuildAfter(id, reply) => (reply, Some(Some(id))),
+                        Command::Model(look) => {
+                            // A panic in `look` is the caller's: its answer never comes.
+                            let _ = catch_unwind(AssertUnwindSafe(|| look(projection.model())));
+                            continue;
                         }
-                        Command::Model(look) => look(projection.model()),
                         Command::IntoModel(reply) => {
                             let _ = reply.send(projection.into_model());
                             return;
                         }
+                    };
+                    // A call queued before the stop (its caller gone) must not write anything.
+                    if stopper.is_stopped() {
+                        let _ = reply.send(Ok(stopped()));
+                        continue;
                     }
+                    let answer = catch_unwind(AssertUnwindSafe(|| match id {
+                        None => projection.catch_up(),
+                        Some(None) => projection.run(),
+                        Some(Some(id)) => projection.rebuild_after(id),
+                    }));
+                    let _ = reply.send(answer);
                 }
             })
             .map_err(|e| Error::unavailable("no thread for a projection").with_source(e))?;
@@ -114,10 +139,11 @@ impl<B: Backend, M: Model + Send + 'static> AsyncProjectionBuilder<B, M> {
 /// A projection ([`eventlite_core::Projection`]) for async code: its model lives on a thread of
 /// its own, where it handles the events; each call hands that thread a job and awaits it.
 ///
-/// Dropping the future of [`run`](Self::run) (or of any call) stops the projection after the
-/// batch in hand, as [`stopper`](Self::stopper) does; its position stays saved, so a new
-/// projection under the same name resumes there. A stopped projection stays stopped: later
-/// calls return at once.
+/// Dropping the future of [`run`](Self::run) (or of `catch_up` and the rebuilds) stops the
+/// projection after the batch in hand, as [`stopper`](Self::stopper) does; its position stays
+/// saved, so a new projection under the same name resumes there. A stopped projection stays
+/// stopped: later calls are [`Error::InvalidArgument`], and write nothing. The model can be
+/// read ([`with_model`](Self::with_model)) between calls, not while one runs.
 pub struct AsyncProjection<M> {
     commands: mpsc::Sender<Command<M>>,
     stopper: Stopper,
@@ -147,10 +173,7 @@ impl<M: Model + Send + 'static> AsyncProjection<M> {
         Error::Internal("the projection's thread ended".into())
     }
 
-    async fn ask(
-        &self,
-        command: impl FnOnce(oneshot::Sender<Result<ProjectionStats>>) -> Command<M>,
-    ) -> Result<ProjectionStats> {
+    async fn ask(&self, command: impl FnOnce(Reply) -> Command<M>) -> Result<ProjectionStats> {
         let (reply, answer) = oneshot::channel();
         self.commands
             .send(command(reply))
@@ -158,7 +181,7 @@ impl<M: Model + Send + 'static> AsyncProjection<M> {
         let mut guard = StopUnlessAnswered(&self.stopper, false);
         let answer = answer.await.map_err(|_| Self::gone())?;
         guard.1 = true;
-        answer
+        answer.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }
 
     /// [`Projection::catch_up`](eventlite_core::Projection::catch_up).

@@ -237,3 +237,35 @@ fn the_blocking_pool_serves_a_local_set() -> Result<()> {
     })?;
     Ok(())
 }
+
+/// A stream made to read in place, then polled where nothing may block in place (a
+/// current-thread runtime, another executor), hands its reading to a thread instead of
+/// panicking.
+#[test]
+fn a_stream_read_in_place_moves_to_a_thread_where_it_must() -> Result<()> {
+    let multi = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let current = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (store, _engine) = watched();
+    let store = AsyncEventStore::new(store);
+    multi.block_on(store.store_bulk(batch(25)))?;
+    let options = || StreamOptions::new().batch_size(10);
+    let mut on_current = multi.block_on(store.read_all(options()))?;
+    let first = multi.block_on(on_current.next_batch()).expect("a batch")?;
+    let rest = current.block_on(async {
+        let mut n = 0;
+        while let Some(batch) = on_current.next().await {
+            n += batch?.len();
+        }
+        Ok::<_, Error>(n)
+    })?;
+    assert_eq!((first.len(), rest), (10, 15));
+    let elsewhere = multi.block_on(store.read_all(options()))?;
+    let batches: Vec<_> = futures::executor::block_on(elsewhere.collect::<Vec<_>>());
+    assert_eq!(batches.len(), 3);
+    Ok(())
+}

@@ -529,11 +529,22 @@ async fn a_projection_runs_on_its_thread_until_dropped(store: Store) -> Result<(
         projection.stopper().is_stopped(),
         "dropping the run stopped it"
     );
+    // Calls run in order on the projection's thread: this one waits for the run to end.
+    assert_eq!(projection.with_model(|m| *m.state()).await?, 15);
     store.store(deposit(6)).await?;
+    let again = projection.catch_up().await;
+    assert!(
+        matches!(again, Err(Error::InvalidArgument(_))),
+        "stays stopped: {again:?}"
+    );
+    let rebuilt = projection.rebuild().await;
+    assert!(
+        rebuilt.is_err(),
+        "a stopped projection rewinds nothing: {rebuilt:?}"
+    );
     assert_eq!(
-        projection.catch_up().await?.events,
-        0,
-        "a stopped projection stays stopped"
+        store.position("balance").await?.map(|p| p.position),
+        Some(5)
     );
     assert_eq!(*projection.into_model().await?.state(), 15);
     // A new projection under the name resumes after the saved position.
@@ -542,5 +553,14 @@ async fn a_projection_runs_on_its_thread_until_dropped(store: Store) -> Result<(
     assert_eq!(resumed.with_model(|m| *m.state()).await?, 6);
     assert_eq!(resumed.rebuild().await?.events, 6);
     assert_eq!(resumed.with_model(|m| *m.state()).await?, 6 + 21);
+    // Dropped, its thread ends and lets go of the store.
+    drop(resumed);
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while Arc::strong_count(store.blocking()) > 1 {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("a dropped projection's thread kept the store"))?;
     Ok(())
 }
