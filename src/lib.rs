@@ -189,9 +189,7 @@ pub mod tokio {
     }
 }
 
-/// Bringing data over from the JavaScript EventLite Sourcing.
-#[cfg(feature = "sqlite")]
-#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+/// Bringing data over: JSON Lines, and the JavaScript EventLite Sourcing's SQLite file.
 pub mod import;
 
 /// The SQLite engine and its options.

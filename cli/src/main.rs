@@ -6,10 +6,15 @@
 //! eventlite tail events.sqlite --from 1000 -f
 //! eventlite verify events.sqlite --json
 //! eventlite export events.sqlite --out events.jsonl
+//! eventlite import copy.redb events.jsonl --skip-errors
+//! eventlite import ours.sqlite --from-upstream events.sqlite
+//! eventlite convert events.sqlite events.redb
 //! ```
 //!
-//! The engine is recognised from the file's first bytes (`--engine` overrides it). A store is
-//! never created, and its indexes are left as they are (`indexes_as_found`). Events print as a
+//! The engine is recognised from the file's first bytes (`--engine` overrides it). Only
+//! `import` and `convert` create a store (of the engine their `--engine`/`--to`, or the new
+//! file's extension, `.redb` or else SQLite, says); an existing store's indexes are left as
+//! they are (`indexes_as_found`). Events print as a
 //! table on a terminal and as JSON Lines otherwise (`--format`).
 
 use std::io::{IsTerminal, Write};
@@ -20,8 +25,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use eventlite::{
-    AnyStore, Backend, Event, EventStore, Filter, Order, Query, Start, StreamOptions,
-    SubscribeOptions,
+    AnyStore, Backend, Event, EventStore, ExpectedVersion, Filter, IndexConfig, NewEvent, Order,
+    Query, Start, StreamOptions, SubscribeOptions,
 };
 
 #[derive(Debug, Parser)]
@@ -94,6 +99,55 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Counts by cmd, user and stream over the whole log (read once), with the store's info.
+    Stats {
+        store: PathBuf,
+        /// Show the N largest of each count.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+    },
+    /// The causation tree of a correlation: as indented text, or as Graphviz `dot` (`--as
+    /// svg` runs Graphviz's `dot` to draw it, when installed).
+    Graph {
+        store: PathBuf,
+        correlation: String,
+        #[arg(long = "as", value_enum, default_value = "text")]
+        kind: GraphKind,
+    },
+    /// Imports JSON Lines (upstream's field names, as `export` writes them) into a store,
+    /// creating it if missing: ids kept when the store is empty and the file's run 1, 2, 3, …;
+    /// otherwise appended, causation ids mapped to the new ids. Every line is checked first.
+    Import {
+        /// The store to import into (created when missing).
+        store: PathBuf,
+        /// The JSON Lines file (with `--from-upstream`: the JavaScript library's SQLite file).
+        file: PathBuf,
+        /// Events per transaction.
+        #[arg(long, default_value_t = 1_000)]
+        batch: usize,
+        /// Leave bad lines out (each reported, with its number and why) and import the rest;
+        /// without it, the first bad line aborts and nothing is stored.
+        #[arg(long)]
+        skip_errors: bool,
+        /// Check the file and report what would be imported; store nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// FILE is a store written by the JavaScript EventLite Sourcing (SQLite).
+        #[arg(long)]
+        from_upstream: bool,
+    },
+    /// Copies a store into a new one of any engine, keeping ids, correlation and causation,
+    /// streams and their versions, positions and index settings; then checks the copy against
+    /// the source, event by event.
+    Convert {
+        /// The store to copy.
+        src: PathBuf,
+        /// The new store (must not exist).
+        dst: PathBuf,
+        /// The new store's engine (default: from DST's extension, `.redb` or else SQLite).
+        #[arg(long, value_enum)]
+        to: Option<EngineArg>,
+    },
     /// Writes events as JSON Lines with upstream's field names (`data` and `metadata` as JSON
     /// values), in id order.
     Export {
@@ -154,6 +208,13 @@ impl FilterArgs {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum GraphKind {
+    Text,
+    Dot,
+    Svg,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum OrderArg {
     Id,
@@ -209,6 +270,124 @@ fn open(path: &Path, engine: Option<EngineArg>) -> Result<AnyStore> {
         )?),
     };
     Ok(EventStore::new(backend))
+}
+
+/// A new store at `path` (which must not exist), of `engine` or the one its extension says.
+fn create(
+    path: &Path,
+    engine: Option<EngineArg>,
+    indexes: Option<IndexConfig>,
+) -> Result<AnyStore> {
+    if path.exists() {
+        bail!("{} already exists", path.display());
+    }
+    let engine = engine.unwrap_or(match path.extension().and_then(|e| e.to_str()) {
+        Some("redb") => EngineArg::Redb,
+        _ => EngineArg::Sqlite,
+    });
+    let backend: Box<dyn Backend> = match engine {
+        EngineArg::Sqlite => {
+            let mut options = eventlite::sqlite::SqliteOptions::default();
+            if let Some(indexes) = indexes {
+                options.indexes = indexes;
+            }
+            Box::new(eventlite::sqlite::SqliteBackend::open(path, options)?)
+        }
+        EngineArg::Redb => {
+            let mut options = eventlite::redb::RedbOptions::default();
+            if let Some(indexes) = indexes {
+                options.indexes = indexes;
+            }
+            Box::new(eventlite::redb::RedbBackend::open(path, options)?)
+        }
+    };
+    Ok(EventStore::new(backend))
+}
+
+/// The store at `path`, created (empty) when there is none.
+fn open_or_create(path: &Path, engine: Option<EngineArg>) -> Result<AnyStore> {
+    if path.exists() {
+        open(path, engine)
+    } else {
+        create(path, engine, None)
+    }
+}
+
+/// The event `e` as an append to a new store writes it again: every field, its stream
+/// version expected exactly.
+fn copy_of(e: &Event) -> NewEvent {
+    let mut event = NewEvent::new(e.cmd.clone())
+        .version(e.version)
+        .recorded_at(e.datetime)
+        .user(e.user.clone())
+        .ip(e.ip.clone())
+        .data_json(e.data.clone())
+        .metadata_json(e.metadata.clone())
+        .correlation_id(e.correlation_id.clone());
+    if let Some(parent) = e.causation_id {
+        event = event.causation_id(parent);
+    }
+    if let (Some(stream), Some(v)) = (&e.stream, e.stream_version) {
+        event = event.stream(stream.clone(), ExpectedVersion::Exact(v.saturating_sub(1)));
+    }
+    event
+}
+
+/// Copies `src` into the empty `dst` and checks the copy; the number of events.
+fn convert(src: &AnyStore, dst: &AnyStore) -> Result<u64> {
+    let mut copied = 0u64;
+    let mut store = |part: &[Event]| -> Result<()> {
+        let stored = dst.store_bulk(part.iter().map(copy_of).collect())?;
+        if let Some((a, b)) = part.iter().zip(&stored).find(|(a, b)| a.id != b.id) {
+            bail!(
+                "event {} was stored as {}: the source's ids have gaps",
+                a.id,
+                b.id
+            );
+        }
+        copied += stored.len() as u64;
+        Ok(())
+    };
+    for batch in src.read_all(StreamOptions::new().batch_size(1_000))? {
+        let batch = batch?;
+        // An event caused by one of the same append needs its parent stored first: cut the
+        // batch before each such event.
+        let mut start = 0;
+        for (i, e) in batch.iter().enumerate() {
+            if i > start && e.causation_id.is_some_and(|p| p >= batch[start].id) {
+                store(&batch[start..i])?;
+                start = i;
+            }
+        }
+        store(&batch[start..])?;
+    }
+    for position in src.positions()? {
+        dst.save_position(&position.name, position.position)?;
+    }
+    // The check: both logs, event by event, then the copy's own integrity.
+    let mut theirs = dst.read_all(StreamOptions::new().batch_size(1_000))?;
+    let mut compared = 0u64;
+    for batch in src.read_all(StreamOptions::new().batch_size(1_000))? {
+        let ours = theirs.next().transpose()?.unwrap_or_default();
+        let batch = batch?;
+        if ours != batch {
+            let first = batch
+                .iter()
+                .zip(&ours)
+                .find(|(a, b)| a != b)
+                .map_or(0, |(a, _)| a.id);
+            bail!("the copy differs from the source (first at event {first})");
+        }
+        compared += batch.len() as u64;
+    }
+    if compared != copied || theirs.next().is_some() {
+        bail!("the copy holds other events than the source");
+    }
+    let report = dst.verify()?;
+    if !report.is_ok() {
+        bail!("the copy does not verify: {:?}", report.problems);
+    }
+    Ok(copied)
 }
 
 /// The engine of the file at `path`, from its first bytes.
@@ -316,6 +495,204 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     writeln!(out, "{table}")?;
                 }
             }
+        }
+        Command::Stats { store: path, top } => {
+            let store = open(path, cli.engine)?;
+            let mut cmds: std::collections::HashMap<String, u64> = Default::default();
+            let mut users: std::collections::HashMap<String, u64> = Default::default();
+            let mut streams: std::collections::HashMap<String, u64> = Default::default();
+            let mut events = 0u64;
+            for batch in store.read_all(StreamOptions::new().batch_size(1_000))? {
+                for e in batch? {
+                    events += 1;
+                    *cmds.entry(e.cmd).or_default() += 1;
+                    *users.entry(e.user).or_default() += 1;
+                    if let Some(s) = e.stream {
+                        *streams.entry(s).or_default() += 1;
+                    }
+                }
+            }
+            let largest = |counts: &std::collections::HashMap<String, u64>| {
+                let mut all: Vec<(&String, &u64)> = counts.iter().collect();
+                all.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+                all.into_iter()
+                    .take(*top)
+                    .map(|(k, v)| serde_json::json!({"name": k, "events": v}))
+                    .collect::<Vec<_>>()
+            };
+            let stats = serde_json::json!({
+                "engine": engine_name(path, cli.engine),
+                "bytes": std::fs::metadata(path)?.len(),
+                "events": events,
+                "last_id": store.last_id()?,
+                "cmds": cmds.len(),
+                "users": users.len(),
+                "streams": streams.len(),
+                "positions": store.positions()?.len(),
+                "indexes": store.indexes()?.enabled().iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+                "top_cmds": largest(&cmds),
+                "top_users": largest(&users),
+                "top_streams": largest(&streams),
+            });
+            match format {
+                Format::Jsonl => writeln!(out, "{stats}")?,
+                Format::Table => {
+                    let mut table = comfy_table::Table::new();
+                    for key in [
+                        "engine",
+                        "bytes",
+                        "events",
+                        "last_id",
+                        "cmds",
+                        "users",
+                        "streams",
+                        "positions",
+                    ] {
+                        table.add_row(vec![
+                            key.to_owned(),
+                            stats[key].to_string().trim_matches('"').to_owned(),
+                        ]);
+                    }
+                    writeln!(out, "{table}")?;
+                    for (title, key) in [
+                        ("cmd", "top_cmds"),
+                        ("user", "top_users"),
+                        ("stream", "top_streams"),
+                    ] {
+                        let mut table = comfy_table::Table::new();
+                        table.set_header(vec![title, "events"]);
+                        for row in stats[key].as_array().into_iter().flatten() {
+                            table.add_row(vec![
+                                row["name"].as_str().unwrap_or_default().to_owned(),
+                                row["events"].to_string(),
+                            ]);
+                        }
+                        writeln!(out, "{table}")?;
+                    }
+                }
+            }
+        }
+        Command::Graph {
+            store,
+            correlation,
+            kind,
+        } => {
+            let store = open(store, cli.engine)?;
+            let events = store.transaction(correlation)?;
+            if events.is_empty() {
+                bail!("no events in correlation {correlation:?}");
+            }
+            match kind {
+                GraphKind::Text => write!(out, "{}", store.tree_report(correlation)?)?,
+                GraphKind::Dot => write!(out, "{}", dot(correlation, &events))?,
+                GraphKind::Svg => {
+                    let mut graphviz = std::process::Command::new("dot")
+                        .arg("-Tsvg")
+                        .stdin(std::process::Stdio::piped())
+                        .stdout(std::process::Stdio::piped())
+                        .spawn()
+                        .context("--as svg needs Graphviz's `dot` (or use --as dot, or text)")?;
+                    if let Some(mut input) = graphviz.stdin.take() {
+                        input.write_all(dot(correlation, &events).as_bytes())?;
+                    }
+                    let drawn = graphviz.wait_with_output()?;
+                    if !drawn.status.success() {
+                        bail!(
+                            "Graphviz's dot failed: {}",
+                            String::from_utf8_lossy(&drawn.stderr)
+                        );
+                    }
+                    out.write_all(&drawn.stdout)?;
+                }
+            }
+        }
+        Command::Import {
+            store,
+            file,
+            batch,
+            skip_errors,
+            dry_run,
+            from_upstream,
+        } => {
+            if *from_upstream {
+                if *dry_run || *skip_errors {
+                    bail!(
+                        "--from-upstream always leaves out the rows it cannot take and lists                          them; --dry-run and --skip-errors are for JSON Lines"
+                    );
+                }
+                let store = open_or_create(store, cli.engine)?;
+                let report = eventlite::import::upstream_sqlite(file, &store)?;
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({
+                        "imported": report.imported,
+                        "ids_kept": report.ids_kept,
+                        "skipped": report.skipped.iter().map(|s| serde_json::json!({
+                            "id": s.source_id, "reason": s.reason,
+                        })).collect::<Vec<_>>(),
+                    })
+                )?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            if !file.is_file() {
+                bail!("no file {}", file.display());
+            }
+            // A dry run never creates the store.
+            let target = if *dry_run && !store.exists() {
+                EventStore::new(Box::new(eventlite::MemoryBackend::new()) as Box<dyn Backend>)
+            } else {
+                open_or_create(store, cli.engine)?
+            };
+            let options = eventlite::import::JsonlOptions::new()
+                .batch(*batch)
+                .skip_errors(*skip_errors)
+                .dry_run(*dry_run);
+            let report = eventlite::import::jsonl(file, &target, options)?;
+            for s in &report.skipped {
+                writeln!(std::io::stderr(), "line {}: {}", s.line, s.reason)?;
+            }
+            writeln!(
+                out,
+                "{}",
+                serde_json::json!({
+                    "imported": report.imported,
+                    "dry_run": dry_run,
+                    "ids_kept": report.ids_kept,
+                    "skipped": report.skipped.iter().map(|s| serde_json::json!({
+                        "line": s.line, "id": s.id, "reason": s.reason,
+                    })).collect::<Vec<_>>(),
+                })
+            )?;
+        }
+        Command::Convert { src, dst, to } => {
+            let source = open(src, cli.engine)?;
+            let indexes = source.indexes()?;
+            let copy = create(dst, *to, Some(indexes))?;
+            let copied = match convert(&source, &copy) {
+                Ok(n) => n,
+                Err(e) => {
+                    // Half a copy is worse than none.
+                    drop(copy);
+                    for suffix in ["", "-wal", "-shm", "-journal"] {
+                        let mut side = dst.as_os_str().to_owned();
+                        side.push(suffix);
+                        let _ = std::fs::remove_file(side);
+                    }
+                    return Err(e.context(format!("{} was removed", dst.display())));
+                }
+            };
+            writeln!(
+                out,
+                "{}",
+                serde_json::json!({
+                    "copied": copied,
+                    "from": engine_name(src, cli.engine),
+                    "to": engine_name(dst, *to),
+                    "positions": copy.positions()?.len(),
+                    "verified": true,
+                })
+            )?;
         }
         Command::Get { store, id } => {
             let store = open(store, cli.engine)?;
@@ -480,7 +857,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             for batch in store.read_all(StreamOptions::new().filter(filter.filter()))? {
                 for event in batch? {
-                    writeln!(sink, "{}", upstream_json(&event)?)?;
+                    let mut json = upstream_json(&event)?;
+                    // Ours beside upstream's fields, only where there is one: files without
+                    // streams stay exactly upstream's, and streams survive a round trip.
+                    if let (Some(object), Some(stream)) = (json.as_object_mut(), &event.stream) {
+                        object.insert("stream".into(), stream.clone().into());
+                        object.insert("stream_version".into(), event.stream_version.into());
+                    }
+                    writeln!(sink, "{json}")?;
                 }
             }
             sink.flush()?;
@@ -488,6 +872,43 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A correlation's causation tree in Graphviz's language: a node per event (id, cmd, user),
+/// an edge from each cause to what it caused.
+fn dot(correlation: &str, events: &[Event]) -> String {
+    // Graphviz strings: quotes and backslashes escaped, line breaks as \n.
+    let quote = |s: &str| {
+        s.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+            .replace('\r', "")
+    };
+    let ids: std::collections::HashSet<u64> = events.iter().map(|e| e.id).collect();
+    let mut text = format!(
+        "digraph \"{}\" {{\n  rankdir=TB;\n  node [shape=box];\n",
+        quote(correlation)
+    );
+    for e in events {
+        let user = if e.user.is_empty() {
+            String::new()
+        } else {
+            format!("\\n{}", quote(&e.user))
+        };
+        text.push_str(&format!(
+            "  e{} [label=\"#{} {}{user}\"];\n",
+            e.id,
+            e.id,
+            quote(&e.cmd)
+        ));
+    }
+    for e in events {
+        if let Some(parent) = e.causation_id.filter(|p| ids.contains(p)) {
+            text.push_str(&format!("  e{parent} -> e{};\n", e.id));
+        }
+    }
+    text.push_str("}\n");
+    text
 }
 
 /// An event with upstream's field names, `data` and `metadata` as JSON values.

@@ -300,3 +300,228 @@ fn bad_files_give_a_clear_error_and_no_panic() -> Result<()> {
     );
     Ok(())
 }
+
+/// Every event of the store at `path`, as stored.
+fn events_of(path: &Path) -> Result<Vec<eventlite::Event>> {
+    let store = match path.extension().and_then(|e| e.to_str()) {
+        Some("redb") => eventlite::EventStore::new(Box::new(eventlite::redb::RedbBackend::open(
+            path,
+            eventlite::redb::RedbOptions::default(),
+        )?) as Box<dyn eventlite::Backend>),
+        _ => eventlite::EventStore::new(Box::new(eventlite::sqlite::SqliteBackend::open(
+            path,
+            eventlite::sqlite::SqliteOptions::default(),
+        )?) as Box<dyn eventlite::Backend>),
+    };
+    Ok(store.query(&eventlite::Query::new(
+        eventlite::Filter::default(),
+        eventlite::Order::IdAsc,
+    ))?)
+}
+
+#[test]
+fn export_then_import_round_trips_on_every_engine_pair() -> Result<()> {
+    for from in ENGINES {
+        for to in ENGINES {
+            let dir = tempfile::tempdir()?;
+            let src = make_store(dir.path(), from, IndexConfig::default())?;
+            let file = dir.path().join("events.jsonl");
+            let out = eventlite(&["export", p(&src), "--out", p(&file)]);
+            ensure!(out.status.success(), "export: {out:?}");
+            let dst = dir.path().join(format!("copy.{to}"));
+            let out = eventlite(&["import", p(&dst), p(&file), "--batch", "2"]);
+            ensure!(out.status.success(), "{from} → {to}: {out:?}");
+            let report: Value = serde_json::from_slice(&out.stdout)?;
+            assert_eq!(
+                (report["imported"].clone(), report["ids_kept"].clone()),
+                (6.into(), true.into())
+            );
+            // Every field comes back, streams and versions too.
+            assert_eq!(events_of(&dst)?, events_of(&src)?, "{from} → {to}");
+            // Into a store that has events: appended, causation ids follow the new ids.
+            let out = eventlite(&["import", p(&dst), p(&file)]);
+            ensure!(
+                !out.status.success(),
+                "a stream that exists already is refused"
+            );
+            assert!(
+                String::from_utf8_lossy(&out.stderr).contains("cart-1"),
+                "{out:?}"
+            );
+            assert_eq!(
+                events_of(&dst)?.len(),
+                6,
+                "nothing of the refused file was stored"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn import_reports_bad_lines_and_maps_ids() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("mixed.jsonl");
+    std::fs::write(
+        &file,
+        [
+            r#"{"id": 10, "cmd": "placed", "datetime": 1700000000000, "data": {"n": 1}, "correlation_id": "c-1"}"#,
+            "",
+            r#"{"id": 11, "cmd": "paid", "causation_id": 10}"#,
+            r#"{"id": 12, "cmd": ""}"#,
+            r#"not json"#,
+            r#"{"id": 13, "cmd": "orphan", "causation_id": 99}"#,
+            r#"{"id": 14, "cmd": "child of bad", "causation_id": 12}"#,
+            r#"{"id": 11, "cmd": "twice"}"#,
+            r#"{"id": 15, "cmd": "meta", "metadata": [1]}"#,
+            r#"{"id": 16, "cmd": "last", "causation_id": 11, "user": "ada"}"#,
+        ]
+        .join("\n"),
+    )?;
+    let dst = dir.path().join("events.sqlite");
+    // Without --skip-errors: the first bad line (line 4) aborts, nothing is stored.
+    let out = eventlite(&["import", p(&dst), p(&file)]);
+    ensure!(out.status.code() == Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("line 4") && err.contains("nothing was imported"),
+        "{err}"
+    );
+    assert!(events_of(&dst)?.is_empty());
+    // A dry run reports and stores nothing.
+    let out = eventlite(&["import", p(&dst), p(&file), "--skip-errors", "--dry-run"]);
+    ensure!(out.status.success(), "{out:?}");
+    let report: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(report["imported"], 3);
+    assert!(events_of(&dst)?.is_empty());
+    // With --skip-errors: each bad line reported by number, the rest imported with new ids.
+    let out = eventlite(&["import", p(&dst), p(&file), "--skip-errors"]);
+    ensure!(out.status.success(), "{out:?}");
+    let report: Value = serde_json::from_slice(&out.stdout)?;
+    let lines: Vec<u64> = report["skipped"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|s| s["line"].as_u64()).collect())
+        .unwrap_or_default();
+    assert_eq!(lines, [4, 5, 6, 7, 8, 9]);
+    assert_eq!(
+        (report["imported"].clone(), report["ids_kept"].clone()),
+        (3.into(), false.into())
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("line 6: causation_id 99"), "{stderr}");
+    let stored = events_of(&dst)?;
+    let cmds: Vec<&str> = stored.iter().map(|e| e.cmd.as_str()).collect();
+    assert_eq!(cmds, ["placed", "paid", "last"]);
+    assert_eq!(stored[0].datetime, 1_700_000_000_000);
+    assert_eq!(
+        (stored[1].causation_id, stored[2].causation_id),
+        (Some(1), Some(2))
+    );
+    assert!(
+        stored.iter().all(|e| e.correlation_id == "c-1"),
+        "the group follows the causes"
+    );
+    Ok(())
+}
+
+#[test]
+fn convert_copies_every_engine_into_every_other() -> Result<()> {
+    for from in ENGINES {
+        for to in ENGINES {
+            let dir = tempfile::tempdir()?;
+            let src = make_store(dir.path(), from, IndexConfig::high_volume())?;
+            {
+                let store = eventlite::EventStore::new(match from {
+                    "redb" => Box::new(eventlite::redb::RedbBackend::open(
+                        &src,
+                        Default::default(),
+                    )?) as Box<dyn eventlite::Backend>,
+                    _ => Box::new(eventlite::sqlite::SqliteBackend::open(
+                        &src,
+                        Default::default(),
+                    )?),
+                });
+                store.save_position("mailer", 4)?;
+            }
+            let dst = dir.path().join(format!("copy-{from}.{to}"));
+            let out = eventlite(&["convert", p(&src), p(&dst)]);
+            ensure!(out.status.success(), "{from} → {to}: {out:?}");
+            let report: Value = serde_json::from_slice(&out.stdout)?;
+            assert_eq!(
+                (report["copied"].clone(), report["to"].clone()),
+                (6.into(), to.into())
+            );
+            assert_eq!(events_of(&dst)?, events_of(&src)?);
+            let info = lines(&eventlite(&["info", p(&dst), "--format", "jsonl"]))?;
+            assert_eq!(info[0]["positions"], 1);
+            assert_eq!(
+                info[0]["indexes"],
+                lines(&eventlite(&["info", p(&src), "--format", "jsonl"]))?[0]["indexes"],
+                "the copy has the source's indexes"
+            );
+            // The destination must be new.
+            let again = eventlite(&["convert", p(&src), p(&dst)]);
+            ensure!(again.status.code() == Some(2), "{again:?}");
+            assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+        }
+    }
+    Ok(())
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 temp path")
+}
+
+#[test]
+fn stats_and_graph_on_every_engine() -> Result<()> {
+    for engine in ENGINES {
+        let dir = tempfile::tempdir()?;
+        let src = make_store(dir.path(), engine, IndexConfig::default())?;
+        let stats = lines(&eventlite(&[
+            "stats",
+            p(&src),
+            "--top",
+            "2",
+            "--format",
+            "jsonl",
+        ]))?;
+        let s = &stats[0];
+        assert_eq!(
+            (s["events"].clone(), s["cmds"].clone(), s["streams"].clone()),
+            (6.into(), 5.into(), 1.into())
+        );
+        assert_eq!(
+            s["top_cmds"][0],
+            serde_json::json!({"name": "added", "events": 2})
+        );
+        assert_eq!(s["top_cmds"].as_array().map(Vec::len), Some(2), "--top 2");
+        assert_eq!(
+            s["top_users"][0],
+            serde_json::json!({"name": "", "events": 4})
+        );
+        let table = eventlite(&["stats", p(&src), "--format", "table"]);
+        ensure!(table.status.success(), "{table:?}");
+        assert!(String::from_utf8_lossy(&table.stdout).contains("order_placed"));
+
+        let dot = eventlite(&["graph", p(&src), "order-1", "--as", "dot"]);
+        ensure!(dot.status.success(), "{dot:?}");
+        let dot = String::from_utf8(dot.stdout)?;
+        assert!(dot.starts_with("digraph \"order-1\""), "{dot}");
+        assert!(
+            dot.contains("e1 -> e2;") && dot.contains("e2 -> e3;"),
+            "{dot}"
+        );
+        assert!(dot.contains("#1 order_placed\\nada"), "{dot}");
+        let text = eventlite(&["graph", p(&src), "order-1"]);
+        ensure!(text.status.success(), "{text:?}");
+        let text = String::from_utf8(text.stdout)?;
+        assert!(
+            text.contains("order_placed") && text.contains("shipped"),
+            "{text}"
+        );
+        let missing = eventlite(&["graph", p(&src), "nobody"]);
+        assert_eq!(missing.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&missing.stderr).contains("no events in correlation"));
+    }
+    Ok(())
+}
