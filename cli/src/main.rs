@@ -9,6 +9,7 @@
 //! eventlite import copy.redb events.jsonl --skip-errors
 //! eventlite import ours.sqlite --from-upstream events.sqlite
 //! eventlite convert events.sqlite events.redb
+//! eventlite backup events.sqlite backup.sqlite
 //! ```
 //!
 //! The engine is recognised from the file's first bytes (`--engine` overrides it). Only
@@ -155,8 +156,21 @@ enum Command {
         /// The file to write (standard output when omitted).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// CSV as upstream writes it (header `id,version,datetime,user,ip,cmd,data,
+        /// correlation_id,causation_id,metadata`; data and metadata as JSON text) instead of
+        /// JSON Lines.
+        #[arg(long)]
+        csv: bool,
         #[command(flatten)]
         filter: FilterArgs,
+    },
+    /// A consistent copy of a store while its writers go on (SQLite: `VACUUM INTO`, in one
+    /// read transaction; redb, which only one process opens at a time: a checked copy), then
+    /// verifies the copy.
+    Backup {
+        store: PathBuf,
+        /// The copy (must not exist).
+        dst: PathBuf,
     },
 }
 
@@ -834,9 +848,50 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::from(1));
             }
         }
+        Command::Backup { store: path, dst } => {
+            if dst.exists() {
+                bail!("{} already exists", dst.display());
+            }
+            match detect_or(path, cli.engine)? {
+                EngineArg::Sqlite => {
+                    use eventlite::sqlite::rusqlite::{Connection, OpenFlags};
+                    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+                        .with_context(|| format!("opening {}", path.display()))?;
+                    conn.busy_timeout(Duration::from_secs(5))?;
+                    let target = dst.to_str().context("the backup's path is not UTF-8")?;
+                    conn.execute("VACUUM INTO ?1", [target])
+                        .with_context(|| format!("copying into {}", dst.display()))?;
+                }
+                EngineArg::Redb => {
+                    let source = open(path, cli.engine)?;
+                    let copy = create(dst, Some(EngineArg::Redb), Some(source.indexes()?))?;
+                    if let Err(e) = convert(&source, &copy) {
+                        drop(copy);
+                        let _ = std::fs::remove_file(dst);
+                        return Err(e.context(format!("{} was removed", dst.display())));
+                    }
+                }
+            }
+            let copy = open(dst, cli.engine)?;
+            let report = copy.verify()?;
+            if !report.is_ok() {
+                bail!("the backup does not verify: {:?}", report.problems);
+            }
+            writeln!(
+                out,
+                "{}",
+                serde_json::json!({
+                    "backup": dst.display().to_string(),
+                    "events": copy.last_id()?,
+                    "bytes": std::fs::metadata(dst)?.len(),
+                    "verified": true,
+                })
+            )?;
+        }
         Command::Export {
             store,
             out: file,
+            csv,
             filter,
         } => {
             if let Some(path) = file
@@ -855,8 +910,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 )),
                 None => Box::new(&mut out),
             };
+            if *csv {
+                writeln!(
+                    sink,
+                    "id,version,datetime,user,ip,cmd,data,correlation_id,causation_id,metadata"
+                )?;
+            }
             for batch in store.read_all(StreamOptions::new().filter(filter.filter()))? {
                 for event in batch? {
+                    if *csv {
+                        writeln!(sink, "{}", csv_row(&event))?;
+                        continue;
+                    }
                     let mut json = upstream_json(&event)?;
                     // Ours beside upstream's fields, only where there is one: files without
                     // streams stay exactly upstream's, and streams survive a round trip.
@@ -872,6 +937,31 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// An event as a CSV row (RFC 4180): fields with a comma, a quote or a line break quoted, quotes
+/// doubled.
+fn csv_row(e: &Event) -> String {
+    fn field(s: &str) -> String {
+        if s.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s.to_owned()
+        }
+    }
+    [
+        e.id.to_string(),
+        e.version.to_string(),
+        e.datetime.to_string(),
+        field(&e.user),
+        field(&e.ip),
+        field(&e.cmd),
+        field(&e.data),
+        field(&e.correlation_id),
+        e.causation_id.map(|c| c.to_string()).unwrap_or_default(),
+        field(&e.metadata),
+    ]
+    .join(",")
 }
 
 /// A correlation's causation tree in Graphviz's language: a node per event (id, cmd, user),

@@ -525,3 +525,86 @@ fn stats_and_graph_on_every_engine() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn export_csv_as_upstream_writes_it() -> Result<()> {
+    for engine in ENGINES {
+        let dir = tempfile::tempdir()?;
+        let src = make_store(dir.path(), engine, IndexConfig::default())?;
+        let out = eventlite(&["export", p(&src), "--csv"]);
+        ensure!(out.status.success(), "{out:?}");
+        let text = String::from_utf8(out.stdout)?;
+        let rows: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            rows[0],
+            "id,version,datetime,user,ip,cmd,data,correlation_id,causation_id,metadata"
+        );
+        assert_eq!(rows.len(), 7);
+        let first = events_of(&src)?[0].clone();
+        assert_eq!(
+            rows[1],
+            format!(
+                "1,1,{},ada,,order_placed,\"{{\"\"total\"\":12}}\",order-1,,{{}}",
+                first.datetime
+            )
+        );
+        assert!(
+            rows[2].starts_with("2,1,") && rows[2].ends_with(",order-1,1,{}"),
+            "{}",
+            rows[2]
+        );
+        assert!(rows[6].ends_with(",\"{\"\"k\"\":1}\""), "{}", rows[6]);
+    }
+    Ok(())
+}
+
+#[test]
+fn backup_copies_a_store_while_it_is_written() -> Result<()> {
+    for engine in ENGINES {
+        let dir = tempfile::tempdir()?;
+        let src = make_store(dir.path(), engine, IndexConfig::default())?;
+        let dst = dir.path().join(format!("backup.{engine}"));
+        if engine == "sqlite" {
+            // A writer goes on meanwhile: the copy is one consistent moment of the log.
+            let writer = eventlite::EventStore::new(eventlite::sqlite::SqliteBackend::open(
+                &src,
+                eventlite::sqlite::SqliteOptions::default(),
+            )?);
+            let stop = std::sync::atomic::AtomicBool::new(false);
+            std::thread::scope(|s| -> Result<()> {
+                let writing = s.spawn(|| -> Result<u64> {
+                    let mut n = 0;
+                    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        writer.store_bulk(vec![NewEvent::new("more"); 10])?;
+                        n += 10;
+                    }
+                    Ok(n)
+                });
+                let out = eventlite(&["backup", p(&src), p(&dst)]);
+                stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                let written = writing
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("writer panicked"))??;
+                ensure!(out.status.success(), "{out:?}");
+                let report: Value = serde_json::from_slice(&out.stdout)?;
+                assert_eq!(report["verified"], true);
+                let copied = events_of(&dst)?;
+                ensure!(copied.len() >= 6 && copied.len() as u64 <= 6 + written);
+                ensure!(
+                    (copied.len() - 6) % 10 == 0,
+                    "whole batches only: {}",
+                    copied.len()
+                );
+                assert_eq!(copied[..], events_of(&src)?[..copied.len()]);
+                Ok(())
+            })?;
+        } else {
+            let out = eventlite(&["backup", p(&src), p(&dst)]);
+            ensure!(out.status.success(), "{out:?}");
+            assert_eq!(events_of(&dst)?, events_of(&src)?);
+        }
+        let again = eventlite(&["backup", p(&src), p(&dst)]);
+        assert_eq!(again.status.code(), Some(2), "the copy must be new");
+    }
+    Ok(())
+}

@@ -261,11 +261,17 @@ impl<B: Backend> AsyncEventStore<B> {
     // ---- writing -------------------------------------------------------------------------
 
     /// [`EventStore::store`]: stores one event, returns it as stored.
+    ///
+    /// Dropping the future never leaves the write in part: see
+    /// [Cancellation](Self#cancellation) for when it is done.
     pub async fn store(&self, event: NewEvent) -> Result<Event> {
         self.call(move |s| s.store(event)).await
     }
 
     /// [`EventStore::store_with_context`].
+    ///
+    /// Dropping the future never leaves the write in part: see
+    /// [Cancellation](Self#cancellation) for when it is done.
     pub async fn store_with_context(
         &self,
         event: NewEvent,
@@ -282,6 +288,9 @@ impl<B: Backend> AsyncEventStore<B> {
     /// The future is not `Send` (a [`Callbacks`] holds closures that need not be): in a task
     /// given to `tokio::spawn`, [`store`](Self::store) and then run
     /// [`execute`] yourself.
+    ///
+    /// Dropping the future never leaves the write in part: see
+    /// [Cancellation](Self#cancellation) for when it is done.
     pub async fn store_with<M: Model>(
         &self,
         event: NewEvent,
@@ -294,6 +303,9 @@ impl<B: Backend> AsyncEventStore<B> {
     }
 
     /// [`EventStore::store_bulk`]: one transaction, all or nothing.
+    ///
+    /// Dropping the future never leaves the write in part: see
+    /// [Cancellation](Self#cancellation) for when it is done.
     pub async fn store_bulk(&self, events: Vec<NewEvent>) -> Result<Vec<Event>> {
         self.call(move |s| s.store_bulk(events)).await
     }
@@ -303,6 +315,9 @@ impl<B: Backend> AsyncEventStore<B> {
     /// The future is not `Send` (a [`Callbacks`] holds closures that need not be): in a task
     /// given to `tokio::spawn`, [`store`](Self::store) and then run
     /// [`execute`] yourself.
+    ///
+    /// Dropping the future never leaves the write in part: see
+    /// [Cancellation](Self#cancellation) for when it is done.
     pub async fn store_bulk_with<M: Model>(
         &self,
         events: Vec<NewEvent>,
@@ -321,6 +336,9 @@ impl<B: Backend> AsyncEventStore<B> {
 
     /// [`EventStore::append_to_stream`]: a batch for one aggregate stream, checked against
     /// `expected`.
+    ///
+    /// Dropping the future never leaves the write in part: see
+    /// [Cancellation](Self#cancellation) for when it is done.
     pub async fn append_to_stream(
         &self,
         stream: &str,
@@ -636,6 +654,9 @@ impl<B: Backend> AsyncEventStore<B> {
     // ---- snapshots -----------------------------------------------------------------------
 
     /// [`EventStore::create_snapshot`]: `state` is encoded on the calling task.
+    ///
+    /// Dropping the future never leaves the write in part: see
+    /// [Cancellation](Self#cancellation) for when it is done.
     pub async fn create_snapshot<S: Serialize + ?Sized>(
         &self,
         name: &str,
@@ -647,6 +668,9 @@ impl<B: Backend> AsyncEventStore<B> {
     }
 
     /// [`EventStore::create_snapshot_with_metadata`]: `state` is encoded on the calling task.
+    ///
+    /// Dropping the future never leaves the write in part: see
+    /// [Cancellation](Self#cancellation) for when it is done.
     pub async fn create_snapshot_with_metadata<S: Serialize + ?Sized>(
         &self,
         name: &str,
@@ -684,12 +708,18 @@ impl<B: Backend> AsyncEventStore<B> {
     }
 
     /// [`EventStore::delete_snapshot`].
+    ///
+    /// Dropping the future never leaves the write in part: see
+    /// [Cancellation](Self#cancellation) for when it is done.
     pub async fn delete_snapshot(&self, name: &str, event_id: u64) -> Result<bool> {
         let name = name.to_owned();
         self.call(move |s| s.delete_snapshot(&name, event_id)).await
     }
 
     /// [`EventStore::delete_old_snapshots`].
+    ///
+    /// Dropping the future never leaves the write in part: see
+    /// [Cancellation](Self#cancellation) for when it is done.
     pub async fn delete_old_snapshots(&self, name: &str, event_id: u64) -> Result<u64> {
         let name = name.to_owned();
         self.call(move |s| s.delete_old_snapshots(&name, event_id))
@@ -699,6 +729,9 @@ impl<B: Backend> AsyncEventStore<B> {
     // ---- positions and projection failures -----------------------------------------------
 
     /// [`EventStore::save_position`].
+    ///
+    /// Dropping the future never leaves the write in part: see
+    /// [Cancellation](Self#cancellation) for when it is done.
     pub async fn save_position(&self, name: &str, position: u64) -> Result<()> {
         let name = name.to_owned();
         self.call(move |s| s.save_position(&name, position)).await
@@ -716,6 +749,9 @@ impl<B: Backend> AsyncEventStore<B> {
     }
 
     /// [`EventStore::delete_position`].
+    ///
+    /// Dropping the future never leaves the write in part: see
+    /// [Cancellation](Self#cancellation) for when it is done.
     pub async fn delete_position(&self, name: &str) -> Result<bool> {
         let name = name.to_owned();
         self.call(move |s| s.delete_position(&name)).await
@@ -728,6 +764,9 @@ impl<B: Backend> AsyncEventStore<B> {
     }
 
     /// [`EventStore::clear_failed_events`].
+    ///
+    /// Dropping the future never leaves the write in part: see
+    /// [Cancellation](Self#cancellation) for when it is done.
     pub async fn clear_failed_events(&self, name: &str) -> Result<u64> {
         let name = name.to_owned();
         self.call(move |s| s.clear_failed_events(&name)).await
