@@ -865,6 +865,20 @@ impl SnapshotStore for PostgresBackend {
         })
     }
 
+    fn snapshot_names(&self) -> Result<Vec<String>> {
+        self.read(|conn| {
+            // bytea orders bytewise, as the other engines order names.
+            let stmt =
+                conn.prepare("SELECT DISTINCT name FROM eventlite_snapshots ORDER BY name")?;
+            conn.client
+                .query(&stmt, &[])
+                .map_err(map_err)?
+                .iter()
+                .map(|r| text_of(r, 0))
+                .collect()
+        })
+    }
+
     fn delete_snapshot(&self, name: &str, event_id: u64) -> Result<bool> {
         self.write(
             "DELETE FROM eventlite_snapshots WHERE name = $1 AND event_id = $2",

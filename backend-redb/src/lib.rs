@@ -1091,6 +1091,23 @@ impl SnapshotStore for RedbBackend {
         })
     }
 
+    fn snapshot_names(&self) -> Result<Vec<String>> {
+        self.run("snapshot_names", || {
+            let txn = self.read()?;
+            let table = txn.open_table(SNAPSHOTS).map_err(map_err)?;
+            let mut names: Vec<String> = Vec::new();
+            // Keys are (name, event id) in order: each name's snapshots are together.
+            for entry in table.iter().map_err(map_err)? {
+                let (k, _) = entry.map_err(map_err)?;
+                let name = k.value().0;
+                if names.last().map(String::as_str) != Some(name) {
+                    names.push(name.to_owned());
+                }
+            }
+            Ok(names)
+        })
+    }
+
     fn delete_snapshot(&self, name: &str, event_id: u64) -> Result<bool> {
         self.run("delete_snapshot", || {
             let txn = self.shared.begin_write()?;

@@ -1061,6 +1061,17 @@ impl SnapshotStore for SqliteBackend {
         })
     }
 
+    fn snapshot_names(&self) -> Result<Vec<String>> {
+        self.with_reader(|conn, _| {
+            let mut stmt = conn
+                .prepare_cached("SELECT DISTINCT name FROM snapshots ORDER BY name")
+                .map_err(map_err)?;
+            let rows = stmt.query_map([], |r| r.get(0)).map_err(map_err)?;
+            rows.collect::<rusqlite::Result<Vec<String>>>()
+                .map_err(map_err)
+        })
+    }
+
     fn delete_snapshot(&self, name: &str, event_id: u64) -> Result<bool> {
         let writer = self.writer();
         writer

@@ -13,9 +13,9 @@
 //! ```
 //!
 //! The engine is recognised from the file's first bytes (`--engine` overrides it). Only
-//! `import` and `convert` create a store (of the engine their `--engine`/`--to`, or the new
-//! file's extension, `.redb` or else SQLite, says); an existing store's indexes are left as
-//! they are (`indexes_as_found`). Events print as a
+//! `import`, `convert` and `backup` create a store (`import` and `convert` of the engine their
+//! `--engine`/`--to`, or the new file's extension, `.redb` or else SQLite, says); an existing
+//! store's indexes are left as they are (`indexes_as_found`). Events print as a
 //! table on a terminal and as JSON Lines otherwise (`--format`).
 
 use std::io::{IsTerminal, Write};
@@ -164,6 +164,11 @@ enum Command {
         #[command(flatten)]
         filter: FilterArgs,
     },
+    /// Snapshots: the names that have some, one name's (newest first), or deleting one.
+    Snapshots {
+        #[command(subcommand)]
+        action: SnapshotsAction,
+    },
     /// A consistent copy of a store while its writers go on (SQLite: `VACUUM INTO`, in one
     /// read transaction; redb, which only one process opens at a time: a checked copy), then
     /// verifies the copy.
@@ -220,6 +225,22 @@ impl FilterArgs {
             ..Filter::default()
         }
     }
+}
+
+#[derive(Debug, Subcommand)]
+enum SnapshotsAction {
+    /// Without NAME: every name with its number of snapshots; with it, that name's snapshots,
+    /// newest first (event id, when taken, size, metadata).
+    List {
+        store: PathBuf,
+        name: Option<String>,
+    },
+    /// Deletes the snapshot of NAME at EVENT_ID.
+    Delete {
+        store: PathBuf,
+        name: String,
+        event_id: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -378,6 +399,14 @@ fn convert(src: &AnyStore, dst: &AnyStore) -> Result<u64> {
     for position in src.positions()? {
         dst.save_position(&position.name, position.position)?;
     }
+    // Snapshots as they are, taken-at times included.
+    let mut snapshots = 0u64;
+    for name in src.snapshot_names()? {
+        for snapshot in src.list_snapshots(&name, u64::MAX, 0)? {
+            dst.backend().put_snapshot(snapshot)?;
+            snapshots += 1;
+        }
+    }
     // The check: both logs, event by event, then the copy's own integrity.
     let mut theirs = dst.read_all(StreamOptions::new().batch_size(1_000))?;
     let mut compared = 0u64;
@@ -396,6 +425,17 @@ fn convert(src: &AnyStore, dst: &AnyStore) -> Result<u64> {
     }
     if compared != copied || theirs.next().is_some() {
         bail!("the copy holds other events than the source");
+    }
+    let mut compared_snapshots = 0u64;
+    for name in src.snapshot_names()? {
+        let ours = src.list_snapshots(&name, u64::MAX, 0)?;
+        if dst.list_snapshots(&name, u64::MAX, 0)? != ours {
+            bail!("the copy's snapshots of {name:?} differ from the source's");
+        }
+        compared_snapshots += ours.len() as u64;
+    }
+    if compared_snapshots != snapshots || dst.snapshot_names()? != src.snapshot_names()? {
+        bail!("the copy holds other snapshots than the source");
     }
     let report = dst.verify()?;
     if !report.is_ok() {
@@ -704,6 +744,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     "from": engine_name(src, cli.engine),
                     "to": engine_name(dst, *to),
                     "positions": copy.positions()?.len(),
+                    "snapshots": copy
+                        .snapshot_names()?
+                        .iter()
+                        .map(|n| copy.list_snapshots(n, u64::MAX, 0).map(|l| l.len()))
+                        .sum::<eventlite::Result<usize>>()?,
                     "verified": true,
                 })
             )?;
@@ -848,6 +893,75 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::from(1));
             }
         }
+        Command::Snapshots { action } => match action {
+            SnapshotsAction::List { store, name } => {
+                let store = open(store, cli.engine)?;
+                let rows: Vec<serde_json::Value> = match name {
+                    None => store
+                        .snapshot_names()?
+                        .into_iter()
+                        .map(|n| {
+                            let count = store.list_snapshots(&n, u64::MAX, 0)?.len();
+                            Ok(serde_json::json!({"name": n, "snapshots": count}))
+                        })
+                        .collect::<Result<_>>()?,
+                    Some(name) => store
+                        .list_snapshots(name, u64::MAX, 0)?
+                        .iter()
+                        .map(|s| {
+                            serde_json::json!({
+                                "name": s.name,
+                                "event_id": s.event_id,
+                                "created_at": s.created_at,
+                                "bytes": s.state.len(),
+                                "metadata": serde_json::from_str::<serde_json::Value>(&s.metadata)
+                                    .unwrap_or(serde_json::Value::Null),
+                            })
+                        })
+                        .collect(),
+                };
+                match format {
+                    Format::Jsonl => {
+                        for row in rows {
+                            writeln!(out, "{row}")?;
+                        }
+                    }
+                    Format::Table => {
+                        let mut table = comfy_table::Table::new();
+                        if let Some(first) = rows.first().and_then(|r| r.as_object()) {
+                            table.set_header(first.keys().cloned().collect::<Vec<_>>());
+                        }
+                        for row in &rows {
+                            let cells: Vec<String> = row
+                                .as_object()
+                                .into_iter()
+                                .flatten()
+                                .map(|(_, v)| {
+                                    v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+                                })
+                                .collect();
+                            table.add_row(cells);
+                        }
+                        writeln!(out, "{table}")?;
+                    }
+                }
+            }
+            SnapshotsAction::Delete {
+                store,
+                name,
+                event_id,
+            } => {
+                let store = open(store, cli.engine)?;
+                if !store.delete_snapshot(name, *event_id)? {
+                    bail!("no snapshot of {name:?} at event {event_id}");
+                }
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({"deleted": {"name": name, "event_id": event_id}})
+                )?;
+            }
+        },
         Command::Backup { store: path, dst } => {
             if dst.exists() {
                 bail!("{} already exists", dst.display());

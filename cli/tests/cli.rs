@@ -442,6 +442,14 @@ fn convert_copies_every_engine_into_every_other() -> Result<()> {
                     )?),
                 });
                 store.save_position("mailer", 4)?;
+                store.create_snapshot("cart", 5, &vec!["tea", "jam"])?;
+                store.create_snapshot_with_metadata(
+                    "cart",
+                    4,
+                    &vec!["tea"],
+                    &serde_json::json!({"v": 1}),
+                )?;
+                store.create_snapshot("totals", 6, &42u64)?;
             }
             let dst = dir.path().join(format!("copy-{from}.{to}"));
             let out = eventlite(&["convert", p(&src), p(&dst)]);
@@ -450,6 +458,44 @@ fn convert_copies_every_engine_into_every_other() -> Result<()> {
             assert_eq!(
                 (report["copied"].clone(), report["to"].clone()),
                 (6.into(), to.into())
+            );
+            assert_eq!(report["snapshots"], 3);
+            let names = lines(&eventlite(&[
+                "snapshots",
+                "list",
+                p(&dst),
+                "--format",
+                "jsonl",
+            ]))?;
+            assert_eq!(
+                names,
+                [
+                    serde_json::json!({"name": "cart", "snapshots": 2}),
+                    serde_json::json!({"name": "totals", "snapshots": 1})
+                ]
+            );
+            let cart = lines(&eventlite(&[
+                "snapshots",
+                "list",
+                p(&dst),
+                "cart",
+                "--format",
+                "jsonl",
+            ]))?;
+            assert_eq!(
+                cart.iter()
+                    .map(|s| s["event_id"].clone())
+                    .collect::<Vec<_>>(),
+                [5, 4]
+            );
+            assert_eq!(cart[1]["metadata"], serde_json::json!({"v": 1}));
+            let deleted = eventlite(&["snapshots", "delete", p(&dst), "cart", "4"]);
+            ensure!(deleted.status.success(), "{deleted:?}");
+            let again = eventlite(&["snapshots", "delete", p(&dst), "cart", "4"]);
+            assert_eq!(again.status.code(), Some(2));
+            assert!(
+                String::from_utf8_lossy(&again.stderr)
+                    .contains("no snapshot of \"cart\" at event 4")
             );
             assert_eq!(events_of(&dst)?, events_of(&src)?);
             let info = lines(&eventlite(&["info", p(&dst), "--format", "jsonl"]))?;

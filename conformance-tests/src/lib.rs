@@ -324,6 +324,7 @@ macro_rules! conformance_suite {
             snapshots::snapshot_replaced_on_same_id,
             snapshots::snapshots_listed_newest_first,
             snapshots::snapshots_deleted,
+            snapshots::snapshot_names_listed,
             snapshots::snapshot_then_replay_equals_full_replay,
             reopen::reopen_keeps_everything,
             reopen::checkpoint_changes_no_answer,

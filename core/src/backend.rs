@@ -144,6 +144,9 @@ pub trait SnapshotStore: Send + Sync + Debug + 'static {
     /// Snapshots of `name`, newest (greatest event id) first.
     fn list_snapshots(&self, name: &str, limit: u64, offset: u64) -> Result<Vec<Snapshot>>;
 
+    /// Every name that has a snapshot, once each, in byte order.
+    fn snapshot_names(&self) -> Result<Vec<String>>;
+
     /// Deletes the snapshot of `name` at exactly `event_id`; whether one existed.
     fn delete_snapshot(&self, name: &str, event_id: u64) -> Result<bool>;
 
@@ -243,6 +246,7 @@ forward!(SnapshotStore {
     fn put_snapshot(&self, snapshot: Snapshot) -> Result<()>;
     fn snapshot_at_or_before(&self, name: &str, event_id: u64) -> Result<Option<Snapshot>>;
     fn list_snapshots(&self, name: &str, limit: u64, offset: u64) -> Result<Vec<Snapshot>>;
+    fn snapshot_names(&self) -> Result<Vec<String>>;
     fn delete_snapshot(&self, name: &str, event_id: u64) -> Result<bool>;
     fn delete_snapshots_before(&self, name: &str, event_id: u64) -> Result<u64>;
 });

@@ -260,6 +260,17 @@ impl SnapshotStore for MemoryBackend {
             .collect())
     }
 
+    fn snapshot_names(&self) -> Result<Vec<String>> {
+        let mut names: Vec<String> = self
+            .read()
+            .snapshots
+            .keys()
+            .map(|(name, _)| name.clone())
+            .collect();
+        names.dedup();
+        Ok(names)
+    }
+
     fn delete_snapshot(&self, name: &str, event_id: u64) -> Result<bool> {
         Ok(self
             .write()

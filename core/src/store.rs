@@ -1050,6 +1050,11 @@ impl<B: Backend> EventStore<B> {
         self.backend.list_snapshots(name, limit, offset)
     }
 
+    /// Every name that has a snapshot, in byte order.
+    pub fn snapshot_names(&self) -> Result<Vec<String>> {
+        self.backend.snapshot_names()
+    }
+
     /// Deletes the snapshot of `name` at `event_id`; whether there was one.
     pub fn delete_snapshot(&self, name: &str, event_id: u64) -> Result<bool> {
         self.backend.delete_snapshot(name, event_id)

@@ -707,6 +707,11 @@ impl<B: Backend> AsyncEventStore<B> {
             .await
     }
 
+    /// [`EventStore::snapshot_names`].
+    pub async fn snapshot_names(&self) -> Result<Vec<String>> {
+        self.call(|s| s.snapshot_names()).await
+    }
+
     /// [`EventStore::delete_snapshot`].
     ///
     /// Dropping the future never leaves the write in part: see

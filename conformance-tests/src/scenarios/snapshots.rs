@@ -79,6 +79,24 @@ pub fn snapshots_deleted<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
     Ok(())
 }
 
+/// Every name with a snapshot is listed once, in byte order; a name whose snapshots are all
+/// deleted is not.
+pub fn snapshot_names_listed<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
+    let f = ctx.fixture()?;
+    ensure!(f.snapshot_names()?.is_empty());
+    f.store_bulk((0..5).map(|_| ev("e")).collect())?;
+    for (name, id) in [("b", 1), ("a", 2), ("b", 3), ("é", 1), ("B", 4), ("a b", 5)] {
+        f.create_snapshot(name, id, &id)?;
+    }
+    let names = f.snapshot_names()?;
+    ensure!(names == ["B", "a", "a b", "b", "é"], "{names:?}");
+    ensure!(f.delete_snapshot("B", 4)?);
+    ensure!(f.delete_old_snapshots("b", 4)? == 2);
+    let names = f.snapshot_names()?;
+    ensure!(names == ["a", "a b", "é"], "{names:?}");
+    Ok(())
+}
+
 /// Restoring a snapshot and replaying from `replay_from` equals a full replay.
 pub fn snapshot_then_replay_equals_full_replay<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
     let f = ctx.fixture()?;

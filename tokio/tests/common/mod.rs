@@ -129,6 +129,9 @@ impl SnapshotStore for Watched {
     fn list_snapshots(&self, name: &str, limit: u64, offset: u64) -> Result<Vec<Snapshot>> {
         self.inner.list_snapshots(name, limit, offset)
     }
+    fn snapshot_names(&self) -> Result<Vec<String>> {
+        self.inner.snapshot_names()
+    }
     fn delete_snapshot(&self, name: &str, event_id: u64) -> Result<bool> {
         self.inner.delete_snapshot(name, event_id)
     }
