@@ -307,11 +307,25 @@ fn open(path: &Path, engine: Option<EngineArg>) -> Result<AnyStore> {
     Ok(EventStore::new(backend))
 }
 
-/// A new store at `path` (which must not exist), of `engine` or the one its extension says.
+/// Removes the store at `path` and its side files: what a failed command created.
+fn remove_store(path: &Path) {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        let _ = std::fs::remove_file(side);
+    }
+}
+
+/// The size limit of a copy's events: none, since its source already took them.
+const COPY: Option<usize> = Some(usize::MAX);
+
+/// A new store at `path` (which must not exist), of `engine` or the one its extension says,
+/// with `indexes` and an event size limit (`None`: the default).
 fn create(
     path: &Path,
     engine: Option<EngineArg>,
     indexes: Option<IndexConfig>,
+    max_event_size: Option<usize>,
 ) -> Result<AnyStore> {
     if path.exists() {
         bail!("{} already exists", path.display());
@@ -336,7 +350,11 @@ fn create(
             Box::new(eventlite::redb::RedbBackend::open(path, options)?)
         }
     };
-    Ok(EventStore::new(backend))
+    let mut store = EventStore::builder(backend);
+    if let Some(limit) = max_event_size {
+        store = store.max_event_size(limit);
+    }
+    Ok(store.build())
 }
 
 /// The store at `path`, created (empty) when there is none.
@@ -344,7 +362,7 @@ fn open_or_create(path: &Path, engine: Option<EngineArg>) -> Result<AnyStore> {
     if path.exists() {
         open(path, engine)
     } else {
-        create(path, engine, None)
+        create(path, engine, None, None)
     }
 }
 
@@ -397,7 +415,9 @@ fn convert(src: &AnyStore, dst: &AnyStore) -> Result<u64> {
         store(&batch[start..])?;
     }
     for position in src.positions()? {
-        dst.save_position(&position.name, position.position)?;
+        // Through the engine: the position's own time, not now.
+        dst.backend()
+            .save_position(&position.name, position.position, position.updated_at)?;
     }
     // Snapshots as they are, taken-at times included.
     let mut snapshots = 0u64;
@@ -425,6 +445,9 @@ fn convert(src: &AnyStore, dst: &AnyStore) -> Result<u64> {
     }
     if compared != copied || theirs.next().is_some() {
         bail!("the copy holds other events than the source");
+    }
+    if dst.positions()? != src.positions()? {
+        bail!("the copy's positions differ from the source's");
     }
     let mut compared_snapshots = 0u64;
     for name in src.snapshot_names()? {
@@ -647,7 +670,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         .spawn()
                         .context("--as svg needs Graphviz's `dot` (or use --as dot, or text)")?;
                     if let Some(mut input) = graphviz.stdin.take() {
-                        input.write_all(dot(correlation, &events).as_bytes())?;
+                        // Not our reader going away: Graphviz stopping early is a failure.
+                        input
+                            .write_all(dot(correlation, &events).as_bytes())
+                            .map_err(|e| anyhow::anyhow!("Graphviz's dot stopped reading: {e}"))?;
                     }
                     let drawn = graphviz.wait_with_output()?;
                     if !drawn.status.success() {
@@ -671,11 +697,25 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if *from_upstream {
                 if *dry_run || *skip_errors {
                     bail!(
-                        "--from-upstream always leaves out the rows it cannot take and lists                          them; --dry-run and --skip-errors are for JSON Lines"
+                        "--from-upstream always leaves out the rows it cannot take and lists \
+                         them; --dry-run and --skip-errors are for JSON Lines"
                     );
                 }
-                let store = open_or_create(store, cli.engine)?;
-                let report = eventlite::import::upstream_sqlite(file, &store)?;
+                if !file.is_file() {
+                    bail!("no file {}", file.display());
+                }
+                let created = !store.exists();
+                let target = open_or_create(store, cli.engine)?;
+                let report = match eventlite::import::upstream_sqlite(file, &target) {
+                    Ok(report) => report,
+                    Err(e) => {
+                        if created {
+                            drop(target);
+                            remove_store(store);
+                        }
+                        return Err(e.into());
+                    }
+                };
                 writeln!(
                     out,
                     "{}",
@@ -692,7 +732,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if !file.is_file() {
                 bail!("no file {}", file.display());
             }
-            // A dry run never creates the store.
+            // A dry run never creates the store; a failed import removes the one it created.
+            let created = !store.exists() && !*dry_run;
             let target = if *dry_run && !store.exists() {
                 EventStore::new(Box::new(eventlite::MemoryBackend::new()) as Box<dyn Backend>)
             } else {
@@ -702,7 +743,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .batch(*batch)
                 .skip_errors(*skip_errors)
                 .dry_run(*dry_run);
-            let report = eventlite::import::jsonl(file, &target, options)?;
+            let report = match eventlite::import::jsonl(file, &target, options) {
+                Ok(report) => report,
+                Err(e) => {
+                    if created {
+                        drop(target);
+                        remove_store(store);
+                    }
+                    return Err(e.into());
+                }
+            };
             for s in &report.skipped {
                 writeln!(std::io::stderr(), "line {}: {}", s.line, s.reason)?;
             }
@@ -713,6 +763,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     "imported": report.imported,
                     "dry_run": dry_run,
                     "ids_kept": report.ids_kept,
+                    // File id → stored id, where they differ.
+                    "new_ids": report.new_ids.iter()
+                        .map(|(old, new)| (old.to_string(), serde_json::json!(new)))
+                        .collect::<serde_json::Map<_, _>>(),
                     "skipped": report.skipped.iter().map(|s| serde_json::json!({
                         "line": s.line, "id": s.id, "reason": s.reason,
                     })).collect::<Vec<_>>(),
@@ -722,17 +776,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Convert { src, dst, to } => {
             let source = open(src, cli.engine)?;
             let indexes = source.indexes()?;
-            let copy = create(dst, *to, Some(indexes))?;
+            let copy = create(dst, *to, Some(indexes), COPY)?;
             let copied = match convert(&source, &copy) {
                 Ok(n) => n,
                 Err(e) => {
                     // Half a copy is worse than none.
                     drop(copy);
-                    for suffix in ["", "-wal", "-shm", "-journal"] {
-                        let mut side = dst.as_os_str().to_owned();
-                        side.push(suffix);
-                        let _ = std::fs::remove_file(side);
-                    }
+                    remove_store(dst);
                     return Err(e.context(format!("{} was removed", dst.display())));
                 }
             };
@@ -966,31 +1016,41 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if dst.exists() {
                 bail!("{} already exists", dst.display());
             }
-            match detect_or(path, cli.engine)? {
-                EngineArg::Sqlite => {
-                    use eventlite::sqlite::rusqlite::{Connection, OpenFlags};
-                    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-                        .with_context(|| format!("opening {}", path.display()))?;
-                    conn.busy_timeout(Duration::from_secs(5))?;
-                    let target = dst.to_str().context("the backup's path is not UTF-8")?;
-                    conn.execute("VACUUM INTO ?1", [target])
-                        .with_context(|| format!("copying into {}", dst.display()))?;
-                }
-                EngineArg::Redb => {
-                    let source = open(path, cli.engine)?;
-                    let copy = create(dst, Some(EngineArg::Redb), Some(source.indexes()?))?;
-                    if let Err(e) = convert(&source, &copy) {
-                        drop(copy);
-                        let _ = std::fs::remove_file(dst);
-                        return Err(e.context(format!("{} was removed", dst.display())));
+            let made = || -> Result<AnyStore> {
+                match detect_or(path, cli.engine)? {
+                    EngineArg::Sqlite => {
+                        use eventlite::sqlite::rusqlite::{Connection, OpenFlags};
+                        let conn =
+                            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+                                .with_context(|| format!("opening {}", path.display()))?;
+                        conn.busy_timeout(Duration::from_secs(5))?;
+                        // Absolute: SQLite would read a name starting with `file:` as a URI.
+                        let target = std::path::absolute(dst)?;
+                        let target = target.to_str().context("the backup's path is not UTF-8")?;
+                        conn.execute("VACUUM INTO ?1", [target])
+                            .with_context(|| format!("copying into {}", dst.display()))?;
+                    }
+                    EngineArg::Redb => {
+                        let source = open(path, cli.engine)?;
+                        let indexes = source.indexes()?;
+                        let copy = create(dst, Some(EngineArg::Redb), Some(indexes), COPY)?;
+                        convert(&source, &copy)?;
                     }
                 }
-            }
-            let copy = open(dst, cli.engine)?;
-            let report = copy.verify()?;
-            if !report.is_ok() {
-                bail!("the backup does not verify: {:?}", report.problems);
-            }
+                let copy = open(dst, cli.engine)?;
+                let report = copy.verify()?;
+                if !report.is_ok() {
+                    bail!("the backup does not verify: {:?}", report.problems);
+                }
+                Ok(copy)
+            };
+            let copy = match made() {
+                Ok(copy) => copy,
+                Err(e) => {
+                    remove_store(dst);
+                    return Err(e.context(format!("no backup at {}", dst.display())));
+                }
+            };
             writeln!(
                 out,
                 "{}",
@@ -1036,14 +1096,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         writeln!(sink, "{}", csv_row(&event))?;
                         continue;
                     }
-                    let mut json = upstream_json(&event)?;
-                    // Ours beside upstream's fields, only where there is one: files without
-                    // streams stay exactly upstream's, and streams survive a round trip.
-                    if let (Some(object), Some(stream)) = (json.as_object_mut(), &event.stream) {
-                        object.insert("stream".into(), stream.clone().into());
-                        object.insert("stream_version".into(), event.stream_version.into());
-                    }
-                    writeln!(sink, "{json}")?;
+                    writeln!(sink, "{}", export_line(&event)?)?;
                 }
             }
             sink.flush()?;
@@ -1113,6 +1166,49 @@ fn dot(correlation: &str, events: &[Event]) -> String {
     }
     text.push_str("}\n");
     text
+}
+
+/// An event as `export` writes it: upstream's fields, `data` and `metadata` as the JSON text
+/// stored (byte for byte: key order and numbers as they are), and ours (`stream`,
+/// `stream_version`) only where there is a stream, so that files without streams stay exactly
+/// upstream's and streams survive a round trip.
+fn export_line(e: &Event) -> Result<String> {
+    use serde_json::value::RawValue;
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        id: u64,
+        version: u32,
+        datetime: i64,
+        user: &'a str,
+        ip: &'a str,
+        cmd: &'a str,
+        data: &'a RawValue,
+        correlation_id: &'a str,
+        causation_id: Option<u64>,
+        metadata: &'a RawValue,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        stream: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        stream_version: Option<u64>,
+    }
+    let raw = |what: &str, text: &str| -> Result<Box<RawValue>> {
+        RawValue::from_string(text.to_owned()).with_context(|| format!("{what} of event {}", e.id))
+    };
+    let (data, metadata) = (raw("data", &e.data)?, raw("metadata", &e.metadata)?);
+    Ok(serde_json::to_string(&Line {
+        id: e.id,
+        version: e.version,
+        datetime: e.datetime,
+        user: &e.user,
+        ip: &e.ip,
+        cmd: &e.cmd,
+        data: &data,
+        correlation_id: &e.correlation_id,
+        causation_id: e.causation_id,
+        metadata: &metadata,
+        stream: e.stream.as_deref(),
+        stream_version: e.stream_version,
+    })?)
 }
 
 /// An event with upstream's field names, `data` and `metadata` as JSON values.

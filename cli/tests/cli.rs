@@ -617,15 +617,23 @@ fn backup_copies_a_store_while_it_is_written() -> Result<()> {
                 eventlite::sqlite::SqliteOptions::default(),
             )?);
             let stop = std::sync::atomic::AtomicBool::new(false);
+            let progress = std::sync::atomic::AtomicU64::new(0);
             std::thread::scope(|s| -> Result<()> {
                 let writing = s.spawn(|| -> Result<u64> {
                     let mut n = 0;
                     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                         writer.store_bulk(vec![NewEvent::new("more"); 10])?;
                         n += 10;
+                        progress.store(n, std::sync::atomic::Ordering::SeqCst);
                     }
                     Ok(n)
                 });
+                // The writer is under way before the backup starts.
+                while progress.load(std::sync::atomic::Ordering::SeqCst) < 20
+                    && !writing.is_finished()
+                {
+                    std::thread::yield_now();
+                }
                 let out = eventlite(&["backup", p(&src), p(&dst)]);
                 stop.store(true, std::sync::atomic::Ordering::SeqCst);
                 let written = writing

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use eventlite_core::{Backend, Error, EventStore, ExpectedVersion, Filter, NewEvent, Result};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 /// How [`jsonl`] imports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,14 +97,15 @@ struct Line {
     #[serde(default)]
     ip: Option<String>,
     cmd: String,
+    // Raw: the text goes in as the file has it (key order, number precision kept).
     #[serde(default)]
-    data: Option<serde_json::Value>,
+    data: Option<Box<RawValue>>,
     #[serde(default)]
     correlation_id: Option<String>,
     #[serde(default)]
     causation_id: Option<u64>,
     #[serde(default)]
-    metadata: Option<serde_json::Value>,
+    metadata: Option<Box<RawValue>>,
     #[serde(default)]
     stream: Option<String>,
     #[serde(default)]
@@ -114,18 +116,21 @@ impl Line {
     /// The event to store; `parents` maps file ids to stored ids (or, in the check, to
     /// themselves).
     fn to_event(&self, parents: &HashMap<u64, u64>) -> std::result::Result<NewEvent, String> {
+        // A missing or null data is `{}`, as upstream's importer makes of a NULL column.
+        let data = self.data.as_ref().map_or("{}", |d| d.get());
         let mut event = NewEvent::new(self.cmd.clone())
             .version(self.version.unwrap_or(1))
             .user(self.user.clone().unwrap_or_default())
             .ip(self.ip.clone().unwrap_or_default())
-            .data(self.data.as_ref().unwrap_or(&serde_json::json!({})));
+            .data_json(data.to_owned());
         if let Some(datetime) = self.datetime {
             event = event.recorded_at(datetime);
         }
-        match &self.metadata {
-            None | Some(serde_json::Value::Null) => {}
-            Some(m @ serde_json::Value::Object(_)) => event = event.metadata(m),
-            Some(_) => return Err("metadata is not a JSON object".into()),
+        if let Some(metadata) = &self.metadata {
+            if !metadata.get().trim_start().starts_with('{') {
+                return Err("metadata is not a JSON object".into());
+            }
+            event = event.metadata_json(metadata.get().to_owned());
         }
         if let Some(correlation) = self.correlation_id.as_ref().filter(|c| !c.is_empty()) {
             event = event.correlation_id(correlation.clone());
@@ -148,19 +153,40 @@ impl Line {
     }
 }
 
-/// Reads `path` line by line: (line number, text) of every line that is not blank.
-fn lines(path: &Path) -> Result<impl Iterator<Item = Result<(u64, String)>>> {
+/// Reads `path` line by line: (line number, its text, or why it is not text) for every line
+/// that is not blank. A byte-order mark before the first line is dropped.
+fn lines(
+    path: &Path,
+) -> Result<impl Iterator<Item = Result<(u64, std::result::Result<String, String>)>>> {
     let file = std::fs::File::open(path)
         .map_err(|e| Error::InvalidArgument(format!("cannot read {}: {e}", path.display())))?;
-    let read_err = |e: std::io::Error| Error::InvalidArgument(format!("reading the file: {e}"));
-    Ok(BufReader::new(file)
-        .lines()
-        .enumerate()
-        .filter_map(move |(i, line)| match line {
-            Ok(l) if l.trim().is_empty() => None,
-            Ok(l) => Some(Ok((i as u64 + 1, l))),
-            Err(e) => Some(Err(read_err(e))),
-        }))
+    let mut reader = BufReader::new(file);
+    let mut number = 0u64;
+    Ok(std::iter::from_fn(move || {
+        loop {
+            let mut bytes = Vec::new();
+            match reader.read_until(b'\n', &mut bytes) {
+                Ok(0) => return None,
+                Ok(_) => {}
+                Err(e) => {
+                    return Some(Err(Error::InvalidArgument(format!(
+                        "reading line {}: {e}",
+                        number + 1
+                    ))));
+                }
+            }
+            number += 1;
+            if number == 1 && bytes.starts_with(b"\xEF\xBB\xBF") {
+                bytes.drain(..3);
+            }
+            let text = match String::from_utf8(bytes) {
+                Ok(t) if t.trim().is_empty() => continue,
+                Ok(t) => Ok(t),
+                Err(_) => Err("not UTF-8 text".to_owned()),
+            };
+            return Some(Ok((number, text)));
+        }
+    }))
 }
 
 /// Imports a JSON Lines file (upstream's field names, as `eventlite export` and the JavaScript
@@ -176,6 +202,7 @@ fn lines(path: &Path) -> Result<impl Iterator<Item = Result<(u64, String)>>> {
 /// lines caused by them) are left out and listed in the report. Blank lines are skipped.
 ///
 /// ```
+/// # #[cfg(any(feature = "sqlite", feature = "redb"))] {
 /// let dir = tempfile::tempdir()?;
 /// let file = dir.path().join("events.jsonl");
 /// std::fs::write(&file, concat!(
@@ -186,6 +213,7 @@ fn lines(path: &Path) -> Result<impl Iterator<Item = Result<(u64, String)>>> {
 /// let report = eventlite::import::jsonl(&file, &store, eventlite::import::JsonlOptions::new())?;
 /// assert_eq!((report.imported, report.ids_kept), (2, true));
 /// assert_eq!(store.get(2)?.and_then(|e| e.causation_id), Some(1));
+/// # }
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn jsonl<B: Backend>(
@@ -198,22 +226,30 @@ pub fn jsonl<B: Backend>(
         return Err(Error::InvalidArgument("batch must be at least 1".into()));
     }
     // First pass: check every line. The ids of the good lines stand in for their stored ids.
+    let mut check = Check {
+        store,
+        parents: HashMap::new(),
+        correlation_len: HashMap::new(),
+        seen_ids: HashSet::new(),
+        streams: HashMap::new(),
+    };
     let mut good: HashSet<u64> = HashSet::new();
     let mut skipped: Vec<SkippedLine> = Vec::new();
-    let mut seen_ids: HashSet<u64> = HashSet::new();
-    let mut streams: HashMap<String, u64> = HashMap::new();
-    let mut parents: HashMap<u64, u64> = HashMap::new();
+    let first_id = store.last_id()? + 1;
+    // Whether the k-th good line has the id the k-th stored event will have.
+    let mut ids_kept = true;
     let mut count = 0u64;
     for item in lines(path)? {
         let (number, text) = item?;
-        let checked = check_line(&text, store, &parents, &mut seen_ids, &mut streams);
+        let checked = match text {
+            Ok(text) => check.line(&text)?,
+            Err(reason) => Err((None, reason)),
+        };
         match checked {
             Ok(id) => {
+                ids_kept &= id == Some(first_id + count);
                 count += 1;
                 good.insert(number);
-                if let Some(id) = id {
-                    parents.insert(id, id);
-                }
             }
             Err((id, reason)) if options.skip_errors => {
                 skipped.push(SkippedLine {
@@ -232,7 +268,7 @@ pub fn jsonl<B: Backend>(
     }
     let mut report = JsonlReport {
         imported: 0,
-        ids_kept: skipped.is_empty() && store.last_id()? == 0,
+        ids_kept: ids_kept && skipped.is_empty(),
         new_ids: HashMap::new(),
         skipped,
     };
@@ -242,78 +278,115 @@ pub fn jsonl<B: Backend>(
     }
     // Second pass: store the good lines in batches, mapping causation ids to stored ids.
     let mut stored: HashMap<u64, u64> = HashMap::new();
-    let mut pending: Vec<(Option<u64>, NewEvent)> = Vec::with_capacity(options.batch);
+    let mut pending: Vec<(Option<u64>, NewEvent)> = Vec::with_capacity(options.batch.min(1_024));
+    let mut pending_ids: HashSet<u64> = HashSet::new();
     for item in lines(path)? {
         let (number, text) = item?;
         if !good.contains(&number) {
             continue;
         }
-        let line: Line = serde_json::from_str(&text)
-            .map_err(|e| Error::Internal(format!("line {number} changed under the import: {e}")))?;
+        let changed = || Error::InvalidArgument(format!("line {number} changed during the import"));
+        let line: Line = text
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .ok_or_else(changed)?;
         // A child of an event still pending needs its parent's stored id: store those first.
-        if line
-            .causation_id
-            .is_some_and(|p| pending.iter().any(|(id, _)| *id == Some(p)))
-        {
+        if line.causation_id.is_some_and(|p| pending_ids.contains(&p)) {
             flush(store, &mut pending, &mut stored, &mut report)?;
+            pending_ids.clear();
         }
-        let event = line
-            .to_event(&stored)
-            .map_err(|reason| Error::Internal(format!("line {number}: {reason}")))?;
+        let event = line.to_event(&stored).map_err(|_| changed())?;
+        if let Some(id) = line.id {
+            pending_ids.insert(id);
+        }
         pending.push((line.id, event));
         if pending.len() >= options.batch {
             flush(store, &mut pending, &mut stored, &mut report)?;
+            pending_ids.clear();
         }
     }
     flush(store, &mut pending, &mut stored, &mut report)?;
     Ok(report)
 }
 
-/// Checks one line: its id, or (its id, why it is bad).
-fn check_line<B: Backend>(
-    text: &str,
-    store: &EventStore<B>,
-    parents: &HashMap<u64, u64>,
-    seen_ids: &mut HashSet<u64>,
-    streams: &mut HashMap<String, u64>,
-) -> std::result::Result<Option<u64>, (Option<u64>, String)> {
-    let line: Line = serde_json::from_str(text).map_err(|e| {
-        let id = serde_json::from_str::<serde_json::Value>(text)
-            .ok()
-            .and_then(|v| v.get("id").and_then(serde_json::Value::as_u64));
-        (id, format!("not an event: {e}"))
-    })?;
-    let bad = |reason: String| (line.id, reason);
-    if let Some(id) = line.id
-        && !seen_ids.insert(id)
-    {
-        return Err(bad(format!("id {id} appears twice")));
-    }
-    let event = line.to_event(parents).map_err(bad)?;
-    store.check_event(&event).map_err(|e| bad(e.to_string()))?;
-    if let (Some(stream), Some(version)) = (&line.stream, line.stream_version) {
-        let last = match streams.get(stream) {
-            Some(v) => *v,
-            None => {
-                let stored = store
-                    .count(&Filter::stream(stream.clone()))
-                    .map_err(|e| bad(e.to_string()))?;
-                if stored > 0 {
-                    return Err(bad(format!(
-                        "stream {stream:?} already has events in the store"
-                    )));
-                }
-                0
+/// What the first pass knows of the lines before the one it checks.
+struct Check<'s, B> {
+    store: &'s EventStore<B>,
+    /// Good lines' ids, standing in for their stored ids.
+    parents: HashMap<u64, u64>,
+    /// Good lines' correlation ids, by length: a child without one of its own takes its
+    /// parent's, and its size depends on it.
+    correlation_len: HashMap<u64, usize>,
+    seen_ids: HashSet<u64>,
+    /// Each stream's last version in the file so far.
+    streams: HashMap<String, u64>,
+}
+
+impl<B: Backend> Check<'_, B> {
+    /// Checks one line: its id, or (its id, why it is bad); the store's own errors (reading
+    /// it) are errors.
+    #[allow(clippy::type_complexity)]
+    fn line(
+        &mut self,
+        text: &str,
+    ) -> Result<std::result::Result<Option<u64>, (Option<u64>, String)>> {
+        let line: Line = match serde_json::from_str(text) {
+            Ok(line) => line,
+            Err(e) => {
+                let id = serde_json::from_str::<serde_json::Value>(text)
+                    .ok()
+                    .and_then(|v| v.get("id").and_then(serde_json::Value::as_u64));
+                return Ok(Err((id, format!("not an event: {e}"))));
             }
         };
-        if version != last + 1 {
-            return Err(bad(format!(
-                "stream {stream:?} version {version} does not follow version {last}"
-            )));
+        let bad = |reason: String| Ok(Err((line.id, reason)));
+        if let Some(id) = line.id
+            && self.seen_ids.contains(&id)
+        {
+            return bad(format!("id {id} appears twice"));
         }
-        streams.insert(stream.clone(), version);
+        let mut event = match line.to_event(&self.parents) {
+            Ok(event) => event,
+            Err(reason) => return bad(reason),
+        };
+        let own = line.correlation_id.as_ref().filter(|c| !c.is_empty());
+        let correlation_len = match (own, line.causation_id) {
+            (Some(c), _) => c.len(),
+            (None, Some(parent)) => {
+                let len = self.correlation_len.get(&parent).copied().unwrap_or(36);
+                // The parent's correlation id, as the append will give it (by length: the
+                // checks look at sizes).
+                event = event.correlation_id("x".repeat(len));
+                len
+            }
+            // A generated one: a UUID.
+            (None, None) => 36,
+        };
+        if let Err(e) = self.store.check_event(&event) {
+            return bad(e.to_string());
+        }
+        if let (Some(stream), Some(version)) = (&line.stream, line.stream_version) {
+            let last = match self.streams.get(stream) {
+                Some(v) => *v,
+                None if self.store.count(&Filter::stream(stream.clone()))? > 0 => {
+                    return bad(format!("stream {stream:?} already has events in the store"));
+                }
+                None => 0,
+            };
+            if version != last + 1 {
+                return bad(format!(
+                    "stream {stream:?} version {version} does not follow version {last}"
+                ));
+            }
+            self.streams.insert(stream.clone(), version);
+        }
+        if let Some(id) = line.id {
+            self.seen_ids.insert(id);
+            self.parents.insert(id, id);
+            self.correlation_len.insert(id, correlation_len);
+        }
+        Ok(Ok(line.id))
     }
-    Ok(line.id)
 }
 
 /// Stores `pending` in one transaction and records the new ids.
@@ -328,17 +401,18 @@ fn flush<B: Backend>(
     }
     let batch = std::mem::take(pending);
     let ids: Vec<Option<u64>> = batch.iter().map(|(id, _)| *id).collect();
+    // Every line was checked: what fails here is the store itself (a full disk) or another
+    // writer (a stream it wrote to meanwhile), and the error says so as it is. The events
+    // stored before it are `report.imported`, lost with the report: say how many.
+    let done = report.imported;
     let events = store
         .store_bulk(batch.into_iter().map(|(_, e)| e).collect())
-        .map_err(|e| {
-            let done = report.imported;
-            match e {
-                // Checked before: only a concurrent writer gets here (a stream it wrote to).
-                Error::Conflict { .. } => Error::InvalidArgument(format!(
-                    "{e} (another writer? the first {done} events of the file are stored)"
-                )),
-                e => e,
-            }
+        .map_err(|e| match e {
+            Error::InvalidEvent { reason, source } => Error::InvalidEvent {
+                reason: format!("{reason} (the first {done} events of the file are stored)"),
+                source,
+            },
+            e => e,
         })?;
     for (file_id, event) in ids.into_iter().zip(events) {
         report.imported += 1;
