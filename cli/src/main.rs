@@ -316,6 +316,23 @@ fn remove_store(path: &Path) {
     }
 }
 
+/// Runs `import` on the store at `path`, created when missing; a failed import removes the
+/// store it created.
+fn import_into<T>(
+    path: &Path,
+    engine: Option<EngineArg>,
+    import: impl FnOnce(&AnyStore) -> eventlite::Result<T>,
+) -> Result<T> {
+    let created = !path.exists();
+    let target = open_or_create(path, engine)?;
+    let imported = import(&target);
+    if imported.is_err() && created {
+        drop(target);
+        remove_store(path);
+    }
+    Ok(imported?)
+}
+
 /// The size limit of a copy's events: none, since its source already took them.
 const COPY: Option<usize> = Some(usize::MAX);
 
@@ -704,18 +721,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 if !file.is_file() {
                     bail!("no file {}", file.display());
                 }
-                let created = !store.exists();
-                let target = open_or_create(store, cli.engine)?;
-                let report = match eventlite::import::upstream_sqlite(file, &target) {
-                    Ok(report) => report,
-                    Err(e) => {
-                        if created {
-                            drop(target);
-                            remove_store(store);
-                        }
-                        return Err(e.into());
-                    }
-                };
+                let report = import_into(store, cli.engine, |target| {
+                    eventlite::import::upstream_sqlite(file, target)
+                })?;
                 writeln!(
                     out,
                     "{}",
@@ -732,26 +740,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if !file.is_file() {
                 bail!("no file {}", file.display());
             }
-            // A dry run never creates the store; a failed import removes the one it created.
-            let created = !store.exists() && !*dry_run;
-            let target = if *dry_run && !store.exists() {
-                EventStore::new(Box::new(eventlite::MemoryBackend::new()) as Box<dyn Backend>)
-            } else {
-                open_or_create(store, cli.engine)?
-            };
             let options = eventlite::import::JsonlOptions::new()
                 .batch(*batch)
                 .skip_errors(*skip_errors)
                 .dry_run(*dry_run);
-            let report = match eventlite::import::jsonl(file, &target, options) {
-                Ok(report) => report,
-                Err(e) => {
-                    if created {
-                        drop(target);
-                        remove_store(store);
-                    }
-                    return Err(e.into());
-                }
+            let report = if *dry_run && !store.exists() {
+                // A dry run never creates the store: it checks against an empty one.
+                let empty =
+                    EventStore::new(Box::new(eventlite::MemoryBackend::new()) as Box<dyn Backend>);
+                eventlite::import::jsonl(file, &empty, options)?
+            } else {
+                import_into(store, cli.engine, |target| {
+                    eventlite::import::jsonl(file, target, options)
+                })?
             };
             for s in &report.skipped {
                 writeln!(std::io::stderr(), "line {}: {}", s.line, s.reason)?;

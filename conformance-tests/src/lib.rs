@@ -401,6 +401,7 @@ macro_rules! store_logic_suite {
             version_zero_is_rejected,
             oversize_event_is_rejected,
             overlong_keys_are_rejected,
+            check_event_refuses_what_an_append_refuses,
             empty_bulk_is_rejected,
             correlation_generated_when_absent,
             correlation_inherited_from_causation,

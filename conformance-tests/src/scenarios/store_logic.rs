@@ -133,6 +133,36 @@ pub fn oversize_event_is_rejected<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()>
 /// A cmd, user, correlation id or stream name longer than `MAX_KEY_LEN` bytes is refused
 /// (the limit is on bytes, not characters), and a bulk holding one stores nothing; so is a
 /// snapshot or position name of that length.
+/// `check_event` refuses exactly what an append refuses, and stores nothing either way; a
+/// causation id is the caller's to know (an import checks it against its own file).
+pub fn check_event_refuses_what_an_append_refuses<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
+    let f = ctx.fixture()?;
+    let over = "k".repeat(eventlite_core::MAX_KEY_LEN + 1);
+    let bad = [
+        ev(""),
+        ev("x").version(0),
+        ev("x").data_json("{not json"),
+        ev("x").metadata_json("[1]"),
+        ev("x").user(&over),
+        ev("x").correlation_id(""),
+        ev("x").data_json(format!(
+            "\"{}\"",
+            "d".repeat(eventlite_core::DEFAULT_MAX_EVENT_SIZE)
+        )),
+    ];
+    for event in bad {
+        assert_err(f.check_event(&event), |e| {
+            matches!(e, Error::InvalidEvent { .. })
+        })?;
+        assert_err(f.store(event), |e| matches!(e, Error::InvalidEvent { .. }))?;
+    }
+    let good = ev("x").user("ada").data(&json!({"n": 1})).causation_id(99);
+    f.check_event(&good)?;
+    ensure!(f.last_id()? == 0, "a check stores nothing");
+    assert_err(f.store(good), |e| matches!(e, Error::UnknownCausation(99)))?;
+    Ok(())
+}
+
 pub fn overlong_keys_are_rejected<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
     let f = ctx.fixture()?;
     let at = "k".repeat(eventlite_core::MAX_KEY_LEN);
