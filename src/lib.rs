@@ -35,6 +35,10 @@ pub use eventlite_core::{
     Related, ReplayStats, Restored, Result, Snapshot, Stage, Start, Stopper, StreamOptions,
     SubscribeOptions, Subscription, SystemClock, VerifyReport,
 };
+/// Wait conditions: events parked until other events happen ([`EventStore::store_when`]).
+pub use eventlite_core::{
+    Cmp, Condition, FieldTest, Parked, WaitCheck, WaitFor, WaitState, Waiting,
+};
 
 // The README's code runs as a doctest, so that it cannot drift from the API.
 #[cfg(all(doctest, feature = "sqlite"))]

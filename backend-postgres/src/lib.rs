@@ -40,6 +40,7 @@ mod conn;
 mod listen;
 mod read;
 mod sql;
+mod waiting;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering as AtomicOrdering};
@@ -49,7 +50,8 @@ use std::time::{Duration, Instant};
 use conn::{Connector, PgConn, is_connection_error, map_err};
 use eventlite_core::spi::{
     CommitSignal, EventLog, GroupCommit, GroupEntry, Maintenance, Notifications, Numbered,
-    PendingEvent, PositionStore, SnapshotStore, finish_group, group_events, number_group,
+    PendingEvent, PositionStore, SnapshotStore, WaitHints, finish_group, group_events,
+    number_group,
 };
 use eventlite_core::{
     Durability, Error, Event, FailedEvent, Filter, IndexConfig, IndexName, Position, Query,
@@ -149,6 +151,8 @@ pub struct PostgresBackend {
     /// When [`Notifications::poll_commits`] last looked.
     last_poll: Mutex<Option<Instant>>,
     group: GroupCommit,
+    /// What recent commits saw of the waiting records (see `waiting.rs`).
+    hints: WaitHints,
     signal: Arc<CommitSignal>,
     channel: String,
     listener: listen::Listener,
@@ -256,6 +260,7 @@ impl PostgresBackend {
             polled: AtomicU64::new(0),
             last_poll: Mutex::new(None),
             group: GroupCommit::new(),
+            hints: WaitHints::new(),
             signal,
             channel,
             listener,
@@ -479,12 +484,27 @@ const INSERT_CHUNK_BYTES: usize = 64 * 1024 * 1024;
 const LOCK_HEAD: &str = "SELECT last_id FROM eventlite_head FOR UPDATE";
 const STREAM_VERSIONS: &str = "SELECT s, (SELECT max(stream_version) FROM queue WHERE stream = s) \
      FROM unnest($1::bytea[]) AS s";
-/// The last INSERT of an append, which also sets the counter row and notifies the listeners
-/// (`$14`: the new last id, `$15`: the channel): one round trip.
+/// The last INSERT of an append, which also sets the counter row, notifies the listeners
+/// (`$14`: the new last id, `$15`: the channel) and tells whether any waiting record is open:
+/// one round trip.
 static INSERT_AND_HEAD: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH ins AS ({}), h AS (UPDATE eventlite_head SET last_id = $14 RETURNING last_id) \
-         SELECT pg_notify($15, last_id::text) FROM h",
+         SELECT pg_notify($15, last_id::text), \
+         EXISTS (SELECT 1 FROM eventlite_waiting_keys LIMIT 1) FROM h",
+        sql::INSERT
+    )
+});
+
+/// [`INSERT_AND_HEAD`] for rows that share one cmd and correlation id (one append of one
+/// event, most often): whether an open waiting record has that key, an index probe inside the
+/// same statement.
+static INSERT_AND_HEAD_ONE_KEY: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH ins AS ({}), h AS (UPDATE eventlite_head SET last_id = $14 RETURNING last_id) \
+         SELECT pg_notify($15, last_id::text), \
+         EXISTS (SELECT 1 FROM eventlite_waiting_keys \
+         WHERE cmd = ($6::bytea[])[1] AND correlation_id = ($8::bytea[])[1]) FROM h",
         sql::INSERT
     )
 });
@@ -497,10 +517,22 @@ fn append_on(
     conn: &mut PgConn,
     channel: &str,
     entries: &mut [GroupEntry],
-) -> Result<Vec<Numbered>> {
+) -> Result<(Vec<Numbered>, bool)> {
     let versions_stmt = conn.prepare(STREAM_VERSIONS)?;
     let insert = conn.prepare(sql::INSERT)?;
-    let insert_and_head = conn.prepare(&INSERT_AND_HEAD)?;
+    let one_key = {
+        let mut keys = entries
+            .iter()
+            .filter(|e| !e.is_rejected())
+            .flat_map(|e| e.batch())
+            .map(|p| (p.cmd.as_str(), p.correlation_id.as_str()));
+        let first = keys.next();
+        keys.all(|k| Some(k) == first)
+    };
+    let insert_and_head = conn.prepare(match one_key {
+        true => &INSERT_AND_HEAD_ONE_KEY,
+        false => &INSERT_AND_HEAD,
+    })?;
     let client = &mut conn.client;
     // The transaction is begun, and the counter row locked, in one round trip. Read committed
     // whatever the role's default: after waiting for the lock, the next statements must see
@@ -520,6 +552,8 @@ fn append_on(
     let last: u64 = last
         .parse()
         .map_err(|_| Error::corrupt(format!("the id counter holds {last:?}")))?;
+    waiting::check_claims(conn, entries)?;
+    let client = &mut conn.client;
     let mut streams: Vec<&[u8]> = entries
         .iter()
         .flat_map(|e| e.batch().iter().filter_map(|p| p.stream.as_deref()))
@@ -534,7 +568,7 @@ fn append_on(
     if stored.is_empty() {
         // Every batch was rejected: nothing to commit.
         client.batch_execute("ROLLBACK").map_err(map_err)?;
-        return Ok(stored);
+        return Ok((stored, true));
     }
     let rows = stored.iter().flat_map(|(i, first, sv)| {
         entries[*i]
@@ -553,18 +587,45 @@ fn append_on(
     // One statement per chunk (a bound array must stay under PostgreSQL's 1 GB per value); the
     // last one also sets the counter and notifies the listeners.
     let mut cols = read::Columns::default();
+    let mut chunked = false;
     for fields in rows {
         cols.push(fields);
         if cols.bytes() >= INSERT_CHUNK_BYTES {
             client.execute(&insert, &cols.params()).map_err(map_err)?;
             cols = read::Columns::default();
+            chunked = true;
         }
     }
     let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = cols.params().to_vec();
     params.push(&head);
     params.push(&channel);
-    client.query(&insert_and_head, &params).map_err(map_err)?;
-    client.batch_execute("COMMIT").map_err(|e| {
+    let any_waiting = match client
+        .query(&insert_and_head, &params)
+        .map_err(map_err)?
+        .first()
+    {
+        // After several statements the last one saw only its own rows (none at all, maybe):
+        // assume a record may wait on the others'.
+        Some(row) => chunked || row.try_get::<_, bool>(1).map_err(map_err)?,
+        None => true,
+    };
+    if stored.iter().any(|(i, _, _)| entries[*i].claim().is_some()) {
+        waiting::close_claims(conn, entries, &stored)?;
+    }
+    // Whether a record waits on these rows is asked in the COMMIT's round trip (its keys
+    // written out as hex): nothing is added to an append when no record waits at all.
+    let keys = match any_waiting && !chunked && !one_key {
+        true => waiting::keys_query(entries, &stored),
+        false => None,
+    };
+    let client = &mut conn.client;
+    let committed = match &keys {
+        Some(query) => client
+            .simple_query(&format!("{query}; COMMIT"))
+            .map(|messages| waiting::answer(&messages)),
+        None => client.batch_execute("COMMIT").map(|()| any_waiting),
+    };
+    let may_wait = committed.map_err(|e| {
         if is_connection_error(&e) {
             Error::commit_outcome_unknown(format!(
                 "the connection was lost while committing events {}..={}: read the stream's \
@@ -577,7 +638,7 @@ fn append_on(
             map_err(e)
         }
     })?;
-    Ok(stored)
+    Ok((stored, may_wait))
 }
 
 /// A statement and its parameters.
@@ -638,54 +699,64 @@ fn run_select(
     Ok(())
 }
 
+impl PostgresBackend {
+    /// Commits a group of appends (and releases of waiting records) in one transaction.
+    fn commit_group(&self, entries: &mut [GroupEntry]) -> Result<Vec<Result<Vec<Event>>>> {
+        let mut guard = self.writer();
+        // The connection is out of the slot while it appends: if anything panics
+        // midway, it is dropped (and the server rolls the transaction back) instead of
+        // staying there inside a transaction that holds the counter's lock.
+        let mut conn = match guard.take() {
+            Some(conn) => conn,
+            None => self.connect_writer()?,
+        };
+        let losses = self.connector.losses.load(AtomicOrdering::Relaxed);
+        if conn.checked_at < losses {
+            // Another connection of this store was found lost (a server restart,
+            // say): look at this one before appending on it.
+            conn = match conn.client.simple_query("") {
+                Ok(_) => conn,
+                Err(_) => self.connect_writer()?,
+            };
+            conn.checked_at = losses;
+        }
+        let stored = match append_on(&mut conn, &self.channel, entries) {
+            Ok(stored) => stored,
+            Err(e) => {
+                // Whatever broke, the next append starts on a fresh connection.
+                drop(conn);
+                if matches!(
+                    e,
+                    Error::Unavailable { .. } | Error::CommitOutcomeUnknown { .. }
+                ) {
+                    self.connector.lost();
+                }
+                // The commit may have landed (its outcome unknown): its notification
+                // must not be taken for this handle's own, and this handle's
+                // subscriptions look for themselves.
+                self.writer_pid.store(0, AtomicOrdering::Relaxed);
+                self.signal.notify();
+                return Err(e);
+            }
+        };
+        *guard = Some(conn);
+        let (stored, may_wait) = stored;
+        let events = group_events(entries, stored);
+        if let (Some(first), Some(last)) = (events.first(), events.last()) {
+            self.hints.note(first.id, last.id, may_wait);
+        }
+        self.signal.publish(&events);
+        drop(guard);
+        Ok(finish_group(entries, events))
+    }
+}
+
 impl EventLog for PostgresBackend {
     /// Concurrent appends share a transaction ([`GroupCommit`]).
     fn append(&self, batch: Vec<PendingEvent>) -> Result<Vec<Event>> {
         blocking(|| {
-            self.group.append(batch, |entries| {
-                let mut guard = self.writer();
-                // The connection is out of the slot while it appends: if anything panics
-                // midway, it is dropped (and the server rolls the transaction back) instead of
-                // staying there inside a transaction that holds the counter's lock.
-                let mut conn = match guard.take() {
-                    Some(conn) => conn,
-                    None => self.connect_writer()?,
-                };
-                let losses = self.connector.losses.load(AtomicOrdering::Relaxed);
-                if conn.checked_at < losses {
-                    // Another connection of this store was found lost (a server restart,
-                    // say): look at this one before appending on it.
-                    conn = match conn.client.simple_query("") {
-                        Ok(_) => conn,
-                        Err(_) => self.connect_writer()?,
-                    };
-                    conn.checked_at = losses;
-                }
-                let stored = match append_on(&mut conn, &self.channel, entries) {
-                    Ok(stored) => stored,
-                    Err(e) => {
-                        // Whatever broke, the next append starts on a fresh connection.
-                        drop(conn);
-                        if matches!(
-                            e,
-                            Error::Unavailable { .. } | Error::CommitOutcomeUnknown { .. }
-                        ) {
-                            self.connector.lost();
-                        }
-                        // The commit may have landed (its outcome unknown): its notification
-                        // must not be taken for this handle's own, and this handle's
-                        // subscriptions look for themselves.
-                        self.writer_pid.store(0, AtomicOrdering::Relaxed);
-                        self.signal.notify();
-                        return Err(e);
-                    }
-                };
-                *guard = Some(conn);
-                let events = group_events(entries, stored);
-                self.signal.publish(&events);
-                drop(guard);
-                Ok(finish_group(entries, events))
-            })
+            self.group
+                .append(batch, |entries| self.commit_group(entries))
         })
     }
 

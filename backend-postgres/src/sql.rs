@@ -61,6 +61,24 @@ CREATE TABLE IF NOT EXISTS eventlite_failures (
     at bigint NOT NULL,
     PRIMARY KEY (projection, event_id)
 );
+CREATE TABLE IF NOT EXISTS eventlite_waiting (
+    id bigint PRIMARY KEY,
+    correlation_id bytea NOT NULL,
+    created_at bigint NOT NULL,
+    expires_at bigint,
+    state smallint NOT NULL,
+    closed_at bigint,
+    event_id bigint,
+    body text NOT NULL
+);
+CREATE INDEX IF NOT EXISTS eventlite_waiting_by_correlation ON eventlite_waiting (correlation_id, id);
+CREATE TABLE IF NOT EXISTS eventlite_waiting_keys (
+    cmd bytea NOT NULL,
+    correlation_id bytea NOT NULL,
+    waiting_id bigint NOT NULL,
+    PRIMARY KEY (cmd, correlation_id, waiting_id)
+);
+CREATE INDEX IF NOT EXISTS eventlite_waiting_keys_by_record ON eventlite_waiting_keys (waiting_id);
 INSERT INTO eventlite_head (one, last_id) VALUES (true, 0) ON CONFLICT (one) DO NOTHING;
 "#;
 

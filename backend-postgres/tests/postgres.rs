@@ -95,6 +95,51 @@ fn two_handles_share_one_log() -> anyhow::Result<()> {
     })
 }
 
+/// A handle releases what another handle parked, once it appends the completing event: its
+/// append learns of the record in its own transaction. Racing handles release it once.
+#[test]
+fn a_parked_event_is_released_by_another_handles_append() -> anyhow::Result<()> {
+    use eventlite_core::{Condition, WaitFor, WaitState};
+    with_server(|| {
+        let schema = common::Schema::new()?;
+        let a = EventStore::new(PostgresBackend::open(schema.options(IndexConfig::all()))?);
+        let b = EventStore::new(PostgresBackend::open(schema.options(IndexConfig::all()))?);
+        // b's appends learn there is nothing to look for...
+        b.store(NewEvent::new("paid").correlation_id("o-0"))?;
+        // ...until a parks a record that b's next append completes.
+        let parked = a.store_when(
+            NewEvent::new("ship").correlation_id("o-1"),
+            WaitFor::new().all([Condition::new("paid")]),
+        )?;
+        let paid = b.store(NewEvent::new("paid").correlation_id("o-1"))?;
+        let shipped = b.get(paid.id + 1)?.map(|e| e.cmd);
+        assert_eq!(shipped.as_deref(), Some("ship"));
+        assert_eq!(
+            a.waiting(parked.id)?.map(|w| (w.state, w.event_id)),
+            Some((WaitState::Released, Some(paid.id + 1)))
+        );
+        // Both look at once: one release.
+        for i in 0..20 {
+            a.store_when(
+                NewEvent::new("late").correlation_id(format!("r-{i}")),
+                WaitFor::new().all([Condition::new("go")]),
+            )?;
+            let mut go = eventlite_core::spi::PendingEvent::new("go");
+            go.correlation_id = format!("r-{i}");
+            eventlite_core::spi::EventLog::append(a.backend(), vec![go])?;
+        }
+        std::thread::scope(|s| {
+            let (ta, tb) = (s.spawn(|| a.check_waiting()), s.spawn(|| b.check_waiting()));
+            let released = ta.join().expect("a").map(|c| c.released.len())?
+                + tb.join().expect("b").map(|c| c.released.len())?;
+            assert_eq!(released, 20);
+            anyhow::Ok(())
+        })?;
+        assert_eq!(a.count(&Filter::cmd("late"))?, 20);
+        Ok(())
+    })
+}
+
 /// A schema that holds other tables is not turned into a store, and keeps its tables.
 #[test]
 fn a_foreign_schema_is_refused() -> anyhow::Result<()> {

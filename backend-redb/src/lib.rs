@@ -25,6 +25,7 @@
 mod codec;
 mod exec;
 mod options;
+mod waiting;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -373,6 +374,9 @@ pub struct RedbBackend {
     signal: Arc<CommitSignal>,
     /// Writers waiting to share a commit.
     group: GroupCommit,
+    /// How many open waiting records have each key. redb gives a file to one handle at a time,
+    /// so this handle sees every park and close: an append looks only for the keys here.
+    open_keys: Mutex<waiting::OpenKeys>,
 }
 
 impl Drop for RedbBackend {
@@ -584,8 +588,13 @@ impl RedbBackend {
             flusher: None,
             signal: CommitSignal::new(),
             group: GroupCommit::new(),
+            open_keys: Mutex::default(),
         };
         contain("preparing the store", || init(&backend.shared))?;
+        let open_keys = contain("reading the waiting records", || {
+            waiting::load_open_keys(&backend.shared.begin_read()?)
+        })?;
+        backend.open_keys = Mutex::new(open_keys);
         if backend.shared.options.durability == Durability::Relaxed {
             let (stop, rx) = channel();
             let for_thread = Arc::clone(&backend.shared);
@@ -615,6 +624,7 @@ impl RedbBackend {
     /// Stores a group commit's batches in one transaction (see [`EventLog::append`]).
     fn commit_group(&self, entries: &mut [GroupEntry]) -> Result<Vec<Result<Vec<Event>>>> {
         let txn = self.shared.begin_write()?;
+        waiting::check_claims(&txn, entries)?;
         let mut stored: Vec<(usize, u64, Vec<Option<u64>>)> = Vec::with_capacity(entries.len());
         let mut rejected = Vec::new();
         let written: Vec<(String, u64)> = {
@@ -627,6 +637,9 @@ impl RedbBackend {
             let mut versions = StreamVersions::new();
             let mut next = last + 1;
             for (i, entry) in entries.iter().enumerate() {
+                if entry.is_rejected() {
+                    continue;
+                }
                 let checked = versions.check_batch(entry.batch(), |stream| {
                     Ok(streams.get(stream).map_err(map_err)?.map(|v| v.value()))
                 });
@@ -679,8 +692,10 @@ impl RedbBackend {
                 exec::index_batch(&txn, name, *first, entries[*i].batch(), stream_versions)?;
             }
         }
+        let closed = waiting::close_claims(&txn, entries, &stored)?;
         // `Relaxed` bounds the appends it may lose, not the commits that carried them.
         self.shared.commit(txn, stored.len() as u32)?;
+        self.forget_keys(closed);
         let events = group_events(entries, stored);
         // Published before the next group's leader starts: subscribers see commits in order,
         // and are woken once per group.
@@ -740,6 +755,7 @@ fn init(shared: &Shared) -> Result<()> {
     txn.open_table(SNAPSHOTS).map_err(map_err)?;
     txn.open_table(POSITIONS).map_err(map_err)?;
     txn.open_table(FAILURES).map_err(map_err)?;
+    waiting::touch(&txn)?;
     let wanted = shared.options.indexes;
     let added: Vec<IndexName> = IndexName::ALL
         .into_iter()

@@ -27,6 +27,7 @@ mod select;
 mod sql;
 mod stmt;
 mod tx;
+mod waiting;
 mod wal;
 
 use std::collections::HashMap;
@@ -39,7 +40,8 @@ use conn::{ReaderConn, WriterConn, WriterParts};
 use eventlite_core::spi::files::create_or_find_store;
 use eventlite_core::spi::{
     CommitSignal, EventLog, GroupCommit, GroupEntry, Maintenance, Notifications, Numbered,
-    PendingEvent, PositionStore, SnapshotStore, finish_group, group_events, number_group,
+    PendingEvent, PositionStore, SnapshotStore, WaitHints, finish_group, group_events,
+    number_group,
 };
 use eventlite_core::{
     Error, Event, FailedEvent, Filter, IndexConfig, IndexName, Position, Query, QueryPlan, Result,
@@ -85,6 +87,26 @@ CREATE TABLE IF NOT EXISTS queue (
     stream_version INTEGER,
     checksum INTEGER NOT NULL
 );
+-- WITHOUT ROWID, as every table here but queue: damage that puts another table's empty root
+-- page in place of queue's is then a page of the wrong kind, refused, not an empty log.
+CREATE TABLE IF NOT EXISTS waiting (
+    id INTEGER PRIMARY KEY,
+    correlation_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER,
+    state INTEGER NOT NULL,
+    closed_at INTEGER,
+    event_id INTEGER,
+    body TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS waiting_by_correlation ON waiting (correlation_id, id);
+CREATE TABLE IF NOT EXISTS waiting_keys (
+    cmd TEXT NOT NULL,
+    correlation_id TEXT NOT NULL,
+    waiting_id INTEGER NOT NULL,
+    PRIMARY KEY (cmd, correlation_id, waiting_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS waiting_keys_by_record ON waiting_keys (waiting_id);
 CREATE UNIQUE INDEX IF NOT EXISTS eventlite_stream ON queue (stream, stream_version)
     WHERE stream IS NOT NULL;
 CREATE TABLE IF NOT EXISTS snapshots (
@@ -188,6 +210,8 @@ pub struct SqliteBackend {
     signal: Arc<CommitSignal>,
     /// Writers waiting to share a commit.
     group: GroupCommit,
+    /// What recent commits saw of the waiting records (see `waiting.rs`).
+    hints: WaitHints,
     /// What watches the file for other connections' commits (opened by the first look).
     watcher: Mutex<Option<Watch>>,
 }
@@ -269,6 +293,7 @@ impl SqliteBackend {
             readers: Mutex::new(Vec::new()),
             signal: CommitSignal::new(),
             group: GroupCommit::new(),
+            hints: WaitHints::new(),
             watcher: Mutex::new(None),
         };
         backend.init_schema()?;
@@ -606,7 +631,7 @@ fn append_on<'c>(
     conn: &'c Connection,
     parts: &mut WriterParts<'c>,
     entries: &mut [GroupEntry],
-) -> Result<Vec<Numbered>> {
+) -> Result<(Vec<Numbered>, bool)> {
     let WriterParts {
         insert_many,
         insert_one,
@@ -618,6 +643,7 @@ fn append_on<'c>(
         None => tx_stmts.insert(TxStmts::prepare(conn).map_err(map_err)?),
     };
     let mut tx = tx_stmts.begin(conn).map_err(map_err)?;
+    waiting::check_claims(&tx, entries)?;
     let last = tx.last_id().map_err(map_err)?;
     // SQLite ids end at i64::MAX; past it SQLite would pick random free ids.
     let stored = number_group(entries, last as u64, i64::MAX as u64, |stream| {
@@ -669,10 +695,12 @@ fn append_on<'c>(
     drop(built);
     if stored.is_empty() {
         // Every batch was rejected: nothing to commit (the guard rolls back).
-        return Ok(stored);
+        return Ok((stored, true));
     }
+    waiting::close_claims(&tx, entries, &stored)?;
+    let may_wait = waiting::any_waiting_on(&tx, rows.iter().map(|(p, _, _)| *p))?;
     tx.commit(map_write_err)?;
-    Ok(stored)
+    Ok((stored, may_wait))
 }
 
 fn count_on(conn: &Connection, filter: &Filter) -> Result<u64> {
@@ -687,16 +715,8 @@ fn count_on(conn: &Connection, filter: &Filter) -> Result<u64> {
 impl EventLog for SqliteBackend {
     /// Concurrent appends share a transaction and its sync ([`GroupCommit`]).
     fn append(&self, batch: Vec<PendingEvent>) -> Result<Vec<Event>> {
-        self.group.append(batch, |entries| {
-            let mut guard = self.writer();
-            let stored = guard.with_dependent_mut(|conn, parts| append_on(conn, parts, entries))?;
-            let events = group_events(entries, stored);
-            // Published under the writer's lock, once for the group: `look_elsewhere` counts
-            // on every commit of this backend being published once the lock is free.
-            self.signal.publish(&events);
-            drop(guard);
-            Ok(finish_group(entries, events))
-        })
+        self.group
+            .append(batch, |entries| self.commit_group(entries))
     }
 
     fn get(&self, id: u64) -> Result<Option<Event>> {
@@ -760,13 +780,29 @@ impl EventLog for SqliteBackend {
         self.with_reader(|conn, _| actual_indexes(conn))
     }
 
+    /// `MAX(id)` reads the rightmost leaf of the table alone: were it replaced by a copy of
+    /// another leaf (damage), the log would look shorter. A seek past that id descends by the
+    /// interior pages' keys instead, and finds a row exactly when the tail is damaged so; both
+    /// in one statement, one snapshot.
     fn last_id(&self) -> Result<u64> {
-        self.with_reader(|conn, _| {
-            conn.prepare_cached("SELECT COALESCE(MAX(id), 0) FROM queue")
-                .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)))
-                .map(|n| n as u64)
-                .map_err(map_err)
-        })
+        let (last, beyond) = self.with_reader(|conn, _| {
+            conn.prepare_cached(
+                "SELECT m, (SELECT id FROM queue WHERE id > m LIMIT 1) \
+                 FROM (SELECT COALESCE(MAX(id), 0) AS m FROM queue)",
+            )
+            .and_then(|mut s| {
+                s.query_row([], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
+                })
+            })
+            .map_err(map_err)
+        })?;
+        if let Some(id) = beyond {
+            return Err(Error::corrupt(format!(
+                "event {id} lies past the last id {last}: the end of the log is damaged"
+            )));
+        }
+        Ok(last as u64)
     }
 }
 
@@ -863,6 +899,24 @@ impl PositionStore for SqliteBackend {
             .and_then(|mut s| s.execute([projection]))
             .map(|n| n as u64)
             .map_err(map_err)
+    }
+}
+
+impl SqliteBackend {
+    /// Commits a group of appends (and releases of waiting records) in one transaction.
+    fn commit_group(&self, entries: &mut [GroupEntry]) -> Result<Vec<Result<Vec<Event>>>> {
+        let mut guard = self.writer();
+        let (stored, may_wait) =
+            guard.with_dependent_mut(|conn, parts| append_on(conn, parts, entries))?;
+        let events = group_events(entries, stored);
+        if let (Some(first), Some(last)) = (events.first(), events.last()) {
+            self.hints.note(first.id, last.id, may_wait);
+        }
+        // Published under the writer's lock, once for the group: `look_elsewhere` counts on
+        // every commit of this backend being published once the lock is free.
+        self.signal.publish(&events);
+        drop(guard);
+        Ok(finish_group(entries, events))
     }
 }
 

@@ -559,3 +559,109 @@ fn a_damaged_column_is_reported_corrupt_and_its_neighbours_still_read() -> anyho
     }
     Ok(())
 }
+
+/// Releases whatever is ready in the store at `path`, through a handle of its own.
+fn release_ready(path: &std::path::Path) -> anyhow::Result<usize> {
+    let store = EventStore::builder(SqliteBackend::open(path, options(IndexConfig::default()))?)
+        .check_waiting_at_open(false)
+        .build();
+    Ok(store.check_waiting()?.released.len())
+}
+
+/// Two processes and two handles of this one race to release the same parked events: each is
+/// stored exactly once, and ids stay gap-free.
+#[test]
+fn handles_and_processes_racing_release_each_parked_event_once() -> anyhow::Result<()> {
+    const CHILD: &str = "EVENTLITE_TEST_RELEASE_IN";
+    const NAME: &str = "handles_and_processes_racing_release_each_parked_event_once";
+    if let Some(path) = std::env::var_os(CHILD) {
+        release_ready(std::path::Path::new(&path))?;
+        return Ok(());
+    }
+    use eventlite_core::{Condition, WaitFor, WaitState};
+    const RECORDS: u64 = 100;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("events.sqlite");
+    {
+        let store = EventStore::new(SqliteBackend::open(&path, options(IndexConfig::default()))?);
+        for i in 0..RECORDS {
+            store.store_when(
+                NewEvent::new("released")
+                    .correlation_id("g")
+                    .data(&serde_json::json!({ "i": i })),
+                WaitFor::new().all([Condition::new("go")]),
+            )?;
+        }
+        // Beneath the store, so that no handle has released anything yet.
+        let mut go = eventlite_core::spi::PendingEvent::new("go");
+        go.correlation_id = "g".into();
+        store.backend().append(vec![go])?;
+    }
+    let children = (0..2)
+        .map(|_| {
+            std::process::Command::new(std::env::current_exe()?)
+                .args(["--exact", NAME, "--test-threads", "1"])
+                .env(CHILD, &path)
+                .stdout(std::process::Stdio::null())
+                .spawn()
+        })
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let here: Vec<usize> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..2).map(|_| s.spawn(|| release_ready(&path))).collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().map_err(|_| anyhow::anyhow!("a handle panicked"))?)
+            .collect::<anyhow::Result<_>>()
+    })?;
+    for mut child in children {
+        anyhow::ensure!(child.wait()?.success(), "a releasing process failed");
+    }
+    let store = EventStore::builder(SqliteBackend::open(&path, options(IndexConfig::default()))?)
+        .check_waiting_at_open(false)
+        .build();
+    let events = store.query(&Query::new(Filter::cmd("released"), Order::IdAsc))?;
+    let mut seen: Vec<u64> = events
+        .iter()
+        .map(|e| Ok(e.data_value()?["i"].as_u64().unwrap_or(u64::MAX)))
+        .collect::<eventlite_core::Result<_>>()?;
+    seen.sort_unstable();
+    anyhow::ensure!(
+        seen == (0..RECORDS).collect::<Vec<_>>(),
+        "released: {seen:?}"
+    );
+    anyhow::ensure!(store.last_id()? == RECORDS + 1, "ids are not gap-free");
+    let released = store.waiting_in(Some(WaitState::Released))?;
+    anyhow::ensure!(released.len() == RECORDS as usize);
+    // Each record names the event it released.
+    for w in released {
+        let event = store.get(w.event_id.unwrap_or(0))?;
+        anyhow::ensure!(event.is_some_and(|e| e.cmd == "released"));
+    }
+    eprintln!("released by this process's two handles: {here:?}");
+    Ok(())
+}
+
+/// A handle releases what another handle parked on the same file, once it appends the
+/// completing event: its append learns of the record in its own transaction.
+#[test]
+fn a_parked_event_is_released_by_another_handles_append() -> anyhow::Result<()> {
+    use eventlite_core::{Condition, WaitFor, WaitState};
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("events.sqlite");
+    let a = EventStore::new(SqliteBackend::open(&path, options(IndexConfig::default()))?);
+    let b = EventStore::new(SqliteBackend::open(&path, options(IndexConfig::default()))?);
+    // b's appends learn there is nothing to look for...
+    b.store(NewEvent::new("paid").correlation_id("o-0"))?;
+    // ...until a parks a record that b's next append completes.
+    let parked = a.store_when(
+        NewEvent::new("ship").correlation_id("o-1"),
+        WaitFor::new().all([Condition::new("paid")]),
+    )?;
+    let paid = b.store(NewEvent::new("paid").correlation_id("o-1"))?;
+    assert_eq!(b.get(paid.id + 1)?.map(|e| e.cmd).as_deref(), Some("ship"));
+    assert_eq!(
+        a.waiting(parked.id)?.map(|w| (w.state, w.event_id)),
+        Some((WaitState::Released, Some(paid.id + 1)))
+    );
+    Ok(())
+}

@@ -304,7 +304,11 @@ fn open(path: &Path, engine: Option<EngineArg>) -> Result<AnyStore> {
             },
         )?),
     };
-    Ok(EventStore::new(backend))
+    // Opening releases nothing (what `info` or `export` opens stays as it was); appends made
+    // through it, an import's, release what they complete, as any append does.
+    Ok(EventStore::builder(backend)
+        .check_waiting_at_open(false)
+        .build())
 }
 
 /// Removes the store at `path` and its side files: what a failed command created.

@@ -262,6 +262,7 @@ pub const ENGINE_SCENARIO_SOURCES: &[(&str, &str)] = &[
     ("snapshots", include_str!("scenarios/snapshots.rs")),
     ("streams", include_str!("scenarios/streams.rs")),
     ("subscriptions", include_str!("scenarios/subscriptions.rs")),
+    ("waiting", include_str!("scenarios/waiting.rs")),
 ];
 
 /// The source of [`scenarios::store_logic`], for [`check_stamped`].
@@ -346,6 +347,13 @@ macro_rules! conformance_suite {
             subscriptions::subscription_resumes_after_reopen,
             subscriptions::skipped_events_are_recorded,
             subscriptions::projection_resumes_from_its_position,
+            waiting::waiting_kinds_release_when_they_hold,
+            waiting::waiting_where_tests_and_chains,
+            waiting::waiting_expires_and_cancels,
+            waiting::waiting_survives_reopen,
+            waiting::waiting_release_is_exactly_once_under_races,
+            waiting::waiting_records_are_found_by_their_keys,
+            waiting::waiting_parks_racing_appends_are_released,
         );
     };
     (@all $factory:ty; $($module:ident :: $name:ident),* $(,)?) => {
@@ -402,6 +410,8 @@ macro_rules! store_logic_suite {
             oversize_event_is_rejected,
             overlong_keys_are_rejected,
             check_event_refuses_what_an_append_refuses,
+            bad_wait_conditions_park_nothing,
+            a_failing_waiting_record_does_not_hold_up_the_others,
             empty_bulk_is_rejected,
             correlation_generated_when_absent,
             correlation_inherited_from_causation,

@@ -70,10 +70,19 @@ pub struct FailedEvent {
 /// assert_eq!(count_orders(&store)?, 1);
 /// # Ok::<(), eventlite_core::Error>(())
 /// ```
-pub trait Backend: EventLog + SnapshotStore + PositionStore + Notifications + Maintenance {}
+pub trait Backend:
+    EventLog + SnapshotStore + PositionStore + WaitingStore + Notifications + Maintenance
+{
+}
 
 impl<T> Backend for T where
-    T: EventLog + SnapshotStore + PositionStore + Notifications + Maintenance + ?Sized
+    T: EventLog
+        + SnapshotStore
+        + PositionStore
+        + WaitingStore
+        + Notifications
+        + Maintenance
+        + ?Sized
 {
 }
 
@@ -180,6 +189,58 @@ pub trait PositionStore: Send + Sync + Debug + 'static {
     fn clear_failures(&self, projection: &str) -> Result<u64>;
 }
 
+/// Wait-condition records: events parked until other events happen
+/// ([`EventStore::store_when`](crate::EventStore::store_when)).
+///
+/// The engine stores records and their keys; the store decides when a record's conditions
+/// hold. The contract (the conformance suite checks it):
+/// - ids are given from 1 in parking order;
+/// - [`waiting_on`](WaitingStore::waiting_on) finds an open record by any of its keys, without
+///   reading the records that have none of them (an index on the keys);
+/// - [`release_waiting`](WaitingStore::release_waiting) appends and closes in one transaction,
+///   exactly once however many handles or processes race to release the same record;
+/// - a closed record stays closed: its state never changes again.
+pub trait WaitingStore: Send + Sync + Debug + 'static {
+    /// Stores an open record, and returns its id.
+    fn park(&self, record: crate::spi::NewWaiting) -> Result<u64>;
+
+    /// The record with this id, open or closed.
+    fn waiting_record(&self, id: u64) -> Result<Option<crate::spi::WaitingRecord>>;
+
+    /// The open records with at least one of `keys`, each once, in id order.
+    fn waiting_on(&self, keys: &[crate::spi::WaitKey]) -> Result<Vec<crate::spi::WaitingRecord>>;
+
+    /// The open records waiting on the (cmd, correlation id) of any of `events`, which one
+    /// append just stored: [`waiting_on`](WaitingStore::waiting_on) their keys, unless the
+    /// engine knows there are none (its commit saw none: [`WaitHints`](crate::spi::WaitHints)).
+    fn waiting_for(&self, events: &[Event]) -> Result<Vec<crate::spi::WaitingRecord>> {
+        self.waiting_on(&crate::wait::keys_of(events))
+    }
+
+    /// The records of `correlation_id` (every record when `None`) in `state` (any state when
+    /// `None`), in id order.
+    fn list_waiting(
+        &self,
+        correlation_id: Option<&str>,
+        state: Option<crate::WaitState>,
+    ) -> Result<Vec<crate::spi::WaitingRecord>>;
+
+    /// In one transaction: if record `claim.id` is open and not expired at `claim.at`, appends
+    /// `batch` (as [`EventLog::append`] would) and closes the record as released at
+    /// `claim.at`, with the first stored event's id. `Ok(None)` if the record was not open
+    /// (nothing appended). Engines with a [`GroupCommit`](crate::spi::GroupCommit) pass the
+    /// claim through [`GroupCommit::release`](crate::spi::GroupCommit::release).
+    fn release_waiting(
+        &self,
+        batch: Vec<PendingEvent>,
+        claim: crate::spi::Claim,
+    ) -> Result<Option<Vec<Event>>>;
+
+    /// Closes an open record as `state` ([`Expired`](crate::WaitState::Expired) or
+    /// [`Cancelled`](crate::WaitState::Cancelled)) at `at`; `false` if it was not open.
+    fn close_waiting(&self, id: u64, state: crate::WaitState, at: i64) -> Result<bool>;
+}
+
 /// Telling subscriptions that the log grew.
 pub trait Notifications: Send + Sync + Debug + 'static {
     /// The signal this engine raises after each of its commits (once per commit). Every call
@@ -259,6 +320,24 @@ forward!(PositionStore {
     fn record_failure(&self, failure: FailedEvent) -> Result<()>;
     fn failures(&self, projection: &str) -> Result<Vec<FailedEvent>>;
     fn clear_failures(&self, projection: &str) -> Result<u64>;
+});
+
+forward!(WaitingStore {
+    fn park(&self, record: crate::spi::NewWaiting) -> Result<u64>;
+    fn waiting_record(&self, id: u64) -> Result<Option<crate::spi::WaitingRecord>>;
+    fn waiting_on(&self, keys: &[crate::spi::WaitKey]) -> Result<Vec<crate::spi::WaitingRecord>>;
+    fn waiting_for(&self, events: &[Event]) -> Result<Vec<crate::spi::WaitingRecord>>;
+    fn list_waiting(
+        &self,
+        correlation_id: Option<&str>,
+        state: Option<crate::WaitState>
+    ) -> Result<Vec<crate::spi::WaitingRecord>>;
+    fn release_waiting(
+        &self,
+        batch: Vec<PendingEvent>,
+        claim: crate::spi::Claim
+    ) -> Result<Option<Vec<Event>>>;
+    fn close_waiting(&self, id: u64, state: crate::WaitState, at: i64) -> Result<bool>;
 });
 
 forward!(Notifications {

@@ -41,6 +41,10 @@ pub enum Error {
     /// An argument other than an event was out of range (a page limit of 0, an empty bulk).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A wait condition was malformed (an unknown key, a bad `where`, an empty condition
+    /// list, a timeout already past): nothing was parked.
+    #[error("invalid wait condition: {0}")]
+    InvalidCondition(String),
     /// `causation_id` names an event that does not exist.
     #[error("unknown causation id {0}: no such event")]
     UnknownCausation(u64),
@@ -251,6 +255,7 @@ impl Error {
             | Error::ProjectionFailed { source, .. }
             | Error::Backend { source, .. } => *source = Some(cause.into()),
             Error::InvalidArgument(_)
+            | Error::InvalidCondition(_)
             | Error::UnknownCausation(_)
             | Error::Conflict { .. }
             | Error::NotFound(_)
@@ -286,6 +291,7 @@ impl Error {
                 source: cause(source),
             },
             Error::InvalidArgument(m) => Error::InvalidArgument(m.clone()),
+            Error::InvalidCondition(m) => Error::InvalidCondition(m.clone()),
             Error::UnknownCausation(id) => Error::UnknownCausation(*id),
             Error::Conflict {
                 stream,

@@ -47,6 +47,7 @@ pub mod spi;
 mod store;
 mod subscription;
 mod verify;
+mod wait;
 
 pub use backend::{Backend, FailedEvent, Position, Snapshot};
 pub use cache::CacheStats;
@@ -68,3 +69,4 @@ pub use store::{
 };
 pub use subscription::{Start, Stopper, SubscribeOptions, Subscription};
 pub use verify::{MAX_LISTED_PROBLEMS, Problem, ProblemKind, VerifyReport};
+pub use wait::{Cmp, Condition, FieldTest, Parked, WaitCheck, WaitFor, WaitState, Waiting};

@@ -1,6 +1,6 @@
 //! [`MemoryBackend`]: the reference engine.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::backend::{FailedEvent, Position, Snapshot};
@@ -9,9 +9,10 @@ use crate::event::Event;
 use crate::index::{IndexConfig, QueryPlan};
 use crate::query::{Filter, Order, Query};
 use crate::spi::{
-    CommitSignal, EventLog, Maintenance, Notifications, PendingEvent, PositionStore, SnapshotStore,
-    StreamVersions, planner,
+    Claim, CommitSignal, EventLog, Maintenance, NewWaiting, Notifications, PendingEvent,
+    PositionStore, SnapshotStore, StreamVersions, WaitKey, WaitingRecord, WaitingStore, planner,
 };
+use crate::wait::WaitState;
 
 #[derive(Debug, Default)]
 struct State {
@@ -21,6 +22,12 @@ struct State {
     snapshots: BTreeMap<(String, u64), Snapshot>,
     positions: BTreeMap<String, Position>,
     failures: BTreeMap<(String, u64), FailedEvent>,
+    /// Waiting records; record `id` is at `id - 1`.
+    waiting: Vec<WaitingRecord>,
+    /// The open records by key.
+    wait_keys: HashMap<WaitKey, BTreeSet<u64>>,
+    /// Each open record's keys.
+    keys_of: HashMap<u64, Vec<WaitKey>>,
     /// The indexes of the last open, as a file records them.
     indexes: IndexConfig,
 }
@@ -95,23 +102,7 @@ impl MemoryBackend {
 impl EventLog for MemoryBackend {
     fn append(&self, batch: Vec<PendingEvent>) -> Result<Vec<Event>> {
         let mut state = self.write();
-        let mut versions = StreamVersions::new();
-        let assigned = versions.check_batch(&batch, |stream| {
-            Ok(state.streams.get(stream).map(|ids| ids.len() as u64))
-        })?;
-        drop(versions);
-        let first = state.events.len() as u64 + 1;
-        let events = PendingEvent::into_events(batch, first, &assigned);
-        for event in &events {
-            if let Some(stream) = &event.stream {
-                state
-                    .streams
-                    .entry(stream.clone())
-                    .or_default()
-                    .push(event.id);
-            }
-        }
-        state.events.extend(events.iter().cloned());
+        let events = append_locked(&mut state, batch)?;
         drop(state);
         self.signal.publish(&events);
         Ok(events)
@@ -290,6 +281,149 @@ impl SnapshotStore for MemoryBackend {
             state.snapshots.remove(key);
         }
         Ok(doomed.len() as u64)
+    }
+}
+
+/// Appends `batch` to the locked state, checking its streams.
+fn append_locked(state: &mut State, batch: Vec<PendingEvent>) -> Result<Vec<Event>> {
+    let mut versions = StreamVersions::new();
+    let assigned = versions.check_batch(&batch, |stream| {
+        Ok(state.streams.get(stream).map(|ids| ids.len() as u64))
+    })?;
+    drop(versions);
+    let first = state.events.len() as u64 + 1;
+    let events = PendingEvent::into_events(batch, first, &assigned);
+    for event in &events {
+        if let Some(stream) = &event.stream {
+            state
+                .streams
+                .entry(stream.clone())
+                .or_default()
+                .push(event.id);
+        }
+    }
+    state.events.extend(events.iter().cloned());
+    Ok(events)
+}
+
+impl State {
+    fn record_mut(&mut self, id: u64) -> Option<&mut WaitingRecord> {
+        let i = usize::try_from(id.checked_sub(1)?).ok()?;
+        self.waiting.get_mut(i)
+    }
+
+    /// Closes record `id` if it is open (and, for a release, not expired at `at`).
+    fn close(&mut self, id: u64, state: WaitState, at: i64, event_id: Option<u64>) -> bool {
+        let Some(record) = self.record_mut(id) else {
+            return false;
+        };
+        let expired = state == WaitState::Released && record.expires_at.is_some_and(|e| e <= at);
+        if record.state != WaitState::Waiting || expired {
+            return false;
+        }
+        record.state = state;
+        record.closed_at = Some(at);
+        record.event_id = event_id;
+        for key in self.keys_of.remove(&id).unwrap_or_default() {
+            if let Some(ids) = self.wait_keys.get_mut(&key) {
+                ids.remove(&id);
+                if ids.is_empty() {
+                    self.wait_keys.remove(&key);
+                }
+            }
+        }
+        true
+    }
+}
+
+impl WaitingStore for MemoryBackend {
+    fn park(&self, record: NewWaiting) -> Result<u64> {
+        let mut state = self.write();
+        let id = state.waiting.len() as u64 + 1;
+        for key in &record.keys {
+            state.wait_keys.entry(key.clone()).or_default().insert(id);
+        }
+        state.keys_of.insert(id, record.keys);
+        state.waiting.push(WaitingRecord {
+            id,
+            correlation_id: record.correlation_id,
+            created_at: record.created_at,
+            expires_at: record.expires_at,
+            state: WaitState::Waiting,
+            closed_at: None,
+            event_id: None,
+            body: record.body,
+        });
+        Ok(id)
+    }
+
+    fn waiting_record(&self, id: u64) -> Result<Option<WaitingRecord>> {
+        let state = self.read();
+        Ok(id
+            .checked_sub(1)
+            .and_then(|i| state.waiting.get(usize::try_from(i).ok()?))
+            .cloned())
+    }
+
+    fn waiting_on(&self, keys: &[WaitKey]) -> Result<Vec<WaitingRecord>> {
+        let state = self.read();
+        if state.wait_keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: BTreeSet<u64> = keys
+            .iter()
+            .filter_map(|k| state.wait_keys.get(k))
+            .flatten()
+            .copied()
+            .collect();
+        Ok(ids
+            .into_iter()
+            .filter_map(|id| state.waiting.get(id as usize - 1).cloned())
+            .collect())
+    }
+
+    fn list_waiting(
+        &self,
+        correlation_id: Option<&str>,
+        wait_state: Option<WaitState>,
+    ) -> Result<Vec<WaitingRecord>> {
+        let state = self.read();
+        Ok(state
+            .waiting
+            .iter()
+            .filter(|r| correlation_id.is_none_or(|c| r.correlation_id == c))
+            .filter(|r| wait_state.is_none_or(|s| r.state == s))
+            .cloned()
+            .collect())
+    }
+
+    fn release_waiting(
+        &self,
+        batch: Vec<PendingEvent>,
+        claim: Claim,
+    ) -> Result<Option<Vec<Event>>> {
+        let mut state = self.write();
+        let open = state.record_mut(claim.id).is_some_and(|r| {
+            r.state == WaitState::Waiting && r.expires_at.is_none_or(|e| e > claim.at)
+        });
+        if !open {
+            return Ok(None);
+        }
+        let events = append_locked(&mut state, batch)?;
+        state.close(
+            claim.id,
+            WaitState::Released,
+            claim.at,
+            events.first().map(|e| e.id),
+        );
+        drop(state);
+        self.signal.publish(&events);
+        Ok(Some(events))
+    }
+
+    fn close_waiting(&self, id: u64, wait_state: WaitState, at: i64) -> Result<bool> {
+        crate::wait::check_closing_state(wait_state)?;
+        Ok(self.write().close(id, wait_state, at, None))
     }
 }
 

@@ -96,9 +96,19 @@ pub struct EventStoreBuilder<B> {
     clock: Arc<dyn Clock>,
     cache: CachePolicy,
     max_event_size: usize,
+    check_waiting: bool,
 }
 
 impl<B: Backend> EventStoreBuilder<B> {
+    /// Whether [`build`](Self::build) releases the parked events whose conditions came to
+    /// hold while no handle was looking, and expires those past their deadline (default: it
+    /// does; turn it off for a handle that must not write, or to do it later with
+    /// [`EventStore::check_waiting`]).
+    pub fn check_waiting_at_open(mut self, yes: bool) -> Self {
+        self.check_waiting = yes;
+        self
+    }
+
     /// Takes timestamps (and cache ages) from `clock`.
     pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
         self.clock = Arc::new(clock);
@@ -126,12 +136,18 @@ impl<B: Backend> EventStoreBuilder<B> {
             let listener: Arc<dyn CommitListener> = cache.clone();
             self.backend.commit_signal().listen(&listener);
         }
-        EventStore {
+        let store = EventStore {
             backend: self.backend,
             clock: self.clock,
             cache,
             max_event_size: self.max_event_size,
+        };
+        if self.check_waiting {
+            // A store that cannot be written now still opens: its records wait for a look
+            // that can write.
+            let _ = store.check_waiting();
         }
+        store
     }
 }
 
@@ -385,6 +401,7 @@ impl<B: Backend> EventStore<B> {
             clock: Arc::new(SystemClock),
             cache: CachePolicy::default(),
             max_event_size: DEFAULT_MAX_EVENT_SIZE,
+            check_waiting: true,
         }
     }
 
@@ -516,7 +533,16 @@ impl<B: Backend> EventStore<B> {
             .map(|event| self.prepare(event, now, &mut parents))
             .collect::<Result<Vec<_>>>()?;
         // The engine publishes the commit, which evicts what it touched from the cache.
-        self.backend.append(batch)
+        let events = self.backend.append(batch)?;
+        // The events are stored whatever happens next: a record this pass fails to release
+        // stays waiting, for the next append of its keys or `check_waiting` to release.
+        let _ = self.after_append(&events);
+        Ok(events)
+    }
+
+    /// Checks and completes `event` as an append at `now` would (its correlation id settled).
+    pub(crate) fn prepare_event(&self, event: NewEvent, now: i64) -> Result<PendingEvent> {
+        self.prepare(event, now, &mut HashMap::new())
     }
 
     fn prepare(

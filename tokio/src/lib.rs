@@ -61,8 +61,9 @@ use std::task::{Context, Poll};
 use eventlite_core::{
     Backend, CacheStats, Callbacks, Error, Event, EventContext, EventPage, EventStore, EventStream,
     Executed, ExpectedVersion, FailedEvent, Filter, IndexConfig, Lineage, Model, NewEvent, Order,
-    Page, Position, Query, QueryPlan, Related, ReplayStats, Restored, Result, Snapshot, Stopper,
-    StreamOptions, SubscribeOptions, VerifyReport, execute,
+    Page, Parked, Position, Query, QueryPlan, Related, ReplayStats, Restored, Result, Snapshot,
+    Stopper, StreamOptions, SubscribeOptions, VerifyReport, WaitCheck, WaitFor, WaitState, Waiting,
+    execute,
 };
 use futures_core::Stream;
 use serde::Serialize;
@@ -705,6 +706,50 @@ impl<B: Backend> AsyncEventStore<B> {
         let name = name.to_owned();
         self.call(move |s| s.list_snapshots(&name, limit, offset))
             .await
+    }
+
+    // ---- wait conditions -------------------------------------------------------------------
+
+    /// [`EventStore::store_when`]: parks the event until `wait` holds (stored at once if it
+    /// holds already).
+    ///
+    /// Dropping the future never leaves the write in part: see
+    /// [Cancellation](Self#cancellation) for when it is done.
+    pub async fn store_when(&self, event: NewEvent, wait: WaitFor) -> Result<Parked> {
+        self.call(move |s| s.store_when(event, wait)).await
+    }
+
+    /// [`EventStore::check_waiting`]: releases what is ready, expires what is due.
+    ///
+    /// Dropping the future never leaves a release in part: each is one transaction.
+    pub async fn check_waiting(&self) -> Result<WaitCheck> {
+        self.call(|s| s.check_waiting()).await
+    }
+
+    /// [`EventStore::waiting`].
+    pub async fn waiting(&self, id: u64) -> Result<Option<Waiting>> {
+        self.call(move |s| s.waiting(id)).await
+    }
+
+    /// [`EventStore::pending`]: the events of a correlation group still waiting.
+    pub async fn pending(&self, correlation_id: &str) -> Result<Vec<Waiting>> {
+        let correlation_id = correlation_id.to_owned();
+        self.call(move |s| s.pending(&correlation_id)).await
+    }
+
+    /// [`EventStore::waiting_in`].
+    pub async fn waiting_in(&self, state: Option<WaitState>) -> Result<Vec<Waiting>> {
+        self.call(move |s| s.waiting_in(state)).await
+    }
+
+    /// [`EventStore::expired`]: expires what is due, then lists every expired record.
+    pub async fn expired(&self) -> Result<Vec<Waiting>> {
+        self.call(|s| s.expired()).await
+    }
+
+    /// [`EventStore::cancel_waiting`].
+    pub async fn cancel_waiting(&self, id: u64) -> Result<bool> {
+        self.call(move |s| s.cancel_waiting(id)).await
     }
 
     /// [`EventStore::snapshot_names`].

@@ -269,3 +269,43 @@ fn a_stream_read_in_place_moves_to_a_thread_where_it_must() -> Result<()> {
     assert_eq!(batches.len(), 3);
     Ok(())
 }
+
+/// Parking, releasing and listing through the async layer: an append from a task releases
+/// the parked event, and a live stream sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_event_is_released_by_an_async_append() -> Result<()> {
+    use eventlite_core::{Condition, WaitFor, WaitState};
+    let (store, _engine) = watched();
+    let store = AsyncEventStore::new(store);
+    let parked = store
+        .store_when(
+            NewEvent::new("ship").correlation_id("o"),
+            WaitFor::new().all([Condition::new("paid")]),
+        )
+        .await?;
+    assert!(parked.released.is_none());
+    assert_eq!(store.pending("o").await?.len(), 1);
+    let cancelled = store
+        .store_when(
+            NewEvent::new("never").correlation_id("o"),
+            WaitFor::new().all([Condition::new("paid")]),
+        )
+        .await?;
+    assert!(store.cancel_waiting(cancelled.id).await?);
+    let mut live = store.subscribe(SubscribeOptions::new()).await?;
+    store
+        .store(NewEvent::new("paid").correlation_id("o"))
+        .await?;
+    let mut cmds = Vec::new();
+    while cmds.len() < 2 {
+        let batch = live.next().await.expect("a batch")?;
+        cmds.extend(batch.into_iter().map(|e| e.cmd));
+    }
+    assert_eq!(cmds, ["paid", "ship"]);
+    let record = store.waiting(parked.id).await?.expect("the record");
+    assert_eq!(record.state, WaitState::Released);
+    assert_eq!(store.waiting_in(Some(WaitState::Cancelled)).await?.len(), 1);
+    assert!(store.expired().await?.is_empty());
+    assert!(store.check_waiting().await?.released.is_empty());
+    Ok(())
+}

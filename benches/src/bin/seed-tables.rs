@@ -81,6 +81,7 @@ fn parse_args() -> Result<Option<Args>> {
                     "aggregates",
                     "postgres",
                     "async",
+                    "waiting",
                 ];
                 if let Some(t) = args
                     .config
@@ -193,6 +194,12 @@ fn main() -> Result<()> {
             for &e in &engines {
                 eprintln!("== {} async", e.name());
                 eventlite_benches::cases::asynchronous::asynchronous(&mut b, e)?;
+            }
+        }
+        if b.config.wants("waiting") {
+            for &e in &engines {
+                eprintln!("== {} waiting", e.name());
+                eventlite_benches::cases::waiting::waiting(&mut b, e)?;
             }
         }
         if b.config.wants("subscriptions") {

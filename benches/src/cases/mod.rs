@@ -9,4 +9,5 @@ pub mod postgres;
 pub mod reads;
 pub mod scale;
 pub mod subscriptions;
+pub mod waiting;
 pub mod writes;

@@ -143,6 +143,21 @@ fn reads(
 
 /// Every case of the table.
 pub fn postgres(b: &mut Bench) -> Result<()> {
+    {
+        // The `waiting` table's case, on the server.
+        let (with_schema, without_schema) = (Schema::new("parked"), Schema::new("none"));
+        let with = ours(&with_schema, Durability::Relaxed)?;
+        let without = ours(&without_schema, Durability::Relaxed)?;
+        let none: crate::Wait = Box::new(|| {});
+        let n = if b.config.quick { 300 } else { 3_000 };
+        crate::cases::waiting::parked_against_none(
+            b,
+            Engine::Postgres,
+            n,
+            (&with, &none),
+            (&without, &none),
+        )?;
+    }
     let quick = b.config.quick;
     let runs = b.config.runs;
     let singles: u64 = if quick { 200 } else { 2_000 };

@@ -14,6 +14,7 @@ use crate::cases::concurrent::{TABLE as CONCURRENT, bound_case};
 use crate::cases::cursor::DEEP_VS_FIRST;
 use crate::cases::reads::{CHECKED_CASES, CHECKS};
 use crate::cases::subscriptions::TABLE as SUBSCRIPTIONS;
+use crate::cases::waiting::{TABLE as WAITING, TARGET as WAITING_TARGET};
 use crate::harness::{Bench, Row};
 use crate::report::{fmt_num, unique};
 
@@ -75,6 +76,7 @@ pub fn checks(b: &Bench) -> Vec<Check> {
                     AGG_TARGETS,
                     MEMORY,
                     ASYNC,
+                    WAITING,
                 ]
                 .contains(&r.table.as_str())
             })
@@ -192,6 +194,18 @@ pub fn checks(b: &Bench) -> Vec<Check> {
                     ratio >= min,
                 );
             }
+        }
+        let (case, min) = WAITING_TARGET;
+        if let Some(ratio) = rows
+            .iter()
+            .find(|r| r.table == WAITING && r.case == case)
+            .and_then(|r| r.ratio)
+        {
+            push(
+                format!("waiting: {case}: ≥ {min}×"),
+                format!("{ratio:.2}×"),
+                ratio >= min,
+            );
         }
         for (case, min) in ASYNC_TARGETS {
             if let Some(ratio) = rows

@@ -25,6 +25,7 @@ pub mod snapshots;
 pub mod store_logic;
 pub mod streams;
 pub mod subscriptions;
+pub mod waiting;
 
 pub(crate) fn ev(cmd: &str) -> NewEvent {
     NewEvent::new(cmd)

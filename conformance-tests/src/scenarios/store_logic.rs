@@ -130,9 +130,132 @@ pub fn oversize_event_is_rejected<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()>
     Ok(())
 }
 
-/// A cmd, user, correlation id or stream name longer than `MAX_KEY_LEN` bytes is refused
-/// (the limit is on bytes, not characters), and a bulk holding one stores nothing; so is a
-/// snapshot or position name of that length.
+/// Malformed wait conditions are [`Error::InvalidCondition`] (an invalid event is
+/// [`Error::InvalidEvent`]), and nothing is parked or stored.
+pub fn bad_wait_conditions_park_nothing<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
+    use eventlite_core::{Cmp, Condition, WaitFor};
+    let f = ctx.fixture()?;
+    let bad_json = [
+        json!({}),
+        json!({ "all": [] }),
+        json!({ "all": [{ "pattern": "x", "corelationId": "typo" }] }),
+        json!({ "all": [{ "correlationId": "c" }] }),
+        json!({ "all": [{ "pattern": "" }] }),
+        json!({ "all": [{ "pattern": "x", "where": { "n": { "$gtt": 1 } } }] }),
+        json!({ "all": [{ "pattern": "x", "where": { "n": { "$gt": [1] } } }] }),
+        json!({ "all": [{ "pattern": "x", "where": [1] }] }),
+        json!({ "count": { "pattern": "x", "count": 0 } }),
+        json!({ "count": { "pattern": "x", "count": -1 } }),
+        json!({ "al": [{ "pattern": "x" }] }),
+        json!({ "any": { "pattern": "x" } }),
+        json!({ "all": [{ "pattern": "x" }], "timeout": "soon" }),
+        json!([{ "pattern": "x" }]),
+    ];
+    for bad in &bad_json {
+        let e = WaitFor::from_json(bad).err();
+        ensure!(
+            matches!(e, Some(Error::InvalidCondition(_))),
+            "{bad}: {e:?}"
+        );
+    }
+    let both = WaitFor::from_json(
+        &json!({ "count": { "pattern": "v", "count": 2 }, "all": [{ "pattern": "w" }] }),
+    )?;
+    ensure!(both.all_of().len() == 2, "{both:?}");
+    let go = || Condition::new("go");
+    f.clock.set(T0 + 10);
+    let refused = [
+        WaitFor::new(),
+        WaitFor::new().all([go()]).expires_at(T0),
+        WaitFor::new().all([go()]).expires_at(T0 + 10),
+        WaitFor::new()
+            .all([go()])
+            .timeout(std::time::Duration::ZERO),
+        WaitFor::new().any([go().field("n", Cmp::Lt, json!({ "a": 1 }))]),
+        WaitFor::new().any([go().field("", Cmp::Eq, 1)]),
+        WaitFor::new().sequence([go().correlation_id("")]),
+        WaitFor::new().all([go().at_least(0)]),
+        WaitFor::new().all([Condition::new("c".repeat(eventlite_core::MAX_KEY_LEN + 1))]),
+        WaitFor::new().all([go().correlation_id("r".repeat(eventlite_core::MAX_KEY_LEN + 1))]),
+    ];
+    for wait in refused {
+        let e = f.store_when(ev("e"), wait.clone()).err();
+        ensure!(
+            matches!(e, Some(Error::InvalidCondition(_))),
+            "{wait:?}: {e:?}"
+        );
+    }
+    for event in [
+        ev(""),
+        ev("e").data_json("{"),
+        ev("e").stream("s", ExpectedVersion::NoStream),
+    ] {
+        let e = f.store_when(event, WaitFor::new().all([go()])).err();
+        ensure!(matches!(e, Some(Error::InvalidEvent { .. })), "{e:?}");
+    }
+    let e = f
+        .store_when(ev("e").causation_id(7), WaitFor::new().all([go()]))
+        .err();
+    ensure!(matches!(e, Some(Error::UnknownCausation(7))), "{e:?}");
+    ensure!(f.waiting_in(None)?.is_empty() && f.last_id()? == 0);
+    // A stream without an expectation is fine: its version is given on release.
+    f.store_when(
+        ev("e").stream("s", ExpectedVersion::Any),
+        WaitFor::new().all([go()]),
+    )?;
+    let stored = f.store(
+        ev("go").correlation_id(f.waiting(1)?.map(|w| w.correlation_id).unwrap_or_default()),
+    )?;
+    let released = f
+        .get(stored.id + 1)?
+        .ok_or_else(|| anyhow::anyhow!("not released"))?;
+    ensure!(released.stream.as_deref() == Some("s") && released.stream_version == Some(1));
+    Ok(())
+}
+
+/// A record whose release fails (its event is over this handle's size limit) is reported by
+/// `check_waiting` and stays waiting; the records after it are released all the same.
+pub fn a_failing_waiting_record_does_not_hold_up_the_others<F: BackendFactory>(
+    ctx: &Ctx<F>,
+) -> Result<()> {
+    use eventlite_core::{Condition, WaitFor, WaitState};
+    let f = ctx.fixture()?;
+    let big = f.store_when(
+        ev("big").correlation_id("g").data(&"x".repeat(2_000)),
+        WaitFor::new().all([Condition::new("go")]),
+    )?;
+    let small = f.store_when(
+        ev("small").correlation_id("g"),
+        WaitFor::new().all([Condition::new("go")]),
+    )?;
+    let strict = EventStore::builder(ctx.factory.open(&f.location, ctx.profile)?)
+        .max_event_size(1_000)
+        .check_waiting_at_open(false)
+        .build();
+    let mut go = eventlite_core::spi::PendingEvent::new("go");
+    go.correlation_id = "g".into();
+    eventlite_core::spi::EventLog::append(strict.backend(), vec![go])?;
+    let check = strict.check_waiting()?;
+    ensure!(
+        check
+            .released
+            .iter()
+            .map(|e| e.cmd.as_str())
+            .collect::<Vec<_>>()
+            == ["small"]
+    );
+    ensure!(
+        check.failed.len() == 1 && check.failed[0].0 == Some(big.id),
+        "{check:?}"
+    );
+    ensure!(matches!(check.failed[0].1, Error::InvalidEvent { .. }));
+    ensure!(strict.waiting(big.id)?.map(|w| w.state) == Some(WaitState::Waiting));
+    ensure!(strict.waiting(small.id)?.map(|w| w.state) == Some(WaitState::Released));
+    // A handle that takes it releases it.
+    ensure!(f.check_waiting()?.released.iter().any(|e| e.cmd == "big"));
+    Ok(())
+}
+
 /// `check_event` refuses exactly what an append refuses, and stores nothing either way; a
 /// causation id is the caller's to know (an import checks it against its own file).
 pub fn check_event_refuses_what_an_append_refuses<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
@@ -163,6 +286,9 @@ pub fn check_event_refuses_what_an_append_refuses<F: BackendFactory>(ctx: &Ctx<F
     Ok(())
 }
 
+/// A cmd, user, correlation id or stream name longer than `MAX_KEY_LEN` bytes is refused
+/// (the limit is on bytes, not characters), and a bulk holding one stores nothing; so is a
+/// snapshot or position name of that length.
 pub fn overlong_keys_are_rejected<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
     let f = ctx.fixture()?;
     let at = "k".repeat(eventlite_core::MAX_KEY_LEN);

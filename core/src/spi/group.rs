@@ -32,12 +32,24 @@ struct Queue {
     /// Batches waiting for a commit, in arrival order, with their writers' tickets and
     /// threads (woken one by one when a group is done: the next leader first, then the
     /// group's writers).
-    waiting: Vec<(u64, Vec<PendingEvent>, Thread)>,
+    waiting: Vec<(u64, Vec<PendingEvent>, Option<Claim>, Thread)>,
     /// Whether a writer is committing a group now.
     leading: bool,
     next_ticket: u64,
     /// Outcomes for writers whose batch a leader committed.
     done: HashMap<u64, Result<Vec<Event>>>,
+}
+
+/// A batch that releases a parked event: it is stored only if the waiting record `id` is
+/// still open and not expired at `at`, and the same transaction closes the record as released
+/// (see [`WaitingStore::release_waiting`](crate::spi::WaitingStore::release_waiting)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim {
+    /// The waiting record.
+    pub id: u64,
+    /// The release's time (ms since the epoch): the record's `closed_at`, and what its expiry
+    /// is compared with.
+    pub at: i64,
 }
 
 /// One writer's batch in a group, as the engine's commit sees it.
@@ -46,6 +58,7 @@ pub struct GroupEntry {
     batch: Vec<PendingEvent>,
     len: usize,
     rejected: Option<Error>,
+    claim: Option<Claim>,
 }
 
 impl GroupEntry {
@@ -68,6 +81,31 @@ impl GroupEntry {
     pub fn is_rejected(&self) -> bool {
         self.rejected.is_some()
     }
+
+    /// The waiting record this batch releases, if it is a release: the engine stores the
+    /// batch only if the record is open (else [`reject_claim`](Self::reject_claim)s it), and
+    /// closes the record in the same transaction.
+    pub fn claim(&self) -> Option<Claim> {
+        self.claim
+    }
+
+    /// Rejects a release whose record was closed (or expired) before this transaction: the
+    /// writer learns that someone else released it, and nothing is stored.
+    pub fn reject_claim(&mut self) {
+        let id = self.claim.map_or(0, |c| c.id);
+        self.rejected = Some(Error::NotFound(format!(
+            "{CLOSED_CLAIM}{id} is no longer waiting"
+        )));
+    }
+}
+
+/// The start of the message of a [`GroupEntry::reject_claim`]ed release.
+pub(crate) const CLOSED_CLAIM: &str = "waiting record ";
+
+/// Whether `error` is a rejected release (see [`GroupEntry::reject_claim`]): the engine's
+/// `release_waiting` then answers `Ok(None)`.
+pub fn is_closed_claim(error: &Error) -> bool {
+    matches!(error, Error::NotFound(m) if m.starts_with(CLOSED_CLAIM) && m.ends_with("is no longer waiting"))
 }
 
 /// Hands the stored events of a group back to its writers: `events` holds, in order, the
@@ -136,15 +174,22 @@ pub fn number_group(
 ) -> Result<Vec<Numbered>> {
     let mut stored = stored;
     let mut versions = StreamVersions::new();
+    // A batch rejected before numbering (a release whose record closed) takes no versions.
     let checked: Vec<_> = entries
         .iter()
-        .map(|entry| versions.check_batch(entry.batch(), &mut stored))
+        .map(|entry| match entry.is_rejected() {
+            true => Ok(Vec::new()),
+            false => versions.check_batch(entry.batch(), &mut stored),
+        })
         .collect();
     drop(versions);
     let mut numbered = Vec::with_capacity(entries.len());
     let mut next = last + 1;
     for (i, outcome) in checked.into_iter().enumerate() {
         let len = entries[i].batch().len() as u64;
+        if entries[i].is_rejected() {
+            continue;
+        }
         match outcome {
             Ok(_) if next.saturating_add(len.saturating_sub(1)) > max_id => {
                 let left = max_id.saturating_sub(next - 1);
@@ -184,10 +229,37 @@ impl GroupCommit {
         batch: Vec<PendingEvent>,
         commit: impl FnOnce(&mut [GroupEntry]) -> Result<Vec<Result<Vec<Event>>>>,
     ) -> Result<Vec<Event>> {
+        self.append_claiming(batch, None, commit)
+    }
+
+    /// [`append`](Self::append) of a batch that releases the waiting record of `claim`: the
+    /// engine's commit sees the claim on its entry ([`GroupEntry::claim`]). A release whose
+    /// record was closed first answers `Ok(None)`.
+    pub fn release(
+        &self,
+        batch: Vec<PendingEvent>,
+        claim: Claim,
+        commit: impl FnOnce(&mut [GroupEntry]) -> Result<Vec<Result<Vec<Event>>>>,
+    ) -> Result<Option<Vec<Event>>> {
+        match self.append_claiming(batch, Some(claim), commit) {
+            Ok(events) => Ok(Some(events)),
+            Err(e) if is_closed_claim(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn append_claiming(
+        &self,
+        batch: Vec<PendingEvent>,
+        claim: Option<Claim>,
+        commit: impl FnOnce(&mut [GroupEntry]) -> Result<Vec<Result<Vec<Event>>>>,
+    ) -> Result<Vec<Event>> {
         let mut queue = self.lock();
         let ticket = queue.next_ticket;
         queue.next_ticket += 1;
-        queue.waiting.push((ticket, batch, std::thread::current()));
+        queue
+            .waiting
+            .push((ticket, batch, claim, std::thread::current()));
         loop {
             if let Some(outcome) = queue.done.remove(&ticket) {
                 return outcome;
@@ -207,13 +279,14 @@ impl GroupCommit {
         drop(queue);
         let mut tickets = Vec::with_capacity(group.len());
         let mut entries = Vec::with_capacity(group.len());
-        for (t, batch, thread) in group {
+        for (t, batch, claim, thread) in group {
             tickets.push((t, thread));
             let len = batch.len();
             entries.push(GroupEntry {
                 batch,
                 len,
                 rejected: None,
+                claim,
             });
         }
         let committed = catch_unwind(AssertUnwindSafe(|| commit(&mut entries)));
@@ -259,7 +332,7 @@ impl GroupCommit {
         let mut queue = self.lock();
         let mut threads = Vec::with_capacity(group.len() + 1);
         // The next leader first: its commit is what everyone waits for.
-        threads.extend(queue.waiting.first().map(|(_, _, t)| t.clone()));
+        threads.extend(queue.waiting.first().map(|(_, _, _, t)| t.clone()));
         for ((ticket, thread), outcome) in group.into_iter().zip(outcomes) {
             queue.done.insert(ticket, outcome);
             threads.push(thread);

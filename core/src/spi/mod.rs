@@ -22,14 +22,22 @@
 mod fields;
 pub mod files;
 mod group;
+mod hints;
 mod pending;
 pub mod planner;
 mod signal;
 mod streams;
 
-pub use crate::backend::{EventLog, Maintenance, Notifications, PositionStore, SnapshotStore};
+pub use crate::backend::{
+    EventLog, Maintenance, Notifications, PositionStore, SnapshotStore, WaitingStore,
+};
+pub use crate::wait::{NewWaiting, WaitKey, WaitingRecord, check_closing_state, keys_of};
 pub use fields::{EventFields, Text, row_checksum};
-pub use group::{GroupCommit, GroupEntry, Numbered, finish_group, group_events, number_group};
+pub use group::{
+    Claim, GroupCommit, GroupEntry, Numbered, finish_group, group_events, is_closed_claim,
+    number_group,
+};
+pub use hints::WaitHints;
 pub use pending::PendingEvent;
 pub use signal::{CommitListener, CommitSignal, Seen, Wakeup, Watcher};
 pub use streams::StreamVersions;

@@ -4,7 +4,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
-use eventlite_core::spi::{CommitSignal, PendingEvent};
+use eventlite_core::WaitState;
+use eventlite_core::spi::{
+    Claim, CommitSignal, NewWaiting, PendingEvent, WaitKey, WaitingRecord, WaitingStore,
+};
 use eventlite_core::{Event, Order};
 use eventlite_core::{
     EventStore, FailedEvent, Filter, IndexConfig, MemoryBackend, Position, Query, QueryPlan,
@@ -161,6 +164,35 @@ impl PositionStore for Watched {
     }
     fn clear_failures(&self, projection: &str) -> Result<u64> {
         self.inner.clear_failures(projection)
+    }
+}
+
+impl WaitingStore for Watched {
+    fn park(&self, record: NewWaiting) -> Result<u64> {
+        self.inner.park(record)
+    }
+    fn waiting_record(&self, id: u64) -> Result<Option<WaitingRecord>> {
+        self.inner.waiting_record(id)
+    }
+    fn waiting_on(&self, keys: &[WaitKey]) -> Result<Vec<WaitingRecord>> {
+        self.inner.waiting_on(keys)
+    }
+    fn list_waiting(
+        &self,
+        correlation_id: Option<&str>,
+        state: Option<WaitState>,
+    ) -> Result<Vec<WaitingRecord>> {
+        self.inner.list_waiting(correlation_id, state)
+    }
+    fn release_waiting(
+        &self,
+        batch: Vec<PendingEvent>,
+        claim: Claim,
+    ) -> Result<Option<Vec<Event>>> {
+        self.inner.release_waiting(batch, claim)
+    }
+    fn close_waiting(&self, id: u64, state: WaitState, at: i64) -> Result<bool> {
+        self.inner.close_waiting(id, state, at)
     }
 }
 
