@@ -412,6 +412,7 @@ macro_rules! store_logic_suite {
             check_event_refuses_what_an_append_refuses,
             bad_wait_conditions_park_nothing,
             a_failing_waiting_record_does_not_hold_up_the_others,
+            released_events_run_through_the_model,
             empty_bulk_is_rejected,
             correlation_generated_when_absent,
             correlation_inherited_from_causation,

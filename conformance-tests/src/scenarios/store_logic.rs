@@ -647,6 +647,41 @@ pub fn bulk_with_model_executes_in_order<F: BackendFactory>(ctx: &Ctx<F>) -> Res
     Ok(())
 }
 
+/// A parked event runs through the model when `store_when_with` stores it at once, and when
+/// `check_waiting_with` releases it; an event still waiting runs through nothing.
+pub fn released_events_run_through_the_model<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
+    use eventlite_core::{Condition, WaitFor};
+    let f = ctx.fixture()?;
+    let mut model = recording();
+    f.store(ev("ready").correlation_id("g"))?;
+    let (now, executed) = f.store_when_with(
+        ev("known").correlation_id("g"),
+        WaitFor::new().all([Condition::new("ready")]),
+        &mut model,
+        &mut Callbacks::new(),
+    )?;
+    ensure!(now.released.is_some() && executed.is_some_and(|e| e.result.is_ok()));
+    let (later, executed) = f.store_when_with(
+        ev("late").correlation_id("g"),
+        WaitFor::new().all([Condition::new("go")]),
+        &mut model,
+        &mut Callbacks::new(),
+    )?;
+    ensure!(later.released.is_none() && executed.is_none());
+    ensure!(model.handled == vec!["known"]);
+    let mut go = eventlite_core::spi::PendingEvent::new("go");
+    go.correlation_id = "g".into();
+    eventlite_core::spi::EventLog::append(f.backend(), vec![go])?;
+    let (check, executed) = f.check_waiting_with(&mut model, &mut Callbacks::new())?;
+    ensure!(check.released.len() == 1 && executed.len() == 1);
+    ensure!(
+        model.handled == vec!["known", "default:late"],
+        "{:?}",
+        model.handled
+    );
+    Ok(())
+}
+
 /// Hits and misses are counted; the hit rate follows.
 pub fn cache_counts_hits_and_misses<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
     let f = ctx.fixture()?;
