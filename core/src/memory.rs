@@ -365,6 +365,14 @@ impl WaitingStore for MemoryBackend {
             .cloned())
     }
 
+    fn waiting_for(&self, events: &[Event]) -> Result<Vec<WaitingRecord>> {
+        // Nothing waits in most stores: no keys to gather then.
+        if self.read().wait_keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.waiting_on(&crate::wait::keys_of(events))
+    }
+
     fn waiting_on(&self, keys: &[WaitKey]) -> Result<Vec<WaitingRecord>> {
         let state = self.read();
         if state.wait_keys.is_empty() {

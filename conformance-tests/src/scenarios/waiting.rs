@@ -304,6 +304,9 @@ pub fn waiting_records_are_found_by_their_keys<F: BackendFactory>(ctx: &Ctx<F>) 
     );
     let found = f.backend().waiting_on(&[key("y", "k7"), key("x", "k9")])?;
     ensure!(found.iter().map(|r| r.id).collect::<Vec<_>>() == [8, 10]);
+    // Releases close records themselves; a close is an expiry or a cancel.
+    let e = f.backend().close_waiting(8, WaitState::Released, T0).err();
+    ensure!(matches!(e, Some(Error::InvalidArgument(_))), "{e:?}");
     ensure!(f.cancel_waiting(8)?);
     ensure!(f.backend().waiting_on(&[key("y", "k7")])?.is_empty());
     ensure!(f.backend().list_waiting(Some("k7"), None)?.len() == 1);

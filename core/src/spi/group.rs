@@ -59,6 +59,8 @@ pub struct GroupEntry {
     len: usize,
     rejected: Option<Error>,
     claim: Option<Claim>,
+    /// A release whose record was no longer open: nothing stored, and no error either.
+    claim_closed: bool,
 }
 
 impl GroupEntry {
@@ -77,9 +79,9 @@ impl GroupEntry {
         self.rejected = Some(error);
     }
 
-    /// Whether the batch was rejected.
+    /// Whether the batch was rejected (or is a release of a record no longer open).
     pub fn is_rejected(&self) -> bool {
-        self.rejected.is_some()
+        self.rejected.is_some() || self.claim_closed
     }
 
     /// The waiting record this batch releases, if it is a release: the engine stores the
@@ -92,20 +94,8 @@ impl GroupEntry {
     /// Rejects a release whose record was closed (or expired) before this transaction: the
     /// writer learns that someone else released it, and nothing is stored.
     pub fn reject_claim(&mut self) {
-        let id = self.claim.map_or(0, |c| c.id);
-        self.rejected = Some(Error::NotFound(format!(
-            "{CLOSED_CLAIM}{id} is no longer waiting"
-        )));
+        self.claim_closed = true;
     }
-}
-
-/// The start of the message of a [`GroupEntry::reject_claim`]ed release.
-pub(crate) const CLOSED_CLAIM: &str = "waiting record ";
-
-/// Whether `error` is a rejected release (see [`GroupEntry::reject_claim`]): the engine's
-/// `release_waiting` then answers `Ok(None)`.
-pub fn is_closed_claim(error: &Error) -> bool {
-    matches!(error, Error::NotFound(m) if m.starts_with(CLOSED_CLAIM) && m.ends_with("is no longer waiting"))
 }
 
 /// Hands the stored events of a group back to its writers: `events` holds, in order, the
@@ -127,6 +117,8 @@ pub fn finish_group(entries: &mut [GroupEntry], mut events: Vec<Event>) -> Vec<R
     for (i, entry) in entries.iter_mut().enumerate().rev() {
         out.push(match entry.rejected.take() {
             Some(error) => Err(error),
+            // No events, which no stored release has: `GroupCommit::release` answers `None`.
+            None if entry.claim_closed => Ok(Vec::new()),
             None if Some(i) == first_accepted => Ok(std::mem::take(&mut events)),
             None => Ok(events.split_off(events.len().saturating_sub(entry.len))),
         });
@@ -241,11 +233,11 @@ impl GroupCommit {
         claim: Claim,
         commit: impl FnOnce(&mut [GroupEntry]) -> Result<Vec<Result<Vec<Event>>>>,
     ) -> Result<Option<Vec<Event>>> {
-        match self.append_claiming(batch, Some(claim), commit) {
-            Ok(events) => Ok(Some(events)),
-            Err(e) if is_closed_claim(&e) => Ok(None),
-            Err(e) => Err(e),
+        if batch.is_empty() {
+            return Err(Error::InvalidArgument("a release needs an event".into()));
         }
+        let events = self.append_claiming(batch, Some(claim), commit)?;
+        Ok((!events.is_empty()).then_some(events))
     }
 
     fn append_claiming(
@@ -287,6 +279,7 @@ impl GroupCommit {
                 len,
                 rejected: None,
                 claim,
+                claim_closed: false,
             });
         }
         let committed = catch_unwind(AssertUnwindSafe(|| commit(&mut entries)));

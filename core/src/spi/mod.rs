@@ -34,8 +34,7 @@ pub use crate::backend::{
 pub use crate::wait::{NewWaiting, WaitKey, WaitingRecord, check_closing_state, keys_of};
 pub use fields::{EventFields, Text, row_checksum};
 pub use group::{
-    Claim, GroupCommit, GroupEntry, Numbered, finish_group, group_events, is_closed_claim,
-    number_group,
+    Claim, GroupCommit, GroupEntry, Numbered, finish_group, group_events, number_group,
 };
 pub use hints::WaitHints;
 pub use pending::PendingEvent;
