@@ -3,7 +3,7 @@
 
 mod jsonl;
 
-pub use jsonl::{JsonlOptions, JsonlReport, SkippedLine, jsonl};
+pub use jsonl::{JsonlOptions, JsonlReport, SkippedLine, jsonl, jsonl_with};
 
 #[cfg(feature = "sqlite")]
 mod upstream;

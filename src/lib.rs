@@ -196,6 +196,10 @@ pub mod tokio {
 /// Bringing data over: JSON Lines, and the JavaScript EventLite Sourcing's SQLite file.
 pub mod import;
 
+pub mod convert;
+pub mod export;
+pub mod progress;
+
 /// The SQLite engine and its options.
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]

@@ -44,6 +44,9 @@ use eventlite_core::{
     Durability, Error, Event, FailedEvent, Filter, IndexConfig, IndexName, Position, Query,
     QueryPlan, Result, Snapshot,
 };
+/// The redb crate this engine is built on, for what EventLite does not wrap (compacting a
+/// closed file, say).
+pub use redb;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableHandle, WriteTransaction};
 
 pub use options::RedbOptions;
@@ -129,11 +132,45 @@ struct Relaxed {
     since: Option<Instant>,
 }
 
+/// An open redb file: read-write, or read-only (`RedbOptions::read_only`).
+enum Handle {
+    Write(redb::Database),
+    Read(redb::ReadOnlyDatabase),
+}
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Handle::Write(db) => f.debug_tuple("Write").field(db).finish(),
+            Handle::Read(_) => f.write_str("Read"),
+        }
+    }
+}
+
+impl Handle {
+    fn begin_read(&self) -> std::result::Result<redb::ReadTransaction, redb::TransactionError> {
+        match self {
+            Handle::Write(db) => db.begin_read(),
+            Handle::Read(db) => db.begin_read(),
+        }
+    }
+
+    fn begin_write(&self) -> std::result::Result<WriteTransaction, redb::TransactionError> {
+        match self {
+            Handle::Write(db) => db.begin_write(),
+            // `Shared::begin_write` refuses writes first; this only keeps the types whole.
+            Handle::Read(_) => Err(redb::TransactionError::Storage(redb::StorageError::Io(
+                std::io::Error::new(std::io::ErrorKind::PermissionDenied, "opened read-only"),
+            ))),
+        }
+    }
+}
+
 /// The database, and what became of it.
 #[derive(Debug)]
 struct Slot {
     /// `None` once closed, or while a reopen after an I/O error has not succeeded yet.
-    db: Option<redb::Database>,
+    db: Option<Handle>,
     /// Counts the reopens: a failure seen on an older database says nothing of this one.
     generation: u64,
     /// Why no reopen may happen: the handle was dropped, or an I/O error lost relaxed commits
@@ -201,7 +238,7 @@ impl Shared {
     /// recovers by itself once the cause is gone, as SQLite's does.
     fn begin<T>(
         &self,
-        begin: impl Fn(&redb::Database) -> std::result::Result<T, redb::TransactionError>,
+        begin: impl Fn(&Handle) -> std::result::Result<T, redb::TransactionError>,
     ) -> Result<T> {
         let attempt = || {
             let slot = self.slot();
@@ -242,7 +279,7 @@ impl Shared {
         if slot.generation != generation && slot.db.is_some() {
             return Ok(()); // Another caller reopened it meanwhile.
         }
-        if let Some(db) = &slot.db {
+        if let Some(Handle::Write(db)) = &slot.db {
             let probe = contain("checking the file", || {
                 let mut txn = db.begin_write().map_err(map_err)?;
                 txn.set_durability(redb::Durability::Immediate)
@@ -280,9 +317,14 @@ impl Shared {
         builder.set_cache_size(self.options.cache_size);
         // A failure leaves the slot empty: the next call tries again.
         let db = contain("reopening after an I/O error", || {
+            if self.options.read_only {
+                let db = builder.open_read_only(&self.path).map_err(map_open_err)?;
+                check_is_store(&db)?;
+                return Ok(Handle::Read(db));
+            }
             let db = builder.open(&self.path).map_err(map_open_err)?;
             check_is_store(&db)?;
-            Ok(db)
+            Ok(Handle::Write(db))
         })?;
         slot.db = Some(db);
         slot.generation += 1;
@@ -303,6 +345,12 @@ impl Shared {
     }
 
     fn begin_write(&self) -> Result<WriteTransaction> {
+        if self.options.read_only {
+            return Err(Error::read_only(format!(
+                "{}: the store was opened read-only",
+                self.path.display()
+            )));
+        }
         self.begin(|db| db.begin_write())
     }
 
@@ -500,8 +548,18 @@ impl RedbBackend {
     /// [`Error::NotAStore`] (or [`Error::Corrupt`] for a damaged redb file) before a byte is
     /// written. The file's indexes are made to match `options.indexes`: a newly enabled index
     /// is back-filled from the events in one transaction, a disabled one is deleted.
-    pub fn open(path: impl AsRef<Path>, options: RedbOptions) -> Result<Self> {
+    pub fn open(path: impl AsRef<Path>, mut options: RedbOptions) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
+        if options.read_only {
+            if !path.is_file() {
+                return Err(Error::NotFound(format!(
+                    "{}: no store (opened read-only, which makes none)",
+                    path.display()
+                )));
+            }
+            options.indexes_as_found = true;
+            return Self::open_file(path, options, false);
+        }
         create_or_find_store(&path, ENGINE, |temp| {
             // Built with an immediate commit and closed, so the file is complete on disk.
             let fresh = RedbOptions {
@@ -519,7 +577,22 @@ impl RedbBackend {
         builder.set_cache_size(options.cache_size);
         let db = contain("opening the file", || {
             if created {
-                builder.create(&path).map_err(map_open_err)
+                builder
+                    .create(&path)
+                    .map_err(map_open_err)
+                    .map(Handle::Write)
+            } else if options.read_only {
+                let db = builder.open_read_only(&path).map_err(|e| match e {
+                    redb::DatabaseError::RepairAborted => Error::read_only(format!(
+                        "{}: needs redb's repair after a crash, which writes; open it for \
+                         writing once first",
+                        path.display()
+                    ))
+                    .with_source(e),
+                    e => map_open_err(e),
+                })?;
+                check_is_store(&db)?;
+                Ok(Handle::Read(db))
             } else {
                 // Check the file through a read-only handle first: a read-write open may
                 // already write to it (redb updates its header), and a foreign file must be
@@ -547,7 +620,7 @@ impl RedbBackend {
                     std::mem::forget(db);
                     return Err(e);
                 }
-                Ok(db)
+                Ok(Handle::Write(db))
             }
         })?;
         if options.indexes_as_found && !created {
@@ -590,12 +663,16 @@ impl RedbBackend {
             group: GroupCommit::new(),
             open_keys: Mutex::default(),
         };
-        contain("preparing the store", || init(&backend.shared))?;
+        if !backend.shared.options.read_only {
+            contain("preparing the store", || init(&backend.shared))?;
+        }
         let open_keys = contain("reading the waiting records", || {
             waiting::load_open_keys(&backend.shared.begin_read()?)
         })?;
         backend.open_keys = Mutex::new(open_keys);
-        if backend.shared.options.durability == Durability::Relaxed {
+        if backend.shared.options.durability == Durability::Relaxed
+            && !backend.shared.options.read_only
+        {
             let (stop, rx) = channel();
             let for_thread = Arc::clone(&backend.shared);
             let handle = std::thread::Builder::new()
@@ -716,7 +793,7 @@ impl RedbBackend {
 
 /// The indexes an existing store's meta table records (`None` before its first open wrote
 /// them).
-fn stored_indexes(db: &redb::Database) -> Result<Option<IndexConfig>> {
+fn stored_indexes(db: &Handle) -> Result<Option<IndexConfig>> {
     let txn = db.begin_read().map_err(map_err)?;
     let meta = match txn.open_table(META) {
         Ok(meta) => meta,

@@ -44,6 +44,12 @@ pub struct RedbOptions {
     /// still gets `indexes`, but an existing redb file without EventLite's tables is refused
     /// with [`eventlite_core::Error::NotAStore`] instead of being made one.
     pub indexes_as_found: bool,
+    /// Open an existing store without writing to it (default off), through redb's read-only
+    /// handle: nothing is created, migrated or reconciled (its indexes are taken as found),
+    /// and every write is refused with [`eventlite_core::Error::ReadOnly`]. A missing store is
+    /// [`eventlite_core::Error::NotFound`]; a file that needs redb's repair (after a crash
+    /// while it was written) cannot be opened read-only, and the error says so.
+    pub read_only: bool,
 }
 
 impl Default for RedbOptions {
@@ -56,6 +62,7 @@ impl Default for RedbOptions {
             relaxed_max_delay: Duration::from_millis(100),
             verify_on_open: true,
             indexes_as_found: false,
+            read_only: false,
         }
     }
 }

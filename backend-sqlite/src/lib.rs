@@ -247,8 +247,18 @@ impl SqliteBackend {
     /// database, another format, an empty file, a directory) is refused with
     /// [`Error::NotAStore`] and left byte for byte as it was. The file's indexes are made to
     /// match `options.indexes`.
-    pub fn open(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self> {
+    pub fn open(path: impl AsRef<Path>, mut options: SqliteOptions) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
+        if options.read_only {
+            if !path.is_file() {
+                return Err(Error::NotFound(format!(
+                    "{}: no store (opened read-only, which makes none)",
+                    path.display()
+                )));
+            }
+            options.indexes_as_found = true;
+            return Self::open_file(path, options, false);
+        }
         create_or_find_store(&path, ENGINE, |temp| {
             let fresh = Self::open_file(temp.to_path_buf(), options.clone(), false)?;
             // Move the schema from the log into the file, which is all that gets linked.
@@ -274,13 +284,18 @@ impl SqliteBackend {
         }
         let writer = open_connection(&path, &options)?;
         check_is_store(&writer)?;
-        configure_writer(&writer, &options)?;
+        if options.read_only {
+            // The journal mode is the file's; setting one would write.
+            configure_cache(&writer, &options)?;
+        } else {
+            configure_writer(&writer, &options)?;
+        }
         // A store being made (the build of a new file) gets `indexes`; an existing file must
         // already be a store, since opening as found never makes one of someone's database.
         let found = options.indexes_as_found && has_queue(&writer)?;
         if found {
             options.indexes = actual_indexes(&writer)?;
-        } else if options.indexes_as_found && checkpoints {
+        } else if options.indexes_as_found && (checkpoints || options.read_only) {
             return Err(Error::not_a_store(format!(
                 "{}: no EventLite tables (opened with indexes_as_found, which makes no store)",
                 path.display()
@@ -296,6 +311,10 @@ impl SqliteBackend {
             hints: WaitHints::new(),
             watcher: Mutex::new(None),
         };
+        if backend.options.read_only {
+            backend.check_schema_version()?;
+            return Ok(backend);
+        }
         backend.init_schema()?;
         if !found {
             backend.sync_indexes()?;
@@ -389,26 +408,35 @@ impl SqliteBackend {
             )
             .optional()
             .map_err(map_err)?;
-        match version.map(|v| v.parse::<i64>()) {
-            None => {
-                tx.execute(
-                    "INSERT INTO eventlite_meta (key, value) VALUES ('format', ?1), \
-                     ('schema_version', ?2)",
-                    params![FORMAT, SCHEMA_VERSION.to_string()],
-                )
-                .map_err(map_err)?;
-            }
-            Some(Ok(v)) if v <= SCHEMA_VERSION => {}
-            Some(Ok(v)) => {
-                return Err(Error::not_a_store(format!(
-                    "schema version {v} is newer than this EventLite ({SCHEMA_VERSION})"
-                )));
-            }
-            Some(Err(e)) => {
-                return Err(Error::corrupt("unreadable schema version").with_source(e));
-            }
+        if !schema_version_known(version)? {
+            tx.execute(
+                "INSERT INTO eventlite_meta (key, value) VALUES ('format', ?1), \
+                 ('schema_version', ?2)",
+                params![FORMAT, SCHEMA_VERSION.to_string()],
+            )
+            .map_err(map_err)?;
         }
         tx.commit().map_err(map_err)
+    }
+
+    /// Refuses a file of a newer layout, reading only (what [`Self::init_schema`] checks
+    /// before it writes).
+    fn check_schema_version(&self) -> Result<()> {
+        let writer = self.writer();
+        let version: Option<String> = writer
+            .borrow_owner()
+            .query_row(
+                "SELECT value FROM eventlite_meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(map_err)?;
+        if schema_version_known(version)? {
+            Ok(())
+        } else {
+            Err(Error::not_a_store("no schema version"))
+        }
     }
 
     fn sync_indexes(&self) -> Result<()> {
@@ -432,6 +460,19 @@ impl SqliteBackend {
     }
 }
 
+/// Whether the file records a schema version (`false`: a store being made); one newer than
+/// ours, or unreadable, is refused.
+fn schema_version_known(version: Option<String>) -> Result<bool> {
+    match version.map(|v| v.parse::<i64>()) {
+        None => Ok(false),
+        Some(Ok(v)) if v <= SCHEMA_VERSION => Ok(true),
+        Some(Ok(v)) => Err(Error::not_a_store(format!(
+            "schema version {v} is newer than this EventLite ({SCHEMA_VERSION})"
+        ))),
+        Some(Err(e)) => Err(Error::corrupt("unreadable schema version").with_source(e)),
+    }
+}
+
 /// Refuses a store whose write-ahead log is damaged where SQLite would silently cut it.
 fn check_log(path: &Path) -> Result<()> {
     let log = wal::log_path(path);
@@ -447,9 +488,12 @@ fn check_log(path: &Path) -> Result<()> {
 }
 
 fn open_connection(path: &Path, options: &SqliteOptions) -> Result<Connection> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX
-        | OpenFlags::SQLITE_OPEN_URI;
+    let access = if options.read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+    };
+    let flags = access | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
     let conn = Connection::open_with_flags(path, flags).map_err(|e| match map_err(e) {
         Error::Backend { message, .. } if !path.exists() => {
             Error::NotFound(format!("{}: {message}", path.display()))

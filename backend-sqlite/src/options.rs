@@ -100,6 +100,13 @@ pub struct SqliteOptions {
     /// still gets `indexes`, but an existing database without EventLite's tables is refused
     /// with [`eventlite_core::Error::NotAStore`] instead of being made one.
     pub indexes_as_found: bool,
+    /// Open an existing store without writing to it (default off): the file is opened
+    /// read-only, nothing is created, migrated or reconciled (its indexes are taken as
+    /// found), no checkpoint runs, and every write is refused with
+    /// [`eventlite_core::Error::ReadOnly`]. A missing store is
+    /// [`eventlite_core::Error::NotFound`]. SQLite may still make the log's side files
+    /// (`-wal`, `-shm`) next to a store in WAL mode when they are missing, as any reader does.
+    pub read_only: bool,
 }
 
 impl Default for SqliteOptions {
@@ -115,6 +122,7 @@ impl Default for SqliteOptions {
             max_idle_readers: 4,
             indexes_as_found: false,
             truncate_damaged_log: false,
+            read_only: false,
         }
     }
 }

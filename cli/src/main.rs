@@ -26,8 +26,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use eventlite::{
-    AnyStore, Backend, Event, EventStore, ExpectedVersion, Filter, IndexConfig, NewEvent, Order,
-    Query, Start, StreamOptions, SubscribeOptions,
+    AnyStore, Backend, Event, EventStore, Filter, IndexConfig, Order, Query, Start, StreamOptions,
+    SubscribeOptions,
 };
 
 #[derive(Debug, Parser)]
@@ -36,9 +36,16 @@ struct Cli {
     /// The store's engine (recognised from the file when omitted).
     #[arg(long, global = true, value_enum)]
     engine: Option<EngineArg>,
-    /// How events are printed (a table on a terminal, JSON Lines otherwise).
+    /// How events and reports are printed (a table on a terminal, JSON Lines otherwise).
     #[arg(long, global = true, value_enum)]
     format: Option<Format>,
+    /// Open stores without writing to them: nothing is created, migrated or reconciled, and
+    /// the file is opened read-only (commands that write refuse to run).
+    #[arg(long, global = true)]
+    read_only: bool,
+    /// Draw no progress bars (they are drawn on standard error when it is a terminal).
+    #[arg(long, global = true)]
+    no_progress: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -51,7 +58,11 @@ enum EngineArg {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Format {
+    /// A table of text.
     Table,
+    /// One JSON value: an array of the events, or the report as one object.
+    Json,
+    /// One JSON object a line.
     Jsonl,
 }
 
@@ -169,6 +180,16 @@ enum Command {
         #[command(subcommand)]
         action: SnapshotsAction,
     },
+    /// The store's indexes (`show`), or makes them a profile's (`set`), building the ones it
+    /// adds from the events and dropping the others.
+    Indexes {
+        #[command(subcommand)]
+        action: IndexesAction,
+    },
+    /// Gives the space of deleted pages back to the file system (SQLite: `VACUUM`; redb: its
+    /// compaction). Nothing else may have the store open meanwhile (SQLite waits up to 5 s
+    /// for its writers).
+    Compact { store: PathBuf },
     /// A consistent copy of a store while its writers go on (SQLite: `VACUUM INTO`, in one
     /// read transaction; redb, which only one process opens at a time: a checked copy), then
     /// verifies the copy.
@@ -243,6 +264,62 @@ enum SnapshotsAction {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum IndexesAction {
+    /// Each index, whether the store has it, and the profile the store's indexes are.
+    Show { store: PathBuf },
+    /// Makes the store's indexes PROFILE's: `none`, `high-volume`, `balanced`,
+    /// `query-optimized` or `all`, or a list of index names (`cmd,user_datetime`).
+    Set { store: PathBuf, profile: String },
+}
+
+/// A named index profile: its name and what makes it.
+type Profile = (&'static str, fn() -> IndexConfig);
+
+/// The named index profiles, as `indexes set` takes them.
+const PROFILES: [Profile; 5] = [
+    ("none", IndexConfig::none),
+    ("high-volume", IndexConfig::high_volume),
+    ("balanced", IndexConfig::balanced),
+    ("query-optimized", IndexConfig::query_optimized),
+    ("all", IndexConfig::all),
+];
+
+/// A profile's name or a comma-separated list of index names, as an index configuration.
+fn parse_profile(text: &str) -> Result<IndexConfig> {
+    if let Some((_, config)) = PROFILES.iter().find(|(name, _)| *name == text) {
+        return Ok(config());
+    }
+    let names = text
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|n| {
+            eventlite::IndexName::parse(n).with_context(|| {
+                let known: Vec<&str> = eventlite::IndexName::ALL
+                    .iter()
+                    .map(|i| i.as_str())
+                    .collect();
+                let profiles: Vec<&str> = PROFILES.iter().map(|(p, _)| *p).collect();
+                format!(
+                    "{n:?} is neither a profile ({}) nor an index ({})",
+                    profiles.join(", "),
+                    known.join(", ")
+                )
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(IndexConfig::from_names(names))
+}
+
+/// The profile `config` is, if it is one.
+fn profile_of(config: &IndexConfig) -> Option<&'static str> {
+    PROFILES
+        .iter()
+        .find(|(_, make)| make() == *config)
+        .map(|(name, _)| *name)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum GraphKind {
     Text,
@@ -283,8 +360,19 @@ fn main() -> ExitCode {
     ExitCode::from(2)
 }
 
-/// Opens an existing store, never creating one and leaving its indexes as they are.
-fn open(path: &Path, engine: Option<EngineArg>) -> Result<AnyStore> {
+/// Opens an existing store, never creating one and leaving its indexes as they are; with
+/// `--read-only`, without writing to it at all.
+fn open(path: &Path, cli: &Cli) -> Result<AnyStore> {
+    open_with(path, cli.engine, cli.read_only, None)
+}
+
+/// Opens an existing store: read-only, or with `indexes` (made so) or else as found.
+fn open_with(
+    path: &Path,
+    engine: Option<EngineArg>,
+    read_only: bool,
+    indexes: Option<IndexConfig>,
+) -> Result<AnyStore> {
     if !path.is_file() {
         bail!("no store at {}", path.display());
     }
@@ -292,14 +380,18 @@ fn open(path: &Path, engine: Option<EngineArg>) -> Result<AnyStore> {
         EngineArg::Sqlite => Box::new(eventlite::sqlite::SqliteBackend::open(
             path,
             eventlite::sqlite::SqliteOptions {
-                indexes_as_found: true,
+                indexes_as_found: indexes.is_none(),
+                indexes: indexes.unwrap_or_default(),
+                read_only,
                 ..Default::default()
             },
         )?),
         EngineArg::Redb => Box::new(eventlite::redb::RedbBackend::open(
             path,
             eventlite::redb::RedbOptions {
-                indexes_as_found: true,
+                indexes_as_found: indexes.is_none(),
+                indexes: indexes.unwrap_or_default(),
+                read_only,
                 ..Default::default()
             },
         )?),
@@ -309,6 +401,15 @@ fn open(path: &Path, engine: Option<EngineArg>) -> Result<AnyStore> {
     Ok(EventStore::builder(backend)
         .check_waiting_at_open(false)
         .build())
+}
+
+/// Progress bars on standard error (when it is a terminal), or none when `hide`.
+fn bars(hide: bool) -> eventlite_cli::Bars {
+    if hide {
+        eventlite_cli::Bars::hidden()
+    } else {
+        eventlite_cli::Bars::stderr()
+    }
 }
 
 /// Removes the store at `path` and its side files: what a failed command created.
@@ -381,111 +482,10 @@ fn create(
 /// The store at `path`, created (empty) when there is none.
 fn open_or_create(path: &Path, engine: Option<EngineArg>) -> Result<AnyStore> {
     if path.exists() {
-        open(path, engine)
+        open_with(path, engine, false, None)
     } else {
         create(path, engine, None, None)
     }
-}
-
-/// The event `e` as an append to a new store writes it again: every field, its stream
-/// version expected exactly.
-fn copy_of(e: &Event) -> NewEvent {
-    let mut event = NewEvent::new(e.cmd.clone())
-        .version(e.version)
-        .recorded_at(e.datetime)
-        .user(e.user.clone())
-        .ip(e.ip.clone())
-        .data_json(e.data.clone())
-        .metadata_json(e.metadata.clone())
-        .correlation_id(e.correlation_id.clone());
-    if let Some(parent) = e.causation_id {
-        event = event.causation_id(parent);
-    }
-    if let (Some(stream), Some(v)) = (&e.stream, e.stream_version) {
-        event = event.stream(stream.clone(), ExpectedVersion::Exact(v.saturating_sub(1)));
-    }
-    event
-}
-
-/// Copies `src` into the empty `dst` and checks the copy; the number of events.
-fn convert(src: &AnyStore, dst: &AnyStore) -> Result<u64> {
-    let mut copied = 0u64;
-    let mut store = |part: &[Event]| -> Result<()> {
-        let stored = dst.store_bulk(part.iter().map(copy_of).collect())?;
-        if let Some((a, b)) = part.iter().zip(&stored).find(|(a, b)| a.id != b.id) {
-            bail!(
-                "event {} was stored as {}: the source's ids have gaps",
-                a.id,
-                b.id
-            );
-        }
-        copied += stored.len() as u64;
-        Ok(())
-    };
-    for batch in src.read_all(StreamOptions::new().batch_size(1_000))? {
-        let batch = batch?;
-        // An event caused by one of the same append needs its parent stored first: cut the
-        // batch before each such event.
-        let mut start = 0;
-        for (i, e) in batch.iter().enumerate() {
-            if i > start && e.causation_id.is_some_and(|p| p >= batch[start].id) {
-                store(&batch[start..i])?;
-                start = i;
-            }
-        }
-        store(&batch[start..])?;
-    }
-    for position in src.positions()? {
-        // Through the engine: the position's own time, not now.
-        dst.backend()
-            .save_position(&position.name, position.position, position.updated_at)?;
-    }
-    // Snapshots as they are, taken-at times included.
-    let mut snapshots = 0u64;
-    for name in src.snapshot_names()? {
-        for snapshot in src.list_snapshots(&name, u64::MAX, 0)? {
-            dst.backend().put_snapshot(snapshot)?;
-            snapshots += 1;
-        }
-    }
-    // The check: both logs, event by event, then the copy's own integrity.
-    let mut theirs = dst.read_all(StreamOptions::new().batch_size(1_000))?;
-    let mut compared = 0u64;
-    for batch in src.read_all(StreamOptions::new().batch_size(1_000))? {
-        let ours = theirs.next().transpose()?.unwrap_or_default();
-        let batch = batch?;
-        if ours != batch {
-            let first = batch
-                .iter()
-                .zip(&ours)
-                .find(|(a, b)| a != b)
-                .map_or(0, |(a, _)| a.id);
-            bail!("the copy differs from the source (first at event {first})");
-        }
-        compared += batch.len() as u64;
-    }
-    if compared != copied || theirs.next().is_some() {
-        bail!("the copy holds other events than the source");
-    }
-    if dst.positions()? != src.positions()? {
-        bail!("the copy's positions differ from the source's");
-    }
-    let mut compared_snapshots = 0u64;
-    for name in src.snapshot_names()? {
-        let ours = src.list_snapshots(&name, u64::MAX, 0)?;
-        if dst.list_snapshots(&name, u64::MAX, 0)? != ours {
-            bail!("the copy's snapshots of {name:?} differ from the source's");
-        }
-        compared_snapshots += ours.len() as u64;
-    }
-    if compared_snapshots != snapshots || dst.snapshot_names()? != src.snapshot_names()? {
-        bail!("the copy holds other snapshots than the source");
-    }
-    let report = dst.verify()?;
-    if !report.is_ok() {
-        bail!("the copy does not verify: {:?}", report.problems);
-    }
-    Ok(copied)
 }
 
 /// The engine of the file at `path`, from its first bytes.
@@ -544,9 +544,25 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Format::Jsonl
     });
     let mut out = std::io::BufWriter::new(stdout.lock());
+    let writes = match &cli.command {
+        Command::Import { .. } => Some("import"),
+        Command::Snapshots {
+            action: SnapshotsAction::Delete { .. },
+        } => Some("snapshots delete"),
+        Command::Indexes {
+            action: IndexesAction::Set { .. },
+        } => Some("indexes set"),
+        Command::Compact { .. } => Some("compact"),
+        _ => None,
+    };
+    if let Some(command) = writes
+        && cli.read_only
+    {
+        bail!("`{command}` writes to the store: run it without --read-only");
+    }
     match &cli.command {
         Command::Info { store: path } => {
-            let store = open(path, cli.engine)?;
+            let store = open(path, &cli)?;
             let last = store.last_id()?;
             let first = store.get(1)?;
             let newest = store.get(last)?;
@@ -557,6 +573,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .map(|n| n.to_string())
                 .collect();
             let positions = store.positions()?;
+            let mut snapshots = 0usize;
+            for name in store.snapshot_names()? {
+                snapshots += store.list_snapshots(&name, u64::MAX, 0)?.len();
+            }
             let size = std::fs::metadata(path)?.len();
             let events = store.count(&Filter::default())?;
             // Values as JSON; the table shows the same, as text.
@@ -570,14 +590,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ("last datetime", newest.map(|e| e.datetime).into()),
                 ("indexes", indexes.clone().into()),
                 ("positions", positions.len().into()),
+                ("snapshots", snapshots.into()),
             ];
             match format {
-                Format::Jsonl => {
+                Format::Json | Format::Jsonl => {
                     let object: serde_json::Map<String, serde_json::Value> = rows
                         .into_iter()
                         .map(|(k, v)| (k.replace(' ', "_"), v))
                         .collect();
-                    writeln!(out, "{}", serde_json::Value::Object(object))?;
+                    write_json(&mut out, format, &serde_json::Value::Object(object))?;
                 }
                 Format::Table => {
                     let mut table = comfy_table::Table::new();
@@ -595,7 +616,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Stats { store: path, top } => {
-            let store = open(path, cli.engine)?;
+            let store = open(path, &cli)?;
             let mut cmds: std::collections::HashMap<String, u64> = Default::default();
             let mut users: std::collections::HashMap<String, u64> = Default::default();
             let mut streams: std::collections::HashMap<String, u64> = Default::default();
@@ -633,7 +654,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 "top_streams": largest(&streams),
             });
             match format {
-                Format::Jsonl => writeln!(out, "{stats}")?,
+                Format::Json | Format::Jsonl => write_json(&mut out, format, &stats)?,
                 Format::Table => {
                     let mut table = comfy_table::Table::new();
                     for key in [
@@ -675,7 +696,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             correlation,
             kind,
         } => {
-            let store = open(store, cli.engine)?;
+            let store = open(store, &cli)?;
             let events = store.transaction(correlation)?;
             if events.is_empty() {
                 bail!("no events in correlation {correlation:?}");
@@ -744,6 +765,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if !file.is_file() {
                 bail!("no file {}", file.display());
             }
+            let mut bars = bars(cli.no_progress);
             let options = eventlite::import::JsonlOptions::new()
                 .batch(*batch)
                 .skip_errors(*skip_errors)
@@ -752,12 +774,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 // A dry run never creates the store: it checks against an empty one.
                 let empty =
                     EventStore::new(Box::new(eventlite::MemoryBackend::new()) as Box<dyn Backend>);
-                eventlite::import::jsonl(file, &empty, options)?
+                eventlite::import::jsonl_with(file, &empty, options, |p| bars.report(p))?
             } else {
                 import_into(store, cli.engine, |target| {
-                    eventlite::import::jsonl(file, target, options)
+                    eventlite::import::jsonl_with(file, target, options, |p| bars.report(p))
                 })?
             };
+            bars.finish();
             for s in &report.skipped {
                 writeln!(std::io::stderr(), "line {}: {}", s.line, s.reason)?;
             }
@@ -779,44 +802,46 @@ fn run(cli: Cli) -> Result<ExitCode> {
             )?;
         }
         Command::Convert { src, dst, to } => {
-            let source = open(src, cli.engine)?;
+            let source = open(src, &cli)?;
             let indexes = source.indexes()?;
             let copy = create(dst, *to, Some(indexes), COPY)?;
-            let copied = match convert(&source, &copy) {
-                Ok(n) => n,
+            let mut bars = bars(cli.no_progress);
+            let copied = match eventlite::convert::copy_with(&source, &copy, |p| bars.report(p)) {
+                Ok(report) => {
+                    bars.finish();
+                    report
+                }
                 Err(e) => {
                     // Half a copy is worse than none.
                     drop(copy);
                     remove_store(dst);
-                    return Err(e.context(format!("{} was removed", dst.display())));
+                    return Err(
+                        anyhow::Error::new(e).context(format!("{} was removed", dst.display()))
+                    );
                 }
             };
             writeln!(
                 out,
                 "{}",
                 serde_json::json!({
-                    "copied": copied,
+                    "copied": copied.events,
                     "from": engine_name(src, cli.engine),
                     "to": engine_name(dst, *to),
-                    "positions": copy.positions()?.len(),
-                    "snapshots": copy
-                        .snapshot_names()?
-                        .iter()
-                        .map(|n| copy.list_snapshots(n, u64::MAX, 0).map(|l| l.len()))
-                        .sum::<eventlite::Result<usize>>()?,
+                    "positions": copied.positions,
+                    "snapshots": copied.snapshots,
                     "verified": true,
                 })
             )?;
         }
         Command::Get { store, id } => {
-            let store = open(store, cli.engine)?;
+            let store = open(store, &cli)?;
             match store.get(*id)? {
                 Some(e) => print_events(&mut out, format, &[e])?,
                 None => bail!("no event {id}"),
             }
         }
         Command::Lineage { store, id } => {
-            let store = open(store, cli.engine)?;
+            let store = open(store, &cli)?;
             let Some(event) = store.get(*id)? else {
                 bail!("no event {id}");
             };
@@ -828,7 +853,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             print_events(&mut out, format, &chain)?;
         }
         Command::Tx { store, correlation } => {
-            let store = open(store, cli.engine)?;
+            let store = open(store, &cli)?;
             print_events(&mut out, format, &store.transaction(correlation)?)?;
         }
         Command::Query {
@@ -838,7 +863,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             limit,
             explain,
         } => {
-            let store = open(store, cli.engine)?;
+            let store = open(store, &cli)?;
             let order = match order {
                 OrderArg::Id => Order::IdAsc,
                 OrderArg::IdDesc => Order::IdDesc,
@@ -876,7 +901,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                      append while it is open"
                 );
             }
-            let store = open(store, cli.engine)?;
+            let store = open(store, &cli)?;
             let after = match from {
                 Some(id) => *id,
                 None => store.last_id()?.saturating_sub(10),
@@ -886,6 +911,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .filter(filter.filter())
                 .poll_interval(Duration::from_millis(100));
             let mut subscription = store.subscribe(options)?;
+            // A stream of events has no end to close an array at: one event a line.
+            let format = if format == Format::Json {
+                Format::Jsonl
+            } else {
+                format
+            };
             loop {
                 // Without -f, what is there now; with it, wait for more.
                 let wait = if *follow {
@@ -904,7 +935,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Verify { store, json } => {
-            let store = open(store, cli.engine)?;
+            let store = open(store, &cli)?;
             let report = store.verify()?;
             if *json {
                 let problems: Vec<serde_json::Value> = report
@@ -950,7 +981,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Snapshots { action } => match action {
             SnapshotsAction::List { store, name } => {
-                let store = open(store, cli.engine)?;
+                let store = open(store, &cli)?;
                 let rows: Vec<serde_json::Value> = match name {
                     None => store
                         .snapshot_names()?
@@ -976,6 +1007,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         .collect(),
                 };
                 match format {
+                    Format::Json => write_json(&mut out, format, &serde_json::Value::Array(rows))?,
                     Format::Jsonl => {
                         for row in rows {
                             writeln!(out, "{row}")?;
@@ -1006,7 +1038,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 name,
                 event_id,
             } => {
-                let store = open(store, cli.engine)?;
+                let store = open(store, &cli)?;
                 if !store.delete_snapshot(name, *event_id)? {
                     bail!("no snapshot of {name:?} at event {event_id}");
                 }
@@ -1036,13 +1068,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
                             .with_context(|| format!("copying into {}", dst.display()))?;
                     }
                     EngineArg::Redb => {
-                        let source = open(path, cli.engine)?;
+                        let source = open(path, &cli)?;
                         let indexes = source.indexes()?;
                         let copy = create(dst, Some(EngineArg::Redb), Some(indexes), COPY)?;
-                        convert(&source, &copy)?;
+                        let mut bars = bars(cli.no_progress);
+                        eventlite::convert::copy_with(&source, &copy, |p| bars.report(p))?;
+                        bars.finish();
                     }
                 }
-                let copy = open(dst, cli.engine)?;
+                let copy = open(dst, &cli)?;
                 let report = copy.verify()?;
                 if !report.is_ok() {
                     bail!("the backup does not verify: {:?}", report.problems);
@@ -1067,6 +1101,74 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 })
             )?;
         }
+        Command::Indexes { action } => {
+            let (path, wanted) = match action {
+                IndexesAction::Show { store } => (store, None),
+                IndexesAction::Set { store, profile } => (store, Some(parse_profile(profile)?)),
+            };
+            let before = open(path, &cli)?.indexes()?;
+            let after = match wanted {
+                // Opening with the profile builds and drops (in one transaction).
+                Some(config) => open_with(path, cli.engine, false, Some(config))?.indexes()?,
+                None => before,
+            };
+            let names = |c: &IndexConfig| -> Vec<String> {
+                c.enabled().iter().map(|n| n.to_string()).collect()
+            };
+            let report = serde_json::json!({
+                "indexes": names(&after),
+                "profile": profile_of(&after),
+                "added": names(&after).into_iter().filter(|n| !names(&before).contains(n)).collect::<Vec<_>>(),
+                "dropped": names(&before).into_iter().filter(|n| !names(&after).contains(n)).collect::<Vec<_>>(),
+            });
+            match format {
+                Format::Table => {
+                    let mut table = comfy_table::Table::new();
+                    table.set_header(vec!["index", "enabled"]);
+                    for name in eventlite::IndexName::ALL {
+                        let on = if after.is_enabled(name) { "yes" } else { "no" };
+                        table.add_row(vec![name.to_string(), on.to_owned()]);
+                    }
+                    writeln!(out, "{table}")?;
+                    writeln!(
+                        out,
+                        "profile: {}",
+                        profile_of(&after).unwrap_or("(none of the named ones)")
+                    )?;
+                }
+                Format::Json | Format::Jsonl => write_json(&mut out, format, &report)?,
+            }
+        }
+        Command::Compact { store: path } => {
+            // Checked as a store of ours first; then compacted through the engine itself.
+            drop(open(path, &cli)?);
+            let size = |p: &Path| std::fs::metadata(p).map(|m| m.len());
+            let before = size(path)?;
+            match detect_or(path, cli.engine)? {
+                EngineArg::Sqlite => {
+                    use eventlite::sqlite::rusqlite::Connection;
+                    let conn = Connection::open(path)
+                        .with_context(|| format!("opening {}", path.display()))?;
+                    conn.busy_timeout(Duration::from_secs(5))?;
+                    conn.execute_batch("VACUUM")
+                        .with_context(|| format!("compacting {}", path.display()))?;
+                    // VACUUM's pages go through the log: move them into the file.
+                    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+                }
+                EngineArg::Redb => {
+                    let mut db = eventlite::redb::redb::Database::open(path)
+                        .with_context(|| format!("opening {}", path.display()))?;
+                    db.compact()
+                        .with_context(|| format!("compacting {}", path.display()))?;
+                }
+            }
+            let after = size(path)?;
+            writeln!(
+                out,
+                "{}",
+                serde_json::json!({"compacted": path.display().to_string(), "bytes_before": before, "bytes_after": after})
+            )?;
+        }
         Command::Export {
             store,
             out: file,
@@ -1081,7 +1183,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     path.display()
                 );
             }
-            let store = open(store, cli.engine)?;
+            let store = open(store, &cli)?;
             let mut sink: Box<dyn Write> = match file {
                 Some(path) => Box::new(std::io::BufWriter::new(
                     std::fs::File::create(path)
@@ -1089,51 +1191,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 )),
                 None => Box::new(&mut out),
             };
-            if *csv {
-                writeln!(
-                    sink,
-                    "id,version,datetime,user,ip,cmd,data,correlation_id,causation_id,metadata"
-                )?;
-            }
-            for batch in store.read_all(StreamOptions::new().filter(filter.filter()))? {
-                for event in batch? {
-                    if *csv {
-                        writeln!(sink, "{}", csv_row(&event))?;
-                        continue;
-                    }
-                    writeln!(sink, "{}", export_line(&event)?)?;
-                }
-            }
+            let format = if *csv {
+                eventlite::export::Format::Csv
+            } else {
+                eventlite::export::Format::Jsonl
+            };
+            // Not over events printed on the same terminal.
+            let mut bars =
+                bars(cli.no_progress || (file.is_none() && std::io::stdout().is_terminal()));
+            eventlite::export::write_with(&store, filter.filter(), format, &mut sink, |p| {
+                bars.report(p)
+            })?;
+            bars.finish();
             sink.flush()?;
         }
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// An event as a CSV row (RFC 4180): fields with a comma, a quote or a line break quoted, quotes
-/// doubled.
-fn csv_row(e: &Event) -> String {
-    fn field(s: &str) -> String {
-        if s.contains([',', '"', '\n', '\r']) {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        } else {
-            s.to_owned()
-        }
-    }
-    [
-        e.id.to_string(),
-        e.version.to_string(),
-        e.datetime.to_string(),
-        field(&e.user),
-        field(&e.ip),
-        field(&e.cmd),
-        field(&e.data),
-        field(&e.correlation_id),
-        e.causation_id.map(|c| c.to_string()).unwrap_or_default(),
-        field(&e.metadata),
-    ]
-    .join(",")
 }
 
 /// A correlation's causation tree in Graphviz's language: a node per event (id, cmd, user),
@@ -1173,49 +1247,6 @@ fn dot(correlation: &str, events: &[Event]) -> String {
     text
 }
 
-/// An event as `export` writes it: upstream's fields, `data` and `metadata` as the JSON text
-/// stored (byte for byte: key order and numbers as they are), and ours (`stream`,
-/// `stream_version`) only where there is a stream, so that files without streams stay exactly
-/// upstream's and streams survive a round trip.
-fn export_line(e: &Event) -> Result<String> {
-    use serde_json::value::RawValue;
-    #[derive(serde::Serialize)]
-    struct Line<'a> {
-        id: u64,
-        version: u32,
-        datetime: i64,
-        user: &'a str,
-        ip: &'a str,
-        cmd: &'a str,
-        data: &'a RawValue,
-        correlation_id: &'a str,
-        causation_id: Option<u64>,
-        metadata: &'a RawValue,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        stream: Option<&'a str>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        stream_version: Option<u64>,
-    }
-    let raw = |what: &str, text: &str| -> Result<Box<RawValue>> {
-        RawValue::from_string(text.to_owned()).with_context(|| format!("{what} of event {}", e.id))
-    };
-    let (data, metadata) = (raw("data", &e.data)?, raw("metadata", &e.metadata)?);
-    Ok(serde_json::to_string(&Line {
-        id: e.id,
-        version: e.version,
-        datetime: e.datetime,
-        user: &e.user,
-        ip: &e.ip,
-        cmd: &e.cmd,
-        data: &data,
-        correlation_id: &e.correlation_id,
-        causation_id: e.causation_id,
-        metadata: &metadata,
-        stream: e.stream.as_deref(),
-        stream_version: e.stream_version,
-    })?)
-}
-
 /// An event with upstream's field names, `data` and `metadata` as JSON values.
 fn upstream_json(e: &Event) -> Result<serde_json::Value> {
     Ok(serde_json::json!({
@@ -1234,16 +1265,34 @@ fn upstream_json(e: &Event) -> Result<serde_json::Value> {
     }))
 }
 
+/// One JSON value: indented for `--format json`, on one line for JSON Lines.
+fn write_json(out: &mut impl Write, format: Format, value: &serde_json::Value) -> Result<()> {
+    if format == Format::Json {
+        serde_json::to_writer_pretty(&mut *out, value)?;
+        writeln!(out)?;
+    } else {
+        writeln!(out, "{value}")?;
+    }
+    Ok(())
+}
+
 fn print_events(out: &mut impl Write, format: Format, events: &[Event]) -> Result<()> {
+    let json = |e: &Event| -> Result<serde_json::Value> {
+        let mut json = upstream_json(e)?;
+        if let Some(object) = json.as_object_mut() {
+            object.insert("stream".into(), serde_json::json!(e.stream));
+            object.insert("stream_version".into(), serde_json::json!(e.stream_version));
+        }
+        Ok(json)
+    };
     match format {
+        Format::Json => {
+            let all = events.iter().map(json).collect::<Result<Vec<_>>>()?;
+            write_json(out, format, &serde_json::Value::Array(all))?;
+        }
         Format::Jsonl => {
             for e in events {
-                let mut json = upstream_json(e)?;
-                if let Some(object) = json.as_object_mut() {
-                    object.insert("stream".into(), serde_json::json!(e.stream));
-                    object.insert("stream_version".into(), serde_json::json!(e.stream_version));
-                }
-                writeln!(out, "{json}")?;
+                writeln!(out, "{}", json(e)?)?;
             }
         }
         Format::Table => {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use assert_cmd::cargo::cargo_bin;
 use eventlite::{ExpectedVersion, IndexConfig, NewEvent};
 use serde_json::Value;
@@ -660,5 +660,150 @@ fn backup_copies_a_store_while_it_is_written() -> Result<()> {
         let again = eventlite(&["backup", p(&src), p(&dst)]);
         assert_eq!(again.status.code(), Some(2), "the copy must be new");
     }
+    Ok(())
+}
+
+#[test]
+fn read_only_reads_every_engine_without_writing_and_refuses_writes() -> Result<()> {
+    for engine in ENGINES {
+        let dir = tempfile::tempdir()?;
+        let path = make_store(dir.path(), engine, IndexConfig::balanced())?;
+        let store = p(&path);
+        let before = std::fs::read(&path)?;
+        for args in [
+            vec!["--read-only", "info", store],
+            vec!["--read-only", "query", store, "--cmd", "paid"],
+            vec!["--read-only", "verify", store],
+            vec!["--read-only", "export", store],
+            vec!["--read-only", "indexes", "show", store],
+        ] {
+            let out = eventlite(&args);
+            ensure!(out.status.success(), "{engine} {args:?}: {out:?}");
+        }
+        let query = eventlite(&["--read-only", "query", store, "--cmd", "paid"]);
+        ensure!(ids(&lines(&query)?) == vec![2], "{engine}: {query:?}");
+        ensure!(
+            std::fs::read(&path)? == before,
+            "{engine}: the file changed"
+        );
+        // Commands that write say so, and write nothing.
+        for args in [
+            vec!["--read-only", "snapshots", "delete", store, "x", "1"],
+            vec!["--read-only", "indexes", "set", store, "all"],
+            vec!["--read-only", "compact", store],
+        ] {
+            let err = fails_cleanly(&args)?;
+            ensure!(err.contains("without --read-only"), "{err}");
+        }
+        ensure!(
+            std::fs::read(&path)? == before,
+            "{engine}: the file changed"
+        );
+        let missing = dir.path().join("missing.db");
+        fails_cleanly(&["--read-only", "info", p(&missing)])?;
+        ensure!(!missing.exists());
+    }
+    Ok(())
+}
+
+#[test]
+fn indexes_show_and_set_a_profile_on_every_engine() -> Result<()> {
+    for engine in ENGINES {
+        let dir = tempfile::tempdir()?;
+        let path = make_store(dir.path(), engine, IndexConfig::none())?;
+        let store = p(&path);
+        let shown = lines(&eventlite(&["indexes", "show", store]))?;
+        ensure!(shown[0]["indexes"] == serde_json::json!([]), "{shown:?}");
+        ensure!(shown[0]["profile"] == "none", "{shown:?}");
+
+        let set = eventlite(&["indexes", "set", store, "query-optimized"]);
+        ensure!(set.status.success(), "{set:?}");
+        let expected: Vec<String> = IndexConfig::query_optimized()
+            .enabled()
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        let report = lines(&set)?;
+        ensure!(
+            report[0]["indexes"] == serde_json::json!(expected),
+            "{report:?}"
+        );
+        ensure!(report[0]["added"] == serde_json::json!(expected));
+        // Kept by the file: a later look (which reconciles nothing) sees it, and the engine's
+        // check finds every index in step with the events.
+        let info = lines(&eventlite(&["info", store]))?;
+        ensure!(
+            info[0]["indexes"] == serde_json::json!(expected),
+            "{info:?}"
+        );
+        ensure!(eventlite(&["verify", store]).status.success());
+
+        // A list of names; dropping the rest.
+        let set = lines(&eventlite(&["indexes", "set", store, "cmd, user"]))?;
+        ensure!(
+            set[0]["indexes"] == serde_json::json!(["cmd", "user"]),
+            "{set:?}"
+        );
+        ensure!(set[0]["profile"].is_null());
+        ensure!(eventlite(&["verify", store]).status.success());
+        let err = fails_cleanly(&["indexes", "set", store, "fastest"])?;
+        ensure!(err.contains("neither a profile"), "{err}");
+        ensure!(
+            lines(&eventlite(&["info", store]))?[0]["indexes"]
+                == serde_json::json!(["cmd", "user"])
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn compact_gives_deleted_space_back_and_keeps_every_event() -> Result<()> {
+    for engine in ENGINES {
+        let dir = tempfile::tempdir()?;
+        let path = make_store(dir.path(), engine, IndexConfig::default())?;
+        let events = events_of(&path)?;
+        {
+            let store = engine.parse::<eventlite::Engine>()?.open(&path)?;
+            // 4 MB of snapshots, then deleted: pages the file keeps until compacted.
+            for i in 1..=4u64 {
+                store.backend().put_snapshot(eventlite::Snapshot {
+                    name: "big".into(),
+                    event_id: i,
+                    state: vec![b'x'; 1 << 20],
+                    metadata: "{}".into(),
+                    created_at: 0,
+                })?;
+            }
+            for i in 1..=4u64 {
+                ensure!(store.delete_snapshot("big", i)?);
+            }
+        }
+        let out = eventlite(&["compact", p(&path)]);
+        ensure!(out.status.success(), "{engine}: {out:?}");
+        let report = lines(&out)?;
+        let (before, after) = (
+            report[0]["bytes_before"].as_u64().unwrap_or(0),
+            report[0]["bytes_after"].as_u64().unwrap_or(u64::MAX),
+        );
+        ensure!(after < before, "{engine}: {report:?}");
+        ensure!(events_of(&path)? == events, "{engine}");
+        ensure!(eventlite(&["verify", p(&path)]).status.success());
+    }
+    Ok(())
+}
+
+#[test]
+fn format_json_is_one_value() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = make_store(dir.path(), "sqlite", IndexConfig::default())?;
+    let out = eventlite(&["--format", "json", "query", p(&path), "--user", "ada"]);
+    let all: Value = serde_json::from_slice(&out.stdout)?;
+    ensure!(
+        ids(all.as_array().context("an array")?) == vec![1, 2],
+        "{all}"
+    );
+    let info: Value =
+        serde_json::from_slice(&eventlite(&["--format", "json", "info", p(&path)]).stdout)?;
+    ensure!(info["events"] == 6 && info["snapshots"] == 0, "{info}");
     Ok(())
 }

@@ -6,6 +6,8 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use eventlite_core::{Backend, Error, EventStore, ExpectedVersion, Filter, NewEvent, Result};
+
+use crate::progress::{Progress, Step};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -153,21 +155,24 @@ impl Line {
     }
 }
 
-/// Reads `path` line by line: (line number, its text, or why it is not text) for every line
-/// that is not blank. A byte-order mark before the first line is dropped.
-fn lines(
-    path: &Path,
-) -> Result<impl Iterator<Item = Result<(u64, std::result::Result<String, String>)>>> {
+/// One line of the file: its number, the bytes read up to its end, and its text or why it is
+/// not text.
+type NumberedLine = (u64, u64, std::result::Result<String, String>);
+
+/// Reads `path` line by line, every line that is not blank. A byte-order mark before the first
+/// line is dropped.
+fn lines(path: &Path) -> Result<impl Iterator<Item = Result<NumberedLine>>> {
     let file = std::fs::File::open(path)
         .map_err(|e| Error::InvalidArgument(format!("cannot read {}: {e}", path.display())))?;
     let mut reader = BufReader::new(file);
     let mut number = 0u64;
+    let mut offset = 0u64;
     Ok(std::iter::from_fn(move || {
         loop {
             let mut bytes = Vec::new();
             match reader.read_until(b'\n', &mut bytes) {
                 Ok(0) => return None,
-                Ok(_) => {}
+                Ok(n) => offset += n as u64,
                 Err(e) => {
                     return Some(Err(Error::InvalidArgument(format!(
                         "reading line {}: {e}",
@@ -184,7 +189,7 @@ fn lines(
                 Ok(t) => Ok(t),
                 Err(_) => Err("not UTF-8 text".to_owned()),
             };
-            return Some(Ok((number, text)));
+            return Some(Ok((number, offset, text)));
         }
     }))
 }
@@ -221,10 +226,26 @@ pub fn jsonl<B: Backend>(
     store: &EventStore<B>,
     options: JsonlOptions,
 ) -> Result<JsonlReport> {
+    jsonl_with(path, store, options, |_| {})
+}
+
+/// [`jsonl`], reporting its progress to `progress`: [`Step::Checking`] then
+/// [`Step::Importing`] (only the first for a dry run), each in bytes of the file, at most once
+/// per batch of lines.
+pub fn jsonl_with<B: Backend>(
+    path: impl AsRef<Path>,
+    store: &EventStore<B>,
+    options: JsonlOptions,
+    mut progress: impl FnMut(Progress),
+) -> Result<JsonlReport> {
     let path = path.as_ref();
     if options.batch == 0 {
         return Err(Error::InvalidArgument("batch must be at least 1".into()));
     }
+    // The size now; a file that grows meanwhile ends its bar past the end, nothing worse.
+    let total = std::fs::metadata(path).ok().map(|m| m.len());
+    let mut report_at = |step: Step, done: u64| progress(Progress::new(step, done, total));
+    let every = options.batch as u64;
     // First pass: check every line. The ids of the good lines stand in for their stored ids.
     let mut check = Check {
         store,
@@ -239,8 +260,13 @@ pub fn jsonl<B: Backend>(
     // Whether the k-th good line has the id the k-th stored event will have.
     let mut ids_kept = true;
     let mut count = 0u64;
+    let mut read = 0u64;
     for item in lines(path)? {
-        let (number, text) = item?;
+        let (number, offset, text) = item?;
+        read = offset;
+        if number % every == 0 {
+            report_at(Step::Checking, offset);
+        }
         let checked = match text {
             Ok(text) => check.line(&text)?,
             Err(reason) => Err((None, reason)),
@@ -266,6 +292,7 @@ pub fn jsonl<B: Backend>(
             }
         }
     }
+    report_at(Step::Checking, total.unwrap_or(read));
     let mut report = JsonlReport {
         imported: 0,
         ids_kept: ids_kept && skipped.is_empty(),
@@ -281,7 +308,8 @@ pub fn jsonl<B: Backend>(
     let mut pending: Vec<(Option<u64>, NewEvent)> = Vec::with_capacity(options.batch.min(1_024));
     let mut pending_ids: HashSet<u64> = HashSet::new();
     for item in lines(path)? {
-        let (number, text) = item?;
+        let (number, offset, text) = item?;
+        read = offset;
         if !good.contains(&number) {
             continue;
         }
@@ -304,8 +332,12 @@ pub fn jsonl<B: Backend>(
             flush(store, &mut pending, &mut stored, &mut report)?;
             pending_ids.clear();
         }
+        if number % every == 0 {
+            report_at(Step::Importing, offset);
+        }
     }
     flush(store, &mut pending, &mut stored, &mut report)?;
+    report_at(Step::Importing, total.unwrap_or(read));
     Ok(report)
 }
 
