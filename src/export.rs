@@ -4,7 +4,6 @@
 use std::io::Write;
 
 use eventlite_core::{Backend, Error, Event, EventStore, Filter, Result, StreamOptions};
-use serde_json::value::RawValue;
 
 use crate::progress::{Progress, Step};
 
@@ -97,50 +96,65 @@ pub fn write_with<B: Backend>(
     Ok(written)
 }
 
-/// `e` as a JSON Lines line (without its line break), appended to `out`.
+/// `e` as a JSON Lines line (without its line break), appended to `out`: the fields in
+/// upstream's order, as serde_json writes them, with `data` and `metadata` as stored. Stored
+/// JSON was checked when it was appended (and its checksum on reading), so it goes out as it
+/// is, not parsed again; only a line break in it (JSON that was stored indented) is taken out,
+/// since a line of JSON Lines cannot hold one.
 fn jsonl_line(e: &Event, out: &mut Vec<u8>) -> Result<()> {
-    #[derive(serde::Serialize)]
-    struct Line<'a> {
-        id: u64,
-        version: u32,
-        datetime: i64,
-        user: &'a str,
-        ip: &'a str,
-        cmd: &'a str,
-        data: &'a RawValue,
-        correlation_id: &'a str,
-        causation_id: Option<u64>,
-        metadata: &'a RawValue,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        stream: Option<&'a str>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        stream_version: Option<u64>,
-    }
-    // Stored text is checked JSON; text that is not is a damaged store, named by its event.
-    let raw = |what: &str, text: &str| -> Result<Box<RawValue>> {
-        RawValue::from_string(text.to_owned()).map_err(|err| {
-            Error::corrupt(format!("{what} of event {} is not JSON", e.id)).with_source(err)
-        })
+    let text = |out: &mut Vec<u8>, s: &str| {
+        serde_json::to_writer(&mut *out, s)
+            .map_err(|err| Error::encode(format!("event {} as JSON", e.id)).with_source(err))
     };
-    let (data, metadata) = (raw("data", &e.data)?, raw("metadata", &e.metadata)?);
-    serde_json::to_writer(
-        &mut *out,
-        &Line {
-            id: e.id,
-            version: e.version,
-            datetime: e.datetime,
-            user: &e.user,
-            ip: &e.ip,
-            cmd: &e.cmd,
-            data: &data,
-            correlation_id: &e.correlation_id,
-            causation_id: e.causation_id,
-            metadata: &metadata,
-            stream: e.stream.as_deref(),
-            stream_version: e.stream_version,
-        },
-    )
-    .map_err(|err| Error::encode(format!("event {} as JSON", e.id)).with_source(err))
+    out.extend_from_slice(b"{\"id\":");
+    number(out, e.id);
+    out.extend_from_slice(b",\"version\":");
+    number(out, e.version);
+    out.extend_from_slice(b",\"datetime\":");
+    number(out, e.datetime);
+    out.extend_from_slice(b",\"user\":");
+    text(out, &e.user)?;
+    out.extend_from_slice(b",\"ip\":");
+    text(out, &e.ip)?;
+    out.extend_from_slice(b",\"cmd\":");
+    text(out, &e.cmd)?;
+    out.extend_from_slice(b",\"data\":");
+    one_line(out, &e.data);
+    out.extend_from_slice(b",\"correlation_id\":");
+    text(out, &e.correlation_id)?;
+    out.extend_from_slice(b",\"causation_id\":");
+    match e.causation_id {
+        Some(c) => number(out, c),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"metadata\":");
+    one_line(out, &e.metadata);
+    if let Some(stream) = &e.stream {
+        out.extend_from_slice(b",\"stream\":");
+        text(out, stream)?;
+    }
+    if let Some(version) = e.stream_version {
+        out.extend_from_slice(b",\"stream_version\":");
+        number(out, version);
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+/// Appends `n` in decimal to `out` (as serde_json writes numbers: without `fmt`'s machinery).
+fn number(out: &mut Vec<u8>, n: impl serde::Serialize) {
+    // Writing a number to a Vec cannot fail.
+    let _ = serde_json::to_writer(out, &n);
+}
+
+/// Appends the JSON text `json` to `out` with its line breaks taken out: those outside strings
+/// are whitespace, and JSON strings cannot hold a raw one.
+fn one_line(out: &mut Vec<u8>, json: &str) {
+    if !json.contains(['\n', '\r']) {
+        out.extend_from_slice(json.as_bytes());
+        return;
+    }
+    out.extend(json.bytes().filter(|b| *b != b'\n' && *b != b'\r'));
 }
 
 /// `e` as a CSV row (without its line break), appended to `out`: fields with a comma, a quote
@@ -155,22 +169,18 @@ fn csv_row(e: &Event, out: &mut Vec<u8>) {
             out.extend_from_slice(s.as_bytes());
         }
     }
-    let number = |out: &mut Vec<u8>, n: &dyn std::fmt::Display| {
-        // Writing to a Vec cannot fail.
-        let _ = write!(out, "{n}");
-    };
-    number(out, &e.id);
+    number(out, e.id);
     out.push(b',');
-    number(out, &e.version);
+    number(out, e.version);
     out.push(b',');
-    number(out, &e.datetime);
+    number(out, e.datetime);
     for text in [&e.user, &e.ip, &e.cmd, &e.data, &e.correlation_id] {
         out.push(b',');
         field(out, text);
     }
     out.push(b',');
     if let Some(c) = e.causation_id {
-        number(out, &c);
+        number(out, c);
     }
     out.push(b',');
     field(out, &e.metadata);

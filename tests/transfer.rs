@@ -208,3 +208,33 @@ fn convert_copies_every_engine_into_every_other_and_checks_the_copy() -> anyhow:
     }
     Ok(())
 }
+
+#[test]
+fn json_stored_indented_exports_on_one_line() -> anyhow::Result<()> {
+    use eventlite::export::{Format, write};
+    for (name, file, open) in engines() {
+        let dir = tempfile::tempdir()?;
+        let store = open(&dir.path().join(file), false)?;
+        store.store(
+            NewEvent::new("indented").data_json("{\n  \"a\": [1,\r\n 2],\n  \"s\": \"x\\ny\"\n}"),
+        )?;
+        store.store(NewEvent::new("flat").metadata_json("{\"k\":\n1}"))?;
+        let mut out = Vec::new();
+        assert_eq!(
+            write(&store, Filter::default(), Format::Jsonl, &mut out)?,
+            2
+        );
+        let text = String::from_utf8(out)?;
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()?;
+        assert_eq!(lines.len(), 2, "{name}: {text}");
+        assert_eq!(
+            lines[0]["data"],
+            serde_json::json!({"a": [1, 2], "s": "x\ny"})
+        );
+        assert_eq!(lines[1]["metadata"], serde_json::json!({"k": 1}));
+    }
+    Ok(())
+}

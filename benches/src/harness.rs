@@ -207,9 +207,33 @@ pub(crate) const SLICES: usize = 20;
 pub(crate) fn interleaved(
     slices: usize,
     run: usize,
+    ours: impl FnMut(usize) -> Result<()>,
+    raw: impl FnMut(usize) -> Result<()>,
+    settle: impl FnMut() -> Result<()>,
+) -> Result<(f64, f64)> {
+    interleave(slices, run, ours, raw, settle, false)
+}
+
+/// [`interleaved`] for two sides that both start background work (both are our stores):
+/// `settle()` runs after every turn, off the clock, so that neither side's work runs into the
+/// other's turn.
+pub(crate) fn interleaved_settling_both(
+    slices: usize,
+    run: usize,
+    ours: impl FnMut(usize) -> Result<()>,
+    raw: impl FnMut(usize) -> Result<()>,
+    settle: impl FnMut() -> Result<()>,
+) -> Result<(f64, f64)> {
+    interleave(slices, run, ours, raw, settle, true)
+}
+
+fn interleave(
+    slices: usize,
+    run: usize,
     mut ours: impl FnMut(usize) -> Result<()>,
     mut raw: impl FnMut(usize) -> Result<()>,
     mut settle: impl FnMut() -> Result<()>,
+    after_raw: bool,
 ) -> Result<(f64, f64)> {
     fn timed(f: &mut dyn FnMut(usize) -> Result<()>, i: usize) -> Result<f64> {
         let started = Instant::now();
@@ -222,8 +246,14 @@ pub(crate) fn interleaved(
             o += timed(&mut ours, i)?;
             settle()?;
             r += timed(&mut raw, i)?;
+            if after_raw {
+                settle()?;
+            }
         } else {
             r += timed(&mut raw, i)?;
+            if after_raw {
+                settle()?;
+            }
             o += timed(&mut ours, i)?;
             settle()?;
         }

@@ -167,6 +167,15 @@ impl NewEvent {
         self
     }
 
+    /// Sets the payload from JSON that serde_json has already checked (a field read as a
+    /// [`RawValue`](serde_json::value::RawValue)): stored byte for byte, without copying or
+    /// parsing it again. What an importer reading JSON Lines wants.
+    pub fn data_raw(mut self, json: Box<serde_json::value::RawValue>) -> Self {
+        self.data = Ok(String::from(Box::<str>::from(json)));
+        self.data_serialized = true;
+        self
+    }
+
     /// Sets who caused the event.
     pub fn user(mut self, user: impl Into<String>) -> Self {
         self.user = user.into();
@@ -209,6 +218,14 @@ impl NewEvent {
     pub fn metadata_json(mut self, json: impl Into<String>) -> Self {
         self.metadata = Ok(json.into());
         self.metadata_serialized = false;
+        self
+    }
+
+    /// Sets the metadata from JSON that serde_json has already checked (see
+    /// [`Self::data_raw`]); it must be an object.
+    pub fn metadata_raw(mut self, json: Box<serde_json::value::RawValue>) -> Self {
+        self.metadata = Ok(String::from(Box::<str>::from(json)));
+        self.metadata_serialized = true;
         self
     }
 

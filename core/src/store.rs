@@ -51,6 +51,11 @@ pub const MAX_JSON_DEPTH: usize = 100;
 
 /// Refuses JSON text (valid, as checked before) that nests deeper than [`MAX_JSON_DEPTH`].
 fn check_depth(field: &str, json: &str) -> Result<()> {
+    // No deeper than it has brackets: most JSON is decided by a count, no parse.
+    let opening = json.bytes().filter(|b| matches!(b, b'[' | b'{')).count();
+    if opening <= MAX_JSON_DEPTH {
+        return Ok(());
+    }
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
     for &b in json.as_bytes() {
         if in_string {
@@ -77,6 +82,33 @@ fn check_depth(field: &str, json: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Refuses a key field (`cmd`, `user`, a correlation id, a stream name) over
+/// [`MAX_KEY_LEN`] bytes.
+fn check_key_len(field: &str, value: Option<&str>) -> Result<()> {
+    match value.filter(|v| v.len() > MAX_KEY_LEN) {
+        Some(v) => Err(Error::invalid_event(format!(
+            "{field} is {} bytes, over the limit of {MAX_KEY_LEN} bytes",
+            v.len()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The bytes of `event`'s content the size limit counts (as [`PendingEvent::content_len`]
+/// does), with a correlation id of `correlation_len` bytes.
+fn content_len(event: &NewEvent, correlation_len: usize) -> usize {
+    let text = |r: &std::result::Result<String, crate::event::SerializeError>| {
+        r.as_ref().map_or(0, String::len)
+    };
+    event.user.len()
+        + event.ip.len()
+        + event.cmd.len()
+        + text(&event.data)
+        + correlation_len
+        + text(&event.metadata)
+        + event.stream.as_ref().map_or(0, |(name, _)| name.len())
 }
 
 /// The event log: validation, correlation ids, clock, cache and model execution over any
@@ -517,11 +549,75 @@ impl<B: Backend> EventStore<B> {
     /// limit) except that its causation id names a stored event, which is for the caller to
     /// know (an import checks it against the events it is about to store).
     pub fn check_event(&self, event: &NewEvent) -> Result<()> {
-        let mut event = event.clone();
-        // The parent's correlation id was checked when the parent was stored.
-        event.causation_id = None;
-        self.prepare(event, self.clock.now_ms(), &mut HashMap::new())
-            .map(drop)
+        self.validate(event)?;
+        // Without its own, the event gets its parent's correlation id, checked when the
+        // parent was stored, or a new one (a UUID).
+        let correlation_len = event.correlation_id.as_ref().map_or(36, String::len);
+        self.check_size(content_len(event, correlation_len))
+    }
+
+    /// Every rule of an event that its own fields decide: what [`Self::prepare`] checks
+    /// before it takes the event apart.
+    fn validate(&self, event: &NewEvent) -> Result<()> {
+        if event.cmd.trim().is_empty() {
+            return Err(Error::invalid_event("cmd is empty"));
+        }
+        if event.version == 0 {
+            return Err(Error::invalid_event("version must be at least 1"));
+        }
+        let data = event
+            .data
+            .as_ref()
+            .map_err(|e| Error::invalid_event(format!("data: {}", e.0)).with_source(e.0.clone()))?;
+        // serde_json's own output is valid JSON: only caller-supplied text is parsed again.
+        if !event.data_serialized {
+            serde_json::from_str::<serde::de::IgnoredAny>(data).map_err(|e| {
+                Error::invalid_event(format!("data is not valid JSON: {e}")).with_source(e)
+            })?;
+        }
+        check_depth("data", data)?;
+        let metadata = event.metadata.as_ref().map_err(|e| {
+            Error::invalid_event(format!("metadata: {}", e.0)).with_source(e.0.clone())
+        })?;
+        let is_json = event.metadata_serialized
+            || serde_json::from_str::<serde::de::IgnoredAny>(metadata).is_ok();
+        if !is_json || !metadata.trim_start().starts_with('{') {
+            return Err(Error::invalid_event("metadata must be a JSON object"));
+        }
+        check_depth("metadata", metadata)?;
+        if event.correlation_id.as_deref() == Some("") {
+            return Err(Error::invalid_event("correlation_id is empty"));
+        }
+        if event
+            .stream
+            .as_ref()
+            .is_some_and(|(name, _)| name.is_empty())
+        {
+            return Err(Error::invalid_event("stream name is empty"));
+        }
+        for (field, value) in [
+            ("cmd", Some(event.cmd.as_str())),
+            ("user", Some(event.user.as_str())),
+            ("correlation_id", event.correlation_id.as_deref()),
+            (
+                "stream",
+                event.stream.as_ref().map(|(name, _)| name.as_str()),
+            ),
+        ] {
+            check_key_len(field, value)?;
+        }
+        Ok(())
+    }
+
+    /// Refuses an event of `size` content bytes over the store's limit.
+    fn check_size(&self, size: usize) -> Result<()> {
+        if size > self.max_event_size {
+            return Err(Error::invalid_event(format!(
+                "event is {size} bytes, over the limit of {} bytes",
+                self.max_event_size
+            )));
+        }
+        Ok(())
     }
 
     fn append(&self, events: Vec<NewEvent>) -> Result<Vec<Event>> {
@@ -551,50 +647,24 @@ impl<B: Backend> EventStore<B> {
         now: i64,
         parents: &mut HashMap<u64, String>,
     ) -> Result<PendingEvent> {
+        self.validate(&event)?;
         let NewEvent {
             cmd,
             data,
-            data_serialized,
             user,
             ip,
             version,
             correlation_id,
             causation_id,
             metadata,
-            metadata_serialized,
             stream,
             recorded_at,
+            ..
         } = event;
-        if cmd.trim().is_empty() {
-            return Err(Error::invalid_event("cmd is empty"));
-        }
-        if version == 0 {
-            return Err(Error::invalid_event("version must be at least 1"));
-        }
-        let data =
-            data.map_err(|e| Error::invalid_event(format!("data: {}", e.0)).with_source(e.0))?;
-        // serde_json's own output is valid JSON: only caller-supplied text is parsed again.
-        if !data_serialized {
-            serde_json::from_str::<serde::de::IgnoredAny>(&data).map_err(|e| {
-                Error::invalid_event(format!("data is not valid JSON: {e}")).with_source(e)
-            })?;
-        }
-        check_depth("data", &data)?;
-        let metadata = metadata
-            .map_err(|e| Error::invalid_event(format!("metadata: {}", e.0)).with_source(e.0))?;
-        let is_json =
-            metadata_serialized || serde_json::from_str::<serde::de::IgnoredAny>(&metadata).is_ok();
-        if !is_json || !metadata.trim_start().starts_with('{') {
-            return Err(Error::invalid_event("metadata must be a JSON object"));
-        }
-        check_depth("metadata", &metadata)?;
-        if correlation_id.as_deref() == Some("") {
-            return Err(Error::invalid_event("correlation_id is empty"));
-        }
+        // Checked by `validate`: both are Ok.
+        let data = data.map_err(|e| Error::invalid_event(format!("data: {}", e.0)))?;
+        let metadata = metadata.map_err(|e| Error::invalid_event(format!("metadata: {}", e.0)))?;
         let (stream, expected) = match stream {
-            Some((name, _)) if name.is_empty() => {
-                return Err(Error::invalid_event("stream name is empty"));
-            }
             Some((name, expected)) => (Some(name), expected),
             None => (None, Default::default()),
         };
@@ -607,19 +677,8 @@ impl<B: Backend> EventStore<B> {
             (None, Some(parent)) => self.parent_correlation(parent, parents)?,
             (None, None) => uuid::Uuid::now_v7().to_string(),
         };
-        for (field, value) in [
-            ("cmd", Some(cmd.as_str())),
-            ("user", Some(user.as_str())),
-            ("correlation_id", Some(correlation_id.as_str())),
-            ("stream", stream.as_deref()),
-        ] {
-            if let Some(v) = value.filter(|v| v.len() > MAX_KEY_LEN) {
-                return Err(Error::invalid_event(format!(
-                    "{field} is {} bytes, over the limit of {MAX_KEY_LEN} bytes",
-                    v.len()
-                )));
-            }
-        }
+        // Only a parent's correlation id is new here; its length was checked when the parent
+        // was stored.
         let pending = PendingEvent {
             version,
             datetime: recorded_at.unwrap_or(now),
@@ -634,13 +693,7 @@ impl<B: Backend> EventStore<B> {
             expected,
             _layout: 0,
         };
-        let size = pending.content_len();
-        if size > self.max_event_size {
-            return Err(Error::invalid_event(format!(
-                "event is {size} bytes, over the limit of {} bytes",
-                self.max_event_size
-            )));
-        }
+        self.check_size(pending.content_len())?;
         Ok(pending)
     }
 

@@ -82,6 +82,7 @@ fn parse_args() -> Result<Option<Args>> {
                     "postgres",
                     "async",
                     "waiting",
+                    "transfer",
                 ];
                 if let Some(t) = args
                     .config
@@ -200,6 +201,12 @@ fn main() -> Result<()> {
             for &e in &engines {
                 eprintln!("== {} waiting", e.name());
                 eventlite_benches::cases::waiting::waiting(&mut b, e)?;
+            }
+        }
+        if b.config.wants("transfer") {
+            for &e in &engines {
+                eprintln!("== {} transfer", e.name());
+                eventlite_benches::cases::transfer::transfer(&mut b, e)?;
             }
         }
         if b.config.wants("subscriptions") {

@@ -9,5 +9,6 @@ pub mod postgres;
 pub mod reads;
 pub mod scale;
 pub mod subscriptions;
+pub mod transfer;
 pub mod waiting;
 pub mod writes;

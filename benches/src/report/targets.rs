@@ -14,6 +14,7 @@ use crate::cases::concurrent::{TABLE as CONCURRENT, bound_case};
 use crate::cases::cursor::DEEP_VS_FIRST;
 use crate::cases::reads::{CHECKED_CASES, CHECKS};
 use crate::cases::subscriptions::TABLE as SUBSCRIPTIONS;
+use crate::cases::transfer::{TABLE as TRANSFER, TARGETS as TRANSFER_TARGETS};
 use crate::cases::waiting::{TABLE as WAITING, TARGET as WAITING_TARGET};
 use crate::harness::{Bench, Row};
 use crate::report::{fmt_num, unique};
@@ -77,6 +78,7 @@ pub fn checks(b: &Bench) -> Vec<Check> {
                     MEMORY,
                     ASYNC,
                     WAITING,
+                    TRANSFER,
                 ]
                 .contains(&r.table.as_str())
             })
@@ -206,6 +208,19 @@ pub fn checks(b: &Bench) -> Vec<Check> {
                 format!("{ratio:.2}×"),
                 ratio >= min,
             );
+        }
+        for (case, min) in TRANSFER_TARGETS {
+            if let Some(ratio) = rows
+                .iter()
+                .find(|r| r.table == TRANSFER && r.case == case)
+                .and_then(|r| r.ratio)
+            {
+                push(
+                    format!("transfer: {case}: ≥ {min}×"),
+                    format!("{ratio:.2}×"),
+                    ratio >= min,
+                );
+            }
         }
         for (case, min) in ASYNC_TARGETS {
             if let Some(ratio) = rows
