@@ -98,6 +98,7 @@ pub fn copy_with<A: Backend, B: Backend>(
         ));
     }
     let copied = report.events;
+    progress(Progress::new(Step::Copying, copied, Some(copied)));
     for position in src.positions()? {
         // Through the engine: the position's own time, not now.
         dst.backend()
@@ -133,6 +134,7 @@ pub fn copy_with<A: Backend, B: Backend>(
             Some(copied.max(compared)),
         ));
     }
+    progress(Progress::new(Step::Comparing, compared, Some(compared)));
     if compared != copied || theirs.next().is_some() {
         return Err(differs("other events".into()));
     }

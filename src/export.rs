@@ -12,9 +12,10 @@ use crate::progress::{Progress, Step};
 #[non_exhaustive]
 pub enum Format {
     /// One JSON object a line: upstream's fields, `data` and `metadata` as the JSON text
-    /// stored (byte for byte: key order and numbers as they are), and ours (`stream`,
-    /// `stream_version`) only where there is a stream, so that a file without streams is
-    /// exactly upstream's and streams survive a round trip.
+    /// stored (key order and numbers as they are; only whitespace around it and line breaks
+    /// in it are left out, which a line cannot hold), and ours (`stream`, `stream_version`)
+    /// only where there is a stream, so that a file without streams is exactly upstream's and
+    /// streams survive a round trip: export, import and export again give the same bytes.
     #[default]
     Jsonl,
     /// RFC 4180 CSV with upstream's header (`id,version,datetime,user,ip,cmd,data,
@@ -86,21 +87,23 @@ pub fn write_with<B: Backend>(
             out.write_all(&line).map_err(failed)?;
             written += 1;
         }
-        progress(Progress::new(Step::Exporting, written, total));
+        // Events appended while it runs are written too: past the total read at the start.
+        progress(Progress::new(
+            Step::Exporting,
+            written,
+            total.map(|t| t.max(written)),
+        ));
     }
     out.flush().map_err(failed)?;
-    if total.is_some_and(|t| t != written) {
-        // Events appended while it ran: the step still ends at its total.
-        progress(Progress::new(Step::Exporting, written, Some(written)));
-    }
+    // The step ends at its total, also when there was nothing to write.
+    progress(Progress::new(Step::Exporting, written, Some(written)));
     Ok(written)
 }
 
 /// `e` as a JSON Lines line (without its line break), appended to `out`: the fields in
-/// upstream's order, as serde_json writes them, with `data` and `metadata` as stored. Stored
-/// JSON was checked when it was appended (and its checksum on reading), so it goes out as it
-/// is, not parsed again; only a line break in it (JSON that was stored indented) is taken out,
-/// since a line of JSON Lines cannot hold one.
+/// upstream's order, laid out as serde_json lays out a struct, with `data` and `metadata` as
+/// stored. Stored JSON was checked when it was appended (and its checksum on reading), so it
+/// is not parsed again; see [`one_line`] for the whitespace left out.
 fn jsonl_line(e: &Event, out: &mut Vec<u8>) -> Result<()> {
     let text = |out: &mut Vec<u8>, s: &str| {
         serde_json::to_writer(&mut *out, s)
@@ -147,9 +150,11 @@ fn number(out: &mut Vec<u8>, n: impl serde::Serialize) {
     let _ = serde_json::to_writer(out, &n);
 }
 
-/// Appends the JSON text `json` to `out` with its line breaks taken out: those outside strings
-/// are whitespace, and JSON strings cannot hold a raw one.
+/// Appends the JSON text `json` to `out` as one line: without the whitespace around it (as a
+/// `RawValue` holds it, so that an import of the line stores these very bytes) and without
+/// line breaks (outside strings they are whitespace; a JSON string cannot hold a raw one).
 fn one_line(out: &mut Vec<u8>, json: &str) {
+    let json = json.trim_matches([' ', '\t', '\n', '\r']);
     if !json.contains(['\n', '\r']) {
         out.extend_from_slice(json.as_bytes());
         return;

@@ -238,3 +238,31 @@ fn json_stored_indented_exports_on_one_line() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// JSON stored with whitespace around it (accepted on append) exports without it, so that an
+/// import of the file, exported again, gives the same bytes.
+#[test]
+fn whitespace_around_stored_json_survives_a_round_trip() -> anyhow::Result<()> {
+    use eventlite::export::{Format, write};
+    for (name, file, open) in engines() {
+        let dir = tempfile::tempdir()?;
+        let store = open(&dir.path().join(file), false)?;
+        store.store(
+            NewEvent::new("spaced")
+                .data_json(" \t{\"a\": 1} \n")
+                .metadata_json("\r\n{} "),
+        )?;
+        let mut first = Vec::new();
+        write(&store, Filter::default(), Format::Jsonl, &mut first)?;
+        let text = String::from_utf8(first.clone())?;
+        assert!(text.contains(r#""data":{"a": 1},"#), "{name}: {text}");
+        let jsonl = dir.path().join("spaced.jsonl");
+        std::fs::write(&jsonl, &first)?;
+        let copy = open(&dir.path().join(format!("copy-{file}")), false)?;
+        eventlite::import::jsonl(&jsonl, &copy, eventlite::import::JsonlOptions::new())?;
+        let mut second = Vec::new();
+        write(&copy, Filter::default(), Format::Jsonl, &mut second)?;
+        assert!(first == second, "{name}: {text}");
+    }
+    Ok(())
+}

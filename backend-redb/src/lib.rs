@@ -1079,8 +1079,8 @@ impl Maintenance for RedbBackend {
 
     /// Every secondary table (and the stream table) against the events, both ways, and each
     /// stream's recorded version against its events. redb checks each page's checksum as it
-    /// reads it, and its whole-file check runs when the store is opened
-    /// ([`RedbOptions::verify_on_open`]).
+    /// reads it, and its whole-file check runs when the store is opened for writing
+    /// ([`RedbOptions::verify_on_open`]; redb's read-only handle has no such check).
     fn check_storage(&self) -> Result<Vec<String>> {
         self.run("check_storage", || {
             let txn = self.read()?;

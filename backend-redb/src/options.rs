@@ -48,7 +48,9 @@ pub struct RedbOptions {
     /// handle: nothing is created, migrated or reconciled (its indexes are taken as found),
     /// and every write is refused with [`eventlite_core::Error::ReadOnly`]. A missing store is
     /// [`eventlite_core::Error::NotFound`]; a file that needs redb's repair (after a crash
-    /// while it was written) cannot be opened read-only, and the error says so.
+    /// while it was written) cannot be opened read-only, and the error says so. redb's
+    /// whole-file check (`verify_on_open`) needs a writable handle and does not run: pages
+    /// are still checked as they are read, and events by their checksums.
     pub read_only: bool,
 }
 

@@ -309,6 +309,9 @@ fn parse_profile(text: &str) -> Result<IndexConfig> {
             })
         })
         .collect::<Result<Vec<_>>>()?;
+    if names.is_empty() {
+        bail!("no index named (to drop every index, say `none`)");
+    }
     Ok(IndexConfig::from_names(names))
 }
 
@@ -545,7 +548,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     });
     let mut out = std::io::BufWriter::new(stdout.lock());
     let writes = match &cli.command {
-        Command::Import { .. } => Some("import"),
+        Command::Import { dry_run: false, .. } => Some("import"),
         Command::Snapshots {
             action: SnapshotsAction::Delete { .. },
         } => Some("snapshots delete"),
@@ -775,6 +778,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 let empty =
                     EventStore::new(Box::new(eventlite::MemoryBackend::new()) as Box<dyn Backend>);
                 eventlite::import::jsonl_with(file, &empty, options, |p| bars.report(p))?
+            } else if *dry_run {
+                // Nor writes to one (and opens it read-only under --read-only).
+                let target = open(store, &cli)?;
+                eventlite::import::jsonl_with(file, &target, options, |p| bars.report(p))?
             } else {
                 import_into(store, cli.engine, |target| {
                     eventlite::import::jsonl_with(file, target, options, |p| bars.report(p))

@@ -682,6 +682,13 @@ fn read_only_reads_every_engine_without_writing_and_refuses_writes() -> Result<(
         }
         let query = eventlite(&["--read-only", "query", store, "--cmd", "paid"]);
         ensure!(ids(&lines(&query)?) == vec![2], "{engine}: {query:?}");
+        // A dry run stores nothing, so it runs, on the store opened read-only.
+        let jsonl = dir.path().join("more.jsonl");
+        std::fs::write(&jsonl, "{\"cmd\":\"more\"}\n")?;
+        let dry = eventlite(&["--read-only", "import", store, p(&jsonl), "--dry-run"]);
+        ensure!(dry.status.success(), "{engine}: {dry:?}");
+        ensure!(lines(&dry)?[0]["imported"] == 1, "{dry:?}");
+        fails_cleanly(&["--read-only", "import", store, p(&jsonl)])?;
         ensure!(
             std::fs::read(&path)? == before,
             "{engine}: the file changed"
@@ -748,6 +755,8 @@ fn indexes_show_and_set_a_profile_on_every_engine() -> Result<()> {
         ensure!(eventlite(&["verify", store]).status.success());
         let err = fails_cleanly(&["indexes", "set", store, "fastest"])?;
         ensure!(err.contains("neither a profile"), "{err}");
+        let err = fails_cleanly(&["indexes", "set", store, " , "])?;
+        ensure!(err.contains("say `none`"), "{err}");
         ensure!(
             lines(&eventlite(&["info", store]))?[0]["indexes"]
                 == serde_json::json!(["cmd", "user"])

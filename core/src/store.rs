@@ -84,16 +84,26 @@ fn check_depth(field: &str, json: &str) -> Result<()> {
     Ok(())
 }
 
-/// Refuses a key field (`cmd`, `user`, a correlation id, a stream name) over
-/// [`MAX_KEY_LEN`] bytes.
-fn check_key_len(field: &str, value: Option<&str>) -> Result<()> {
-    match value.filter(|v| v.len() > MAX_KEY_LEN) {
-        Some(v) => Err(Error::invalid_event(format!(
-            "{field} is {} bytes, over the limit of {MAX_KEY_LEN} bytes",
-            v.len()
-        ))),
-        None => Ok(()),
+/// Refuses a key field of `event` (`cmd`, `user`, its correlation id `correlation`, a stream
+/// name) over [`MAX_KEY_LEN`] bytes.
+fn check_keys(event: &NewEvent, correlation: Option<&str>) -> Result<()> {
+    for (field, value) in [
+        ("cmd", Some(event.cmd.as_str())),
+        ("user", Some(event.user.as_str())),
+        ("correlation_id", correlation),
+        (
+            "stream",
+            event.stream.as_ref().map(|(name, _)| name.as_str()),
+        ),
+    ] {
+        if let Some(v) = value.filter(|v| v.len() > MAX_KEY_LEN) {
+            return Err(Error::invalid_event(format!(
+                "{field} is {} bytes, over the limit of {MAX_KEY_LEN} bytes",
+                v.len()
+            )));
+        }
     }
+    Ok(())
 }
 
 /// The bytes of `event`'s content the size limit counts (as [`PendingEvent::content_len`]
@@ -550,14 +560,15 @@ impl<B: Backend> EventStore<B> {
     /// know (an import checks it against the events it is about to store).
     pub fn check_event(&self, event: &NewEvent) -> Result<()> {
         self.validate(event)?;
+        check_keys(event, event.correlation_id.as_deref())?;
         // Without its own, the event gets its parent's correlation id, checked when the
         // parent was stored, or a new one (a UUID).
         let correlation_len = event.correlation_id.as_ref().map_or(36, String::len);
         self.check_size(content_len(event, correlation_len))
     }
 
-    /// Every rule of an event that its own fields decide: what [`Self::prepare`] checks
-    /// before it takes the event apart.
+    /// Every rule of an event's content that its own fields decide: what [`Self::prepare`]
+    /// checks before it looks up a parent (the key lengths come after, in [`check_keys`]).
     fn validate(&self, event: &NewEvent) -> Result<()> {
         if event.cmd.trim().is_empty() {
             return Err(Error::invalid_event("cmd is empty"));
@@ -594,17 +605,6 @@ impl<B: Backend> EventStore<B> {
             .is_some_and(|(name, _)| name.is_empty())
         {
             return Err(Error::invalid_event("stream name is empty"));
-        }
-        for (field, value) in [
-            ("cmd", Some(event.cmd.as_str())),
-            ("user", Some(event.user.as_str())),
-            ("correlation_id", event.correlation_id.as_deref()),
-            (
-                "stream",
-                event.stream.as_ref().map(|(name, _)| name.as_str()),
-            ),
-        ] {
-            check_key_len(field, value)?;
         }
         Ok(())
     }
@@ -648,6 +648,19 @@ impl<B: Backend> EventStore<B> {
         parents: &mut HashMap<u64, String>,
     ) -> Result<PendingEvent> {
         self.validate(&event)?;
+        // The parent first: an unknown one is the error a caller sees before a key's length.
+        let inherited = match (&event.correlation_id, event.causation_id) {
+            (Some(_), Some(parent)) => {
+                self.parent_correlation(parent, parents)?;
+                None
+            }
+            (None, Some(parent)) => Some(self.parent_correlation(parent, parents)?),
+            (_, None) => None,
+        };
+        check_keys(
+            &event,
+            inherited.as_deref().or(event.correlation_id.as_deref()),
+        )?;
         let NewEvent {
             cmd,
             data,
@@ -668,17 +681,11 @@ impl<B: Backend> EventStore<B> {
             Some((name, expected)) => (Some(name), expected),
             None => (None, Default::default()),
         };
-        let correlation_id = match (correlation_id, causation_id) {
-            (Some(id), Some(parent)) => {
-                self.parent_correlation(parent, parents)?;
-                id
-            }
-            (Some(id), None) => id,
-            (None, Some(parent)) => self.parent_correlation(parent, parents)?,
+        let correlation_id = match (correlation_id, inherited) {
+            (Some(id), _) => id,
+            (None, Some(parent)) => parent,
             (None, None) => uuid::Uuid::now_v7().to_string(),
         };
-        // Only a parent's correlation id is new here; its length was checked when the parent
-        // was stored.
         let pending = PendingEvent {
             version,
             datetime: recorded_at.unwrap_or(now),

@@ -115,8 +115,8 @@ struct Line {
 }
 
 impl Line {
-    /// The event to store; `parent` maps a file id to its stored id (or, in the check, to
-    /// itself), `None` for an id no earlier line has.
+    /// The event to store; `parent` maps a file id to the id that stands in for its stored
+    /// one (the file id itself until it is stored), `None` for an id no earlier line has.
     fn into_event(
         self,
         parent: impl Fn(u64) -> Option<u64>,
@@ -206,7 +206,13 @@ impl Lines {
             } else {
                 0
             };
-            let blank = self.buffer[start..].iter().all(u8::is_ascii_whitespace);
+            let line = &self.buffer[start..];
+            // Most lines start with `{`: decided without decoding. Otherwise blank is what
+            // `str::trim` takes away, as it was for every line.
+            let blank = !line
+                .iter()
+                .any(|b| b.is_ascii() && !b.is_ascii_whitespace())
+                && std::str::from_utf8(line).is_ok_and(|t| t.trim().is_empty());
             if !blank {
                 break start;
             }
@@ -277,7 +283,9 @@ fn import<B: Backend>(
     }
     // The size now; a file that grows meanwhile ends its bar past the end, nothing worse.
     let total = std::fs::metadata(path).ok().map(|m| m.len());
-    let mut report_at = |step: Step, done: u64| progress(Progress::new(step, done, total));
+    // A file that grew meanwhile: its total is what was read.
+    let mut report_at =
+        |step: Step, done: u64| progress(Progress::new(step, done, total.map(|t| t.max(done))));
     let every = options.batch as u64;
     // First pass: check every line. The ids of the good lines stand in for their stored ids.
     let mut check = Check {
@@ -299,6 +307,9 @@ fn import<B: Backend>(
     let mut batches = Batcher::new(options.batch);
     let mut kept_bytes = 0u64;
     let mut kept_until = 0u64;
+    // The last good line: the second pass reads no further (a line added meanwhile was never
+    // checked).
+    let mut last_good = 0u64;
     let mut keeping = true;
     // Lines are read and parsed on a thread of their own, a chunk at a time, while this one
     // checks them in order: on two cores the parse costs the check no time.
@@ -321,6 +332,7 @@ fn import<B: Backend>(
                     Ok(line) => {
                         ids_kept &= line.id == Some(first_id + count);
                         count += 1;
+                        last_good = number;
                         if keeping && kept_bytes + length > keep_bytes {
                             keeping = false;
                             kept.extend(batches.finish());
@@ -351,7 +363,8 @@ fn import<B: Backend>(
         Ok(())
     })?;
     kept.extend(batches.finish());
-    report_at(Step::Checking, total.unwrap_or(read));
+    // The file's size when the import began, or what was read past it: never backwards.
+    report_at(Step::Checking, total.map_or(read, |t| t.max(read)));
     let mut report = JsonlReport {
         imported: 0,
         ids_kept: ids_kept && skipped.is_empty(),
@@ -374,10 +387,18 @@ fn import<B: Backend>(
         report_at(Step::Importing, kept_bytes * (i as u64 + 1) / kept_batches);
     }
     let mut batches = Batcher::new(options.batch);
-    let mut lines = Lines::open(path)?;
-    while let Some(item) = lines.next_line() {
+    // Only when the first pass could not keep every good line.
+    let mut lines = if kept_until < last_good {
+        Some(Lines::open(path)?)
+    } else {
+        None
+    };
+    while let Some(item) = lines.as_mut().and_then(Lines::next_line) {
         let (number, offset, text) = item?;
         read = offset;
+        if number > last_good {
+            break;
+        }
         if number <= kept_until || bad.binary_search(&number).is_ok() {
             continue;
         }
@@ -387,6 +408,11 @@ fn import<B: Backend>(
             .and_then(|t| serde_json::from_str(t).ok())
             .ok_or_else(changed)?;
         let (id, causation_id) = (line.id, line.causation_id);
+        // What the first pass saw: its id, and a parent among the good lines.
+        let known = |id: Option<u64>| id.is_none_or(|id| check.seen.contains_key(&id));
+        if !known(id) || !known(causation_id) {
+            return Err(changed());
+        }
         // The file's ids stand in for the stored ones until the batch is stored.
         let event = line.into_event(Some).map_err(|_| changed())?;
         let good = Good {
@@ -404,7 +430,7 @@ fn import<B: Backend>(
     if let Some(last) = batches.finish() {
         store_batch(store, last, &mut ids, &mut report)?;
     }
-    report_at(Step::Importing, total.unwrap_or(read));
+    report_at(Step::Importing, total.map_or(read, |t| t.max(read)));
     Ok(report)
 }
 
@@ -652,8 +678,6 @@ const KEEP_BYTES: u64 = 64 << 20;
 /// What the first pass knows of the lines before the one it checks.
 struct Check<'s, B> {
     store: &'s EventStore<B>,
-    /// Good lines' ids, standing in for their stored ids.
-
     /// The good lines' ids (standing in for their stored ids), each with the length of its
     /// correlation id: a child without one of its own takes its parent's, and its size
     /// depends on it.
@@ -794,6 +818,46 @@ mod tests {
             );
         }
         assert!(stored.windows(2).all(|w| w[0] == w[1]));
+        Ok(())
+    }
+
+    /// A line added to the file after the check (here: as the check ends) is not stored,
+    /// whether the second pass reads the file again or not.
+    #[test]
+    fn lines_added_after_the_check_are_not_stored() -> anyhow::Result<()> {
+        use std::io::Write as _;
+        for keep in [u64::MAX, 0] {
+            let dir = tempfile::tempdir()?;
+            let file = dir.path().join("events.jsonl");
+            std::fs::write(
+                &file,
+                "{\"id\":1,\"cmd\":\"a\"}\n{\"id\":2,\"cmd\":\"b\"}\n",
+            )?;
+            let store = EventStore::new(MemoryBackend::new());
+            let mut grown = false;
+            let mut last = 0;
+            let report = import(
+                &file,
+                &store,
+                JsonlOptions::new(),
+                |p| {
+                    assert!(p.total.is_none_or(|t| p.done <= t), "{p:?}");
+                    if p.step == Step::Checking && p.total == Some(p.done) && !grown {
+                        grown = true;
+                        let mut f = std::fs::OpenOptions::new()
+                            .append(true)
+                            .open(&file)
+                            .unwrap();
+                        f.write_all(b"{\"id\":3,\"cmd\":\"late\"}\n").unwrap();
+                    }
+                    last = p.done;
+                },
+                keep,
+            )?;
+            assert!(grown);
+            assert_eq!((report.imported, store.last_id()?), (2, 2), "keep {keep}");
+            assert!(last > 0);
+        }
         Ok(())
     }
 }

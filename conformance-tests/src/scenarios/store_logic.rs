@@ -283,6 +283,13 @@ pub fn check_event_refuses_what_an_append_refuses<F: BackendFactory>(ctx: &Ctx<F
     f.check_event(&good)?;
     ensure!(f.last_id()? == 0, "a check stores nothing");
     assert_err(f.store(good), |e| matches!(e, Error::UnknownCausation(99)))?;
+    // The parent is looked up before the keys' lengths are: an unknown parent is what an
+    // event with both faults reports, and the check (which knows no parents) the length.
+    let both = ev(&"k".repeat(eventlite_core::MAX_KEY_LEN + 1)).causation_id(99);
+    assert_err(f.check_event(&both), |e| {
+        matches!(e, Error::InvalidEvent { .. })
+    })?;
+    assert_err(f.store(both), |e| matches!(e, Error::UnknownCausation(99)))?;
     Ok(())
 }
 
