@@ -27,7 +27,7 @@
 //! ```
 
 use eventlite::progress::{Progress, Step, Unit};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{HumanCount, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 /// Progress bars for the steps of a long command, drawn where its target says.
 pub struct Bars {
@@ -95,18 +95,25 @@ impl Bars {
     fn start(&self, progress: Progress) -> ProgressBar {
         let counts = match progress.step.unit() {
             Unit::Bytes => "{bytes}/{total_bytes} ({binary_bytes_per_sec}",
-            _ => "{human_pos}/{human_len} events ({per_sec}",
+            _ => "{human_pos}/{human_len} events ({rate}",
         };
         let template = match progress.total {
             Some(_) => format!("{{prefix:>10}} [{{bar:30}}] {counts}, {{eta}} left)"),
             None => match progress.step.unit() {
                 Unit::Bytes => "{prefix:>10} {spinner} {bytes} ({binary_bytes_per_sec})".to_owned(),
-                _ => "{prefix:>10} {spinner} {human_pos} events ({per_sec})".to_owned(),
+                _ => "{prefix:>10} {spinner} {human_pos} events ({rate})".to_owned(),
             },
         };
         let style = ProgressStyle::with_template(&template)
             .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> ");
+            .progress_chars("=> ")
+            // Whole events a second (indicatif's `per_sec` shows four decimals).
+            .with_key(
+                "rate",
+                |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{}/s", HumanCount(state.per_sec().max(0.0) as u64));
+                },
+            );
         let bar = match progress.total {
             Some(total) => ProgressBar::with_draw_target(Some(total), (self.target)()),
             None => ProgressBar::with_draw_target(None, (self.target)()),
@@ -185,12 +192,14 @@ mod tests {
         let drawn = screen.0.lock().map(|s| s.clone()).unwrap_or_default();
         for text in [
             "copying",
-            "500/2,000 events",
-            "2,000/2,000 events",
+            "500/2,000 events (",
+            "2,000/2,000 events (",
             "comparing",
         ] {
             assert!(drawn.contains(text), "{text:?} not in {drawn:?}");
         }
+        // Rates in whole events a second.
+        assert!(!drawn.contains('.'), "{drawn:?}");
         // Without a total: a count, no bar.
         assert!(
             drawn.contains("exporting") && drawn.contains("7 events"),
