@@ -134,10 +134,10 @@ pub fn copy_with<A: Backend, B: Backend>(
             Some(copied.max(compared)),
         ));
     }
-    progress(Progress::new(Step::Comparing, compared, Some(compared)));
     if compared != copied || theirs.next().is_some() {
         return Err(differs("other events".into()));
     }
+    progress(Progress::new(Step::Comparing, compared, Some(compared)));
     if dst.positions()? != src.positions()? {
         return Err(differs("positions".into()));
     }

@@ -773,13 +773,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .batch(*batch)
                 .skip_errors(*skip_errors)
                 .dry_run(*dry_run);
-            let report = if *dry_run && !store.exists() {
+            let report = if *dry_run && !store.exists() && !cli.read_only {
                 // A dry run never creates the store: it checks against an empty one.
                 let empty =
                     EventStore::new(Box::new(eventlite::MemoryBackend::new()) as Box<dyn Backend>);
                 eventlite::import::jsonl_with(file, &empty, options, |p| bars.report(p))?
             } else if *dry_run {
-                // Nor writes to one (and opens it read-only under --read-only).
+                // Stores nothing in one (opened read-only under --read-only, where a missing
+                // store is an error, as for every command).
                 let target = open(store, &cli)?;
                 eventlite::import::jsonl_with(file, &target, options, |p| bars.report(p))?
             } else {

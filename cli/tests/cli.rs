@@ -689,6 +689,9 @@ fn read_only_reads_every_engine_without_writing_and_refuses_writes() -> Result<(
         ensure!(dry.status.success(), "{engine}: {dry:?}");
         ensure!(lines(&dry)?[0]["imported"] == 1, "{dry:?}");
         fails_cleanly(&["--read-only", "import", store, p(&jsonl)])?;
+        let nowhere = dir.path().join("nowhere.db");
+        fails_cleanly(&["--read-only", "import", p(&nowhere), p(&jsonl), "--dry-run"])?;
+        ensure!(!nowhere.exists());
         ensure!(
             std::fs::read(&path)? == before,
             "{engine}: the file changed"

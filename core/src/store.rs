@@ -557,7 +557,9 @@ impl<B: Backend> EventStore<B> {
     /// Checks `event` as an append would, without storing it: every rule of the store (an
     /// empty cmd, JSON that is not valid or too deep, keys over [`MAX_KEY_LEN`], the size
     /// limit) except that its causation id names a stored event, which is for the caller to
-    /// know (an import checks it against the events it is about to store).
+    /// know (an import checks it against the events it is about to store). An event without
+    /// a correlation id of its own is sized with a generated one (36 bytes); one that will
+    /// take its parent's is the caller's to size (an import checks a stand-in of that length).
     pub fn check_event(&self, event: &NewEvent) -> Result<()> {
         self.validate(event)?;
         check_keys(event, event.correlation_id.as_deref())?;

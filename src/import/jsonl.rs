@@ -211,7 +211,7 @@ impl Lines {
             // `str::trim` takes away, as it was for every line.
             let blank = !line
                 .iter()
-                .any(|b| b.is_ascii() && !b.is_ascii_whitespace())
+                .any(|b| b.is_ascii() && !b.is_ascii_whitespace() && *b != 0x0B)
                 && std::str::from_utf8(line).is_ok_and(|t| t.trim().is_empty());
             if !blank {
                 break start;
@@ -281,9 +281,8 @@ fn import<B: Backend>(
     if options.batch == 0 {
         return Err(Error::InvalidArgument("batch must be at least 1".into()));
     }
-    // The size now; a file that grows meanwhile ends its bar past the end, nothing worse.
+    // The size now; for a file that grows meanwhile, the total is raised to what was read.
     let total = std::fs::metadata(path).ok().map(|m| m.len());
-    // A file that grew meanwhile: its total is what was read.
     let mut report_at =
         |step: Step, done: u64| progress(Progress::new(step, done, total.map(|t| t.max(done))));
     let every = options.batch as u64;
@@ -325,7 +324,7 @@ fn import<B: Backend>(
                     report_at(Step::Checking, offset);
                 }
                 let checked = match parsed.parsed() {
-                    Ok(line) => check.line(line)?,
+                    Ok(line) => check.line(line, number)?,
                     Err(bad) => Err(bad),
                 };
                 match checked {
@@ -395,10 +394,10 @@ fn import<B: Backend>(
     };
     while let Some(item) = lines.as_mut().and_then(Lines::next_line) {
         let (number, offset, text) = item?;
-        read = offset;
         if number > last_good {
             break;
         }
+        read = offset;
         if number <= kept_until || bad.binary_search(&number).is_ok() {
             continue;
         }
@@ -408,9 +407,11 @@ fn import<B: Backend>(
             .and_then(|t| serde_json::from_str(t).ok())
             .ok_or_else(changed)?;
         let (id, causation_id) = (line.id, line.causation_id);
-        // What the first pass saw: its id, and a parent among the good lines.
-        let known = |id: Option<u64>| id.is_none_or(|id| check.seen.contains_key(&id));
-        if !known(id) || !known(causation_id) {
+        // What the first pass saw: this line's id on this line, a parent on a line before.
+        let line_of = |id: u64| check.seen.get(&id).map(|seen| seen.line);
+        let known = id.is_none_or(|id| line_of(id) == Some(number))
+            && causation_id.is_none_or(|p| line_of(p).is_some_and(|l| l < number));
+        if !known {
             return Err(changed());
         }
         // The file's ids stand in for the stored ones until the batch is stored.
@@ -675,13 +676,13 @@ fn parse(
 /// about as much memory again).
 const KEEP_BYTES: u64 = 64 << 20;
 
-/// What the first pass knows of the lines before the one it checks.
+/// What the first pass knows of the lines it checked (the second reads it too).
 struct Check<'s, B> {
     store: &'s EventStore<B>,
     /// The good lines' ids (standing in for their stored ids), each with the length of its
     /// correlation id: a child without one of its own takes its parent's, and its size
     /// depends on it.
-    seen: IdMap<usize>,
+    seen: IdMap<Seen>,
     /// Each stream's last version in the file so far.
     streams: HashMap<String, u64>,
 }
@@ -690,7 +691,11 @@ impl<B: Backend> Check<'_, B> {
     /// Checks one line: its id, or (its id, why it is bad); the store's own errors (reading
     /// it) are errors.
     #[allow(clippy::type_complexity)]
-    fn line(&mut self, line: Line) -> Result<std::result::Result<Good, (Option<u64>, String)>> {
+    fn line(
+        &mut self,
+        line: Line,
+        number: u64,
+    ) -> Result<std::result::Result<Good, (Option<u64>, String)>> {
         let (id, causation_id) = (line.id, line.causation_id);
         let bad = |reason: String| Ok(Err((id, reason)));
         if let Some(id) = id
@@ -714,7 +719,10 @@ impl<B: Backend> Check<'_, B> {
         let correlation_len = match (own, causation_id) {
             (Some(len), _) => len,
             (None, Some(parent)) => {
-                let len = self.seen.get(&parent).copied().unwrap_or(36);
+                let len = self
+                    .seen
+                    .get(&parent)
+                    .map_or(36, |seen| seen.correlation_len);
                 // The parent's correlation id, as the append will give it (by length: the
                 // checks look at sizes).
                 stand_in = Some(event.clone().correlation_id("x".repeat(len)));
@@ -742,7 +750,13 @@ impl<B: Backend> Check<'_, B> {
             self.streams.insert(stream, version);
         }
         if let Some(id) = id {
-            self.seen.insert(id, correlation_len);
+            self.seen.insert(
+                id,
+                Seen {
+                    line: number,
+                    correlation_len,
+                },
+            );
         }
         Ok(Ok(Good {
             id,
@@ -750,6 +764,14 @@ impl<B: Backend> Check<'_, B> {
             event,
         }))
     }
+}
+
+/// A good line's id, as the first pass saw it: on which line, and how long its correlation id
+/// is (see [`Check::seen`]).
+#[derive(Clone, Copy)]
+struct Seen {
+    line: u64,
+    correlation_len: usize,
 }
 
 /// A line that passed the check: its id and causation id in the file, and its event (with
@@ -857,6 +879,53 @@ mod tests {
             assert!(grown);
             assert_eq!((report.imported, store.last_id()?), (2, 2), "keep {keep}");
             assert!(last > 0);
+        }
+        Ok(())
+    }
+
+    /// A line the second pass reads again must be what the first pass checked: its id on
+    /// its line, its parent on a line before it. Lines of only whitespace (`str::trim`'s,
+    /// vertical tab included) are blank.
+    #[test]
+    fn a_line_changed_after_the_check_is_refused() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("events.jsonl");
+        let lines = [
+            r#"{"id":1,"cmd":"a"}"#,
+            "\u{0B} \u{A0}",
+            r#"{"id":2,"cmd":"b","causation_id":1}"#,
+            r#"{"id":3,"cmd":"c"}"#,
+        ];
+        std::fs::write(&file, lines.join("\n"))?;
+        let store = EventStore::new(MemoryBackend::new());
+        let report = import(&file, &store, JsonlOptions::new(), |_| {}, 0)?;
+        assert_eq!(report.imported, 3);
+        // The same number of lines, but line 3 now names a parent that comes after it.
+        for changed in [
+            r#"{"id":2,"cmd":"b","causation_id":3}"#,
+            r#"{"id":3,"cmd":"b","causation_id":1}"#,
+        ] {
+            std::fs::write(&file, lines.join("\n"))?;
+            let store = EventStore::new(MemoryBackend::new());
+            let mut done = false;
+            let outcome = import(
+                &file,
+                &store,
+                JsonlOptions::new(),
+                |p| {
+                    if p.step == Step::Checking && p.total == Some(p.done) && !done {
+                        done = true;
+                        let mut edited = lines;
+                        edited[2] = changed;
+                        std::fs::write(&file, edited.join("\n")).unwrap();
+                    }
+                },
+                0,
+            );
+            let message = outcome.err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(message.contains("line 3 changed"), "{changed}: {message}");
+            // Nothing of the changed line or after it.
+            assert!(store.last_id()? <= 1, "{changed}");
         }
         Ok(())
     }
