@@ -294,6 +294,7 @@ macro_rules! conformance_suite {
             appends::longest_keys_roundtrip,
             aggregates::stream_loads_read_the_stream_in_order,
             aggregates::read_stream_from_a_version,
+            aggregates::stream_loads_across_runs_of_ids,
             aggregates::append_to_stream_checks_the_batch_once,
             aggregates::fold_stream_loads_an_aggregate,
             queries::transaction_groups_in_id_order,
