@@ -12,7 +12,7 @@
 //!   `enable_seqscan = off`, so a query uses an enabled index that serves it, as on the
 //!   embedded engines.
 //! - **Subscriptions** wake on `LISTEN/NOTIFY`: every append notifies in its transaction, and a
-//!   listener thread per store wakes the subscriptions waiting on it.
+//!   listener thread per store, listening while a subscription exists, wakes them.
 //! - **Readers** share a pool of connections; appends go through one connection per store,
 //!   sharing commits when they arrive together ([`GroupCommit`]).
 //! - **Errors**: a refused or lost connection is [`Error::Unavailable`] (the next call

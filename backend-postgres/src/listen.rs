@@ -1,9 +1,11 @@
 //! The listener: one connection per store that `LISTEN`s on the store's channel and wakes
-//! the store's subscriptions when another handle or process commits.
+//! the store's subscriptions when another handle or process commits. It listens only while a
+//! subscription exists: a listening connection is sent every commit's notification, the
+//! handle's own included, and a handle that only appends would pay for receiving them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use eventlite_core::spi::CommitSignal;
 use postgres::fallible_iterator::FallibleIterator;
@@ -14,6 +16,9 @@ use crate::conn::Connector;
 const TICK: Duration = Duration::from_millis(200);
 /// The longest wait between attempts to reconnect.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Ticks without a subscription before the listening connection is closed: subscriptions
+/// that come and go in quick succession keep one connection.
+const IDLE_TICKS: u32 = 10;
 
 /// The listener thread's handle; the thread ends soon after [`Listener::stop`].
 #[derive(Debug)]
@@ -57,6 +62,10 @@ fn listen(
 ) {
     let mut backoff = Duration::from_millis(50);
     while !stop.load(Ordering::Relaxed) {
+        if !signal.watching() {
+            std::thread::sleep(TICK);
+            continue;
+        }
         let listening = connector.connect().and_then(|mut conn| {
             conn.client
                 .batch_execute(&format!("LISTEN \"{channel}\""))
@@ -77,10 +86,17 @@ fn listen(
         backoff = Duration::from_millis(50);
         // Commits made while nobody listened are not announced again: look now.
         signal.notify();
+        let mut idle = 0;
         'connected: while !stop.load(Ordering::Relaxed) {
+            idle = if signal.watching() { 0 } else { idle + 1 };
+            if idle > IDLE_TICKS {
+                break;
+            }
             let mut notifications = conn.client.notifications();
             let mut waiting = notifications.timeout_iter(TICK);
-            loop {
+            // A steady flow of notifications never times out: look up every tick regardless.
+            let tick = Instant::now();
+            while tick.elapsed() < TICK {
                 match waiting.next() {
                     Ok(Some(n)) => {
                         if n.process_id() != writer_pid.load(Ordering::Relaxed) {

@@ -95,6 +95,70 @@ fn two_handles_share_one_log() -> anyhow::Result<()> {
     })
 }
 
+/// A handle listens for other handles' commits only while a subscription exists on it: one
+/// that only appends is not sent a notification for each of its own commits. The listening
+/// connection's last statement is its `LISTEN`, which `pg_stat_activity` shows. Listening
+/// again for a later subscription, it still delivers another handle's commit.
+#[test]
+fn a_handle_listens_only_while_a_subscription_exists() -> anyhow::Result<()> {
+    with_server(|| {
+        let schema = common::Schema::new()?;
+        let options = schema.options(IndexConfig::all());
+        let listen = format!("LISTEN \"eventlite_{}\"", options.schema);
+        let mut admin = postgres::Client::connect(&schema.url, postgres::NoTls)?;
+        let mut listeners = move || -> anyhow::Result<i64> {
+            let row = admin.query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE query = $1",
+                &[&listen],
+            )?;
+            Ok(row.get(0))
+        };
+        let store = EventStore::new(PostgresBackend::open(options.clone())?);
+        let other = EventStore::new(PostgresBackend::open(options)?);
+        store.store(NewEvent::new("opened"))?;
+        // Not listening, over several of the listener's 200 ms ticks.
+        let quiet = std::time::Instant::now() + Duration::from_secs(1);
+        while std::time::Instant::now() < quiet {
+            anyhow::ensure!(listeners()? == 0, "a handle with no subscription listens");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Waits (up to a deadline) for the count to reach `want`.
+        let mut expect = |want: i64| -> anyhow::Result<()> {
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                let n = listeners()?;
+                if n == want {
+                    return Ok(());
+                }
+                anyhow::ensure!(
+                    std::time::Instant::now() < deadline,
+                    "{n} listening connections, not {want}"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        };
+        let sub = store.subscribe(SubscribeOptions::new())?;
+        expect(1)?;
+        drop(sub);
+        expect(0)?;
+        // Only a notification can wake this one within the test: its poll interval is an hour.
+        let mut sub = store.subscribe(
+            SubscribeOptions::new()
+                .start(eventlite_core::Start::End)
+                .poll_interval(Duration::from_secs(3600)),
+        )?;
+        assert_eq!(sub.next_batch(Duration::ZERO)?, None);
+        expect(1)?;
+        let appended = other.store(NewEvent::new("elsewhere"))?;
+        let got = sub.next_batch(Duration::from_secs(60))?;
+        assert_eq!(
+            got.map(|b| b.into_iter().map(|e| e.id).collect::<Vec<_>>()),
+            Some(vec![appended.id])
+        );
+        Ok(())
+    })
+}
+
 /// A handle releases what another handle parked, once it appends the completing event: its
 /// append learns of the record in its own transaction. Racing handles release it once.
 #[test]

@@ -189,6 +189,15 @@ impl CommitSignal {
         }
     }
 
+    /// Whether a watcher is registered and alive: an engine that learns of other processes'
+    /// commits by listening (a connection of its own) need only listen then.
+    pub fn watching(&self) -> bool {
+        lock(&self.state)
+            .watchers
+            .iter()
+            .any(|w| w.strong_count() > 0)
+    }
+
     /// The newest id [`publish`](Self::publish)ed.
     pub fn head(&self) -> u64 {
         lock(&self.state).head
