@@ -533,15 +533,25 @@ fn append_on(
         true => &INSERT_AND_HEAD_ONE_KEY,
         false => &INSERT_AND_HEAD,
     })?;
+    // The lock is a server-side prepared statement, so that the simple query below, which
+    // the server parses and plans whole every time, plans only `BEGIN` and an `EXECUTE`. The
+    // writer's statements run with generic plans: the same few, called again and again, whose
+    // parameters (one append's rows) never make another plan better.
+    if !conn.lock_prepared {
+        conn.client
+            .batch_execute(&format!(
+                "SET plan_cache_mode = force_generic_plan; PREPARE eventlite_lock_head AS {LOCK_HEAD}"
+            ))
+            .map_err(map_err)?;
+        conn.lock_prepared = true;
+    }
     let client = &mut conn.client;
     // The transaction is begun, and the counter row locked, in one round trip. Read committed
     // whatever the role's default: after waiting for the lock, the next statements must see
     // the commit that held it. On an error the caller drops this connection, and the server
     // rolls the transaction back.
     let last = client
-        .simple_query(&format!(
-            "BEGIN ISOLATION LEVEL READ COMMITTED; {LOCK_HEAD}"
-        ))
+        .simple_query("BEGIN ISOLATION LEVEL READ COMMITTED; EXECUTE eventlite_lock_head")
         .map_err(map_err)?
         .iter()
         .find_map(|m| match m {
