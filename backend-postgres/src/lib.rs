@@ -534,14 +534,10 @@ fn append_on(
         false => &INSERT_AND_HEAD,
     })?;
     // The lock is a server-side prepared statement, so that the simple query below, which
-    // the server parses and plans whole every time, plans only `BEGIN` and an `EXECUTE`. The
-    // writer's statements run with generic plans: the same few, called again and again, whose
-    // parameters (one append's rows) never make another plan better.
+    // the server parses and plans whole every time, plans only `BEGIN` and an `EXECUTE`.
     if !conn.lock_prepared {
         conn.client
-            .batch_execute(&format!(
-                "SET plan_cache_mode = force_generic_plan; PREPARE eventlite_lock_head AS {LOCK_HEAD}"
-            ))
+            .batch_execute(&format!("PREPARE eventlite_lock_head AS {LOCK_HEAD}"))
             .map_err(map_err)?;
         conn.lock_prepared = true;
     }
