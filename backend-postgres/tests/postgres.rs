@@ -62,6 +62,28 @@ fn a_server_that_refuses_is_unavailable() {
     );
 }
 
+/// A subscription from the log's end, found empty, that only a notification can wake within
+/// a test: its poll interval is an hour.
+fn deaf_subscription(
+    store: &EventStore<PostgresBackend>,
+) -> anyhow::Result<eventlite_core::Subscription<'_, PostgresBackend>> {
+    let mut sub = store.subscribe(
+        SubscribeOptions::new()
+            .start(eventlite_core::Start::End)
+            .poll_interval(Duration::from_secs(3600)),
+    )?;
+    assert_eq!(sub.next_batch(Duration::ZERO)?, None);
+    Ok(sub)
+}
+
+/// The ids of the subscription's next batch, waiting up to a minute for it.
+fn next_ids(
+    sub: &mut eventlite_core::Subscription<'_, PostgresBackend>,
+) -> anyhow::Result<Option<Vec<u64>>> {
+    let batch = sub.next_batch(Duration::from_secs(60))?;
+    Ok(batch.map(|b| b.into_iter().map(|e| e.id).collect()))
+}
+
 /// Two handles on one store (as two application servers would have): ids stay one sequence,
 /// stream checks see the other handle's events, and a subscription on one handle is woken
 /// by the other's commit through `LISTEN/NOTIFY`, not by polling (its poll interval is an
@@ -79,18 +101,9 @@ fn two_handles_share_one_log() -> anyhow::Result<()> {
         let stale = a.store(NewEvent::new("deposited").stream("acct", ExpectedVersion::Exact(1)));
         assert!(matches!(stale, Err(Error::Conflict { .. })), "{stale:?}");
 
-        let mut sub = b.subscribe(
-            SubscribeOptions::new()
-                .start(eventlite_core::Start::End)
-                .poll_interval(Duration::from_secs(3600)),
-        )?;
-        assert_eq!(sub.next_batch(Duration::ZERO)?, None);
+        let mut sub = deaf_subscription(&b)?;
         let third = a.store(NewEvent::new("closed"))?;
-        let got = sub.next_batch(Duration::from_secs(60))?;
-        assert_eq!(
-            got.map(|b| b.into_iter().map(|e| e.id).collect::<Vec<_>>()),
-            Some(vec![third.id])
-        );
+        assert_eq!(next_ids(&mut sub)?, Some(vec![third.id]));
         Ok(())
     })
 }
@@ -141,20 +154,10 @@ fn a_handle_listens_only_while_a_subscription_exists() -> anyhow::Result<()> {
         expect(1)?;
         drop(sub);
         expect(0)?;
-        // Only a notification can wake this one within the test: its poll interval is an hour.
-        let mut sub = store.subscribe(
-            SubscribeOptions::new()
-                .start(eventlite_core::Start::End)
-                .poll_interval(Duration::from_secs(3600)),
-        )?;
-        assert_eq!(sub.next_batch(Duration::ZERO)?, None);
+        let mut sub = deaf_subscription(&store)?;
         expect(1)?;
         let appended = other.store(NewEvent::new("elsewhere"))?;
-        let got = sub.next_batch(Duration::from_secs(60))?;
-        assert_eq!(
-            got.map(|b| b.into_iter().map(|e| e.id).collect::<Vec<_>>()),
-            Some(vec![appended.id])
-        );
+        assert_eq!(next_ids(&mut sub)?, Some(vec![appended.id]));
         Ok(())
     })
 }
