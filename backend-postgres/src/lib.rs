@@ -597,7 +597,9 @@ fn append_on(
     for fields in rows {
         cols.push(fields);
         if cols.bytes() >= INSERT_CHUNK_BYTES {
-            client.execute(&insert, &cols.params()).map_err(map_err)?;
+            client
+                .execute(&insert, &cols.params())
+                .map_err(map_insert_err)?;
             cols = read::Columns::default();
             chunked = true;
         }
@@ -607,7 +609,7 @@ fn append_on(
     params.push(&channel);
     let any_waiting = match client
         .query(&insert_and_head, &params)
-        .map_err(map_err)?
+        .map_err(map_insert_err)?
         .first()
     {
         // After several statements the last one saw only its own rows (none at all, maybe):
@@ -645,6 +647,19 @@ fn append_on(
         }
     })?;
     Ok((stored, may_wait))
+}
+
+/// Maps an error of the statements that insert a group's rows: a value over one of the
+/// server's limits is the event's own fault ([`Error::InvalidEvent`]), which the group commit
+/// reports to its writer alone.
+fn map_insert_err(e: postgres::Error) -> Error {
+    if e.code() == Some(&postgres::error::SqlState::PROGRAM_LIMIT_EXCEEDED) {
+        let message = e
+            .as_db_error()
+            .map_or_else(|| e.to_string(), |db| db.message().to_owned());
+        return Error::invalid_event(message).with_source(e);
+    }
+    map_err(e)
 }
 
 /// A statement and its parameters.

@@ -156,8 +156,15 @@ pub(crate) fn map_err(e: rusqlite::Error) -> Error {
 }
 
 /// Maps an error of a write on `conn`: SQLite reports a write that failed for a file-size limit
-/// (EFBIG) as a plain I/O error, so the OS error it saw decides.
+/// (EFBIG) as a plain I/O error, so the OS error it saw decides. A value over SQLite's length
+/// limit is the event's own fault ([`Error::InvalidEvent`]), which the group commit reports to
+/// its writer alone.
 fn map_write_err(conn: &Connection, e: rusqlite::Error) -> Error {
+    if let rusqlite::Error::SqliteFailure(f, _) = &e
+        && f.code == rusqlite::ErrorCode::TooBig
+    {
+        return Error::invalid_event(e.to_string()).with_source(e);
+    }
     if let rusqlite::Error::SqliteFailure(f, _) = &e
         && f.code == rusqlite::ErrorCode::SystemIoFailure
     {
@@ -1195,6 +1202,65 @@ impl SnapshotStore for SqliteBackend {
 mod tests {
     use super::*;
     use eventlite_core::Order;
+
+    /// An event over SQLite's length limit (lowered here, so that the test stays small) fails
+    /// its own append with `InvalidEvent`, and the writers whose appends shared its group
+    /// commit store theirs.
+    #[test]
+    fn an_event_over_sqlites_limit_fails_its_writer_alone() -> anyhow::Result<()> {
+        use eventlite_core::{EventStore, NewEvent};
+        let dir = tempfile::tempdir()?;
+        let backend = SqliteBackend::open(dir.path().join("e.sqlite"), SqliteOptions::default())?;
+        {
+            let writer = backend.writer();
+            // SAFETY: the handle is valid while the writer's guard lives.
+            unsafe {
+                rusqlite::ffi::sqlite3_limit(
+                    writer.borrow_owner().handle(),
+                    rusqlite::ffi::SQLITE_LIMIT_LENGTH,
+                    10_000,
+                );
+            }
+        }
+        let store = EventStore::new(backend);
+        let big = format!("\"{}\"", "x".repeat(20_000));
+        const THREADS: usize = 8;
+        const EACH: usize = 20;
+        let outcomes: Vec<(bool, eventlite_core::Result<u64>)> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..THREADS)
+                .map(|t| {
+                    let (store, big) = (&store, &big);
+                    s.spawn(move || {
+                        (0..EACH)
+                            .map(|i| {
+                                let huge = t == 0 && i % 5 == 0;
+                                let data = if huge { big.clone() } else { format!("{i}") };
+                                let event = NewEvent::new("e").data_json(data);
+                                (huge, store.store(event).map(|e| e.id))
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("a writer panicked"))
+                .collect()
+        });
+        let mut ids = Vec::new();
+        for (huge, outcome) in outcomes {
+            match (huge, outcome) {
+                (true, Err(Error::InvalidEvent { .. })) => {}
+                (false, Ok(id)) => ids.push(id),
+                (huge, other) => anyhow::bail!("huge: {huge}, outcome: {other:?}"),
+            }
+        }
+        ids.sort_unstable();
+        let stored = THREADS * EACH - EACH / 5;
+        assert_eq!(ids, (1..=stored as u64).collect::<Vec<_>>());
+        assert_eq!(store.last_id()?, stored as u64);
+        Ok(())
+    }
 
     /// A keyset page costs the same wherever its cursor is, also when the filter bounds the
     /// same column the cursor does: SQLite seeks to one bound per side and checks any other

@@ -1,10 +1,11 @@
 //! Races: readers during batch commits, writers racing on one stream, processes sharing one
 //! SQLite file, a second redb opener.
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 
 use anyhow::{Result, ensure};
+use eventlite_core::spi::CommitListener;
 use eventlite_core::{Durability, Error, ExpectedVersion, Filter, NewEvent, Order, Query};
 use eventlite_reliability::{Kind, batch_event, check_store, open};
 
@@ -190,11 +191,31 @@ fn redb_second_opener_is_refused() -> Result<()> {
     Ok(())
 }
 
+/// What the store's listeners (the cache, the subscriptions' wake-ups) are told: how many
+/// commits, and how many events in all.
+#[derive(Default)]
+struct Published {
+    calls: AtomicU64,
+    events: AtomicU64,
+}
+
+impl CommitListener for Published {
+    fn committed(&self, events: &[eventlite_core::Event]) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.events
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
+    }
+}
+
 /// Durable appends from 16 threads share commits: every append is stored once with its own
-/// id, and there are fewer commits than appends (the group commit formed groups).
+/// id, there are fewer commits than appends (the group commit formed groups), and listeners
+/// hear of each group once, not of each append.
 fn group_commit_shares_syncs(kind: Kind) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let store = open(kind, &dir.path().join(kind.file()), Durability::Immediate)?;
+    let published = Arc::new(Published::default());
+    let listener: Arc<dyn CommitListener> = published.clone();
+    store.backend().commit_signal().listen(&listener);
     const THREADS: u64 = 16;
     const EACH: u64 = 40;
     let ids: Vec<u64> = std::thread::scope(|s| {
@@ -236,6 +257,13 @@ fn group_commit_shares_syncs(kind: Kind) -> Result<()> {
     ensure!(
         commits < THREADS * EACH,
         "no commit was shared: {commits} commits for {} appends",
+        THREADS * EACH
+    );
+    let calls = published.calls.load(Ordering::Relaxed);
+    let events = published.events.load(Ordering::Relaxed);
+    ensure!(
+        calls == commits && events == THREADS * EACH,
+        "listeners heard {calls} commits of {events} events, for {commits} commits of {} events",
         THREADS * EACH
     );
     Ok(())

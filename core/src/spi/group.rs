@@ -21,7 +21,9 @@ use crate::spi::{PendingEvent, StreamVersions};
 /// its own (a batch whose stream expectation fails is [rejected](GroupEntry::reject) and
 /// stored not at all, the others go on), stores the rest with consecutive ids in queue order,
 /// commits once, publishes the group's events once, and hands each writer its events with
-/// [`finish_group`]. An error of the commit itself reaches every writer of the group.
+/// [`finish_group`]. An error of the commit itself reaches every writer of the group, except
+/// [`Error::InvalidEvent`] (an engine's own limit on a value): the group is then committed
+/// again one batch at a time, and only the refused batch's writer gets it.
 #[derive(Debug, Default)]
 pub struct GroupCommit {
     queue: Mutex<Queue>,
@@ -200,6 +202,33 @@ pub fn number_group(
     Ok(numbered)
 }
 
+/// Commits a group with `commit`. A group that fails on one batch's content
+/// ([`Error::InvalidEvent`]: an engine's own limit, which the store's checks before the queue
+/// cannot know) is committed again one batch at a time, so that only the writer whose batch
+/// the engine refuses gets the error. That error is raised before the engine commits, so the
+/// failed group stored nothing.
+fn commit_isolating(
+    mut commit: impl FnMut(&mut [GroupEntry]) -> Result<Vec<Result<Vec<Event>>>>,
+    entries: &mut [GroupEntry],
+) -> Result<Vec<Result<Vec<Event>>>> {
+    match commit(entries) {
+        Err(Error::InvalidEvent { .. }) if entries.len() > 1 => Ok(entries
+            .iter_mut()
+            .map(|entry| {
+                // What the failed group's checks decided is decided again.
+                entry.rejected = None;
+                entry.claim_closed = false;
+                match commit(std::slice::from_mut(entry)) {
+                    Ok(mut one) if one.len() == 1 => one.remove(0),
+                    Ok(_) => Err(Error::Internal("a group commit lost an outcome".into())),
+                    Err(e) => Err(e),
+                }
+            })
+            .collect()),
+        outcome => outcome,
+    }
+}
+
 impl GroupCommit {
     /// An empty queue.
     pub fn new() -> Self {
@@ -215,11 +244,13 @@ impl GroupCommit {
     ///
     /// `commit` runs on whichever writer leads the group, with the group's entries in queue
     /// order; it returns one outcome per entry (see [`finish_group`]), or an error for the
-    /// whole group (an I/O error, say), which every writer of the group gets.
+    /// whole group (an I/O error, say), which every writer of the group gets. Engines return
+    /// [`Error::InvalidEvent`] for a value they cannot hold, before anything is committed:
+    /// the batches are then committed one at a time, so that error reaches its writer alone.
     pub fn append(
         &self,
         batch: Vec<PendingEvent>,
-        commit: impl FnOnce(&mut [GroupEntry]) -> Result<Vec<Result<Vec<Event>>>>,
+        commit: impl FnMut(&mut [GroupEntry]) -> Result<Vec<Result<Vec<Event>>>>,
     ) -> Result<Vec<Event>> {
         self.append_claiming(batch, None, commit)
     }
@@ -231,7 +262,7 @@ impl GroupCommit {
         &self,
         batch: Vec<PendingEvent>,
         claim: Claim,
-        commit: impl FnOnce(&mut [GroupEntry]) -> Result<Vec<Result<Vec<Event>>>>,
+        commit: impl FnMut(&mut [GroupEntry]) -> Result<Vec<Result<Vec<Event>>>>,
     ) -> Result<Option<Vec<Event>>> {
         if batch.is_empty() {
             return Err(Error::InvalidArgument("a release needs an event".into()));
@@ -244,7 +275,7 @@ impl GroupCommit {
         &self,
         batch: Vec<PendingEvent>,
         claim: Option<Claim>,
-        commit: impl FnOnce(&mut [GroupEntry]) -> Result<Vec<Result<Vec<Event>>>>,
+        commit: impl FnMut(&mut [GroupEntry]) -> Result<Vec<Result<Vec<Event>>>>,
     ) -> Result<Vec<Event>> {
         let mut queue = self.lock();
         let ticket = queue.next_ticket;
@@ -282,7 +313,7 @@ impl GroupCommit {
                 claim_closed: false,
             });
         }
-        let committed = catch_unwind(AssertUnwindSafe(|| commit(&mut entries)));
+        let committed = catch_unwind(AssertUnwindSafe(|| commit_isolating(commit, &mut entries)));
         let internal = |why: &str| -> Vec<Result<Vec<Event>>> {
             tickets
                 .iter()
@@ -443,6 +474,66 @@ mod tests {
             })
             .unwrap();
         assert_eq!(ok[0].id, 1);
+    }
+
+    fn entry(cmd: &str) -> GroupEntry {
+        GroupEntry {
+            batch: vec![PendingEvent::new(cmd)],
+            len: 1,
+            rejected: None,
+            claim: None,
+            claim_closed: false,
+        }
+    }
+
+    /// A fake engine whose limit refuses a whole transaction holding a "huge" event.
+    fn commit_refusing_huge(
+        next: &Mutex<u64>,
+        commits: &AtomicUsize,
+        entries: &mut [GroupEntry],
+    ) -> Result<Vec<Result<Vec<Event>>>> {
+        if entries.iter().any(|e| e.batch()[0].cmd == "huge") {
+            commits.fetch_add(1, Ordering::Relaxed);
+            return Err(Error::invalid_event("row too big for the engine"));
+        }
+        commit_with(next, commits, entries)
+    }
+
+    #[test]
+    fn a_batch_the_engine_refuses_fails_its_writer_alone() {
+        let (next, commits) = (Mutex::new(0), AtomicUsize::new(0));
+        let mut entries = vec![entry("a"), entry("huge"), entry("bad"), entry("b")];
+        let outcomes = commit_isolating(
+            |e: &mut [GroupEntry]| commit_refusing_huge(&next, &commits, e),
+            &mut entries,
+        )
+        .unwrap();
+        let ids: Vec<_> = outcomes
+            .iter()
+            .map(|o| o.as_ref().map(|events| events[0].id))
+            .collect();
+        assert!(matches!(ids[0], Ok(1)), "{ids:?}");
+        assert!(matches!(ids[1], Err(Error::InvalidEvent { .. })), "{ids:?}");
+        assert!(matches!(ids[2], Err(Error::InvalidArgument(_))), "{ids:?}");
+        assert!(matches!(ids[3], Ok(2)), "{ids:?}");
+        // The group once, then each batch alone.
+        assert_eq!(commits.load(Ordering::Relaxed), 5);
+    }
+
+    #[test]
+    fn a_group_failing_for_another_cause_is_not_committed_again() {
+        let calls = AtomicUsize::new(0);
+        let mut entries = vec![entry("a"), entry("b")];
+        let err = commit_isolating(
+            |_: &mut [GroupEntry]| {
+                calls.fetch_add(1, Ordering::Relaxed);
+                Err(Error::storage_full("disk full"))
+            },
+            &mut entries,
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::StorageFull { .. }), "{err}");
+        assert_eq!(calls.load(Ordering::Relaxed), 1);
     }
 
     #[test]
