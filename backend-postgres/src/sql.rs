@@ -163,6 +163,13 @@ impl Terms {
 /// The terms of a filter (and of a query's keyset cursor).
 pub(crate) fn where_terms(filter: &Filter, query: Option<&Query>) -> Terms {
     let mut t = Terms::default();
+    push_where_terms(&mut t, filter, query);
+    t
+}
+
+/// Adds the terms of a filter (and of a query's keyset cursor) to `t`, their placeholders
+/// numbered after those of the parameters `t` holds.
+fn push_where_terms(t: &mut Terms, filter: &Filter, query: Option<&Query>) {
     t.bytes("correlation_id", &filter.correlation_id);
     t.bytes("cmd", &filter.cmd);
     t.bytes(r#""user""#, &filter.user);
@@ -191,11 +198,36 @@ pub(crate) fn where_terms(filter: &Filter, query: Option<&Query>) -> Terms {
     if empty {
         t.terms.push("false".to_owned());
     }
-    t
+}
+
+/// How many columns [`COLUMNS`] names: [`select_with_total`]'s total comes after them.
+pub(crate) const COLUMN_COUNT: usize = 13;
+
+/// One statement for a page of `query` and the count of its filter: one statement sees one
+/// snapshot, so the two agree without a transaction and its two extra round trips. The count
+/// is a subquery the server runs once, its value the last column of every row. An empty page
+/// has no row to carry it.
+pub(crate) fn select_with_total(query: &Query) -> (String, Vec<Param>) {
+    select_with(query, |t| {
+        let mut count = Terms {
+            terms: Vec::new(),
+            params: std::mem::take(&mut t.params),
+        };
+        push_where_terms(&mut count, &query.filter, None);
+        let column = format!(", (SELECT count(*) FROM queue{})", count.where_sql());
+        t.params = count.params;
+        column
+    })
 }
 
 /// The full SELECT for a query, and its parameters.
 pub(crate) fn select(query: &Query) -> (String, Vec<Param>) {
+    select_with(query, |_| String::new())
+}
+
+/// The full SELECT for a query, with `extra` columns after [`COLUMNS`] (which bind their
+/// parameters in the terms they are given), and its parameters.
+fn select_with(query: &Query, extra: impl FnOnce(&mut Terms) -> String) -> (String, Vec<Param>) {
     let mut t = where_terms(&query.filter, Some(query));
     let mut offset = query.offset;
     // A stream's versions count up from 1 without gaps, so an offset into one stream is a
@@ -217,8 +249,9 @@ pub(crate) fn select(query: &Query) -> (String, Vec<Param>) {
         (Order::IdDesc, false) => "id DESC",
         (Order::DatetimeDesc, _) => "datetime DESC, id DESC",
     };
+    let extra = extra(&mut t);
     let mut sql = format!(
-        "SELECT {COLUMNS} FROM queue{} ORDER BY {order}",
+        "SELECT {COLUMNS}{extra} FROM queue{} ORDER BY {order}",
         t.where_sql()
     );
     if let Some(limit) = query.limit {
@@ -240,4 +273,14 @@ pub(crate) fn valid_schema(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         && name.len() <= 48
         && !name.starts_with("pg_")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_column_count_is_that_of_the_columns() {
+        assert_eq!(COLUMNS.split(',').count(), COLUMN_COUNT);
+    }
 }

@@ -8,11 +8,12 @@
 use std::ops::RangeInclusive;
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use eventlite_core::{
     Backend, CachePolicy, Callbacks, Cursor, Durability, EventStore, Filter, FnModel, IndexConfig,
     NewEvent, Page, StreamOptions,
 };
+use eventlite_postgres::{PostgresBackend, PostgresOptions};
 use eventlite_redb::{RedbBackend, RedbOptions};
 use eventlite_sqlite::{JournalMode, SqliteBackend, SqliteOptions, Synchronous};
 
@@ -28,8 +29,8 @@ pub enum Engine {
     Sqlite,
     /// redb.
     Redb,
-    /// PostgreSQL, on the server at `EVENTLITE_PG_URL`: only its own table
-    /// ([`cases::postgres`]), since the other tables' stores are files.
+    /// PostgreSQL, on the server at `EVENTLITE_PG_URL`: its own table ([`cases::postgres`]),
+    /// and the `reads` table, whose stores are schemas named for their paths ([`pg_schema`]).
     Postgres,
 }
 
@@ -92,6 +93,17 @@ impl Setup {
         }
     }
 
+    /// PostgreSQL options for this setup, for the store that stands for `path`
+    /// ([`pg_schema`]) on the server at `EVENTLITE_PG_URL`.
+    pub fn postgres(&self, path: &Path) -> Result<PostgresOptions> {
+        Ok(PostgresOptions {
+            schema: pg_schema(path),
+            indexes: self.indexes,
+            durability: self.durability,
+            ..PostgresOptions::new(pg_url()?)
+        })
+    }
+
     /// redb options for this setup.
     pub fn redb(&self) -> RedbOptions {
         RedbOptions {
@@ -100,6 +112,54 @@ impl Setup {
             ..RedbOptions::default()
         }
     }
+}
+
+/// The server the PostgreSQL cases run on.
+pub fn pg_url() -> Result<String> {
+    std::env::var("EVENTLITE_PG_URL").context(
+        "the postgres engine needs a server: run the benchmarks through scripts/with-postgres",
+    )
+}
+
+/// The schema that stands for the store at `path` on the server. The tables name their stores
+/// by path, in temporary directories of their own: the directory's name and the file's make
+/// a schema name that no other store of the run has.
+pub fn pg_schema(path: &Path) -> String {
+    let mut parts: Vec<String> = path
+        .iter()
+        .rev()
+        .take(2)
+        .map(|c| c.to_string_lossy().into_owned())
+        .collect();
+    parts.reverse();
+    let name: String = parts
+        .join("_")
+        .chars()
+        .map(|c| match c.is_ascii_alphanumeric() {
+            true => c.to_ascii_lowercase(),
+            false => '_',
+        })
+        .collect();
+    format!("bench{name}")
+}
+
+/// Vacuums and analyzes the store just loaded at `path`, as autovacuum does in time: the
+/// timed reads then run on the plans of a settled table, whether or not autovacuum happened
+/// to come by first.
+pub fn settle_pg_store(path: &Path) -> Result<()> {
+    let mut client = ::postgres::Client::connect(&pg_url()?, ::postgres::NoTls)?;
+    client.batch_execute(&format!("VACUUM ANALYZE \"{}\".queue", pg_schema(path)))?;
+    Ok(())
+}
+
+/// Drops the schema of the store at `path` (a PostgreSQL store outlives its path's directory).
+pub fn drop_pg_schema(path: &Path) -> Result<()> {
+    let mut client = ::postgres::Client::connect(&pg_url()?, ::postgres::NoTls)?;
+    client.batch_execute(&format!(
+        "DROP SCHEMA IF EXISTS \"{}\" CASCADE",
+        pg_schema(path)
+    ))?;
+    Ok(())
 }
 
 /// Any store, behind one type.
@@ -131,7 +191,10 @@ pub fn open_ours_with_wait(engine: Engine, path: &Path, setup: &Setup) -> Result
             Box::new(RedbBackend::open(path, setup.redb())?),
             Box::new(|| {}),
         ),
-        Engine::Postgres => anyhow::bail!("the postgres engine has a table of its own"),
+        Engine::Postgres => (
+            Box::new(PostgresBackend::open(setup.postgres(path)?)?),
+            Box::new(|| {}),
+        ),
     };
     Ok((
         EventStore::builder(backend).cache(setup.cache).build(),

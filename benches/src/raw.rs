@@ -66,6 +66,27 @@ fn correlation(e: &BenchEvent) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// The rows with ids in `ids`, fetched a batch of 1,000 at a time by `fetch(after, end)` (the
+/// rows with ids above `after`, up to `end`, in order); `each` is given every batch, and the
+/// sum of what it returns is returned.
+fn keyset_batches(
+    ids: RangeInclusive<u64>,
+    mut fetch: impl FnMut(i64, i64) -> Result<Vec<(u64, Row)>>,
+    mut each: impl FnMut(&[(u64, Row)]) -> u64,
+) -> Result<u64> {
+    let (mut last, mut n) = (ids.start().saturating_sub(1), 0u64);
+    loop {
+        let batch = fetch(last as i64, *ids.end() as i64)?;
+        let Some((id, _)) = batch.last() else { break };
+        last = *id;
+        n += each(&batch);
+        if batch.len() < 1000 {
+            break;
+        }
+    }
+    Ok(n)
+}
+
 /// Plain rusqlite.
 pub mod sqlite {
     use super::*;
@@ -268,22 +289,12 @@ pub mod sqlite {
         fn batches(
             &self,
             ids: RangeInclusive<u64>,
-            mut each: impl FnMut(&[(u64, Row)]) -> u64,
+            each: impl FnMut(&[(u64, Row)]) -> u64,
         ) -> Result<u64> {
             let sql = format!(
                 "SELECT {COLS} FROM queue WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT 1000"
             );
-            let (mut last, mut n) = (ids.start().saturating_sub(1), 0u64);
-            loop {
-                let batch = self.rows(&sql, [last as i64, *ids.end() as i64])?;
-                let Some((id, _)) = batch.last() else { break };
-                last = *id;
-                n += each(&batch);
-                if batch.len() < 1000 {
-                    break;
-                }
-            }
-            Ok(n)
+            keyset_batches(ids, |after, end| self.rows(&sql, [after, end]), each)
         }
 
         fn count(&self, sql: &str, p: impl rusqlite::Params) -> Result<i64> {
@@ -781,7 +792,9 @@ pub mod redb {
 /// rows, ids gap-free from the same counter row.
 pub mod postgres {
     use super::*;
+    use ::postgres::types::ToSql;
     use ::postgres::{Client, NoTls, Statement};
+    use std::collections::HashMap;
 
     const COLS: &str = r#"id, version, datetime, "user", ip, cmd, data, correlation_id, causation_id, metadata, stream, stream_version, checksum"#;
 
@@ -792,6 +805,8 @@ pub mod postgres {
         insert: Statement,
         get: Statement,
         by_correlation: Statement,
+        /// The read cases' statements, prepared once each.
+        prepared: HashMap<String, Statement>,
     }
 
     /// A row as plain code reads it (texts decoded, checksum not checked).
@@ -849,6 +864,7 @@ pub mod postgres {
                 insert,
                 get,
                 by_correlation,
+                prepared: HashMap::new(),
             })
         }
 
@@ -931,6 +947,107 @@ pub mod postgres {
                 .iter()
                 .map(|r| row(r).map(|(_, r)| r))
                 .collect()
+        }
+
+        fn statement(&mut self, sql: &str) -> Result<Statement> {
+            if let Some(stmt) = self.prepared.get(sql) {
+                return Ok(stmt.clone());
+            }
+            let stmt = self.client.prepare(sql)?;
+            self.prepared.insert(sql.to_owned(), stmt.clone());
+            Ok(stmt)
+        }
+
+        fn rows(&mut self, sql: &str, p: &[&(dyn ToSql + Sync)]) -> Result<Vec<(u64, Row)>> {
+            let stmt = self.statement(sql)?;
+            self.client.query(&stmt, p)?.iter().map(row).collect()
+        }
+
+        fn count(&mut self, sql: &str, p: &[&(dyn ToSql + Sync)]) -> Result<i64> {
+            let stmt = self.statement(sql)?;
+            Ok(self.client.query_one(&stmt, p)?.try_get(0)?)
+        }
+
+        /// The rows with ids in `ids`, a batch of 1,000 per query (keyset, as ours streams);
+        /// `each` is given every batch, and the sum of what it returns is returned.
+        fn batches(
+            &mut self,
+            ids: RangeInclusive<u64>,
+            each: impl FnMut(&[(u64, Row)]) -> u64,
+        ) -> Result<u64> {
+            let sql = format!(
+                "SELECT {COLS} FROM queue WHERE id > $1 AND id <= $2 ORDER BY id LIMIT 1000"
+            );
+            keyset_batches(ids, |after, end| self.rows(&sql, &[&after, &end]), each)
+        }
+    }
+
+    /// Each page with its total: the count, then the page, as two statements (plain code
+    /// outside a transaction).
+    impl Reads for Raw {
+        fn get(&mut self, id: u64) -> Result<bool> {
+            Ok(Raw::get(self, id)?.is_some())
+        }
+        fn get_cached(&mut self, id: u64) -> Result<bool> {
+            Reads::get(self, id)
+        }
+        fn correlation_page(&mut self, corr: &str, offset: u64) -> Result<usize> {
+            let corr = corr.as_bytes();
+            self.count(
+                "SELECT count(*) FROM queue WHERE correlation_id = $1",
+                &[&corr],
+            )?;
+            let sql = format!(
+                "SELECT {COLS} FROM queue WHERE correlation_id = $1 ORDER BY id LIMIT 101 OFFSET $2"
+            );
+            Ok(self.rows(&sql, &[&corr, &(offset as i64)])?.len().min(100))
+        }
+        fn user_page_offset(&mut self, user: &str, offset: u64) -> Result<usize> {
+            let user = user.as_bytes();
+            self.count(r#"SELECT count(*) FROM queue WHERE "user" = $1"#, &[&user])?;
+            let sql = format!(
+                r#"SELECT {COLS} FROM queue WHERE "user" = $1 ORDER BY datetime DESC, id DESC LIMIT 101 OFFSET $2"#
+            );
+            Ok(self.rows(&sql, &[&user, &(offset as i64)])?.len().min(100))
+        }
+        fn user_page_after(&mut self, user: &str, c: Cursor) -> Result<usize> {
+            let user = user.as_bytes();
+            self.count(r#"SELECT count(*) FROM queue WHERE "user" = $1"#, &[&user])?;
+            let sql = format!(
+                r#"SELECT {COLS} FROM queue WHERE "user" = $1 AND (datetime, id) < ($2, $3) ORDER BY datetime DESC, id DESC LIMIT 101"#
+            );
+            let p: [&(dyn ToSql + Sync); 3] = [&user, &c.datetime, &(c.id as i64)];
+            Ok(self.rows(&sql, &p)?.len().min(100))
+        }
+        fn transaction(&mut self, corr: &str) -> Result<usize> {
+            Ok(Raw::transaction(self, corr)?.len())
+        }
+        fn cmd_page(&mut self, cmd: &str) -> Result<usize> {
+            let cmd = cmd.as_bytes();
+            self.count("SELECT count(*) FROM queue WHERE cmd = $1", &[&cmd])?;
+            let sql = format!(
+                "SELECT {COLS} FROM queue WHERE cmd = $1 ORDER BY datetime DESC, id DESC LIMIT 101"
+            );
+            Ok(self.rows(&sql, &[&cmd])?.len().min(100))
+        }
+        fn time_page(&mut self, from: i64, to: i64) -> Result<usize> {
+            self.count(
+                "SELECT count(*) FROM queue WHERE datetime >= $1 AND datetime <= $2",
+                &[&from, &to],
+            )?;
+            let sql = format!(
+                "SELECT {COLS} FROM queue WHERE datetime >= $1 AND datetime <= $2 \
+                 ORDER BY datetime DESC, id DESC LIMIT 101"
+            );
+            Ok(self.rows(&sql, &[&from, &to])?.len().min(100))
+        }
+        fn stream_ids(&mut self, ids: RangeInclusive<u64>) -> Result<u64> {
+            self.batches(ids, |batch| batch.len() as u64)
+        }
+        fn replay_ids(&mut self, ids: RangeInclusive<u64>) -> Result<u64> {
+            self.batches(ids, |batch| {
+                batch.iter().map(|r| u64::from(!r.1.cmd.is_empty())).sum()
+            })
         }
     }
 }

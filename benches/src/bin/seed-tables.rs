@@ -30,8 +30,9 @@ usage: seed-tables [--quick] [--events N] [--runs R] [--engines sqlite,redb,post
        seed-tables --scale [--engines sqlite,redb] [--json PATH] [--markdown PATH]
        seed-tables --render JSON [--markdown PATH] [--svg PATH]
 
-  --engines   postgres adds the `postgres` table (ours against plain client code on the
-              server at EVENTLITE_PG_URL: run it through scripts/with-postgres)
+  --engines   postgres adds the `postgres` table and the reads on the server (ours against
+              plain client code on the server at EVENTLITE_PG_URL: run it through
+              scripts/with-postgres)
   --quick     20,000 events, 3 runs (the CI smoke run; under 60 s)
   --events N  events per store (default 100,000)
   --runs R    runs per figure; each figure is their median (default 5)
@@ -166,8 +167,12 @@ fn main() -> Result<()> {
             eprintln!("== {} writes", e.name());
             writes(&mut b, e)?;
         }
+        // PostgreSQL's stores are schemas on the server: of the file engines' tables, it runs
+        // the reads.
         let read_engines = if b.config.wants("reads") || b.config.wants("checks") {
-            engines.clone()
+            let mut read_engines = engines.clone();
+            read_engines.extend(postgres.then_some(Engine::Postgres));
+            read_engines
         } else {
             Vec::new()
         };

@@ -12,7 +12,7 @@
 
 use std::sync::Mutex;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use eventlite_core::{Backend, Durability, EventStore, IndexConfig};
 use eventlite_postgres::{PostgresBackend, PostgresOptions};
 
@@ -26,11 +26,7 @@ pub const TABLE: &str = "postgres";
 /// The 16-thread case's name.
 pub const CONCURRENT: &str = "16 threads, single durable appends";
 
-/// The server's URL.
-fn url() -> Result<String> {
-    std::env::var("EVENTLITE_PG_URL")
-        .context("the postgres table needs a server: run it through scripts/with-postgres")
-}
+use crate::pg_url as url;
 
 /// A fresh schema on the server, dropped with this value.
 struct Schema(String);

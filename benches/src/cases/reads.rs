@@ -43,7 +43,13 @@ fn build_read_store(engine: Engine, path: &std::path::Path, setup: &Setup, n: u6
             }
             .redb(),
         )?),
-        Engine::Postgres => anyhow::bail!("the postgres engine has a table of its own"),
+        Engine::Postgres => Box::new(eventlite_postgres::PostgresBackend::open(
+            Setup {
+                durability: Durability::Relaxed,
+                ..*setup
+            }
+            .postgres(path)?,
+        )?),
     };
     let store = EventStore::builder(backend)
         .clock(std::sync::Arc::clone(&clock))
@@ -51,6 +57,9 @@ fn build_read_store(engine: Engine, path: &std::path::Path, setup: &Setup, n: u6
     for chunk in events(0, n).chunks(10) {
         store.store_bulk(chunk.iter().map(new_event).collect())?;
         clock.advance(1);
+    }
+    if engine == Engine::Postgres {
+        crate::settle_pg_store(path)?;
     }
     Ok(())
 }
@@ -186,9 +195,15 @@ pub fn reads(b: &mut Bench, engine: Engine) -> Result<()> {
         ),
     ];
     // Ours and raw read copies of one file, so that both can be open at once (redb locks its
-    // file against a second handle).
-    let raw_path = dir.path().join(format!("raw-{}", engine.file()));
-    copy_store(&path, &raw_path)?;
+    // file against a second handle). On a server both read the one schema.
+    let raw_path = match engine {
+        Engine::Postgres => path.clone(),
+        _ => {
+            let raw_path = dir.path().join(format!("raw-{}", engine.file()));
+            copy_store(&path, &raw_path)?;
+            raw_path
+        }
+    };
     let (raw_path, setup_ref) = (&raw_path, &setup);
     let wants_reads = b.config.wants("reads");
     let against_raw = cases.iter().filter(|_| wants_reads);
@@ -196,7 +211,11 @@ pub fn reads(b: &mut Bench, engine: Engine) -> Result<()> {
         Ok(match engine {
             Engine::Sqlite => Box::new(raw::sqlite::Raw::open(raw_path, setup_ref)?),
             Engine::Redb => Box::new(raw::redb::Raw::open(raw_path, setup_ref)?),
-            Engine::Postgres => anyhow::bail!("the postgres engine has a table of its own"),
+            Engine::Postgres => Box::new(raw::postgres::Raw::open(
+                &crate::pg_url()?,
+                &crate::pg_schema(raw_path),
+                Durability::Relaxed,
+            )?),
         })
     };
     run_cases(b, "reads", engine, &path, &setup, against_raw, &open_raw)?;
@@ -213,6 +232,9 @@ pub fn reads(b: &mut Bench, engine: Engine) -> Result<()> {
     }
     if wants_reads {
         cursor_against_first_page(b, engine, &path, &setup, pages, cursor)?;
+    }
+    if engine == Engine::Postgres {
+        crate::drop_pg_schema(&path)?;
     }
     Ok(())
 }

@@ -115,27 +115,23 @@ pub fn checks(b: &Bench) -> Vec<Check> {
                 "events/s",
             );
         }
-        at_least(
-            "stream",
-            "reads",
-            "stream all events",
-            1_000_000.0,
-            "events/s",
-        );
-        at_least(
-            "replay",
-            "reads",
-            "replay through a trivial model",
-            1_000_000.0,
-            "events/s",
-        );
-        at_least(
-            "get by id",
-            "reads",
-            "get by id (random)",
-            150_000.0,
-            "ops/s",
-        );
+        // Figures for an embedded engine: on a server, every read is a round trip, and the
+        // targets there are the ratios against its raw client code. A cached get never
+        // reaches the engine.
+        let embedded = engine != Engine::Postgres.name();
+        let reads_at_least: [(&str, &str, f64, &str); 3] = [
+            ("stream", "stream all events", 1_000_000.0, "events/s"),
+            (
+                "replay",
+                "replay through a trivial model",
+                1_000_000.0,
+                "events/s",
+            ),
+            ("get by id", "get by id (random)", 150_000.0, "ops/s"),
+        ];
+        for (target, case, min, unit) in reads_at_least.into_iter().filter(|_| embedded) {
+            at_least(target, "reads", case, min, unit);
+        }
         at_least(
             "cached get (hot set)",
             "reads",
