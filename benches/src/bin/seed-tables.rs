@@ -30,9 +30,9 @@ usage: seed-tables [--quick] [--events N] [--runs R] [--engines sqlite,redb,post
        seed-tables --scale [--engines sqlite,redb] [--json PATH] [--markdown PATH]
        seed-tables --render JSON [--markdown PATH] [--svg PATH]
 
-  --engines   postgres adds the `postgres` table and the reads on the server (ours against
-              plain client code on the server at EVENTLITE_PG_URL: run it through
-              scripts/with-postgres)
+  --engines   postgres adds the `postgres` table, and the reads and subscriptions on the
+              server (ours against plain client code on the server at EVENTLITE_PG_URL: run
+              it through scripts/with-postgres)
   --quick     20,000 events, 3 runs (the CI smoke run; under 60 s)
   --events N  events per store (default 100,000)
   --runs R    runs per figure; each figure is their median (default 5)
@@ -168,11 +168,14 @@ fn main() -> Result<()> {
             writes(&mut b, e)?;
         }
         // PostgreSQL's stores are schemas on the server: of the file engines' tables, it runs
-        // the reads.
+        // the reads and the subscriptions.
+        let and_server = |engines: &[Engine]| {
+            let mut all = engines.to_vec();
+            all.extend(postgres.then_some(Engine::Postgres));
+            all
+        };
         let read_engines = if b.config.wants("reads") || b.config.wants("checks") {
-            let mut read_engines = engines.clone();
-            read_engines.extend(postgres.then_some(Engine::Postgres));
-            read_engines
+            and_server(&engines)
         } else {
             Vec::new()
         };
@@ -215,7 +218,7 @@ fn main() -> Result<()> {
             }
         }
         if b.config.wants("subscriptions") {
-            for &e in &engines {
+            for e in and_server(&engines) {
                 eprintln!("== {} subscriptions", e.name());
                 subscriptions::subscriptions(&mut b, e)?;
             }
