@@ -30,8 +30,8 @@ pub enum Engine {
     /// redb.
     Redb,
     /// PostgreSQL, on the server at `EVENTLITE_PG_URL`: its own table ([`cases::postgres`]),
-    /// and the `reads` and `subscriptions` tables, whose stores are schemas named for their
-    /// paths ([`pg_schema`]).
+    /// and the `reads`, `aggregates` and `subscriptions` tables, whose stores are schemas
+    /// named for their paths ([`pg_schema`]).
     Postgres,
 }
 

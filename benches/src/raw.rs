@@ -870,10 +870,43 @@ pub mod postgres {
 
         /// `es` in one transaction: ids taken from the counter row, then the rows.
         pub fn append(&mut self, es: &[BenchEvent]) -> Result<()> {
+            self.insert_rows(es, None)
+        }
+
+        /// `es` in one transaction (as [`append`](Self::append) does).
+        pub fn insert_batch(&mut self, es: &[BenchEvent]) -> Result<()> {
+            self.insert_rows(es, None)
+        }
+
+        /// Appends `es` to `stream` in one transaction, if the stream is at version
+        /// `expected` (an error otherwise); an event without a correlation id gets a new one.
+        pub fn append_to_stream(
+            &mut self,
+            stream: &str,
+            expected: u64,
+            es: &[BenchEvent],
+        ) -> Result<()> {
+            self.insert_rows(es, Some((stream, expected)))
+        }
+
+        /// The rows of `es` in one transaction: ids taken from the counter row (whose lock
+        /// holds other appenders off), the stream's version checked when there is one, then
+        /// the rows in one statement.
+        fn insert_rows(&mut self, es: &[BenchEvent], stream: Option<(&str, u64)>) -> Result<()> {
+            let current = match stream {
+                Some(_) => {
+                    Some(self.statement("SELECT max(stream_version) FROM queue WHERE stream = $1")?)
+                }
+                None => None,
+            };
             let mut tx = self.client.transaction()?;
             let last: i64 = tx
                 .query_one(&self.take_ids, &[&(es.len() as i64)])?
                 .try_get(0)?;
+            if let (Some((name, expected)), Some(current)) = (stream, &current) {
+                let at: Option<i64> = tx.query_one(current, &[&name.as_bytes()])?.try_get(0)?;
+                anyhow::ensure!(at.unwrap_or(0) as u64 == expected, "conflict on {name}");
+            }
             let first = last as u64 + 1 - es.len() as u64;
             let now = now_ms();
             let corrs: Vec<_> = es.iter().map(correlation).collect();
@@ -891,14 +924,14 @@ pub mod postgres {
                 Vec::with_capacity(n),
             );
             let (mut data, mut metadata) = (Vec::with_capacity(n), Vec::with_capacity(n));
-            let (causation, stream, stream_version) = (
-                vec![None::<i64>; n],
-                vec![None::<&[u8]>; n],
-                vec![None::<i64>; n],
-            );
+            let (mut names, mut versions) = (Vec::with_capacity(n), Vec::with_capacity(n));
+            let causation = vec![None::<i64>; n];
             for (i, (e, c)) in es.iter().zip(&corrs).enumerate() {
                 let mut f = fields(first + i as u64, e, now);
                 f.correlation_id = c;
+                let at = stream.map(|(name, expected)| (name, expected + 1 + i as u64));
+                f.stream = at.map(|(name, _)| name);
+                f.stream_version = at.map(|(_, v)| v);
                 checksum.push(i64::from(f.checksum()));
                 id.push((first + i as u64) as i64);
                 version.push(1i64);
@@ -909,27 +942,29 @@ pub mod postgres {
                 data.push(e.data.as_str());
                 corr.push(c.as_bytes());
                 metadata.push("{}");
+                names.push(at.map(|(name, _)| name.as_bytes()));
+                versions.push(at.map(|(_, v)| v as i64));
             }
             tx.execute(
                 &self.insert,
                 &[
-                    &id,
-                    &version,
-                    &datetime,
-                    &user,
-                    &ip,
-                    &cmd,
-                    &data,
-                    &corr,
-                    &causation,
-                    &metadata,
-                    &stream,
-                    &stream_version,
-                    &checksum,
+                    &id, &version, &datetime, &user, &ip, &cmd, &data, &corr, &causation,
+                    &metadata, &names, &versions, &checksum,
                 ],
             )?;
             tx.commit()?;
             Ok(())
+        }
+
+        /// A stream's rows, in order.
+        pub fn load_stream(&mut self, stream: &str) -> Result<Vec<(u64, Row)>> {
+            let sql = format!("SELECT {COLS} FROM queue WHERE stream = $1 ORDER BY stream_version");
+            self.rows(&sql, &[&stream.as_bytes()])
+        }
+
+        /// Every row, in batches of 1,000 given to `each`; the sum of what it returns.
+        pub fn read_all(&mut self, each: impl FnMut(&[(u64, Row)]) -> u64) -> Result<u64> {
+            self.batches(1..=i64::MAX as u64, each)
         }
 
         /// The event with this id, if any.

@@ -30,8 +30,8 @@ usage: seed-tables [--quick] [--events N] [--runs R] [--engines sqlite,redb,post
        seed-tables --scale [--engines sqlite,redb] [--json PATH] [--markdown PATH]
        seed-tables --render JSON [--markdown PATH] [--svg PATH]
 
-  --engines   postgres adds the `postgres` table, and the reads and subscriptions on the
-              server (ours against plain client code on the server at EVENTLITE_PG_URL: run
+  --engines   postgres adds the `postgres` table, and the reads, aggregates and
+              subscriptions on the server (ours against plain client code on the server at EVENTLITE_PG_URL: run
               it through scripts/with-postgres)
   --quick     20,000 events, 3 runs (the CI smoke run; under 60 s)
   --events N  events per store (default 100,000)
@@ -168,7 +168,7 @@ fn main() -> Result<()> {
             writes(&mut b, e)?;
         }
         // PostgreSQL's stores are schemas on the server: of the file engines' tables, it runs
-        // the reads and the subscriptions.
+        // the reads, the aggregates and the subscriptions.
         let and_server = |engines: &[Engine]| {
             let mut all = engines.to_vec();
             all.extend(postgres.then_some(Engine::Postgres));
@@ -184,7 +184,7 @@ fn main() -> Result<()> {
             reads(&mut b, e)?;
         }
         if b.config.wants("aggregates") {
-            for &e in &engines {
+            for e in and_server(&engines) {
                 eprintln!("== {} aggregates", e.name());
                 eventlite_benches::cases::aggregates::aggregates(&mut b, e)?;
             }

@@ -99,6 +99,7 @@ enum Writer {
     Ours(Store),
     Sqlite(raw::sqlite::Raw),
     Redb(raw::redb::Raw),
+    Postgres(Box<raw::postgres::Raw>),
 }
 
 impl Writer {
@@ -112,7 +113,11 @@ impl Writer {
         Ok(match engine {
             Engine::Sqlite => Writer::Sqlite(raw::sqlite::Raw::open(path, setup)?),
             Engine::Redb => Writer::Redb(raw::redb::Raw::open(path, setup)?),
-            Engine::Postgres => anyhow::bail!("the postgres engine has a table of its own"),
+            Engine::Postgres => Writer::Postgres(Box::new(raw::postgres::Raw::open(
+                &crate::pg_url()?,
+                &crate::pg_schema(path),
+                setup.durability,
+            )?)),
         })
     }
 
@@ -129,6 +134,10 @@ impl Writer {
             (Writer::Sqlite(r), None) => r.insert_batch(&unit.events)?,
             (Writer::Redb(r), Some((name, at))) => r.append_to_stream(name, *at, &unit.events)?,
             (Writer::Redb(r), None) => r.insert_batch(&unit.events)?,
+            (Writer::Postgres(r), Some((name, at))) => {
+                r.append_to_stream(name, *at, &unit.events)?
+            }
+            (Writer::Postgres(r), None) => r.insert_batch(&unit.events)?,
         }
         Ok(())
     }
@@ -314,6 +323,8 @@ enum Reader {
     Ours(Store),
     Sqlite(raw::sqlite::Raw),
     Redb(raw::redb::Raw),
+    /// A client reads through `&mut`.
+    Postgres(Box<std::cell::RefCell<raw::postgres::Raw>>),
 }
 
 impl Reader {
@@ -322,7 +333,13 @@ impl Reader {
             (false, _) => Reader::Ours(open_ours(engine, path, setup)?),
             (true, Engine::Sqlite) => Reader::Sqlite(raw::sqlite::Raw::open(path, setup)?),
             (true, Engine::Redb) => Reader::Redb(raw::redb::Raw::open(path, setup)?),
-            (true, Engine::Postgres) => anyhow::bail!("the postgres engine has a table of its own"),
+            (true, Engine::Postgres) => {
+                Reader::Postgres(Box::new(std::cell::RefCell::new(raw::postgres::Raw::open(
+                    &crate::pg_url()?,
+                    &crate::pg_schema(path),
+                    setup.durability,
+                )?)))
+            }
         })
     }
 
@@ -332,6 +349,7 @@ impl Reader {
             Reader::Ours(s) => s.read_stream(stream, 1)?.len(),
             Reader::Sqlite(r) => r.load_stream(stream)?.len(),
             Reader::Redb(r) => r.load_stream(stream)?.len(),
+            Reader::Postgres(r) => r.borrow_mut().load_stream(stream)?.len(),
         } as u64)
     }
 
@@ -353,6 +371,13 @@ impl Reader {
                 &mut sum,
                 r.load_stream(stream)?.iter().map(|(_, r)| &*r.data),
             )?,
+            Reader::Postgres(r) => add_payloads(
+                &mut sum,
+                r.borrow_mut()
+                    .load_stream(stream)?
+                    .iter()
+                    .map(|(_, r)| &*r.data),
+            )?,
         };
         std::hint::black_box(sum);
         Ok(n)
@@ -372,33 +397,41 @@ impl Reader {
                 }
                 n
             }
-            // Raw's batch visitors cannot fail: the first decode error is kept for after.
-            Reader::Sqlite(r) => {
-                let mut failed = None;
-                let n = r.read_all(|batch| {
-                    let datas = batch.iter().map(|(_, r)| &*r.data);
-                    add_payloads(&mut sum, datas).unwrap_or_else(|e| {
-                        failed.get_or_insert(e);
-                        0
-                    })
-                })?;
-                failed.map_or(Ok(n), Err)?
-            }
-            Reader::Redb(r) => {
-                let mut failed = None;
-                let n = r.read_all(|batch| {
-                    let datas = batch.iter().map(|(_, r)| &*r.data);
-                    add_payloads(&mut sum, datas).unwrap_or_else(|e| {
-                        failed.get_or_insert(e);
-                        0
-                    })
-                })?;
-                failed.map_or(Ok(n), Err)?
+            Reader::Sqlite(r) => raw_decoded(&mut sum, row_data, |each| r.read_all(each))?,
+            Reader::Redb(r) => raw_decoded(&mut sum, redb_data, |each| r.read_all(each))?,
+            Reader::Postgres(r) => {
+                raw_decoded(&mut sum, row_data, |each| r.borrow_mut().read_all(each))?
             }
         };
         std::hint::black_box(sum);
         Ok(n)
     }
+}
+
+/// Raw's whole log through `read_all`, a batch at a time, each event's data decoded and its
+/// amount added to `sum`; how many. Raw's batch visitors cannot fail: the first decode error
+/// is kept for after.
+fn raw_decoded<R>(
+    sum: &mut u64,
+    data: fn(&R) -> &str,
+    read_all: impl FnOnce(&mut dyn FnMut(&[(u64, R)]) -> u64) -> Result<u64>,
+) -> Result<u64> {
+    let mut failed = None;
+    let n = read_all(&mut |batch| {
+        add_payloads(sum, batch.iter().map(|(_, r)| data(r))).unwrap_or_else(|e| {
+            failed.get_or_insert(e);
+            0
+        })
+    })?;
+    failed.map_or(Ok(n), Err)
+}
+
+fn row_data(r: &raw::Row) -> &str {
+    &r.data
+}
+
+fn redb_data(r: &raw::redb::RedbRow) -> &str {
+    &r.data
 }
 
 /// Decodes each of `datas` as a [`Payload`] and adds its amount to `sum`; how many.
@@ -456,9 +489,19 @@ fn loads(b: &mut Bench, engine: Engine) -> Result<()> {
         engine.name(),
         started.elapsed().as_secs_f64()
     );
-    // Ours and raw read copies of one file (redb locks its file against a second handle).
-    let raw_path = dir.path().join(format!("raw-{}", engine.file()));
-    copy_store(&path, &raw_path)?;
+    // Ours and raw read copies of one file (redb locks its file against a second handle); on
+    // a server both read the one schema.
+    let raw_path = match engine {
+        Engine::Postgres => {
+            crate::settle_pg_store(&path)?;
+            path.clone()
+        }
+        _ => {
+            let raw_path = dir.path().join(format!("raw-{}", engine.file()));
+            copy_store(&path, &raw_path)?;
+            raw_path
+        }
+    };
     let setup = Setup::default();
     let plan = stream_plan(n);
     // Each load case reads about as many events as the store holds.
@@ -528,8 +571,11 @@ fn loads(b: &mut Bench, engine: Engine) -> Result<()> {
         read_pair((&ours, "stream"), (&ours, "range"), reps, run, &op)
     })?;
     b.record(TARGETS, STREAM_VS_RANGE, engine, "events/s", o, Some(r));
-    memory(b, engine, &path, &raw_path)?;
-    Ok(())
+    // A server's memory is not the client's: the memory table is the file engines'.
+    match engine {
+        Engine::Postgres => crate::drop_pg_schema(&path),
+        _ => memory(b, engine, &path, &raw_path),
+    }
 }
 
 /// Resident memory of this process, in KiB, from `/proc/self/status`: (peak, anonymous,
@@ -573,7 +619,7 @@ pub fn rss_child(engine: Engine, raw: bool, work: Work, n: u64, path: &Path) -> 
         (false, _) => Reader::Ours(open_ours(engine, path, &Setup::default())?),
         (true, Engine::Sqlite) => Reader::Sqlite(raw::sqlite::Raw::open_plain(path)?),
         (true, Engine::Redb) => Reader::Redb(raw::redb::Raw::open_plain(path)?),
-        (true, Engine::Postgres) => anyhow::bail!("the postgres engine has a table of its own"),
+        (true, Engine::Postgres) => anyhow::bail!("the memory table is the file engines'"),
     };
     let done = match work {
         Work::Streams => {
