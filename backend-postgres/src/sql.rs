@@ -1,5 +1,6 @@
-//! SQL text: the schema, the indexes, and queries. Only column names and placeholders are
-//! formatted into SQL; every value a caller supplies is bound as a parameter.
+//! SQL text: the schema, the indexes, and queries. Only column names, placeholders and a
+//! page's limit (an integer, see [`select`]) are formatted into SQL; every other value a caller
+//! supplies is bound as a parameter.
 
 use eventlite_core::spi::planner::{Bounds, one_stream, stream_and_ids};
 use eventlite_core::{Filter, IndexName, Order, Query};
@@ -284,5 +285,48 @@ mod tests {
     #[test]
     fn the_column_count_is_that_of_the_columns() {
         assert_eq!(COLUMNS.split(',').count(), COLUMN_COUNT);
+    }
+
+    /// The count's placeholders follow the page's (a stream's offset turned into a version
+    /// bound among them) and come before the offset's; each is used once.
+    #[test]
+    fn a_page_with_its_total_numbers_every_parameter_once() {
+        let page = |filter: Filter| Query {
+            offset: 5,
+            ..Query::new(filter, Order::IdAsc).limit(10)
+        };
+        let (sql, params) = select_with_total(&page(Filter::stream("s")));
+        assert_eq!(params.len(), 3, "{sql}");
+        assert!(
+            sql.contains("(SELECT count(*) FROM queue WHERE stream = $3)"),
+            "{sql}"
+        );
+        assert!(
+            sql.ends_with(
+                "WHERE stream = $1 AND stream_version > $2 ORDER BY stream_version ASC LIMIT 10"
+            ),
+            "{sql}"
+        );
+        let filter = Filter {
+            datetime_from: Some(7),
+            ..Filter::correlation("c")
+        };
+        let (sql, params) = select_with_total(&page(filter.clone()));
+        assert_eq!(params.len(), 5, "{sql}");
+        assert!(
+            sql.contains(
+                "(SELECT count(*) FROM queue WHERE correlation_id = $3 AND datetime >= $4)"
+            ),
+            "{sql}"
+        );
+        assert!(
+            sql.ends_with(
+                "WHERE correlation_id = $1 AND datetime >= $2 ORDER BY id ASC LIMIT 10 OFFSET $5"
+            ),
+            "{sql}"
+        );
+        let (plain, params) = select(&page(filter));
+        assert_eq!(params.len(), 3, "{plain}");
+        assert!(!plain.contains("count(*)"), "{plain}");
     }
 }

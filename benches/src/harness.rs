@@ -309,7 +309,9 @@ impl RawWriter {
         Ok(match engine {
             Engine::Sqlite => RawWriter::Sqlite(raw::sqlite::Raw::open(path, setup)?),
             Engine::Redb => RawWriter::Redb(raw::redb::Raw::open(path, setup)?),
-            Engine::Postgres => anyhow::bail!("the postgres engine has a table of its own"),
+            Engine::Postgres => {
+                anyhow::bail!("on the server, writes are measured by the postgres table")
+            }
         })
     }
 

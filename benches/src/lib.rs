@@ -123,25 +123,25 @@ pub fn pg_url() -> Result<String> {
 }
 
 /// The schema that stands for the store at `path` on the server. The tables name their stores
-/// by path, in temporary directories of their own: the directory's name and the file's make
-/// a schema name that no other store of the run has.
+/// by path, in temporary directories of their own ([`StoreDir`]): the directory's name and the
+/// file's make a schema name that no other store of the run has.
 pub fn pg_schema(path: &Path) -> String {
-    let mut parts: Vec<String> = path
-        .iter()
-        .rev()
-        .take(2)
-        .map(|c| c.to_string_lossy().into_owned())
-        .collect();
-    parts.reverse();
-    let name: String = parts
-        .join("_")
-        .chars()
+    let part = |p: Option<&std::ffi::OsStr>| schema_part(&p.unwrap_or_default().to_string_lossy());
+    format!(
+        "bench{}_{}",
+        part(path.parent().and_then(Path::file_name)),
+        part(path.file_name())
+    )
+}
+
+/// `name` as a part of a schema name: lowercase letters, digits and underscores.
+fn schema_part(name: &str) -> String {
+    name.chars()
         .map(|c| match c.is_ascii_alphanumeric() {
             true => c.to_ascii_lowercase(),
             false => '_',
         })
-        .collect();
-    format!("bench{name}")
+        .collect()
 }
 
 /// Vacuums and analyzes the store just loaded at `path`, as autovacuum does in time: the
@@ -153,14 +153,56 @@ pub fn settle_pg_store(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Drops the schema of the store at `path` (a PostgreSQL store outlives its path's directory).
-pub fn drop_pg_schema(path: &Path) -> Result<()> {
-    let mut client = ::postgres::Client::connect(&pg_url()?, ::postgres::NoTls)?;
-    client.batch_execute(&format!(
-        "DROP SCHEMA IF EXISTS \"{}\" CASCADE",
-        pg_schema(path)
-    ))?;
-    Ok(())
+/// Drops the schemas named by `names` from the schemas on the server. A bench's server is a
+/// throwaway cluster: what cannot be dropped goes with it.
+pub fn drop_pg_schemas(names: impl FnOnce(&mut ::postgres::Client) -> Vec<String>) {
+    if let Ok(url) = pg_url()
+        && let Ok(mut client) = ::postgres::Client::connect(&url, ::postgres::NoTls)
+    {
+        for name in names(&mut client) {
+            let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"));
+        }
+    }
+}
+
+/// A case's temporary directory. A file engine's stores are files in it, gone with it; a
+/// PostgreSQL store is the schema named for its path ([`pg_schema`]), and the schemas of the
+/// directory's paths are dropped with this value.
+pub struct StoreDir {
+    dir: tempfile::TempDir,
+    server: bool,
+}
+
+impl StoreDir {
+    /// A new directory for `engine`'s stores.
+    pub fn new(engine: Engine) -> Result<StoreDir> {
+        Ok(StoreDir {
+            dir: tempfile::tempdir()?,
+            server: engine == Engine::Postgres,
+        })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for StoreDir {
+    fn drop(&mut self) {
+        if !self.server {
+            return;
+        }
+        let dir = self.dir.path().file_name().unwrap_or_default();
+        let prefix = format!("bench{}_", schema_part(&dir.to_string_lossy()));
+        drop_pg_schemas(|client| {
+            let sql = "SELECT nspname::text FROM pg_namespace WHERE starts_with(nspname::text, $1)";
+            client
+                .query(sql, &[&prefix])
+                .map(|rows| rows.iter().filter_map(|r| r.try_get(0).ok()).collect())
+                .unwrap_or_default()
+        });
+    }
 }
 
 /// Any store, behind one type.

@@ -262,8 +262,8 @@ fn group_commit_shares_syncs(kind: Kind) -> Result<()> {
     let calls = published.calls.load(Ordering::Relaxed);
     let events = published.events.load(Ordering::Relaxed);
     ensure!(
-        calls == commits && events == THREADS * EACH,
-        "listeners heard {calls} commits of {events} events, for {commits} commits of {} events",
+        calls < THREADS * EACH && events == THREADS * EACH,
+        "listeners heard {calls} commits of {events} events, for {} appends",
         THREADS * EACH
     );
     Ok(())

@@ -30,9 +30,9 @@ usage: seed-tables [--quick] [--events N] [--runs R] [--engines sqlite,redb,post
        seed-tables --scale [--engines sqlite,redb] [--json PATH] [--markdown PATH]
        seed-tables --render JSON [--markdown PATH] [--svg PATH]
 
-  --engines   postgres adds the `postgres` table, and the reads, aggregates and
-              subscriptions on the server (ours against plain client code on the server at EVENTLITE_PG_URL: run
-              it through scripts/with-postgres)
+  --engines   postgres adds the `postgres` table, and runs the reads, aggregates and
+              subscriptions on the server at EVENTLITE_PG_URL too (ours against plain
+              client code): run it through scripts/with-postgres
   --quick     20,000 events, 3 runs (the CI smoke run; under 60 s)
   --events N  events per store (default 100,000)
   --runs R    runs per figure; each figure is their median (default 5)
@@ -146,7 +146,7 @@ fn main() -> Result<()> {
     };
     let started = Instant::now();
     let mut b = Bench::new(args.config);
-    // The file engines' tables; PostgreSQL has a table of its own.
+    // The file engines; PostgreSQL (a server) joins the tables whose stores it can stand for.
     let postgres = b.config.engines.contains(&Engine::Postgres);
     let engines: Vec<Engine> = b
         .config

@@ -152,7 +152,7 @@ fn write_pair(
     (b, ub): (bool, &[Unit]),
     run: usize,
 ) -> Result<(f64, f64)> {
-    let dir = tempfile::tempdir()?;
+    let dir = crate::StoreDir::new(engine)?;
     let mut wa = Writer::create(
         engine,
         &dir.path().join(format!("a-{}", engine.file())),
@@ -480,7 +480,7 @@ fn read_pair(
 /// The load and read cases of both tables on `engine`.
 fn loads(b: &mut Bench, engine: Engine) -> Result<()> {
     let n = b.config.events;
-    let dir = tempfile::tempdir()?;
+    let dir = crate::StoreDir::new(engine)?;
     let path = dir.path().join(engine.file());
     let started = Instant::now();
     let contiguous = build_read_store(engine, &path, n)?;
@@ -573,7 +573,7 @@ fn loads(b: &mut Bench, engine: Engine) -> Result<()> {
     b.record(TARGETS, STREAM_VS_RANGE, engine, "events/s", o, Some(r));
     // A server's memory is not the client's: the memory table is the file engines'.
     match engine {
-        Engine::Postgres => crate::drop_pg_schema(&path),
+        Engine::Postgres => Ok(()),
         _ => memory(b, engine, &path, &raw_path),
     }
 }

@@ -149,7 +149,7 @@ pub fn concurrent(b: &mut Bench, engine: Engine) -> Result<()> {
                 };
                 rate(16, per, &append)?
             }
-            Engine::Postgres => anyhow::bail!("the postgres engine has a table of its own"),
+            Engine::Postgres => anyhow::bail!("on the server, concurrent writers are in the postgres table"),
         });
     }
     b.record(

@@ -18,7 +18,7 @@ use eventlite_postgres::{PostgresBackend, PostgresOptions};
 
 use crate::cases::concurrent::rate;
 use crate::harness::{Bench, Slice, each_run, interleaved};
-use crate::{BenchEvent, Engine, Setup, Store, events, new_event, open_ours, raw};
+use crate::{BenchEvent, Engine, Setup, Store, events, new_event, open_ours, pg_url as url, raw};
 
 /// The table's name in the report.
 pub const TABLE: &str = "postgres";
@@ -33,8 +33,6 @@ pub const AGAINST_OTHERS: [&str; 2] = [
     "16 threads, against SQLite (ours, a file on this machine) with 16",
 ];
 
-use crate::pg_url as url;
-
 /// A fresh schema on the server, dropped with this value.
 struct Schema(String);
 
@@ -48,11 +46,7 @@ impl Schema {
 
 impl Drop for Schema {
     fn drop(&mut self) {
-        if let Ok(url) = url()
-            && let Ok(mut client) = ::postgres::Client::connect(&url, ::postgres::NoTls)
-        {
-            let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.0));
-        }
+        crate::drop_pg_schemas(|_| vec![self.0.clone()]);
     }
 }
 

@@ -88,7 +88,7 @@ pub fn reads(b: &mut Bench, engine: Engine) -> Result<()> {
         cache: CachePolicy::read_optimized(),
         ..Setup::default()
     };
-    let dir = tempfile::tempdir()?;
+    let dir = crate::StoreDir::new(engine)?;
     let path = dir.path().join(engine.file());
     let started = Instant::now();
     build_read_store(engine, &path, &setup, n)?;
@@ -232,9 +232,6 @@ pub fn reads(b: &mut Bench, engine: Engine) -> Result<()> {
     }
     if wants_reads {
         cursor_against_first_page(b, engine, &path, &setup, pages, cursor)?;
-    }
-    if engine == Engine::Postgres {
-        crate::drop_pg_schema(&path)?;
     }
     Ok(())
 }

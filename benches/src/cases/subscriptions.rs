@@ -60,7 +60,7 @@ pub(crate) fn filled(engine: Engine, path: &Path, n: u64) -> Result<Store> {
 
 fn catch_up(b: &mut Bench, engine: Engine) -> Result<()> {
     let n = b.config.events;
-    let dir = tempfile::tempdir()?;
+    let dir = crate::StoreDir::new(engine)?;
     let store = filled(engine, &dir.path().join(engine.file()), n)?;
     let (slices, per) = Slice::plan(n);
     let range = |i: usize| slice_filter(i, per, n);
@@ -96,7 +96,7 @@ fn catch_up(b: &mut Bench, engine: Engine) -> Result<()> {
 
 fn idle_subscribers(b: &mut Bench, engine: Engine) -> Result<()> {
     let appends: u64 = if b.config.quick { 200 } else { 2_000 };
-    let dir = tempfile::tempdir()?;
+    let dir = crate::StoreDir::new(engine)?;
     let setup = Setup::default();
     let watched = Arc::new(open_ours(
         engine,
@@ -170,7 +170,7 @@ fn write_row(conn: &Connection, e: &eventlite_core::Event) -> rusqlite::Result<(
 
 fn projection(b: &mut Bench, engine: Engine) -> Result<()> {
     let n = b.config.events;
-    let dir = tempfile::tempdir()?;
+    let dir = crate::StoreDir::new(engine)?;
     let store = filled(engine, &dir.path().join(engine.file()), n)?;
     let (slices, per) = Slice::plan(n);
     let (ours, hand) = each_run(b.config.runs, |run| {
@@ -263,7 +263,7 @@ fn latency(b: &mut Bench, engine: Engine) -> Result<()> {
     let count: u64 = if b.config.quick { 100 } else { 500 };
     let mut results = Vec::new();
     for _ in 0..b.config.runs {
-        let dir = tempfile::tempdir()?;
+        let dir = crate::StoreDir::new(engine)?;
         let path = dir.path().join(engine.file());
         let store = Arc::new(open_ours(engine, &path, &Setup::default())?);
         // In-process: a subscriber thread that reports each event's arrival.

@@ -324,6 +324,43 @@ mod tests {
     use crate::report::bench;
     use crate::report::markdown::markdown;
 
+    /// The server is held to its ratios against raw code: not to the embedded engines' rates,
+    /// nor to the 16-thread rows that compare it with ours.
+    #[test]
+    fn the_server_is_held_to_its_ratios_against_raw() {
+        let mut b = bench(false);
+        b.config.events = 100_000;
+        b.record(
+            "reads",
+            "stream all events",
+            Engine::Postgres,
+            "events/s",
+            vec![800_000.0; 3],
+            Some(vec![850_000.0; 3]),
+        );
+        for case in crate::cases::postgres::AGAINST_OTHERS {
+            b.record(
+                crate::cases::postgres::TABLE,
+                case,
+                Engine::Postgres,
+                "events/s",
+                vec![10.0; 3],
+                Some(vec![20.0; 3]),
+            );
+        }
+        let got: Vec<(String, bool)> = checks(&b)
+            .into_iter()
+            .map(|c| (c.measured, c.met))
+            .collect();
+        assert_eq!(
+            got,
+            vec![(
+                "lowest 0.941 (stream all events); 0 of 1 below".to_owned(),
+                true
+            )]
+        );
+    }
+
     #[test]
     fn targets_are_checked_against_the_medians_of_a_full_run() {
         let mut b = bench(false);

@@ -71,7 +71,9 @@ impl GroupEntry {
         &self.batch
     }
 
-    /// Takes the batch out (to turn it into events once stored).
+    /// Takes the batch out (to turn it into events once stored). Only once the group's
+    /// transaction has committed: a commit that fails with [`Error::InvalidEvent`] is made
+    /// again batch by batch, from the same entries.
     pub fn take_batch(&mut self) -> Vec<PendingEvent> {
         std::mem::take(&mut self.batch)
     }
@@ -518,6 +520,41 @@ mod tests {
         assert!(matches!(ids[3], Ok(2)), "{ids:?}");
         // The group once, then each batch alone.
         assert_eq!(commits.load(Ordering::Relaxed), 5);
+    }
+
+    /// A fake engine that decides about the group's batches (rejects them, finds their
+    /// releases' records closed) before its limit refuses the whole transaction.
+    fn commit_deciding_then_refusing(
+        next: &Mutex<u64>,
+        commits: &AtomicUsize,
+        entries: &mut [GroupEntry],
+    ) -> Result<Vec<Result<Vec<Event>>>> {
+        if entries.iter().any(|e| e.batch()[0].cmd == "huge") {
+            for entry in entries.iter_mut() {
+                entry.reject(Error::InvalidArgument("decided in the failed group".into()));
+                entry.reject_claim();
+            }
+            return Err(Error::invalid_event("row too big for the engine"));
+        }
+        commit_with(next, commits, entries)
+    }
+
+    #[test]
+    fn what_the_failed_group_decided_is_decided_again_batch_by_batch() {
+        let (next, commits) = (Mutex::new(0), AtomicUsize::new(0));
+        let mut entries = vec![entry("a"), entry("huge"), entry("b")];
+        let outcomes = commit_isolating(
+            |e: &mut [GroupEntry]| commit_deciding_then_refusing(&next, &commits, e),
+            &mut entries,
+        )
+        .unwrap();
+        let ids: Vec<_> = outcomes
+            .iter()
+            .map(|o| o.as_ref().map(|events| events.first().map(|e| e.id)))
+            .collect();
+        assert!(matches!(ids[0], Ok(Some(1))), "{ids:?}");
+        assert!(matches!(ids[1], Err(Error::InvalidEvent { .. })), "{ids:?}");
+        assert!(matches!(ids[2], Ok(Some(2))), "{ids:?}");
     }
 
     #[test]
