@@ -454,16 +454,19 @@ fn sync_indexes(tx: &mut postgres::Transaction<'_>, want: IndexConfig) -> Result
 }
 
 /// The versions of `streams` in the store, read inside the append's transaction with
-/// `one` ([`STREAM_VERSION`]) for a single stream, `many` ([`STREAM_VERSIONS`]) otherwise.
-fn stored_versions(
-    client: &mut postgres::Client,
-    (one, many): (&postgres::Statement, &postgres::Statement),
-    streams: &[&[u8]],
-) -> Result<HashMap<Vec<u8>, u64>> {
+/// [`STREAM_VERSION`] for a single stream, [`STREAM_VERSIONS`] otherwise (and no statement
+/// at all for appends without streams).
+fn stored_versions(conn: &mut PgConn, streams: &[&[u8]]) -> Result<HashMap<Vec<u8>, u64>> {
     let rows = match streams {
         [] => return Ok(HashMap::new()),
-        [stream] => client.query(one, &[stream]),
-        _ => client.query(many, &[&streams]),
+        [stream] => {
+            let one = conn.prepare(STREAM_VERSION)?;
+            conn.client.query(&one, &[stream])
+        }
+        _ => {
+            let many = conn.prepare(STREAM_VERSIONS)?;
+            conn.client.query(&many, &[&streams])
+        }
     }
     .map_err(map_err)?;
     let mut out = HashMap::with_capacity(streams.len());
@@ -527,10 +530,6 @@ fn append_on(
     channel: &str,
     entries: &mut [GroupEntry],
 ) -> Result<(Vec<Numbered>, bool)> {
-    let versions_stmt = (
-        conn.prepare(STREAM_VERSION)?,
-        conn.prepare(STREAM_VERSIONS)?,
-    );
     let insert = conn.prepare(sql::INSERT)?;
     let one_key = {
         let mut keys = entries
@@ -571,7 +570,6 @@ fn append_on(
         .parse()
         .map_err(|_| Error::corrupt(format!("the id counter holds {last:?}")))?;
     waiting::check_claims(conn, entries)?;
-    let client = &mut conn.client;
     let mut streams: Vec<&[u8]> = entries
         .iter()
         .flat_map(|e| e.batch().iter().filter_map(|p| p.stream.as_deref()))
@@ -579,7 +577,8 @@ fn append_on(
         .collect();
     streams.sort_unstable();
     streams.dedup();
-    let stored_streams = stored_versions(client, (&versions_stmt.0, &versions_stmt.1), &streams)?;
+    let stored_streams = stored_versions(conn, &streams)?;
+    let client = &mut conn.client;
     let stored = number_group(entries, last, i64::MAX as u64, |stream| {
         Ok(stored_streams.get(stream.as_bytes()).copied())
     })?;

@@ -869,11 +869,6 @@ pub mod postgres {
         }
 
         /// `es` in one transaction: ids taken from the counter row, then the rows.
-        pub fn append(&mut self, es: &[BenchEvent]) -> Result<()> {
-            self.insert_rows(es, None)
-        }
-
-        /// `es` in one transaction (as [`append`](Self::append) does).
         pub fn insert_batch(&mut self, es: &[BenchEvent]) -> Result<()> {
             self.insert_rows(es, None)
         }

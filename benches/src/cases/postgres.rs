@@ -95,7 +95,7 @@ fn appends(run: usize, total: u64, batch: u64) -> Result<(f64, f64)> {
         },
         |i| {
             for es in slice(i) {
-                raw.append(es)?;
+                raw.insert_batch(es)?;
             }
             Ok(())
         },
@@ -190,7 +190,7 @@ pub fn postgres(b: &mut Bench) -> Result<()> {
     let mut raw = raw_in(&raw_schema, Durability::Relaxed)?;
     for chunk in events(0, stored).chunks(1_000) {
         store.store_bulk(chunk.iter().map(new_event).collect())?;
-        raw.append(chunk)?;
+        raw.insert_batch(chunk)?;
     }
     let stores = (store, Mutex::new(raw));
     let gets: u64 = if quick { 500 } else { 5_000 };
@@ -258,7 +258,7 @@ pub fn postgres(b: &mut Bench) -> Result<()> {
                         .collect::<Result<Vec<_>>>()?;
                     rate(16, per, &|t, e| {
                         let mut conn = conns[t].lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
-                        conn.append(std::slice::from_ref(e))
+                        conn.insert_batch(std::slice::from_ref(e))
                     })?
                 }
                 _ => {

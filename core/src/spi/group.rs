@@ -488,14 +488,21 @@ mod tests {
         }
     }
 
-    /// A fake engine whose limit refuses a whole transaction holding a "huge" event.
+    /// A fake engine whose limit refuses a whole transaction holding a "huge" event, after it
+    /// has decided about the group's batches (rejected them, found their releases' records
+    /// closed) when `decides` is set.
     fn commit_refusing_huge(
         next: &Mutex<u64>,
         commits: &AtomicUsize,
+        decides: bool,
         entries: &mut [GroupEntry],
     ) -> Result<Vec<Result<Vec<Event>>>> {
         if entries.iter().any(|e| e.batch()[0].cmd == "huge") {
             commits.fetch_add(1, Ordering::Relaxed);
+            for entry in entries.iter_mut().filter(|_| decides) {
+                entry.reject(Error::InvalidArgument("decided in the failed group".into()));
+                entry.reject_claim();
+            }
             return Err(Error::invalid_event("row too big for the engine"));
         }
         commit_with(next, commits, entries)
@@ -506,7 +513,7 @@ mod tests {
         let (next, commits) = (Mutex::new(0), AtomicUsize::new(0));
         let mut entries = vec![entry("a"), entry("huge"), entry("bad"), entry("b")];
         let outcomes = commit_isolating(
-            |e: &mut [GroupEntry]| commit_refusing_huge(&next, &commits, e),
+            |e: &mut [GroupEntry]| commit_refusing_huge(&next, &commits, false, e),
             &mut entries,
         )
         .unwrap();
@@ -522,29 +529,12 @@ mod tests {
         assert_eq!(commits.load(Ordering::Relaxed), 5);
     }
 
-    /// A fake engine that decides about the group's batches (rejects them, finds their
-    /// releases' records closed) before its limit refuses the whole transaction.
-    fn commit_deciding_then_refusing(
-        next: &Mutex<u64>,
-        commits: &AtomicUsize,
-        entries: &mut [GroupEntry],
-    ) -> Result<Vec<Result<Vec<Event>>>> {
-        if entries.iter().any(|e| e.batch()[0].cmd == "huge") {
-            for entry in entries.iter_mut() {
-                entry.reject(Error::InvalidArgument("decided in the failed group".into()));
-                entry.reject_claim();
-            }
-            return Err(Error::invalid_event("row too big for the engine"));
-        }
-        commit_with(next, commits, entries)
-    }
-
     #[test]
     fn what_the_failed_group_decided_is_decided_again_batch_by_batch() {
         let (next, commits) = (Mutex::new(0), AtomicUsize::new(0));
         let mut entries = vec![entry("a"), entry("huge"), entry("b")];
         let outcomes = commit_isolating(
-            |e: &mut [GroupEntry]| commit_deciding_then_refusing(&next, &commits, e),
+            |e: &mut [GroupEntry]| commit_refusing_huge(&next, &commits, true, e),
             &mut entries,
         )
         .unwrap();
