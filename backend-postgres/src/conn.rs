@@ -77,13 +77,20 @@ impl Connector {
         // no index serves still scans. That scan's cost then carries the penalty PostgreSQL
         // gives disabled plans, far past the threshold for compiling the query with JIT, which
         // would cost each short query tens of milliseconds: JIT is off.
+        //
+        // Transactions are read committed whatever the role's default, so that an append that
+        // waited for the id counter's lock sees the commit that held it. Set once here, a plain
+        // `BEGIN` costs the server less than one that names its level, whose setting is undone
+        // at every commit.
         let commit = match self.durability {
             Durability::Immediate => "on",
             Durability::Relaxed => "off",
         };
         client
             .batch_execute(&format!(
-                "SET search_path TO \"{}\"; SET enable_seqscan = off; SET jit = off; SET synchronous_commit = {commit}",
+                "SET search_path TO \"{}\"; SET enable_seqscan = off; SET jit = off; \
+                 SET synchronous_commit = {commit}; \
+                 SET default_transaction_isolation = 'read committed'",
                 self.schema
             ))
             .map_err(map_err)?;

@@ -553,12 +553,12 @@ fn append_on(
         conn.lock_prepared = true;
     }
     let client = &mut conn.client;
-    // The transaction is begun, and the counter row locked, in one round trip. Read committed
-    // whatever the role's default: after waiting for the lock, the next statements must see
-    // the commit that held it. On an error the caller drops this connection, and the server
-    // rolls the transaction back.
+    // The transaction is begun, and the counter row locked, in one round trip. The session is
+    // read committed (see `Connector::connect`): after waiting for the lock, the next
+    // statements see the commit that held it. On an error the caller drops this connection,
+    // and the server rolls the transaction back.
     let last = client
-        .simple_query("BEGIN ISOLATION LEVEL READ COMMITTED; EXECUTE eventlite_lock_head")
+        .simple_query("BEGIN; EXECUTE eventlite_lock_head")
         .map_err(map_err)?
         .iter()
         .find_map(|m| match m {
