@@ -65,8 +65,9 @@ pub(crate) const ENGINE: &str = "postgres";
 
 /// The `format` value in `eventlite_meta` that marks a schema as an EventLite store.
 const FORMAT: &str = "eventlite-postgres";
-/// The schema version this code writes; a store with a newer one is refused.
-const SCHEMA_VERSION: i64 = 1;
+/// The schema version this code writes; a store with a newer one is refused, one with an
+/// older one is brought up to it at open.
+const SCHEMA_VERSION: i64 = 2;
 
 /// How to open a PostgreSQL store.
 #[derive(Clone)]
@@ -381,17 +382,18 @@ fn init_schema(conn: &mut PgConn, options: &PostgresOptions) -> Result<()> {
         .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
         .collect::<std::result::Result<_, postgres::Error>>()
         .map_err(|e| Error::not_a_store("unreadable eventlite_meta").with_source(e))?;
-    match (meta.get("format"), meta.get("schema_version")) {
+    let version = match (meta.get("format"), meta.get("schema_version")) {
         (None, None) => {
             tx.execute(
                 "INSERT INTO eventlite_meta (key, value) VALUES ('format', $1), \
-                 ('schema_version', $2)",
-                &[&FORMAT, &SCHEMA_VERSION.to_string()],
+                 ('schema_version', '1')",
+                &[&FORMAT],
             )
             .map_err(map_err)?;
+            1
         }
         (Some(f), Some(v)) if f == FORMAT => match v.parse::<i64>() {
-            Ok(v) if v <= SCHEMA_VERSION => {}
+            Ok(v) if v <= SCHEMA_VERSION => v,
             Ok(v) => {
                 return Err(Error::not_a_store(format!(
                     "schema version {v} is newer than this EventLite ({SCHEMA_VERSION})"
@@ -404,6 +406,14 @@ fn init_schema(conn: &mut PgConn, options: &PostgresOptions) -> Result<()> {
                 "unknown store format {format:?}"
             )));
         }
+    };
+    if version < 2 {
+        tx.batch_execute(sql::TO_VERSION_2).map_err(map_err)?;
+        tx.execute(
+            "UPDATE eventlite_meta SET value = $1 WHERE key = 'schema_version'",
+            &[&SCHEMA_VERSION.to_string()],
+        )
+        .map_err(map_err)?;
     }
     if !options.indexes_as_found {
         sync_indexes(&mut tx, options.indexes)?;
@@ -488,7 +498,17 @@ const POLL_SPACING: Duration = Duration::from_secs(1);
 /// The caller text an INSERT statement carries at most (past one event's worth).
 const INSERT_CHUNK_BYTES: usize = 64 * 1024 * 1024;
 
-const LOCK_HEAD: &str = "SELECT last_id FROM eventlite_head FOR UPDATE";
+/// The counter row, locked: the last id, and the cmds that waiting records wait on, each as
+/// `x` and its hex, comma-separated (null past [`MAX_WAITING_CMDS`]: then every append looks).
+static LOCK_HEAD: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT last_id, CASE WHEN cardinality(waiting_cmds) <= {MAX_WAITING_CMDS} THEN \
+         array_to_string(ARRAY(SELECT 'x' || encode(c, 'hex') FROM unnest(waiting_cmds) AS c), \
+         ',') END FROM eventlite_head FOR UPDATE"
+    )
+});
+/// The most waited-on cmds an append is told of.
+const MAX_WAITING_CMDS: usize = 64;
 const STREAM_VERSIONS: &str = "SELECT s, (SELECT max(stream_version) FROM queue WHERE stream = s) \
      FROM unnest($1::bytea[]) AS s";
 /// [`STREAM_VERSIONS`] for one stream, the common case. The server keeps one plan for it,
@@ -496,30 +516,15 @@ const STREAM_VERSIONS: &str = "SELECT s, (SELECT max(stream_version) FROM queue 
 /// log): a plan made without the array's length is costed higher than one made with it.
 const STREAM_VERSION: &str =
     "SELECT $1::bytea, (SELECT max(stream_version) FROM queue WHERE stream = $1)";
-/// The last INSERT of an append, which also sets the counter row, notifies the listeners
-/// (`$14`: the new last id, `$15`: the channel) and tells whether any waiting record is open:
-/// one round trip.
-static INSERT_AND_HEAD: LazyLock<String> = LazyLock::new(|| {
+/// Sets the counter row to `$1`, the new last id, and notifies the listeners on `channel`:
+/// prepared once per connection, and run in the COMMIT's round trip.
+fn set_head(channel: &str) -> String {
     format!(
-        "WITH ins AS ({}), h AS (UPDATE eventlite_head SET last_id = $14 RETURNING last_id) \
-         SELECT pg_notify($15, last_id::text), \
-         EXISTS (SELECT 1 FROM eventlite_waiting_keys LIMIT 1) FROM h",
-        sql::INSERT
+        "WITH h AS (UPDATE eventlite_head SET last_id = $1 RETURNING last_id) \
+         SELECT pg_notify('{}', last_id::text) FROM h",
+        channel.replace('\'', "''")
     )
-});
-
-/// [`INSERT_AND_HEAD`] for rows that share one cmd and correlation id (one append of one
-/// event, most often): whether an open waiting record has that key, an index probe inside the
-/// same statement.
-static INSERT_AND_HEAD_ONE_KEY: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "WITH ins AS ({}), h AS (UPDATE eventlite_head SET last_id = $14 RETURNING last_id) \
-         SELECT pg_notify($15, last_id::text), \
-         EXISTS (SELECT 1 FROM eventlite_waiting_keys \
-         WHERE cmd = ($6::bytea[])[1] AND correlation_id = ($8::bytea[])[1]) FROM h",
-        sql::INSERT
-    )
-});
+}
 
 /// Stores the batches of a group in one transaction: the counter row is locked first (so
 /// appends from every process commit one at a time, in id order), each batch is checked
@@ -531,24 +536,17 @@ fn append_on(
     entries: &mut [GroupEntry],
 ) -> Result<(Vec<Numbered>, bool)> {
     let insert = conn.prepare(sql::INSERT)?;
-    let one_key = {
-        let mut keys = entries
-            .iter()
-            .filter(|e| !e.is_rejected())
-            .flat_map(|e| e.batch())
-            .map(|p| (p.cmd.as_str(), p.correlation_id.as_str()));
-        let first = keys.next();
-        keys.all(|k| Some(k) == first)
-    };
-    let insert_and_head = conn.prepare(match one_key {
-        true => &INSERT_AND_HEAD_ONE_KEY,
-        false => &INSERT_AND_HEAD,
-    })?;
-    // The lock is a server-side prepared statement, so that the simple query below, which
-    // the server parses and plans whole every time, plans only `BEGIN` and an `EXECUTE`.
+    // The counter row's lock and update are server-side prepared statements, so that the
+    // simple queries below, which the server parses and plans whole every time, plan only
+    // `BEGIN`, `EXECUTE`s and `COMMIT`.
     if !conn.lock_prepared {
         conn.client
-            .batch_execute(&format!("PREPARE eventlite_lock_head AS {LOCK_HEAD}"))
+            .batch_execute(&format!(
+                "PREPARE eventlite_lock_head AS {}; \
+                 PREPARE eventlite_set_head(int8) AS {}",
+                *LOCK_HEAD,
+                set_head(channel)
+            ))
             .map_err(map_err)?;
         conn.lock_prepared = true;
     }
@@ -557,18 +555,21 @@ fn append_on(
     // read committed (see `Connector::connect`): after waiting for the lock, the next
     // statements see the commit that held it. On an error the caller drops this connection,
     // and the server rolls the transaction back.
-    let last = client
+    let counter = client
         .simple_query("BEGIN; EXECUTE eventlite_lock_head")
-        .map_err(map_err)?
+        .map_err(map_err)?;
+    let counter = counter
         .iter()
         .find_map(|m| match m {
-            postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            postgres::SimpleQueryMessage::Row(row) => Some(row),
             _ => None,
         })
         .ok_or_else(|| Error::corrupt("the id counter row is missing"))?;
+    let last = counter.try_get(0).ok().flatten().unwrap_or_default();
     let last: u64 = last
         .parse()
         .map_err(|_| Error::corrupt(format!("the id counter holds {last:?}")))?;
+    let look = waits_on_any(counter.try_get(1).ok().flatten(), entries);
     waiting::check_claims(conn, entries)?;
     let mut streams: Vec<&[u8]> = entries
         .iter()
@@ -600,11 +601,8 @@ fn append_on(
         .map(|(i, _, _)| entries[*i].batch().len() as u64)
         .sum();
     let new_last = last + stored_events;
-    let head = sql::clamp(new_last);
-    // One statement per chunk (a bound array must stay under PostgreSQL's 1 GB per value); the
-    // last one also sets the counter and notifies the listeners.
+    // One statement per chunk: a bound array must stay under PostgreSQL's 1 GB per value.
     let mut cols = read::Columns::default();
-    let mut chunked = false;
     for fields in rows {
         cols.push(fields);
         if cols.bytes() >= INSERT_CHUNK_BYTES {
@@ -612,37 +610,32 @@ fn append_on(
                 .execute(&insert, &cols.params())
                 .map_err(map_insert_err)?;
             cols = read::Columns::default();
-            chunked = true;
         }
     }
-    let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = cols.params().to_vec();
-    params.push(&head);
-    params.push(&channel);
-    let any_waiting = match client
-        .query(&insert_and_head, &params)
-        .map_err(map_insert_err)?
-        .first()
-    {
-        // After several statements the last one saw only its own rows (none at all, maybe):
-        // assume a record may wait on the others'.
-        Some(row) => chunked || row.try_get::<_, bool>(1).map_err(map_err)?,
-        None => true,
-    };
+    if !cols.is_empty() {
+        client
+            .execute(&insert, &cols.params())
+            .map_err(map_insert_err)?;
+    }
     if stored.iter().any(|(i, _, _)| entries[*i].claim().is_some()) {
         waiting::close_claims(conn, entries, &stored)?;
     }
-    // Whether a record waits on these rows is asked in the COMMIT's round trip (its keys
-    // written out as hex): nothing is added to an append when no record waits at all.
-    let keys = match any_waiting && !chunked && !one_key {
-        true => waiting::keys_query(entries, &stored),
+    // The counter is set, the listeners notified, and whether a record waits on these rows
+    // asked (its keys written out as hex) in the COMMIT's round trip. A store where no record
+    // waits on the rows' cmds is not asked at all; one with too many keys to ask is looked at
+    // after the append.
+    let keys = match look {
+        true => Some(waiting::keys_query(entries, &stored)),
         false => None,
     };
+    let finish = format!("EXECUTE eventlite_set_head({new_last}); COMMIT");
     let client = &mut conn.client;
     let committed = match &keys {
-        Some(query) => client
-            .simple_query(&format!("{query}; COMMIT"))
+        Some(Some(query)) => client
+            .simple_query(&format!("{query}; {finish}"))
             .map(|messages| waiting::answer(&messages)),
-        None => client.batch_execute("COMMIT").map(|()| any_waiting),
+        Some(None) => client.batch_execute(&finish).map(|()| true),
+        None => client.batch_execute(&finish).map(|()| false),
     };
     let may_wait = committed.map_err(|e| {
         if is_connection_error(&e) {
@@ -658,6 +651,45 @@ fn append_on(
         }
     })?;
     Ok((stored, may_wait))
+}
+
+/// Whether a waiting record may wait on a row of `entries`, by its cmd: `cmds` is what
+/// [`LOCK_HEAD`] says of the waited-on cmds (`None`: too many to say, or unreadable).
+fn waits_on_any(cmds: Option<&str>, entries: &[GroupEntry]) -> bool {
+    let Some(cmds) = cmds else {
+        return true;
+    };
+    if cmds.is_empty() {
+        return false;
+    }
+    let waited: Option<Vec<Vec<u8>>> = cmds
+        .split(',')
+        .map(|cmd| cmd.strip_prefix('x').and_then(from_hex))
+        .collect();
+    let Some(waited) = waited else {
+        return true;
+    };
+    entries
+        .iter()
+        .filter(|e| !e.is_rejected())
+        .flat_map(|e| e.batch())
+        .any(|p| waited.iter().any(|w| w == p.cmd.as_bytes()))
+}
+
+/// The bytes of lower-case hex text, as PostgreSQL's `encode(…, 'hex')` writes them.
+fn from_hex(text: &str) -> Option<Vec<u8>> {
+    let digit = |b: u8| match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        _ => None,
+    };
+    text.as_bytes()
+        .chunks(2)
+        .map(|pair| match pair {
+            [hi, lo] => Some(digit(*hi)? << 4 | digit(*lo)?),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Maps an error of the statements that insert a group's rows: a value over one of the
@@ -1246,5 +1278,19 @@ impl Maintenance for PostgresBackend {
             }
             Ok(problems)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::from_hex;
+
+    #[test]
+    fn hex_reads_what_postgres_encodes_and_nothing_else() {
+        assert_eq!(from_hex(""), Some(vec![]));
+        assert_eq!(from_hex("00ff7a"), Some(vec![0, 255, b'z']));
+        assert_eq!(from_hex("abc"), None);
+        assert_eq!(from_hex("0G"), None);
+        assert_eq!(from_hex("FF"), None);
     }
 }

@@ -79,6 +79,10 @@ impl<'a> Columns<'a> {
         self.bytes
     }
 
+    pub(crate) fn is_empty(&self) -> bool {
+        self.id.is_empty()
+    }
+
     pub(crate) fn push(&mut self, f: EventFields<'a>) {
         self.bytes += f.user.len()
             + f.ip.len()

@@ -208,6 +208,124 @@ fn a_handle_listens_only_while_a_subscription_exists() -> anyhow::Result<()> {
     })
 }
 
+/// The cmds the counter row says records wait on, and those of the keys themselves.
+type Cmds = Vec<Vec<u8>>;
+fn waiting_cmds(admin: &mut postgres::Client, schema: &str) -> anyhow::Result<(Cmds, Cmds)> {
+    let row = admin.query_one(
+        &format!(
+            "SELECT (SELECT waiting_cmds FROM \"{schema}\".eventlite_head), \
+             ARRAY(SELECT DISTINCT cmd FROM \"{schema}\".eventlite_waiting_keys ORDER BY cmd)"
+        ),
+        &[],
+    )?;
+    Ok((row.try_get(0)?, row.try_get(1)?))
+}
+
+/// The counter row follows the cmds that waiting records wait on, through parks, releases and
+/// cancels (appends of other cmds skip looking for records). Past 64 such cmds it no longer
+/// names them, and every append looks.
+#[test]
+fn the_counter_row_names_the_waited_on_cmds() -> anyhow::Result<()> {
+    use eventlite_core::{Condition, WaitFor, WaitState};
+    with_server(|| {
+        let schema = common::Schema::new()?;
+        let store = EventStore::new(PostgresBackend::open(schema.options(IndexConfig::all()))?);
+        let mut admin = postgres::Client::connect(&schema.url, postgres::NoTls)?;
+        let cmds =
+            |names: &[&str]| -> Cmds { names.iter().map(|n| n.as_bytes().to_vec()).collect() };
+        let both = WaitFor::new().all([Condition::new("paid"), Condition::new("packed")]);
+        let first = store.store_when(NewEvent::new("ship").correlation_id("o-1"), both.clone())?;
+        let second = store.store_when(NewEvent::new("ship").correlation_id("o-2"), both)?;
+        let third = store.store_when(
+            NewEvent::new("refund").correlation_id("o-3"),
+            WaitFor::new().all([Condition::new("returned")]),
+        )?;
+        let all = cmds(&["packed", "paid", "returned"]);
+        assert_eq!(waiting_cmds(&mut admin, &schema.name)?, (all.clone(), all));
+        store.store(NewEvent::new("paid").correlation_id("o-1"))?;
+        store.store(NewEvent::new("packed").correlation_id("o-1"))?;
+        let released = store.waiting(first.id)?.map(|w| w.state);
+        assert_eq!(released, Some(WaitState::Released));
+        assert!(store.cancel_waiting(second.id)?);
+        let left = cmds(&["returned"]);
+        assert_eq!(
+            waiting_cmds(&mut admin, &schema.name)?,
+            (left.clone(), left)
+        );
+        store.store(NewEvent::new("returned").correlation_id("o-3"))?;
+        let released = store.waiting(third.id)?.map(|w| w.state);
+        assert_eq!(released, Some(WaitState::Released));
+        assert_eq!(waiting_cmds(&mut admin, &schema.name)?, (vec![], vec![]));
+
+        // 65 waited-on cmds: the counter row no longer names them, and appends look anyway.
+        let many: Vec<_> = (0..65)
+            .map(|i| {
+                store.store_when(
+                    NewEvent::new("done").correlation_id(format!("m-{i}")),
+                    WaitFor::new().all([Condition::new(format!("step-{i}"))]),
+                )
+            })
+            .collect::<Result<_, _>>()?;
+        store.store(NewEvent::new("step-64").correlation_id("m-64"))?;
+        let released = store.waiting(many[64].id)?.map(|w| w.state);
+        assert_eq!(released, Some(WaitState::Released));
+        Ok(())
+    })
+}
+
+/// A store of layout version 1 (no count on the counter row) is brought up to date at open:
+/// the keys already there are counted, and an append that completes a record parked before
+/// the upgrade still releases it.
+#[test]
+fn a_version_1_store_is_upgraded_at_open() -> anyhow::Result<()> {
+    use eventlite_core::{Condition, WaitFor, WaitState};
+    with_server(|| {
+        let schema = common::Schema::new()?;
+        let parked = {
+            let store = EventStore::new(PostgresBackend::open(schema.options(IndexConfig::all()))?);
+            store.store_when(
+                NewEvent::new("ship").correlation_id("o-1"),
+                WaitFor::new().all([Condition::new("paid")]),
+            )?
+        };
+        let mut admin = postgres::Client::connect(&schema.url, postgres::NoTls)?;
+        admin.batch_execute(&format!(
+            "SET search_path TO \"{}\"; \
+             DROP TRIGGER eventlite_waiting_keys_added ON eventlite_waiting_keys; \
+             DROP TRIGGER eventlite_waiting_keys_removed ON eventlite_waiting_keys; \
+             DROP FUNCTION eventlite_waiting_keys_added(); \
+             DROP FUNCTION eventlite_waiting_keys_removed(); \
+             ALTER TABLE eventlite_head DROP COLUMN waiting_cmds; \
+             DROP TABLE eventlite_waiting_cmds; \
+             UPDATE eventlite_meta SET value = '1' WHERE key = 'schema_version'",
+            schema.name
+        ))?;
+        let store = EventStore::new(PostgresBackend::open(schema.options(IndexConfig::all()))?);
+        let paid = vec![b"paid".to_vec()];
+        assert_eq!(
+            waiting_cmds(&mut admin, &schema.name)?,
+            (paid.clone(), paid)
+        );
+        let paid = store.store(NewEvent::new("paid").correlation_id("o-1"))?;
+        assert_eq!(
+            store.waiting(parked.id)?.map(|w| (w.state, w.event_id)),
+            Some((WaitState::Released, Some(paid.id + 1)))
+        );
+        assert_eq!(waiting_cmds(&mut admin, &schema.name)?, (vec![], vec![]));
+        let version: String = admin
+            .query_one(
+                &format!(
+                    "SELECT value FROM \"{}\".eventlite_meta WHERE key = 'schema_version'",
+                    schema.name
+                ),
+                &[],
+            )?
+            .try_get(0)?;
+        assert_eq!(version, "2");
+        Ok(())
+    })
+}
+
 /// A handle releases what another handle parked, once it appends the completing event: its
 /// append learns of the record in its own transaction. Racing handles release it once.
 #[test]
