@@ -372,41 +372,23 @@ fn init_schema(conn: &mut PgConn, options: &PostgresOptions) -> Result<()> {
             "schema {schema:?} holds no EventLite store to open with the indexes it has"
         )));
     }
-    tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
-        .map_err(map_err)?;
-    tx.batch_execute(sql::SCHEMA).map_err(map_err)?;
-    let meta: HashMap<String, String> = tx
-        .query("SELECT key::text, value::text FROM eventlite_meta", &[])
-        .map_err(map_err)?
-        .iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-        .collect::<std::result::Result<_, postgres::Error>>()
-        .map_err(|e| Error::not_a_store("unreadable eventlite_meta").with_source(e))?;
-    let version = match (meta.get("format"), meta.get("schema_version")) {
-        (None, None) => {
-            tx.execute(
-                "INSERT INTO eventlite_meta (key, value) VALUES ('format', $1), \
-                 ('schema_version', '1')",
-                &[&FORMAT],
-            )
+    let version = if tables.is_empty() {
+        tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
             .map_err(map_err)?;
-            1
-        }
-        (Some(f), Some(v)) if f == FORMAT => match v.parse::<i64>() {
-            Ok(v) if v <= SCHEMA_VERSION => v,
-            Ok(v) => {
-                return Err(Error::not_a_store(format!(
-                    "schema version {v} is newer than this EventLite ({SCHEMA_VERSION})"
-                )));
-            }
-            Err(e) => return Err(Error::corrupt("unreadable schema version").with_source(e)),
-        },
-        (format, _) => {
-            return Err(Error::not_a_store(format!(
-                "unknown store format {format:?}"
-            )));
-        }
+        tx.batch_execute(sql::SCHEMA).map_err(map_err)?;
+        tx.execute(
+            "INSERT INTO eventlite_meta (key, value) VALUES ('format', $1), \
+             ('schema_version', '1')",
+            &[&FORMAT],
+        )
+        .map_err(map_err)?;
+        1
+    } else {
+        stored_version(&mut tx)?
     };
+    // An existing store's tables are not touched before the upgrade (nor after it: `SCHEMA`
+    // would lock them to learn that its indexes exist), as the upgrade must lock the counter's
+    // table first (see `sql::TO_VERSION_2`).
     if version < 2 {
         tx.batch_execute(sql::TO_VERSION_2).map_err(map_err)?;
         tx.execute(
@@ -419,6 +401,29 @@ fn init_schema(conn: &mut PgConn, options: &PostgresOptions) -> Result<()> {
         sync_indexes(&mut tx, options.indexes)?;
     }
     tx.commit().map_err(map_err)
+}
+
+/// The layout version of an existing store, from its `eventlite_meta`.
+fn stored_version(tx: &mut postgres::Transaction<'_>) -> Result<i64> {
+    let meta: HashMap<String, String> = tx
+        .query("SELECT key::text, value::text FROM eventlite_meta", &[])
+        .map_err(|e| Error::not_a_store("unreadable eventlite_meta").with_source(e))?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<std::result::Result<_, postgres::Error>>()
+        .map_err(|e| Error::not_a_store("unreadable eventlite_meta").with_source(e))?;
+    match (meta.get("format"), meta.get("schema_version")) {
+        (Some(f), Some(v)) if f == FORMAT => match v.parse::<i64>() {
+            Ok(v) if (1..=SCHEMA_VERSION).contains(&v) => Ok(v),
+            Ok(v) => Err(Error::not_a_store(format!(
+                "schema version {v} is not one this EventLite reads (1..={SCHEMA_VERSION})"
+            ))),
+            Err(e) => Err(Error::corrupt("unreadable schema version").with_source(e)),
+        },
+        (format, _) => Err(Error::not_a_store(format!(
+            "unknown store format {format:?}"
+        ))),
+    }
 }
 
 /// The secondary indexes on `queue` (by SQL name), with the definition EventLite recorded
@@ -499,16 +504,15 @@ const POLL_SPACING: Duration = Duration::from_secs(1);
 const INSERT_CHUNK_BYTES: usize = 64 * 1024 * 1024;
 
 /// The counter row, locked: the last id, and the cmds that waiting records wait on, each as
-/// `x` and its hex, comma-separated (null past [`MAX_WAITING_CMDS`]: then every append looks).
+/// `x` and its hex, comma-separated (null past [`sql::MAX_WAITING_CMDS`]: then every append looks).
 static LOCK_HEAD: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT last_id, CASE WHEN cardinality(waiting_cmds) <= {MAX_WAITING_CMDS} THEN \
+        "SELECT last_id, CASE WHEN cardinality(waiting_cmds) <= {} THEN \
          array_to_string(ARRAY(SELECT 'x' || encode(c, 'hex') FROM unnest(waiting_cmds) AS c), \
-         ',') END FROM eventlite_head FOR UPDATE"
+         ',') END FROM eventlite_head FOR UPDATE",
+        sql::MAX_WAITING_CMDS
     )
 });
-/// The most waited-on cmds an append is told of.
-const MAX_WAITING_CMDS: usize = 64;
 const STREAM_VERSIONS: &str = "SELECT s, (SELECT max(stream_version) FROM queue WHERE stream = s) \
      FROM unnest($1::bytea[]) AS s";
 /// [`STREAM_VERSIONS`] for one stream, the common case. The server keeps one plan for it,
@@ -1210,8 +1214,9 @@ impl Maintenance for PostgresBackend {
         })
     }
 
-    /// Checks that the counter row agrees with the log (ids 1..=last, no gaps), and, when the
-    /// server has the `amcheck` extension, every index of the log against the table.
+    /// Checks that the counter row agrees with the log (ids 1..=last, no gaps) and with the
+    /// waiting records' keys, and, when the server has the `amcheck` extension, every index of
+    /// the log against the table.
     fn check_storage(&self) -> Result<Vec<String>> {
         self.read(|conn| {
             let mut problems = Vec::new();
@@ -1236,6 +1241,19 @@ impl Maintenance for PostgresBackend {
                 problems.push(format!(
                     "ids are not 1..={max} without gaps: {count} events from id {min}"
                 ));
+            }
+            let agree: bool = conn
+                .client
+                .query_one(sql::WAITING_CMDS_AGREE, &[])
+                .map_err(map_err)?
+                .try_get(0)
+                .map_err(map_err)?;
+            if !agree {
+                problems.push(
+                    "the waited-on cmds (eventlite_waiting_cmds and the counter row's list) \
+                     disagree with the waiting records' keys"
+                        .to_owned(),
+                );
             }
             let amcheck = conn
                 .client

@@ -84,13 +84,16 @@ INSERT INTO eventlite_head (one, last_id) VALUES (true, 0) ON CONFLICT (one) DO 
 "#;
 
 /// Layout version 2: the counter row also holds the cmds that waiting records wait on
-/// (`waiting_cmds`), kept, with each cmd's count of keys in `eventlite_waiting_cmds`, by
-/// triggers on `eventlite_waiting_keys` whoever writes it. An append reads them with the
-/// counter's lock, and looks for records waiting on its rows only when one of its cmds is
-/// there: the look touches three more relations, which cost an append of one event about 15%
-/// of its time on the server. Run on a new store and on one of version 1, whose keys it
-/// counts: the tables are locked first, the counter's before the keys' (the order appends and
-/// parks take them in), so that no key is written between the count and the triggers.
+/// (`waiting_cmds`, the first [`MAX_WAITING_CMDS`] + 1 of them in byte order: more than
+/// [`MAX_WAITING_CMDS`] means "too many to name"), kept, with each cmd's count of keys in
+/// `eventlite_waiting_cmds`, by triggers on `eventlite_waiting_keys` whoever writes it. An
+/// append reads them with the counter's lock, and looks for records waiting on its rows only
+/// when one of its cmds is there: the look touches three more relations, about a tenth of the
+/// server's time for an append of one event. Run on a new store and on one of version 1, whose
+/// keys it counts. The counter's table is locked first, before any other of the store's tables:
+/// appends and parks hold the counter row while they write the others, so an upgrade that
+/// held a lock on one of those while waiting for the counter could deadlock with them. The
+/// keys are locked next, so that none is written between the count and the triggers.
 pub(crate) const TO_VERSION_2: &str = r#"
 LOCK TABLE eventlite_head IN ACCESS EXCLUSIVE MODE;
 LOCK TABLE eventlite_waiting_keys IN SHARE ROW EXCLUSIVE MODE;
@@ -102,14 +105,14 @@ DELETE FROM eventlite_waiting_cmds;
 INSERT INTO eventlite_waiting_cmds (cmd, keys)
     SELECT cmd, count(*) FROM eventlite_waiting_keys GROUP BY cmd;
 ALTER TABLE eventlite_head ADD COLUMN IF NOT EXISTS waiting_cmds bytea[] NOT NULL DEFAULT '{}';
-UPDATE eventlite_head SET waiting_cmds = ARRAY(SELECT cmd FROM eventlite_waiting_cmds ORDER BY cmd);
+UPDATE eventlite_head SET waiting_cmds = ARRAY(SELECT cmd FROM eventlite_waiting_cmds ORDER BY cmd LIMIT 65);
 CREATE OR REPLACE FUNCTION eventlite_waiting_keys_added() RETURNS trigger
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $f$
 BEGIN
     INSERT INTO eventlite_waiting_cmds (cmd, keys) SELECT cmd, count(*) FROM added GROUP BY cmd
         ON CONFLICT (cmd) DO UPDATE SET keys = eventlite_waiting_cmds.keys + EXCLUDED.keys;
     UPDATE eventlite_head
-        SET waiting_cmds = ARRAY(SELECT cmd FROM eventlite_waiting_cmds ORDER BY cmd);
+        SET waiting_cmds = ARRAY(SELECT cmd FROM eventlite_waiting_cmds ORDER BY cmd LIMIT 65);
     RETURN NULL;
 END $f$;
 CREATE OR REPLACE FUNCTION eventlite_waiting_keys_removed() RETURNS trigger
@@ -117,9 +120,9 @@ CREATE OR REPLACE FUNCTION eventlite_waiting_keys_removed() RETURNS trigger
 BEGIN
     UPDATE eventlite_waiting_cmds w SET keys = w.keys - r.n
         FROM (SELECT cmd, count(*) AS n FROM removed GROUP BY cmd) AS r WHERE w.cmd = r.cmd;
-    DELETE FROM eventlite_waiting_cmds WHERE keys <= 0;
+    DELETE FROM eventlite_waiting_cmds WHERE cmd IN (SELECT cmd FROM removed) AND keys <= 0;
     UPDATE eventlite_head
-        SET waiting_cmds = ARRAY(SELECT cmd FROM eventlite_waiting_cmds ORDER BY cmd);
+        SET waiting_cmds = ARRAY(SELECT cmd FROM eventlite_waiting_cmds ORDER BY cmd LIMIT 65);
     RETURN NULL;
 END $f$;
 DROP TRIGGER IF EXISTS eventlite_waiting_keys_added ON eventlite_waiting_keys;
@@ -130,7 +133,31 @@ DROP TRIGGER IF EXISTS eventlite_waiting_keys_removed ON eventlite_waiting_keys;
 CREATE TRIGGER eventlite_waiting_keys_removed AFTER DELETE ON eventlite_waiting_keys
     REFERENCING OLD TABLE AS removed FOR EACH STATEMENT
     EXECUTE PROCEDURE eventlite_waiting_keys_removed();
+CREATE OR REPLACE FUNCTION eventlite_waiting_keys_truncated() RETURNS trigger
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $f$
+BEGIN
+    DELETE FROM eventlite_waiting_cmds;
+    UPDATE eventlite_head SET waiting_cmds = '{}';
+    RETURN NULL;
+END $f$;
+DROP TRIGGER IF EXISTS eventlite_waiting_keys_truncated ON eventlite_waiting_keys;
+CREATE TRIGGER eventlite_waiting_keys_truncated AFTER TRUNCATE ON eventlite_waiting_keys
+    FOR EACH STATEMENT EXECUTE PROCEDURE eventlite_waiting_keys_truncated();
 "#;
+
+/// The most waited-on cmds the counter row names (see [`TO_VERSION_2`], whose `LIMIT` is one
+/// more).
+pub(crate) const MAX_WAITING_CMDS: usize = 64;
+
+/// Whether the counts of waited-on cmds, and the counter row's list of them, agree with the
+/// keys: one statement, so one snapshot.
+pub(crate) const WAITING_CMDS_AGREE: &str = "SELECT NOT EXISTS (\
+     (SELECT cmd, count(*) FROM eventlite_waiting_keys GROUP BY cmd \
+      EXCEPT SELECT cmd, keys FROM eventlite_waiting_cmds) \
+     UNION ALL (SELECT cmd, keys FROM eventlite_waiting_cmds \
+      EXCEPT SELECT cmd, count(*) FROM eventlite_waiting_keys GROUP BY cmd)) \
+     AND (SELECT waiting_cmds FROM eventlite_head) = ARRAY(SELECT DISTINCT cmd \
+      FROM eventlite_waiting_keys ORDER BY cmd LIMIT 65)";
 
 /// The columns of an event, in [`crate::read`] order.
 pub(crate) const COLUMNS: &str = r#"id, version, datetime, "user", ip, cmd, data, correlation_id, causation_id, metadata, stream, stream_version, checksum"#;
@@ -334,6 +361,16 @@ mod tests {
     #[test]
     fn the_column_count_is_that_of_the_columns() {
         assert_eq!(COLUMNS.split(',').count(), COLUMN_COUNT);
+    }
+
+    /// Every list of waited-on cmds holds one more than the counter row names, so that a
+    /// full list says "too many to name" and no list grows with the cmds.
+    #[test]
+    fn the_waited_on_cmds_are_listed_up_to_one_past_the_most_named() {
+        let limit = format!("ORDER BY cmd LIMIT {}", MAX_WAITING_CMDS + 1);
+        assert_eq!(TO_VERSION_2.matches("ARRAY(").count(), 3);
+        assert_eq!(TO_VERSION_2.matches(&limit).count(), 3);
+        assert_eq!(WAITING_CMDS_AGREE.matches(&limit).count(), 1);
     }
 
     /// The count's placeholders follow the page's (a stream's offset turned into a version

@@ -23,6 +23,52 @@ fn with_server(test: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()> 
     }
 }
 
+/// `url` with one more query parameter.
+fn with_param(url: &str, param: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{param}")
+}
+
+/// Options whose connections carry an application name of their own, by which
+/// [`wait_for_lock_waits`] finds them.
+fn named_options(schema: &common::Schema, name: &str) -> PostgresOptions {
+    let options = schema.options(IndexConfig::all());
+    PostgresOptions {
+        url: with_param(&options.url, &format!("application_name={name}")),
+        ..options
+    }
+}
+
+/// Waits (up to a deadline) until `n` connections named `name` wait for a lock.
+fn wait_for_lock_waits(admin: &mut postgres::Client, name: &str, n: i64) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let waiting: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE application_name = $1 AND wait_event_type = 'Lock'",
+                &[&name],
+            )?
+            .try_get(0)?;
+        if waiting == n {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "{waiting} connections named {name} wait for a lock, not {n}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Holds the counter row of `schema`'s store, as an append in flight does, until committed.
+fn hold_counter(client: &mut postgres::Client, schema: &str) -> anyhow::Result<()> {
+    client.batch_execute(&format!(
+        "BEGIN; SELECT last_id FROM \"{schema}\".eventlite_head FOR UPDATE"
+    ))?;
+    Ok(())
+}
+
 #[test]
 fn bad_options_are_invalid_arguments() {
     for schema in [
@@ -116,9 +162,9 @@ fn appends_stay_read_committed_under_a_serializable_default() -> anyhow::Result<
     with_server(|| {
         let schema = common::Schema::new()?;
         let options = PostgresOptions {
-            url: format!(
-                "{}?options=-c%20default_transaction_isolation%3Dserializable",
-                schema.url
+            url: with_param(
+                &schema.url,
+                "options=-c%20default_transaction_isolation%3Dserializable",
             ),
             ..schema.options(IndexConfig::default())
         };
@@ -273,6 +319,24 @@ fn the_counter_row_names_the_waited_on_cmds() -> anyhow::Result<()> {
     })
 }
 
+/// Turns the store in `schema` back into one of layout version 1.
+fn to_version_1(admin: &mut postgres::Client, schema: &str) -> anyhow::Result<()> {
+    admin.batch_execute(&format!(
+        "SET search_path TO \"{schema}\"; \
+         DROP TRIGGER eventlite_waiting_keys_added ON eventlite_waiting_keys; \
+         DROP TRIGGER eventlite_waiting_keys_removed ON eventlite_waiting_keys; \
+         DROP TRIGGER eventlite_waiting_keys_truncated ON eventlite_waiting_keys; \
+         DROP FUNCTION eventlite_waiting_keys_added(); \
+         DROP FUNCTION eventlite_waiting_keys_removed(); \
+         DROP FUNCTION eventlite_waiting_keys_truncated(); \
+         ALTER TABLE eventlite_head DROP COLUMN waiting_cmds; \
+         DROP TABLE eventlite_waiting_cmds; \
+         UPDATE eventlite_meta SET value = '1' WHERE key = 'schema_version'; \
+         RESET search_path"
+    ))?;
+    Ok(())
+}
+
 /// A store of layout version 1 (no count on the counter row) is brought up to date at open:
 /// the keys already there are counted, and an append that completes a record parked before
 /// the upgrade still releases it.
@@ -289,17 +353,7 @@ fn a_version_1_store_is_upgraded_at_open() -> anyhow::Result<()> {
             )?
         };
         let mut admin = postgres::Client::connect(&schema.url, postgres::NoTls)?;
-        admin.batch_execute(&format!(
-            "SET search_path TO \"{}\"; \
-             DROP TRIGGER eventlite_waiting_keys_added ON eventlite_waiting_keys; \
-             DROP TRIGGER eventlite_waiting_keys_removed ON eventlite_waiting_keys; \
-             DROP FUNCTION eventlite_waiting_keys_added(); \
-             DROP FUNCTION eventlite_waiting_keys_removed(); \
-             ALTER TABLE eventlite_head DROP COLUMN waiting_cmds; \
-             DROP TABLE eventlite_waiting_cmds; \
-             UPDATE eventlite_meta SET value = '1' WHERE key = 'schema_version'",
-            schema.name
-        ))?;
+        to_version_1(&mut admin, &schema.name)?;
         let store = EventStore::new(PostgresBackend::open(schema.options(IndexConfig::all()))?);
         let paid = vec![b"paid".to_vec()];
         assert_eq!(
@@ -322,6 +376,132 @@ fn a_version_1_store_is_upgraded_at_open() -> anyhow::Result<()> {
             )?
             .try_get(0)?;
         assert_eq!(version, "2");
+        Ok(())
+    })
+}
+
+/// An upgrade at open waits for an append in flight, which holds the counter row and then
+/// writes the log: the upgrade locks nothing else before the counter's table, so the two do
+/// not deadlock, and both complete.
+#[test]
+fn an_upgrade_waits_for_an_append_in_flight() -> anyhow::Result<()> {
+    with_server(|| {
+        let schema = common::Schema::new()?;
+        drop(PostgresBackend::open(schema.options(IndexConfig::all()))?);
+        let mut admin = postgres::Client::connect(&schema.url, postgres::NoTls)?;
+        to_version_1(&mut admin, &schema.name)?;
+        let mut append = postgres::Client::connect(&schema.url, postgres::NoTls)?;
+        hold_counter(&mut append, &schema.name)?;
+        let name = format!("upgrade_{}", schema.name);
+        let opened = std::thread::scope(|s| {
+            let opener = s.spawn(|| PostgresBackend::open(named_options(&schema, &name)));
+            wait_for_lock_waits(&mut admin, &name, 1)?;
+            // What an append writes after taking the counter row.
+            append.batch_execute(&format!(
+                "INSERT INTO \"{0}\".eventlite_waiting_keys VALUES ('paid', 'o-1', 1); \
+                 INSERT INTO \"{0}\".queue (id, version, datetime, \"user\", ip, cmd, data, \
+                 correlation_id, metadata, checksum) \
+                 VALUES (1, 1, 0, '', '', 'tick', '{{}}', '', '{{}}', 0); ROLLBACK",
+                schema.name
+            ))?;
+            opener
+                .join()
+                .map_err(|_| anyhow::anyhow!("the opener panicked"))?
+                .map_err(anyhow::Error::from)
+        })?;
+        let store = EventStore::new(opened);
+        assert_eq!(store.store(NewEvent::new("tick"))?.id, 1);
+        assert_eq!(waiting_cmds(&mut admin, &schema.name)?, (vec![], vec![]));
+        Ok(())
+    })
+}
+
+/// An append queued for the counter row behind a park sees the park's record once it has the
+/// row, and releases it: the waited-on cmds are read with the lock, not before it.
+#[test]
+fn an_append_queued_behind_a_park_releases_its_record() -> anyhow::Result<()> {
+    use eventlite_core::{Condition, WaitFor, WaitState};
+    with_server(|| {
+        let schema = common::Schema::new()?;
+        let name = format!("queued_{}", schema.name);
+        let store = EventStore::new(PostgresBackend::open(named_options(&schema, &name))?);
+        let mut admin = postgres::Client::connect(&schema.url, postgres::NoTls)?;
+        let mut holder = postgres::Client::connect(&schema.url, postgres::NoTls)?;
+        hold_counter(&mut holder, &schema.name)?;
+        let (parked, paid) = std::thread::scope(|s| {
+            let park = s.spawn(|| {
+                store.store_when(
+                    NewEvent::new("ship").correlation_id("o-1"),
+                    WaitFor::new().all([Condition::new("paid")]),
+                )
+            });
+            wait_for_lock_waits(&mut admin, &name, 1)?;
+            let pay = s.spawn(|| store.store(NewEvent::new("paid").correlation_id("o-1")));
+            wait_for_lock_waits(&mut admin, &name, 2)?;
+            holder.batch_execute("COMMIT")?;
+            let parked = park
+                .join()
+                .map_err(|_| anyhow::anyhow!("the park panicked"))??;
+            let paid = pay
+                .join()
+                .map_err(|_| anyhow::anyhow!("the append panicked"))??;
+            anyhow::Ok((parked, paid))
+        })?;
+        assert!(parked.released.is_none(), "the park went first");
+        assert_eq!(
+            store.waiting(parked.id)?.map(|w| (w.state, w.event_id)),
+            Some((WaitState::Released, Some(paid.id + 1)))
+        );
+        Ok(())
+    })
+}
+
+/// Emptying the keys with TRUNCATE (which fires no row trigger) empties the counts too; counts
+/// changed behind the triggers' back are reported by the store's check.
+#[test]
+fn the_waited_on_cmds_survive_a_truncate_and_drift_is_reported() -> anyhow::Result<()> {
+    use eventlite_core::spi::Maintenance;
+    use eventlite_core::{Condition, WaitFor};
+    with_server(|| {
+        let schema = common::Schema::new()?;
+        let store = EventStore::new(PostgresBackend::open(schema.options(IndexConfig::all()))?);
+        let mut admin = postgres::Client::connect(&schema.url, postgres::NoTls)?;
+        let park = |correlation: &str| {
+            store.store_when(
+                NewEvent::new("ship").correlation_id(correlation),
+                WaitFor::new().all([Condition::new("paid")]),
+            )
+        };
+        park("o-1")?;
+        park("o-2")?;
+        admin.batch_execute(&format!(
+            "TRUNCATE \"{}\".eventlite_waiting_keys",
+            schema.name
+        ))?;
+        assert_eq!(waiting_cmds(&mut admin, &schema.name)?, (vec![], vec![]));
+        assert_eq!(store.backend().check_storage()?, Vec::<String>::new());
+        park("o-3")?;
+        assert_eq!(store.backend().check_storage()?, Vec::<String>::new());
+        for (drift, mend) in [
+            (
+                "UPDATE eventlite_waiting_cmds SET keys = 2",
+                "UPDATE eventlite_waiting_cmds SET keys = 1",
+            ),
+            (
+                "UPDATE eventlite_head SET waiting_cmds = '{}'",
+                "UPDATE eventlite_head SET waiting_cmds = '{paid}'",
+            ),
+        ] {
+            let on = |sql: &str| format!("SET search_path TO \"{}\"; {sql}", schema.name);
+            admin.batch_execute(&on(drift))?;
+            let problems = store.backend().check_storage()?;
+            assert!(
+                problems.len() == 1 && problems[0].contains("waited-on cmds"),
+                "after {drift}: {problems:?}"
+            );
+            admin.batch_execute(&on(mend))?;
+            assert_eq!(store.backend().check_storage()?, Vec::<String>::new());
+        }
         Ok(())
     })
 }
