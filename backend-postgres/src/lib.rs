@@ -11,8 +11,9 @@
 //!   options at open; `explain` reads `EXPLAIN (FORMAT JSON)`. The connections plan with
 //!   `enable_seqscan = off`, so a query uses an enabled index that serves it, as on the
 //!   embedded engines.
-//! - **Subscriptions** wake on `LISTEN/NOTIFY`: every append notifies in its transaction, and a
-//!   listener thread per store, listening while a subscription exists, wakes them.
+//! - **Subscriptions** wake on `LISTEN/NOTIFY`: a listener thread per store, listening while a
+//!   subscription exists, wakes them; an append notifies in its transaction when a listener of
+//!   another handle (or process) is registered on the counter row.
 //! - **Readers** share a pool of connections; appends go through one connection per store,
 //!   sharing commits when they arrive together ([`GroupCommit`]).
 //! - **Errors**: a refused or lost connection is [`Error::Unavailable`] (the next call
@@ -67,7 +68,7 @@ pub(crate) const ENGINE: &str = "postgres";
 const FORMAT: &str = "eventlite-postgres";
 /// The schema version this code writes; a store with a newer one is refused, one with an
 /// older one is brought up to it at open.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// How to open a PostgreSQL store.
 #[derive(Clone)]
@@ -147,6 +148,9 @@ pub struct PostgresBackend {
     /// The writer connection's server process, whose notifications the listener ignores
     /// (this handle publishes its own commits).
     writer_pid: Arc<AtomicI32>,
+    /// The listener connection's server process while it is registered (0 otherwise): an
+    /// append need not notify it, since this handle wakes its own subscriptions.
+    listener_pid: Arc<AtomicI32>,
     /// The newest id [`Notifications::poll_commits`] saw.
     polled: AtomicU64,
     /// When [`Notifications::poll_commits`] last looked.
@@ -246,11 +250,13 @@ impl PostgresBackend {
         )?;
         let signal = CommitSignal::new();
         let channel = format!("eventlite_{}", options.schema);
+        let listener_pid = Arc::new(AtomicI32::new(0));
         let listener = listen::Listener::start(
             connector.clone(),
             channel.clone(),
             Arc::clone(&signal),
             Arc::clone(&writer_pid),
+            Arc::clone(&listener_pid),
         );
         Ok(PostgresBackend {
             options,
@@ -258,6 +264,7 @@ impl PostgresBackend {
             pool: Some(pool),
             writer: Mutex::new(Some(writer)),
             writer_pid,
+            listener_pid,
             polled: AtomicU64::new(0),
             last_poll: Mutex::new(None),
             group: GroupCommit::new(),
@@ -386,11 +393,16 @@ fn init_schema(conn: &mut PgConn, options: &PostgresOptions) -> Result<()> {
     } else {
         stored_version(&mut tx)?
     };
-    // An existing store's tables are not touched before the upgrade (nor after it: `SCHEMA`
-    // would lock them to learn that its indexes exist), as the upgrade must lock the counter's
-    // table first (see `sql::TO_VERSION_2`).
+    // An existing store's tables are not touched before the upgrades (nor after them: `SCHEMA`
+    // would lock them to learn that its indexes exist), as each upgrade must lock the
+    // counter's table first (see `sql::TO_VERSION_2`).
     if version < 2 {
         tx.batch_execute(sql::TO_VERSION_2).map_err(map_err)?;
+    }
+    if version < 3 {
+        tx.batch_execute(sql::TO_VERSION_3).map_err(map_err)?;
+    }
+    if version < SCHEMA_VERSION {
         tx.execute(
             "UPDATE eventlite_meta SET value = $1 WHERE key = 'schema_version'",
             &[&SCHEMA_VERSION.to_string()],
@@ -503,13 +515,15 @@ const POLL_SPACING: Duration = Duration::from_secs(1);
 /// The caller text an INSERT statement carries at most (past one event's worth).
 const INSERT_CHUNK_BYTES: usize = 64 * 1024 * 1024;
 
-/// The counter row, locked: the last id, and the cmds that waiting records wait on, each as
-/// `x` and its hex, comma-separated (null past [`sql::MAX_WAITING_CMDS`]: then every append looks).
+/// The counter row, locked: the last id; the cmds that waiting records wait on, each as `x`
+/// and its hex, comma-separated (null past [`sql::MAX_WAITING_CMDS`]: then every append
+/// looks); and the registered listeners' server processes, comma-separated. Without
+/// parameters, so that the server keeps one plan for it.
 static LOCK_HEAD: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT last_id, CASE WHEN cardinality(waiting_cmds) <= {} THEN \
          array_to_string(ARRAY(SELECT 'x' || encode(c, 'hex') FROM unnest(waiting_cmds) AS c), \
-         ',') END FROM eventlite_head FOR UPDATE",
+         ',') END, array_to_string(listeners, ',') FROM eventlite_head FOR UPDATE",
         sql::MAX_WAITING_CMDS
     )
 });
@@ -529,6 +543,11 @@ fn set_head(channel: &str) -> String {
         channel.replace('\'', "''")
     )
 }
+/// [`set_head`] without the notification, for when no other handle listens: a statement of its
+/// own rather than a flag, which cost small appends about a tenth of their speed (likely
+/// planned again at every call: a plan made knowing the flag is false is cheaper than the
+/// generic one).
+const SET_HEAD_QUIETLY: &str = "UPDATE eventlite_head SET last_id = $1";
 
 /// Stores the batches of a group in one transaction: the counter row is locked first (so
 /// appends from every process commit one at a time, in id order), each batch is checked
@@ -537,6 +556,7 @@ fn set_head(channel: &str) -> String {
 fn append_on(
     conn: &mut PgConn,
     channel: &str,
+    listener_pid: i32,
     entries: &mut [GroupEntry],
 ) -> Result<(Vec<Numbered>, bool)> {
     let insert = conn.prepare(sql::INSERT)?;
@@ -547,7 +567,8 @@ fn append_on(
         conn.client
             .batch_execute(&format!(
                 "PREPARE eventlite_lock_head AS {}; \
-                 PREPARE eventlite_set_head(int8) AS {}",
+                 PREPARE eventlite_set_head(int8) AS {}; \
+                 PREPARE eventlite_set_head_quietly(int8) AS {SET_HEAD_QUIETLY}",
                 *LOCK_HEAD,
                 set_head(channel)
             ))
@@ -574,6 +595,7 @@ fn append_on(
         .parse()
         .map_err(|_| Error::corrupt(format!("the id counter holds {last:?}")))?;
     let look = waits_on_any(counter.try_get(1).ok().flatten(), entries);
+    let notify = others_listen(counter.try_get(2).ok().flatten(), listener_pid);
     waiting::check_claims(conn, entries)?;
     let mut streams: Vec<&[u8]> = entries
         .iter()
@@ -632,7 +654,10 @@ fn append_on(
         true => Some(waiting::keys_query(entries, &stored)),
         false => None,
     };
-    let finish = format!("EXECUTE eventlite_set_head({new_last}); COMMIT");
+    let finish = match notify {
+        true => format!("EXECUTE eventlite_set_head({new_last}); COMMIT"),
+        false => format!("EXECUTE eventlite_set_head_quietly({new_last}); COMMIT"),
+    };
     let client = &mut conn.client;
     let committed = match &keys {
         Some(Some(query)) => client
@@ -678,6 +703,17 @@ fn waits_on_any(cmds: Option<&str>, entries: &[GroupEntry]) -> bool {
         .filter(|e| !e.is_rejected())
         .flat_map(|e| e.batch())
         .any(|p| waited.iter().any(|w| w == p.cmd.as_bytes()))
+}
+
+/// Whether a listener other than `own` (the handle's, 0 for none) is among `listeners`, as
+/// [`LOCK_HEAD`] lists them. Unreadable, it says yes: a notification too many only wakes a
+/// listener for nothing.
+fn others_listen(listeners: Option<&str>, own: i32) -> bool {
+    listeners.is_none_or(|list| {
+        list.split(',')
+            .filter(|p| !p.is_empty())
+            .any(|p| p.parse::<i32>() != Ok(own))
+    })
 }
 
 /// The bytes of lower-case hex text, as PostgreSQL's `encode(…, 'hex')` writes them.
@@ -788,7 +824,8 @@ impl PostgresBackend {
             };
             conn.checked_at = losses;
         }
-        let stored = match append_on(&mut conn, &self.channel, entries) {
+        let listener_pid = self.listener_pid.load(AtomicOrdering::Relaxed);
+        let stored = match append_on(&mut conn, &self.channel, listener_pid, entries) {
             Ok(stored) => stored,
             Err(e) => {
                 // Whatever broke, the next append starts on a fresh connection.
@@ -942,7 +979,7 @@ impl EventLog for PostgresBackend {
 }
 
 /// The server process behind a connection.
-fn conn_pid(conn: &mut PgConn) -> Result<i32> {
+pub(crate) fn conn_pid(conn: &mut PgConn) -> Result<i32> {
     conn.client
         .query_one("SELECT pg_backend_pid()", &[])
         .and_then(|r| r.try_get(0))
@@ -1301,7 +1338,17 @@ impl Maintenance for PostgresBackend {
 
 #[cfg(test)]
 mod tests {
-    use super::from_hex;
+    use super::{from_hex, others_listen};
+
+    #[test]
+    fn only_another_listener_is_notified() {
+        assert!(!others_listen(Some(""), 0));
+        assert!(!others_listen(Some("42"), 42));
+        assert!(others_listen(Some("42"), 0));
+        assert!(others_listen(Some("7,42"), 42));
+        assert!(others_listen(Some("x"), 42));
+        assert!(others_listen(None, 42));
+    }
 
     #[test]
     fn hex_reads_what_postgres_encodes_and_nothing_else() {

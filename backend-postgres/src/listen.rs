@@ -1,7 +1,9 @@
 //! The listener: one connection per store that `LISTEN`s on the store's channel and wakes
 //! the store's subscriptions when another handle or process commits. It listens only while a
-//! subscription exists: a listening connection is sent every commit's notification, the
-//! handle's own included, and a handle that only appends would pay for receiving them.
+//! subscription exists, and registers its server process on the counter row meanwhile:
+//! appends notify only when another handle's listener is registered, so neither a handle that
+//! only appends nor one whose subscriptions only follow its own commits pays for
+//! notifications.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
@@ -10,7 +12,8 @@ use std::time::{Duration, Instant};
 use eventlite_core::spi::CommitSignal;
 use postgres::fallible_iterator::FallibleIterator;
 
-use crate::conn::Connector;
+use crate::conn::{Connector, PgConn};
+use crate::sql;
 
 /// How long the listener waits for a notification before it looks whether it should stop.
 const TICK: Duration = Duration::from_millis(200);
@@ -28,18 +31,26 @@ pub(crate) struct Listener {
 
 impl Listener {
     /// Starts listening on `channel`, ignoring the notifications of the server process
-    /// `writer_pid` (the handle's own commits, which it publishes itself).
+    /// `writer_pid` (the handle's own commits, which it publishes itself). While registered,
+    /// the listener's own server process is in `listener_pid`.
     pub(crate) fn start(
         connector: Connector,
         channel: String,
         signal: Arc<CommitSignal>,
         writer_pid: Arc<AtomicI32>,
+        listener_pid: Arc<AtomicI32>,
     ) -> Listener {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let spawned = std::thread::Builder::new()
             .name("eventlite-pg-listen".into())
-            .spawn(move || listen(&connector, &channel, &signal, &writer_pid, &flag));
+            .spawn(move || {
+                let pids = Pids {
+                    writer: &writer_pid,
+                    listener: &listener_pid,
+                };
+                listen(&connector, &channel, &signal, pids, &flag)
+            });
         if spawned.is_err() {
             // No thread: subscriptions still see this handle's commits, and other processes'
             // at their next read.
@@ -53,11 +64,28 @@ impl Listener {
     }
 }
 
+/// The server processes of the handle's writer and listener connections.
+#[derive(Clone, Copy)]
+struct Pids<'a> {
+    writer: &'a AtomicI32,
+    listener: &'a AtomicI32,
+}
+
+/// Listens on `channel` and registers the connection's server process (in `pid` first, so
+/// that the handle's appends know it for their own), in that order: an append that commits
+/// between the two is not announced to it, and the look that follows finds it.
+fn register(conn: &mut PgConn, channel: &str, pid: &AtomicI32) -> eventlite_core::Result<()> {
+    pid.store(crate::conn_pid(conn)?, Ordering::Relaxed);
+    conn.client
+        .batch_execute(&format!("LISTEN \"{channel}\"; {}", sql::REGISTER_LISTENER))
+        .map_err(crate::conn::map_err)
+}
+
 fn listen(
     connector: &Connector,
     channel: &str,
     signal: &CommitSignal,
-    writer_pid: &AtomicI32,
+    pids: Pids<'_>,
     stop: &AtomicBool,
 ) {
     let mut backoff = Duration::from_millis(50);
@@ -67,12 +95,11 @@ fn listen(
             continue;
         }
         let listening = connector.connect().and_then(|mut conn| {
-            conn.client
-                .batch_execute(&format!("LISTEN \"{channel}\""))
-                .map_err(crate::conn::map_err)?;
+            register(&mut conn, channel, pids.listener)?;
             Ok(conn)
         });
         let Ok(mut conn) = listening else {
+            pids.listener.store(0, Ordering::Relaxed);
             // The server is away (or refuses LISTEN, as a standby does): try again later,
             // looking at `stop` meanwhile.
             let mut waited = Duration::ZERO;
@@ -87,6 +114,7 @@ fn listen(
         // Commits made while nobody listened are not announced again: look now.
         signal.notify();
         let mut idle = 0;
+        let mut broken = false;
         'connected: while !stop.load(Ordering::Relaxed) {
             idle = if signal.watching() { 0 } else { idle + 1 };
             if idle > IDLE_TICKS {
@@ -99,14 +127,22 @@ fn listen(
             while tick.elapsed() < TICK {
                 match waiting.next() {
                     Ok(Some(n)) => {
-                        if n.process_id() != writer_pid.load(Ordering::Relaxed) {
+                        if n.process_id() != pids.writer.load(Ordering::Relaxed) {
                             signal.notify();
                         }
                     }
                     Ok(None) => break,
-                    Err(_) => break 'connected,
+                    Err(_) => {
+                        broken = true;
+                        break 'connected;
+                    }
                 }
             }
         }
+        // A broken connection's process is dropped from the list by the next registration.
+        if !broken {
+            let _ = conn.client.batch_execute(sql::UNREGISTER_LISTENER);
+        }
+        pids.listener.store(0, Ordering::Relaxed);
     }
 }

@@ -145,6 +145,27 @@ CREATE TRIGGER eventlite_waiting_keys_truncated AFTER TRUNCATE ON eventlite_wait
     FOR EACH STATEMENT EXECUTE PROCEDURE eventlite_waiting_keys_truncated();
 "#;
 
+/// Layout version 3: the counter row also lists the server processes that listen for the
+/// store's commits (`listeners`), each registered by a listener under the counter's lock. An
+/// append notifies only when a process other than its own handle's listener is there: a
+/// listener is woken by every notification on its channel, and one for its handle's own commits
+/// only costs both processes a wake-up. Locks the counter's table first (see [`TO_VERSION_2`]).
+pub(crate) const TO_VERSION_3: &str = "
+LOCK TABLE eventlite_head IN ACCESS EXCLUSIVE MODE;
+ALTER TABLE eventlite_head ADD COLUMN IF NOT EXISTS listeners int4[] NOT NULL DEFAULT '{}';
+";
+
+/// Registers the connection as a listener, dropping the processes that have gone (a listener
+/// whose connection broke cannot remove itself). Waits for the counter row's lock, so an
+/// append either sees the registration or commits before it.
+pub(crate) const REGISTER_LISTENER: &str = "UPDATE eventlite_head SET listeners = \
+     ARRAY(SELECT DISTINCT p FROM unnest(array_append(listeners, pg_backend_pid())) AS p \
+     WHERE p IN (SELECT pid FROM pg_stat_activity) ORDER BY p)";
+
+/// Removes the connection from the listeners.
+pub(crate) const UNREGISTER_LISTENER: &str =
+    "UPDATE eventlite_head SET listeners = array_remove(listeners, pg_backend_pid())";
+
 /// The most waited-on cmds the counter row names (see [`TO_VERSION_2`], whose `LIMIT` is one
 /// more).
 pub(crate) const MAX_WAITING_CMDS: usize = 64;

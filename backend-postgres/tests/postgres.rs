@@ -122,11 +122,18 @@ fn deaf_subscription(
     Ok(sub)
 }
 
-/// The ids of the subscription's next batch, waiting up to a minute for it.
+/// The ids of the subscription's next batch, waiting up to a minute for it. A batch that
+/// came only with the look the subscription takes at its deadline is an error: nothing woke it.
 fn next_ids(
     sub: &mut eventlite_core::Subscription<'_, PostgresBackend>,
 ) -> anyhow::Result<Option<Vec<u64>>> {
-    let batch = sub.next_batch(Duration::from_secs(60))?;
+    let wait = Duration::from_secs(60);
+    let asked = std::time::Instant::now();
+    let batch = sub.next_batch(wait)?;
+    anyhow::ensure!(
+        batch.is_none() || asked.elapsed() < wait,
+        "the batch came with the look at the deadline: no wake-up"
+    );
     Ok(batch.map(|b| b.into_iter().map(|e| e.id).collect()))
 }
 
@@ -147,10 +154,26 @@ fn two_handles_share_one_log() -> anyhow::Result<()> {
         let stale = a.store(NewEvent::new("deposited").stream("acct", ExpectedVersion::Exact(1)));
         assert!(matches!(stale, Err(Error::Conflict { .. })), "{stale:?}");
 
+        // Appends made while the subscription waits (its listener registered) wake it.
         let mut sub = deaf_subscription(&b)?;
-        let third = a.store(NewEvent::new("closed"))?;
-        assert_eq!(next_ids(&mut sub)?, Some(vec![third.id]));
-        Ok(())
+        let mut admin = postgres::Client::connect(&schema.url, postgres::NoTls)?;
+        wait_for_listeners(&mut admin, &schema.name, 1)?;
+        std::thread::scope(|s| {
+            let appender = s.spawn(|| {
+                (0..20)
+                    .map(|_| a.store(NewEvent::new("tick")).map(|e| e.id))
+                    .collect::<Result<Vec<_>, _>>()
+            });
+            let mut got = Vec::new();
+            while got.len() < 20 {
+                got.extend(next_ids(&mut sub)?.ok_or_else(|| anyhow::anyhow!("no batch"))?);
+            }
+            let appended = appender
+                .join()
+                .map_err(|_| anyhow::anyhow!("the appender panicked"))??;
+            assert_eq!(got, appended);
+            anyhow::Ok(())
+        })
     })
 }
 
@@ -202,8 +225,8 @@ fn appends_stay_read_committed_under_a_serializable_default() -> anyhow::Result<
 
 /// A handle listens for other handles' commits only while a subscription exists on it: one
 /// that only appends is not sent a notification for each of its own commits. The listening
-/// connection's last statement is its `LISTEN`, which `pg_stat_activity` shows. Listening
-/// again for a later subscription, it still delivers another handle's commit.
+/// connection's last statement starts with its `LISTEN`, which `pg_stat_activity` shows.
+/// Listening again for a later subscription, it still delivers another handle's commit.
 #[test]
 fn a_handle_listens_only_while_a_subscription_exists() -> anyhow::Result<()> {
     with_server(|| {
@@ -213,7 +236,7 @@ fn a_handle_listens_only_while_a_subscription_exists() -> anyhow::Result<()> {
         let mut admin = postgres::Client::connect(&schema.url, postgres::NoTls)?;
         let mut listeners = move || -> anyhow::Result<i64> {
             let row = admin.query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE query = $1",
+                "SELECT count(*) FROM pg_stat_activity WHERE left(query, length($1)) = $1",
                 &[&listen],
             )?;
             Ok(row.get(0))
@@ -251,6 +274,141 @@ fn a_handle_listens_only_while_a_subscription_exists() -> anyhow::Result<()> {
         let appended = other.store(NewEvent::new("elsewhere"))?;
         assert_eq!(next_ids(&mut sub)?, Some(vec![appended.id]));
         Ok(())
+    })
+}
+
+/// The server processes registered as listeners on the counter row.
+fn registered(admin: &mut postgres::Client, schema: &str) -> anyhow::Result<Vec<i32>> {
+    let row = admin.query_one(
+        &format!("SELECT listeners FROM \"{schema}\".eventlite_head"),
+        &[],
+    )?;
+    Ok(row.try_get(0)?)
+}
+
+/// Waits (up to a deadline) until `n` listeners are registered.
+fn wait_for_listeners(admin: &mut postgres::Client, schema: &str, n: usize) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = registered(admin, schema)?;
+        if now.len() == n {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "listeners {now:?}, not {n} of them"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// An append notifies only when a listener of another handle is registered: not for a handle
+/// whose own subscriptions are the only ones (it wakes them itself), nor once that handle's
+/// subscription is gone. A plain client listening on the channel (not registered) sees which
+/// commits were announced, in commit order.
+#[test]
+fn appends_notify_only_other_handles_listeners() -> anyhow::Result<()> {
+    use postgres::fallible_iterator::FallibleIterator;
+    with_server(|| {
+        let schema = common::Schema::new()?;
+        let options = schema.options(IndexConfig::all());
+        let a = EventStore::new(PostgresBackend::open(options.clone())?);
+        let b = EventStore::new(PostgresBackend::open(options.clone())?);
+        let mut admin = postgres::Client::connect(&schema.url, postgres::NoTls)?;
+        let mut raw = postgres::Client::connect(&schema.url, postgres::NoTls)?;
+        raw.batch_execute(&format!("LISTEN \"eventlite_{}\"", options.schema))?;
+        let mut announced = move || -> anyhow::Result<String> {
+            let mut notifications = raw.notifications();
+            let mut waiting = notifications.timeout_iter(Duration::from_secs(30));
+            let n = waiting
+                .next()?
+                .ok_or_else(|| anyhow::anyhow!("no notification within 30 s"))?;
+            Ok(n.payload().to_owned())
+        };
+        let sub = deaf_subscription(&a)?;
+        wait_for_listeners(&mut admin, &schema.name, 1)?;
+        let own = a.store(NewEvent::new("own"))?;
+        let other = b.store(NewEvent::new("other"))?;
+        assert_eq!(announced()?, other.id.to_string(), "{own:?} was announced");
+        drop(sub);
+        wait_for_listeners(&mut admin, &schema.name, 0)?;
+        let unheard = b.store(NewEvent::new("nobody listens"))?;
+        let mut sub = deaf_subscription(&a)?;
+        wait_for_listeners(&mut admin, &schema.name, 1)?;
+        let heard = b.store(NewEvent::new("a listens"))?;
+        assert_eq!(
+            announced()?,
+            heard.id.to_string(),
+            "{unheard:?} was announced"
+        );
+        assert_eq!(next_ids(&mut sub)?, Some(vec![heard.id]));
+        Ok(())
+    })
+}
+
+/// A subscription that starts while another handle appends gets every event, across its
+/// listener's registration, each batch by a wake-up (its poll interval is an hour, and
+/// [`next_ids`] refuses a batch found only by the look at its deadline).
+#[test]
+fn a_listener_registering_during_appends_misses_nothing() -> anyhow::Result<()> {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    with_server(|| {
+        let schema = common::Schema::new()?;
+        let options = schema.options(IndexConfig::all());
+        let a = EventStore::new(PostgresBackend::open(options.clone())?);
+        let b = EventStore::new(PostgresBackend::open(options)?);
+        let mut admin = postgres::Client::connect(&schema.url, postgres::NoTls)?;
+        let (stop, last) = (AtomicBool::new(false), AtomicU64::new(0));
+        std::thread::scope(|s| {
+            let writer = s.spawn(|| -> anyhow::Result<u64> {
+                while !stop.load(Ordering::Relaxed) {
+                    last.store(b.store(NewEvent::new("tick"))?.id, Ordering::Relaxed);
+                }
+                Ok(last.load(Ordering::Relaxed))
+            });
+            // Stops the writer however the reading below ends, so that the scope can end.
+            struct Stop<'a>(&'a AtomicBool);
+            impl Drop for Stop<'_> {
+                fn drop(&mut self) {
+                    self.0.store(true, Ordering::Relaxed);
+                }
+            }
+            let stopping = Stop(&stop);
+            while last.load(Ordering::Relaxed) < 10 {
+                anyhow::ensure!(!writer.is_finished(), "the writer stopped");
+                std::thread::yield_now();
+            }
+            let mut now = 0;
+            let mut sub =
+                a.subscribe(SubscribeOptions::new().poll_interval(Duration::from_secs(3600)))?;
+            let mut seen = 0;
+            let mut take = |sub: &mut eventlite_core::Subscription<'_, PostgresBackend>| {
+                let ids =
+                    next_ids(sub)?.ok_or_else(|| anyhow::anyhow!("no wake-up after id {seen}"))?;
+                anyhow::ensure!(
+                    ids.iter().copied().eq(seen + 1..=seen + ids.len() as u64),
+                    "after {seen}: {ids:?}"
+                );
+                seen += ids.len() as u64;
+                anyhow::Ok(seen)
+            };
+            // Read on until the listener has registered and 50 events have come after it.
+            let mut registered_at = None;
+            while registered_at.is_none_or(|r| now < r + 50) {
+                now = take(&mut sub)?;
+                if registered_at.is_none() && !registered(&mut admin, &schema.name)?.is_empty() {
+                    registered_at = Some(now);
+                }
+            }
+            drop(stopping);
+            let total = writer
+                .join()
+                .map_err(|_| anyhow::anyhow!("the writer panicked"))??;
+            while now < total {
+                now = take(&mut sub)?;
+            }
+            anyhow::Ok(())
+        })
     })
 }
 
@@ -330,6 +488,7 @@ fn to_version_1(admin: &mut postgres::Client, schema: &str) -> anyhow::Result<()
          DROP FUNCTION eventlite_waiting_keys_removed(); \
          DROP FUNCTION eventlite_waiting_keys_truncated(); \
          ALTER TABLE eventlite_head DROP COLUMN waiting_cmds; \
+         ALTER TABLE eventlite_head DROP COLUMN listeners; \
          DROP TABLE eventlite_waiting_cmds; \
          UPDATE eventlite_meta SET value = '1' WHERE key = 'schema_version'; \
          RESET search_path"
@@ -375,7 +534,7 @@ fn a_version_1_store_is_upgraded_at_open() -> anyhow::Result<()> {
                 &[],
             )?
             .try_get(0)?;
-        assert_eq!(version, "2");
+        assert_eq!(version, "3");
         Ok(())
     })
 }
@@ -417,7 +576,10 @@ fn an_upgrade_waits_for_an_append_in_flight() -> anyhow::Result<()> {
 }
 
 /// An append queued for the counter row behind a park sees the park's record once it has the
-/// row, and releases it: the waited-on cmds are read with the lock, not before it.
+/// row, and looks for it: the waited-on cmds are read with the lock, not before it. The park
+/// looks too, once committed, and may be the one that releases the record, so an append that
+/// does not look is caught only in the rounds where the park's look ran before the append's
+/// commit: two of three single rounds, with a build that read the cmds before the lock.
 #[test]
 fn an_append_queued_behind_a_park_releases_its_record() -> anyhow::Result<()> {
     use eventlite_core::{Condition, WaitFor, WaitState};
@@ -427,31 +589,34 @@ fn an_append_queued_behind_a_park_releases_its_record() -> anyhow::Result<()> {
         let store = EventStore::new(PostgresBackend::open(named_options(&schema, &name))?);
         let mut admin = postgres::Client::connect(&schema.url, postgres::NoTls)?;
         let mut holder = postgres::Client::connect(&schema.url, postgres::NoTls)?;
-        hold_counter(&mut holder, &schema.name)?;
-        let (parked, paid) = std::thread::scope(|s| {
-            let park = s.spawn(|| {
-                store.store_when(
-                    NewEvent::new("ship").correlation_id("o-1"),
-                    WaitFor::new().all([Condition::new("paid")]),
-                )
-            });
-            wait_for_lock_waits(&mut admin, &name, 1)?;
-            let pay = s.spawn(|| store.store(NewEvent::new("paid").correlation_id("o-1")));
-            wait_for_lock_waits(&mut admin, &name, 2)?;
-            holder.batch_execute("COMMIT")?;
-            let parked = park
-                .join()
-                .map_err(|_| anyhow::anyhow!("the park panicked"))??;
-            let paid = pay
-                .join()
-                .map_err(|_| anyhow::anyhow!("the append panicked"))??;
-            anyhow::Ok((parked, paid))
-        })?;
-        assert!(parked.released.is_none(), "the park went first");
-        assert_eq!(
-            store.waiting(parked.id)?.map(|w| (w.state, w.event_id)),
-            Some((WaitState::Released, Some(paid.id + 1)))
-        );
+        for round in 0..6 {
+            let order = format!("o-{round}");
+            hold_counter(&mut holder, &schema.name)?;
+            let (parked, paid) = std::thread::scope(|s| {
+                let park = s.spawn(|| {
+                    store.store_when(
+                        NewEvent::new("ship").correlation_id(&order),
+                        WaitFor::new().all([Condition::new("paid")]),
+                    )
+                });
+                wait_for_lock_waits(&mut admin, &name, 1)?;
+                let pay = s.spawn(|| store.store(NewEvent::new("paid").correlation_id(&order)));
+                wait_for_lock_waits(&mut admin, &name, 2)?;
+                holder.batch_execute("COMMIT")?;
+                let parked = park
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("the park panicked"))??;
+                let paid = pay
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("the append panicked"))??;
+                anyhow::Ok((parked, paid))
+            })?;
+            assert_eq!(
+                store.waiting(parked.id)?.map(|w| (w.state, w.event_id)),
+                Some((WaitState::Released, Some(paid.id + 1))),
+                "round {round}"
+            );
+        }
         Ok(())
     })
 }
