@@ -148,8 +148,8 @@ pub struct PostgresBackend {
     /// The writer connection's server process, whose notifications the listener ignores
     /// (this handle publishes its own commits).
     writer_pid: Arc<AtomicI32>,
-    /// The listener connection's server process while it is registered (0 otherwise): an
-    /// append need not notify it, since this handle wakes its own subscriptions.
+    /// The listener connection's server process (0 when there is none): an append need not
+    /// notify it, since this handle wakes its own subscriptions.
     listener_pid: Arc<AtomicI32>,
     /// The newest id [`Notifications::poll_commits`] saw.
     polled: AtomicU64,
@@ -348,9 +348,9 @@ impl PostgresBackend {
     }
 }
 
-/// Creates the schema and tables if missing, checks an existing store's format, and
-/// reconciles the indexes: in one transaction, under a lock that other openers of the same
-/// schema wait for.
+/// Creates a new store's schema and tables, checks an existing store's format (upgrading an
+/// older layout), and reconciles the indexes: in one transaction, under a lock that other
+/// openers of the same schema wait for.
 fn init_schema(conn: &mut PgConn, options: &PostgresOptions) -> Result<()> {
     let schema = options.schema.as_str();
     let mut tx = conn.client.transaction().map_err(map_err)?;
@@ -382,30 +382,24 @@ fn init_schema(conn: &mut PgConn, options: &PostgresOptions) -> Result<()> {
     let version = if tables.is_empty() {
         tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
             .map_err(map_err)?;
-        tx.batch_execute(sql::SCHEMA).map_err(map_err)?;
-        tx.execute(
-            "INSERT INTO eventlite_meta (key, value) VALUES ('format', $1), \
-             ('schema_version', '1')",
-            &[&FORMAT],
-        )
-        .map_err(map_err)?;
-        1
+        0
     } else {
         stored_version(&mut tx)?
     };
-    // An existing store's tables are not touched before the upgrades (nor after them: `SCHEMA`
-    // would lock them to learn that its indexes exist), as each upgrade must lock the
-    // counter's table first (see `sql::TO_VERSION_2`).
-    if version < 2 {
-        tx.batch_execute(sql::TO_VERSION_2).map_err(map_err)?;
-    }
-    if version < 3 {
-        tx.batch_execute(sql::TO_VERSION_3).map_err(map_err)?;
-    }
+    // An existing store's tables are touched only to upgrade it (`SCHEMA` would lock them to
+    // learn that its indexes exist), and then only once the counter's table is locked (see
+    // `sql::UPGRADE`). `SCHEMA` then adds what an early store of version 1 lacked.
     if version < SCHEMA_VERSION {
+        if version > 0 {
+            tx.batch_execute("LOCK TABLE eventlite_head IN ACCESS EXCLUSIVE MODE")
+                .map_err(map_err)?;
+        }
+        tx.batch_execute(sql::SCHEMA).map_err(map_err)?;
+        tx.batch_execute(sql::UPGRADE).map_err(map_err)?;
         tx.execute(
-            "UPDATE eventlite_meta SET value = $1 WHERE key = 'schema_version'",
-            &[&SCHEMA_VERSION.to_string()],
+            "INSERT INTO eventlite_meta (key, value) VALUES ('format', $1), \
+             ('schema_version', $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            &[&FORMAT, &SCHEMA_VERSION.to_string()],
         )
         .map_err(map_err)?;
     }
@@ -419,7 +413,7 @@ fn init_schema(conn: &mut PgConn, options: &PostgresOptions) -> Result<()> {
 fn stored_version(tx: &mut postgres::Transaction<'_>) -> Result<i64> {
     let meta: HashMap<String, String> = tx
         .query("SELECT key::text, value::text FROM eventlite_meta", &[])
-        .map_err(|e| Error::not_a_store("unreadable eventlite_meta").with_source(e))?
+        .map_err(map_err)?
         .iter()
         .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
         .collect::<std::result::Result<_, postgres::Error>>()
@@ -544,9 +538,8 @@ fn set_head(channel: &str) -> String {
     )
 }
 /// [`set_head`] without the notification, for when no other handle listens: a statement of its
-/// own rather than a flag, which cost small appends about a tenth of their speed (likely
-/// planned again at every call: a plan made knowing the flag is false is cheaper than the
-/// generic one).
+/// own rather than a flag, since a flag the planner can fold makes the server plan the
+/// statement again at every call (see docs/benchmarks.md, 2026-12-03).
 const SET_HEAD_QUIETLY: &str = "UPDATE eventlite_head SET last_id = $1";
 
 /// Stores the batches of a group in one transaction: the counter row is locked first (so

@@ -22,6 +22,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// Ticks without a subscription before the listening connection is closed: subscriptions
 /// that come and go in quick succession keep one connection.
 const IDLE_TICKS: u32 = 10;
+/// Ticks between looks at whether the listener is still registered (see [`reregister`]).
+const CHECK_TICKS: u32 = 5;
 
 /// The listener thread's handle; the thread ends soon after [`Listener::stop`].
 #[derive(Debug)]
@@ -71,14 +73,31 @@ struct Pids<'a> {
     listener: &'a AtomicI32,
 }
 
-/// Listens on `channel` and registers the connection's server process (in `pid` first, so
-/// that the handle's appends know it for their own), in that order: an append that commits
-/// between the two is not announced to it, and the look that follows finds it.
+/// Listens on `channel` and registers the connection's server process, in one transaction,
+/// after putting it in `pid` (so that the handle's appends know it for their own). An append
+/// that committed before the registration was not announced to it: the caller looks then.
 fn register(conn: &mut PgConn, channel: &str, pid: &AtomicI32) -> eventlite_core::Result<()> {
     pid.store(crate::conn_pid(conn)?, Ordering::Relaxed);
     conn.client
         .batch_execute(&format!("LISTEN \"{channel}\"; {}", sql::REGISTER_LISTENER))
         .map_err(crate::conn::map_err)
+}
+
+/// Registers the connection again if its process is no longer on the list (another
+/// registration can drop it: each prunes the processes its snapshot of `pg_stat_activity`
+/// lacks, and that snapshot may predate this connection); whether it had to.
+fn reregister(conn: &mut PgConn) -> eventlite_core::Result<bool> {
+    let listed = conn
+        .client
+        .query_one(sql::STILL_REGISTERED, &[])
+        .and_then(|row| row.try_get::<_, bool>(0))
+        .map_err(crate::conn::map_err)?;
+    if !listed {
+        conn.client
+            .batch_execute(sql::REGISTER_LISTENER)
+            .map_err(crate::conn::map_err)?;
+    }
+    Ok(!listed)
 }
 
 fn listen(
@@ -114,11 +133,24 @@ fn listen(
         // Commits made while nobody listened are not announced again: look now.
         signal.notify();
         let mut idle = 0;
+        let mut ticks: u32 = 0;
         let mut broken = false;
         'connected: while !stop.load(Ordering::Relaxed) {
             idle = if signal.watching() { 0 } else { idle + 1 };
             if idle > IDLE_TICKS {
                 break;
+            }
+            ticks = ticks.wrapping_add(1);
+            if ticks.is_multiple_of(CHECK_TICKS) {
+                match reregister(&mut conn) {
+                    // What was committed while it was off the list was not announced to it.
+                    Ok(true) => signal.notify(),
+                    Ok(false) => {}
+                    Err(_) => {
+                        broken = true;
+                        break;
+                    }
+                }
             }
             let mut notifications = conn.client.notifications();
             let mut waiting = notifications.timeout_iter(TICK);

@@ -83,19 +83,30 @@ CREATE INDEX IF NOT EXISTS eventlite_waiting_keys_by_record ON eventlite_waiting
 INSERT INTO eventlite_head (one, last_id) VALUES (true, 0) ON CONFLICT (one) DO NOTHING;
 "#;
 
-/// Layout version 2: the counter row also holds the cmds that waiting records wait on
-/// (`waiting_cmds`, the first [`MAX_WAITING_CMDS`] + 1 of them in byte order: more than
-/// [`MAX_WAITING_CMDS`] means "too many to name"), kept, with each cmd's count of keys in
-/// `eventlite_waiting_cmds`, by triggers on `eventlite_waiting_keys` whoever writes it. An
-/// append reads them with the counter's lock, and looks for records waiting on its rows only
-/// when one of its cmds is there: the look touches three more relations, about a tenth of the
-/// server's time for an append of one event. Run on a new store and on one of version 1, whose
-/// keys it counts. The counter's table is locked first, before any other of the store's tables:
-/// appends and parks hold the counter row while they write the others, so an upgrade that
-/// held a lock on one of those while waiting for the counter could deadlock with them. The
-/// keys are locked next, so that none is written between the count and the triggers.
-pub(crate) const TO_VERSION_2: &str = r#"
-LOCK TABLE eventlite_head IN ACCESS EXCLUSIVE MODE;
+/// Brings a store of an earlier layout, or a new one (whose tables [`SCHEMA`] makes in the
+/// layout of version 1), to the current one; every statement can run again on a store already
+/// there.
+///
+/// - Version 2: the counter row also holds the cmds that waiting records wait on
+///   (`waiting_cmds`, the first [`MAX_WAITING_CMDS`] + 1 of them in byte order: more than
+///   [`MAX_WAITING_CMDS`] means "too many to name"), kept, with each cmd's count of keys in
+///   `eventlite_waiting_cmds`, by triggers on `eventlite_waiting_keys` whoever writes it. An
+///   append reads them with the counter's lock, and looks for records waiting on its rows only
+///   when one of its cmds is there: the look touches three more relations, about a tenth of the
+///   server's time for an append of one event. The keys are counted again, and the triggers
+///   made again, at every upgrade: a store made by an earlier build of version 2 gets the
+///   current ones.
+/// - Version 3: the counter row also lists the server processes that listen for the store's
+///   commits (`listeners`), each registered by a listener under the counter's lock. An append
+///   notifies only when a process other than its own handle's listener is there: a listener is
+///   woken by every notification on its channel, and one for its handle's own commits only costs
+///   both processes a wake-up.
+///
+/// The caller locks the counter's table first, before any other of the store's tables (see
+/// `init_schema`): appends and parks hold the counter row while they write the others, so an
+/// upgrade that held a lock on one of those while waiting for the counter could deadlock with
+/// them. The keys are locked next, so that none is written between the count and the triggers.
+pub(crate) const UPGRADE: &str = r#"
 LOCK TABLE eventlite_waiting_keys IN SHARE ROW EXCLUSIVE MODE;
 CREATE TABLE IF NOT EXISTS eventlite_waiting_cmds (
     cmd bytea PRIMARY KEY,
@@ -143,17 +154,8 @@ END $f$;
 DROP TRIGGER IF EXISTS eventlite_waiting_keys_truncated ON eventlite_waiting_keys;
 CREATE TRIGGER eventlite_waiting_keys_truncated AFTER TRUNCATE ON eventlite_waiting_keys
     FOR EACH STATEMENT EXECUTE PROCEDURE eventlite_waiting_keys_truncated();
-"#;
-
-/// Layout version 3: the counter row also lists the server processes that listen for the
-/// store's commits (`listeners`), each registered by a listener under the counter's lock. An
-/// append notifies only when a process other than its own handle's listener is there: a
-/// listener is woken by every notification on its channel, and one for its handle's own commits
-/// only costs both processes a wake-up. Locks the counter's table first (see [`TO_VERSION_2`]).
-pub(crate) const TO_VERSION_3: &str = "
-LOCK TABLE eventlite_head IN ACCESS EXCLUSIVE MODE;
 ALTER TABLE eventlite_head ADD COLUMN IF NOT EXISTS listeners int4[] NOT NULL DEFAULT '{}';
-";
+"#;
 
 /// Registers the connection as a listener, dropping the processes that have gone (a listener
 /// whose connection broke cannot remove itself). Waits for the counter row's lock, so an
@@ -162,12 +164,15 @@ pub(crate) const REGISTER_LISTENER: &str = "UPDATE eventlite_head SET listeners 
      ARRAY(SELECT DISTINCT p FROM unnest(array_append(listeners, pg_backend_pid())) AS p \
      WHERE p IN (SELECT pid FROM pg_stat_activity) ORDER BY p)";
 
+/// Whether the connection is among the listeners.
+pub(crate) const STILL_REGISTERED: &str =
+    "SELECT COALESCE(pg_backend_pid() = ANY(listeners), false) FROM eventlite_head";
+
 /// Removes the connection from the listeners.
 pub(crate) const UNREGISTER_LISTENER: &str =
     "UPDATE eventlite_head SET listeners = array_remove(listeners, pg_backend_pid())";
 
-/// The most waited-on cmds the counter row names (see [`TO_VERSION_2`], whose `LIMIT` is one
-/// more).
+/// The most waited-on cmds the counter row names (see [`UPGRADE`], whose `LIMIT` is one more).
 pub(crate) const MAX_WAITING_CMDS: usize = 64;
 
 /// Whether the counts of waited-on cmds, and the counter row's list of them, agree with the
@@ -389,8 +394,8 @@ mod tests {
     #[test]
     fn the_waited_on_cmds_are_listed_up_to_one_past_the_most_named() {
         let limit = format!("ORDER BY cmd LIMIT {}", MAX_WAITING_CMDS + 1);
-        assert_eq!(TO_VERSION_2.matches("ARRAY(").count(), 3);
-        assert_eq!(TO_VERSION_2.matches(&limit).count(), 3);
+        assert_eq!(UPGRADE.matches("ARRAY(").count(), 3);
+        assert_eq!(UPGRADE.matches(&limit).count(), 3);
         assert_eq!(WAITING_CMDS_AGREE.matches(&limit).count(), 1);
     }
 
