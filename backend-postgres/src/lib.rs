@@ -413,7 +413,13 @@ fn init_schema(conn: &mut PgConn, options: &PostgresOptions) -> Result<()> {
 fn stored_version(tx: &mut postgres::Transaction<'_>) -> Result<i64> {
     let meta: HashMap<String, String> = tx
         .query("SELECT key::text, value::text FROM eventlite_meta", &[])
-        .map_err(map_err)?
+        .map_err(|e| match e.code() {
+            // Another application's table of that name.
+            Some(&postgres::error::SqlState::UNDEFINED_COLUMN) => {
+                Error::not_a_store("eventlite_meta is not EventLite's").with_source(e)
+            }
+            _ => map_err(e),
+        })?
         .iter()
         .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
         .collect::<std::result::Result<_, postgres::Error>>()

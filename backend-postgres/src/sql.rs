@@ -158,11 +158,11 @@ ALTER TABLE eventlite_head ADD COLUMN IF NOT EXISTS listeners int4[] NOT NULL DE
 "#;
 
 /// Registers the connection as a listener, dropping the processes that have gone (a listener
-/// whose connection broke cannot remove itself). Waits for the counter row's lock, so an
-/// append either sees the registration or commits before it.
+/// whose connection broke cannot remove itself), but never its own. Waits for the counter
+/// row's lock, so an append either sees the registration or commits before it.
 pub(crate) const REGISTER_LISTENER: &str = "UPDATE eventlite_head SET listeners = \
      ARRAY(SELECT DISTINCT p FROM unnest(array_append(listeners, pg_backend_pid())) AS p \
-     WHERE p IN (SELECT pid FROM pg_stat_activity) ORDER BY p)";
+     WHERE p = pg_backend_pid() OR p IN (SELECT pid FROM pg_stat_activity) ORDER BY p)";
 
 /// Whether the connection is among the listeners.
 pub(crate) const STILL_REGISTERED: &str =

@@ -416,10 +416,10 @@ fn a_commit_just_before_a_registration_is_found() -> anyhow::Result<()> {
         for round in 0..4 {
             let a = EventStore::new(PostgresBackend::open(named_options(&schema, &reader_name))?);
             hold_counter(&mut holder, &schema.name)?;
-            let mut sub = deaf_subscription(&a)?;
             std::thread::scope(|s| {
                 let append = s.spawn(|| b.store(NewEvent::new("just before")));
                 wait_for_lock_waits(&mut admin, &writer_name, 1)?;
+                let mut sub = deaf_subscription(&a)?;
                 wait_for_lock_waits(&mut admin, &reader_name, 1)?;
                 let read = s.spawn(move || next_ids(&mut sub));
                 holder.batch_execute("COMMIT")?;
@@ -568,8 +568,8 @@ fn a_version_1_store_is_upgraded_at_open() -> anyhow::Result<()> {
 }
 
 /// Stores of earlier layouts are brought up to date at open: one of an early version 1 (made
-/// before the waiting tables existed) gets them, and one made by an earlier build of version 2
-/// gets the current triggers (the one for TRUNCATE among them).
+/// before the waiting tables existed) gets them, and one made by the first build of version 2
+/// gets the current triggers (a bounded list, and one for TRUNCATE).
 #[test]
 fn early_layouts_get_what_they_lack() -> anyhow::Result<()> {
     use eventlite_core::{Condition, WaitFor};
@@ -588,16 +588,45 @@ fn early_layouts_get_what_they_lack() -> anyhow::Result<()> {
             WaitFor::new().all([Condition::new("paid")]),
         )?;
         drop(store);
+        // The first build of version 2: no TRUNCATE trigger, and an unbounded list.
         admin.batch_execute(&format!(
             "SET search_path TO \"{}\"; \
              DROP TRIGGER eventlite_waiting_keys_truncated ON eventlite_waiting_keys; \
              DROP FUNCTION eventlite_waiting_keys_truncated(); \
+             CREATE OR REPLACE FUNCTION eventlite_waiting_keys_added() RETURNS trigger \
+                 LANGUAGE plpgsql SET search_path FROM CURRENT AS $f$ \
+             BEGIN \
+                 INSERT INTO eventlite_waiting_cmds (cmd, keys) \
+                     SELECT cmd, count(*) FROM added GROUP BY cmd ON CONFLICT (cmd) \
+                     DO UPDATE SET keys = eventlite_waiting_cmds.keys + EXCLUDED.keys; \
+                 UPDATE eventlite_head \
+                     SET waiting_cmds = ARRAY(SELECT cmd FROM eventlite_waiting_cmds ORDER BY cmd); \
+                 RETURN NULL; \
+             END $f$; \
              ALTER TABLE eventlite_head DROP COLUMN listeners; \
              UPDATE eventlite_meta SET value = '2' WHERE key = 'schema_version'; \
              RESET search_path",
             schema.name
         ))?;
+        let bounded = |admin: &mut postgres::Client| -> anyhow::Result<bool> {
+            let definition: String = admin
+                .query_one(
+                    &format!(
+                        "SELECT pg_get_functiondef('\"{}\".eventlite_waiting_keys_added()'\
+                         ::regprocedure)",
+                        schema.name
+                    ),
+                    &[],
+                )?
+                .try_get(0)?;
+            Ok(definition.contains("LIMIT 65"))
+        };
+        assert!(!bounded(&mut admin)?);
         drop(PostgresBackend::open(schema.options(IndexConfig::all()))?);
+        assert!(
+            bounded(&mut admin)?,
+            "the trigger functions were not replaced"
+        );
         let paid = vec![b"paid".to_vec()];
         assert_eq!(
             waiting_cmds(&mut admin, &schema.name)?,
