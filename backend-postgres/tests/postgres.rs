@@ -71,6 +71,21 @@ fn hold_counter(client: &mut postgres::Client, schema: &str) -> anyhow::Result<(
     Ok(())
 }
 
+/// What a scoped thread returned, its panic turned into an error naming `what`.
+fn joined<T>(handle: std::thread::ScopedJoinHandle<'_, T>, what: &str) -> anyhow::Result<T> {
+    handle
+        .join()
+        .map_err(|_| anyhow::anyhow!("{what} panicked"))
+}
+
+/// Runs `sql` with `schema` as the search path.
+fn in_schema(admin: &mut postgres::Client, schema: &str, sql: &str) -> anyhow::Result<()> {
+    admin.batch_execute(&format!(
+        "SET search_path TO \"{schema}\"; {sql}; RESET search_path"
+    ))?;
+    Ok(())
+}
+
 #[test]
 fn bad_options_are_invalid_arguments() {
     for schema in [
@@ -170,9 +185,7 @@ fn two_handles_share_one_log() -> anyhow::Result<()> {
             while got.len() < 20 {
                 got.extend(next_ids(&mut sub)?.ok_or_else(|| anyhow::anyhow!("no batch"))?);
             }
-            let appended = appender
-                .join()
-                .map_err(|_| anyhow::anyhow!("the appender panicked"))??;
+            let appended = joined(appender, "the appender")??;
             assert_eq!(got, appended);
             anyhow::Ok(())
         })
@@ -210,9 +223,7 @@ fn appends_stay_read_committed_under_a_serializable_default() -> anyhow::Result<
                     })
                 })
                 .collect();
-            writers
-                .into_iter()
-                .try_for_each(|w| w.join().map_err(|_| anyhow::anyhow!("a writer panicked"))?)
+            writers.into_iter().try_for_each(|w| joined(w, "a writer")?)
         })?;
         let ids: Vec<u64> = handles[0]
             .query(&Query::default())?
@@ -388,9 +399,7 @@ fn a_listener_registering_during_appends_misses_nothing() -> anyhow::Result<()> 
                 }
             }
             drop(stopping);
-            let total = writer
-                .join()
-                .map_err(|_| anyhow::anyhow!("the writer panicked"))??;
+            let total = joined(writer, "the writer")??;
             while now < total {
                 now = take(&mut sub)?;
             }
@@ -423,12 +432,8 @@ fn a_commit_just_before_a_registration_is_found() -> anyhow::Result<()> {
                 wait_for_lock_waits(&mut admin, &reader_name, 1)?;
                 let read = s.spawn(move || next_ids(&mut sub));
                 holder.batch_execute("COMMIT")?;
-                let appended = append
-                    .join()
-                    .map_err(|_| anyhow::anyhow!("the append panicked"))??;
-                let got = read
-                    .join()
-                    .map_err(|_| anyhow::anyhow!("the reader panicked"))??;
+                let appended = joined(append, "the append")??;
+                let got = joined(read, "the reader")??;
                 assert_eq!(got, Some(vec![appended.id]), "round {round}");
                 anyhow::Ok(())
             })?;
@@ -507,9 +512,10 @@ fn the_counter_row_names_the_waited_on_cmds() -> anyhow::Result<()> {
 
 /// Turns the store in `schema` back into one of layout version 1.
 fn to_version_1(admin: &mut postgres::Client, schema: &str) -> anyhow::Result<()> {
-    admin.batch_execute(&format!(
-        "SET search_path TO \"{schema}\"; \
-         DROP TRIGGER eventlite_waiting_keys_added ON eventlite_waiting_keys; \
+    in_schema(
+        admin,
+        schema,
+        "DROP TRIGGER eventlite_waiting_keys_added ON eventlite_waiting_keys; \
          DROP TRIGGER eventlite_waiting_keys_removed ON eventlite_waiting_keys; \
          DROP TRIGGER eventlite_waiting_keys_truncated ON eventlite_waiting_keys; \
          DROP FUNCTION eventlite_waiting_keys_added(); \
@@ -518,10 +524,8 @@ fn to_version_1(admin: &mut postgres::Client, schema: &str) -> anyhow::Result<()
          ALTER TABLE eventlite_head DROP COLUMN waiting_cmds; \
          ALTER TABLE eventlite_head DROP COLUMN listeners; \
          DROP TABLE eventlite_waiting_cmds; \
-         UPDATE eventlite_meta SET value = '1' WHERE key = 'schema_version'; \
-         RESET search_path"
-    ))?;
-    Ok(())
+         UPDATE eventlite_meta SET value = '1' WHERE key = 'schema_version'",
+    )
 }
 
 /// A store of layout version 1 (no count on the counter row) is brought up to date at open:
@@ -589,9 +593,10 @@ fn early_layouts_get_what_they_lack() -> anyhow::Result<()> {
         )?;
         drop(store);
         // The first build of version 2: no TRUNCATE trigger, and an unbounded list.
-        admin.batch_execute(&format!(
-            "SET search_path TO \"{}\"; \
-             DROP TRIGGER eventlite_waiting_keys_truncated ON eventlite_waiting_keys; \
+        in_schema(
+            &mut admin,
+            &schema.name,
+            "DROP TRIGGER eventlite_waiting_keys_truncated ON eventlite_waiting_keys; \
              DROP FUNCTION eventlite_waiting_keys_truncated(); \
              CREATE OR REPLACE FUNCTION eventlite_waiting_keys_added() RETURNS trigger \
                  LANGUAGE plpgsql SET search_path FROM CURRENT AS $f$ \
@@ -604,10 +609,8 @@ fn early_layouts_get_what_they_lack() -> anyhow::Result<()> {
                  RETURN NULL; \
              END $f$; \
              ALTER TABLE eventlite_head DROP COLUMN listeners; \
-             UPDATE eventlite_meta SET value = '2' WHERE key = 'schema_version'; \
-             RESET search_path",
-            schema.name
-        ))?;
+             UPDATE eventlite_meta SET value = '2' WHERE key = 'schema_version'",
+        )?;
         let bounded = |admin: &mut postgres::Client| -> anyhow::Result<bool> {
             let definition: String = admin
                 .query_one(
@@ -665,10 +668,7 @@ fn an_upgrade_waits_for_an_append_in_flight() -> anyhow::Result<()> {
                  VALUES (1, 1, 0, '', '', 'tick', '{{}}', '', '{{}}', 0); ROLLBACK",
                 schema.name
             ))?;
-            opener
-                .join()
-                .map_err(|_| anyhow::anyhow!("the opener panicked"))?
-                .map_err(anyhow::Error::from)
+            joined(opener, "the opener")?.map_err(anyhow::Error::from)
         })?;
         let store = EventStore::new(opened);
         assert_eq!(store.store(NewEvent::new("tick"))?.id, 1);
@@ -705,12 +705,8 @@ fn an_append_queued_behind_a_park_releases_its_record() -> anyhow::Result<()> {
                 let pay = s.spawn(|| store.store(NewEvent::new("paid").correlation_id(&order)));
                 wait_for_lock_waits(&mut admin, &name, 2)?;
                 holder.batch_execute("COMMIT")?;
-                let parked = park
-                    .join()
-                    .map_err(|_| anyhow::anyhow!("the park panicked"))??;
-                let paid = pay
-                    .join()
-                    .map_err(|_| anyhow::anyhow!("the append panicked"))??;
+                let parked = joined(park, "the park")??;
+                let paid = joined(pay, "the append")??;
                 anyhow::Ok((parked, paid))
             })?;
             assert_eq!(
@@ -759,14 +755,13 @@ fn the_waited_on_cmds_survive_a_truncate_and_drift_is_reported() -> anyhow::Resu
                 "UPDATE eventlite_head SET waiting_cmds = '{paid}'",
             ),
         ] {
-            let on = |sql: &str| format!("SET search_path TO \"{}\"; {sql}", schema.name);
-            admin.batch_execute(&on(drift))?;
+            in_schema(&mut admin, &schema.name, drift)?;
             let problems = store.backend().check_storage()?;
             assert!(
                 problems.len() == 1 && problems[0].contains("waited-on cmds"),
                 "after {drift}: {problems:?}"
             );
-            admin.batch_execute(&on(mend))?;
+            in_schema(&mut admin, &schema.name, mend)?;
             assert_eq!(store.backend().check_storage()?, Vec::<String>::new());
         }
         Ok(())
