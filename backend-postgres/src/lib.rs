@@ -515,43 +515,50 @@ const POLL_SPACING: Duration = Duration::from_secs(1);
 /// The caller text an INSERT statement carries at most (past one event's worth).
 const INSERT_CHUNK_BYTES: usize = 64 * 1024 * 1024;
 
-/// The counter row, locked: the last id; the cmds that waiting records wait on, each as `x`
-/// and its hex, comma-separated (null past [`sql::MAX_WAITING_CMDS`]: then every append
-/// looks); and the registered listeners' server processes, comma-separated. Without
-/// parameters, so that the server keeps one plan for it.
-static LOCK_HEAD: LazyLock<String> = LazyLock::new(|| {
+/// What an append reads of the counter row: the last id; the cmds that waiting records wait
+/// on, each as `x` and its hex, comma-separated (null past [`sql::MAX_WAITING_CMDS`]: then
+/// every append looks); and the registered listeners' server processes, comma-separated.
+static HEAD: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT last_id, CASE WHEN cardinality(waiting_cmds) <= {} THEN \
+        "last_id, CASE WHEN cardinality(waiting_cmds) <= {} THEN \
          array_to_string(ARRAY(SELECT 'x' || encode(c, 'hex') FROM unnest(waiting_cmds) AS c), \
-         ',') END, array_to_string(listeners, ',') FROM eventlite_head FOR UPDATE",
+         ',') END, array_to_string(listeners, ',')",
         sql::MAX_WAITING_CMDS
     )
 });
+/// Takes `$1` ids, if that many are left: adds them to the counter row, whose lock then holds
+/// other appends off to the end of the transaction, and returns its [`HEAD`] (the last id
+/// being the last one taken). Taking them with the update rather than locking the row first
+/// and updating it at the commit spares the server a statement and a lock record per append
+/// (see docs/benchmarks.md, 2026-12-03).
+static TAKE_IDS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE eventlite_head SET last_id = last_id + $1 WHERE last_id <= {} - $1 \
+         RETURNING {}",
+        i64::MAX,
+        *HEAD
+    )
+});
+/// The counter row's [`HEAD`], locked, for when [`TAKE_IDS`] found fewer ids left than asked.
+static LOCK_HEAD: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {} FROM eventlite_head FOR UPDATE", *HEAD));
+/// The versions of the streams in `$1`, for an append with many streams. The server plans it
+/// again at every call (100 µs or more, in a statement log: a plan made without the array's
+/// length is costed higher than one made with it), so that appends of one stream read
+/// theirs with [`STREAM_VERSION`] instead.
 const STREAM_VERSIONS: &str = "SELECT s, (SELECT max(stream_version) FROM queue WHERE stream = s) \
      FROM unnest($1::bytea[]) AS s";
-/// [`STREAM_VERSIONS`] for one stream, the common case. The server keeps one plan for it,
-/// where it plans the array's statement again at every call (100 µs or more, in a statement
-/// log): a plan made without the array's length is costed higher than one made with it.
+/// The version of the stream `$1`; the server keeps one plan for it.
 const STREAM_VERSION: &str =
     "SELECT $1::bytea, (SELECT max(stream_version) FROM queue WHERE stream = $1)";
-/// Sets the counter row to `$1`, the new last id, and notifies the listeners on `channel`:
-/// prepared once per connection, and run in the COMMIT's round trip.
-fn set_head(channel: &str) -> String {
-    format!(
-        "WITH h AS (UPDATE eventlite_head SET last_id = $1 RETURNING last_id) \
-         SELECT pg_notify('{}', last_id::text) FROM h",
-        channel.replace('\'', "''")
-    )
-}
-/// [`set_head`] without the notification, for when no other handle listens: a statement of its
-/// own rather than a flag, since a flag the planner can fold makes the server plan the
-/// statement again at every call (see docs/benchmarks.md, 2026-12-03).
-const SET_HEAD_QUIETLY: &str = "UPDATE eventlite_head SET last_id = $1";
+/// Sets the counter row to `$1`, the last id stored, when that is not what [`TAKE_IDS`] left
+/// there: ids taken for batches rejected since are given back.
+const SET_HEAD: &str = "UPDATE eventlite_head SET last_id = $1";
 
-/// Stores the batches of a group in one transaction: the counter row is locked first (so
-/// appends from every process commit one at a time, in id order), each batch is checked
-/// against the stream versions as the batches before it left them, a failing one is rejected
-/// alone, and the rest get consecutive ids in queue order.
+/// Stores the batches of a group in one transaction: the ids are taken from the counter row
+/// first, whose lock makes appends from every process commit one at a time, in id order; each
+/// batch is checked against the stream versions as the batches before it left them, a failing
+/// one is rejected alone (its ids given back), and the rest get consecutive ids in queue order.
 fn append_on(
     conn: &mut PgConn,
     channel: &str,
@@ -559,40 +566,62 @@ fn append_on(
     entries: &mut [GroupEntry],
 ) -> Result<(Vec<Numbered>, bool)> {
     let insert = conn.prepare(sql::INSERT)?;
-    // The counter row's lock and update are server-side prepared statements, so that the
-    // simple queries below, which the server parses and plans whole every time, plan only
-    // `BEGIN`, `EXECUTE`s and `COMMIT`.
+    // The counter row's statements are prepared on the server, so that the simple queries
+    // below, which the server parses and plans whole every time, plan only `BEGIN`,
+    // `EXECUTE`s and `COMMIT`.
     if !conn.lock_prepared {
         conn.client
             .batch_execute(&format!(
-                "PREPARE eventlite_lock_head AS {}; \
-                 PREPARE eventlite_set_head(int8) AS {}; \
-                 PREPARE eventlite_set_head_quietly(int8) AS {SET_HEAD_QUIETLY}",
-                *LOCK_HEAD,
-                set_head(channel)
+                "PREPARE eventlite_take_ids(int8) AS {}; \
+                 PREPARE eventlite_lock_head AS {}; \
+                 PREPARE eventlite_set_head(int8) AS {SET_HEAD}",
+                *TAKE_IDS, *LOCK_HEAD
             ))
             .map_err(map_err)?;
         conn.lock_prepared = true;
     }
-    let client = &mut conn.client;
-    // The transaction is begun, and the counter row locked, in one round trip. The session is
-    // read committed (see `Connector::connect`): after waiting for the lock, the next
+    let wanted: u64 = entries
+        .iter()
+        .filter(|e| !e.is_rejected())
+        .map(|e| e.batch().len() as u64)
+        .sum();
+    // The transaction is begun, and the ids taken, in one round trip. The session is read
+    // committed (see `Connector::connect`): after waiting for the counter's lock, the next
     // statements see the commit that held it. On an error the caller drops this connection,
     // and the server rolls the transaction back.
-    let counter = client
-        .simple_query("BEGIN; EXECUTE eventlite_lock_head")
-        .map_err(map_err)?;
-    let counter = counter
-        .iter()
-        .find_map(|m| match m {
-            postgres::SimpleQueryMessage::Row(row) => Some(row),
-            _ => None,
-        })
-        .ok_or_else(|| Error::corrupt("the id counter row is missing"))?;
-    let last = counter.try_get(0).ok().flatten().unwrap_or_default();
-    let last: u64 = last
+    let taking = match i64::try_from(wanted) {
+        Ok(wanted) => conn
+            .client
+            .simple_query(&format!("BEGIN; EXECUTE eventlite_take_ids({wanted})"))
+            .map_err(map_err)?,
+        Err(_) => Vec::new(),
+    };
+    let locking;
+    let (counter, taken) = match first_row(&taking) {
+        Some(row) => (row, wanted),
+        None => {
+            // Fewer ids left than asked (or no transaction begun, for a count past any
+            // id): the row is locked as it is, and the batches that do not fit are rejected.
+            let begin = match taking.is_empty() {
+                true => "BEGIN; ",
+                false => "",
+            };
+            locking = conn
+                .client
+                .simple_query(&format!("{begin}EXECUTE eventlite_lock_head"))
+                .map_err(map_err)?;
+            let row = first_row(&locking)
+                .ok_or_else(|| Error::corrupt("the id counter row is missing"))?;
+            (row, 0)
+        }
+    };
+    let head = counter.try_get(0).ok().flatten().unwrap_or_default();
+    let head: u64 = head
         .parse()
-        .map_err(|_| Error::corrupt(format!("the id counter holds {last:?}")))?;
+        .map_err(|_| Error::corrupt(format!("the id counter holds {head:?}")))?;
+    let last = head
+        .checked_sub(taken)
+        .ok_or_else(|| Error::corrupt(format!("the id counter holds {head}")))?;
     let look = waits_on_any(counter.try_get(1).ok().flatten(), entries);
     let notify = others_listen(counter.try_get(2).ok().flatten(), listener_pid);
     waiting::check_claims(conn, entries)?;
@@ -645,18 +674,23 @@ fn append_on(
     if stored.iter().any(|(i, _, _)| entries[*i].claim().is_some()) {
         waiting::close_claims(conn, entries, &stored)?;
     }
-    // The counter is set, the listeners notified, and whether a record waits on these rows
-    // asked (its keys written out as hex) in the COMMIT's round trip. A store where no record
+    // The ids of rejected batches are given back, the listeners notified, and whether a
+    // record waits on these rows asked (its keys written out as hex) in the COMMIT's round
+    // trip. A store where no record
     // waits on the rows' cmds is not asked at all; one with too many keys to ask is looked at
     // after the append.
     let keys = match look {
         true => Some(waiting::keys_query(entries, &stored)),
         false => None,
     };
-    let finish = match notify {
-        true => format!("EXECUTE eventlite_set_head({new_last}); COMMIT"),
-        false => format!("EXECUTE eventlite_set_head_quietly({new_last}); COMMIT"),
-    };
+    let mut finish = String::new();
+    if new_last != head {
+        finish.push_str(&format!("EXECUTE eventlite_set_head({new_last}); "));
+    }
+    if notify {
+        finish.push_str(&format!("NOTIFY \"{channel}\", '{new_last}'; "));
+    }
+    finish.push_str("COMMIT");
     let client = &mut conn.client;
     let committed = match &keys {
         Some(Some(query)) => client
@@ -682,7 +716,7 @@ fn append_on(
 }
 
 /// Whether a waiting record may wait on a row of `entries`, by its cmd: `cmds` is what
-/// [`LOCK_HEAD`] says of the waited-on cmds (`None`: too many to say, or unreadable).
+/// [`HEAD`] says of the waited-on cmds (`None`: too many to say, or unreadable).
 fn waits_on_any(cmds: Option<&str>, entries: &[GroupEntry]) -> bool {
     let Some(cmds) = cmds else {
         return true;
@@ -705,13 +739,21 @@ fn waits_on_any(cmds: Option<&str>, entries: &[GroupEntry]) -> bool {
 }
 
 /// Whether a listener other than `own` (the handle's, 0 for none) is among `listeners`, as
-/// [`LOCK_HEAD`] lists them. Unreadable, it says yes: a notification too many only wakes a
+/// [`HEAD`] lists them. Unreadable, it says yes: a notification too many only wakes a
 /// listener for nothing.
 fn others_listen(listeners: Option<&str>, own: i32) -> bool {
     listeners.is_none_or(|list| {
         list.split(',')
             .filter(|p| !p.is_empty())
             .any(|p| p.parse::<i32>() != Ok(own))
+    })
+}
+
+/// The first row among a simple query's messages.
+fn first_row(messages: &[postgres::SimpleQueryMessage]) -> Option<&postgres::SimpleQueryRow> {
+    messages.iter().find_map(|m| match m {
+        postgres::SimpleQueryMessage::Row(row) => Some(row),
+        _ => None,
     })
 }
 

@@ -192,6 +192,47 @@ fn two_handles_share_one_log() -> anyhow::Result<()> {
     })
 }
 
+/// The last ids a store can give are given, and no more: a batch that does not fit is
+/// refused whole with `StorageFull` (the counter and the log as they were), one that fits
+/// exactly is stored, and a stream's expectation is still checked at the edge.
+#[test]
+fn the_last_ids_are_given_and_no_more() -> anyhow::Result<()> {
+    with_server(|| {
+        let schema = common::Schema::new()?;
+        let store = EventStore::new(PostgresBackend::open(schema.options(IndexConfig::all()))?);
+        let mut admin = postgres::Client::connect(&schema.url, postgres::NoTls)?;
+        let edge = i64::MAX as u64 - 3;
+        in_schema(
+            &mut admin,
+            &schema.name,
+            &format!("UPDATE eventlite_head SET last_id = {edge}"),
+        )?;
+        let mut counter_and_rows = || -> anyhow::Result<(i64, i64)> {
+            let row = admin.query_one(
+                &format!(
+                    "SELECT (SELECT last_id FROM \"{0}\".eventlite_head), \
+                     (SELECT count(*) FROM \"{0}\".queue)",
+                    schema.name
+                ),
+                &[],
+            )?;
+            Ok((row.try_get(0)?, row.try_get(1)?))
+        };
+        let batch = |n: usize| (0..n).map(|_| NewEvent::new("tick")).collect::<Vec<_>>();
+        let full = store.store_bulk(batch(4));
+        assert!(matches!(full, Err(Error::StorageFull { .. })), "{full:?}");
+        assert_eq!(counter_and_rows()?, (edge as i64, 0));
+        let stale = store.store(NewEvent::new("x").stream("s", ExpectedVersion::Exact(3)));
+        assert!(matches!(stale, Err(Error::Conflict { .. })), "{stale:?}");
+        let ids: Vec<u64> = store.store_bulk(batch(3))?.iter().map(|e| e.id).collect();
+        assert_eq!(ids, vec![edge + 1, edge + 2, edge + 3]);
+        let full = store.store(NewEvent::new("one more"));
+        assert!(matches!(full, Err(Error::StorageFull { .. })), "{full:?}");
+        assert_eq!(counter_and_rows()?, (i64::MAX, 3));
+        Ok(())
+    })
+}
+
 /// Appends from two handles contend for the id counter's lock. Under a role whose default
 /// isolation is serializable, an append that waited for the lock would fail to serialize,
 /// were its transaction not read committed: every append succeeds, and ids stay gap-free.
