@@ -309,28 +309,31 @@ pub(crate) const COLUMN_COUNT: usize = 13;
 /// One statement for a page of `query` and the count of its filter: one statement sees one
 /// snapshot, so the two agree without a transaction and its two extra round trips. The count
 /// is a subquery the server runs once, its value the last column of every row. An empty page
-/// has no row to carry it.
+/// has no row to carry it. The count is added to the page's rows only once they are picked:
+/// carried through the sort and past the offset, it made a deep page by offset about 2 ms of
+/// 18 slower than the page and the count as two statements.
 pub(crate) fn select_with_total(query: &Query) -> (String, Vec<Param>) {
-    select_with(query, |t| {
-        let mut count = Terms {
-            terms: Vec::new(),
-            params: std::mem::take(&mut t.params),
-        };
-        push_where_terms(&mut count, &query.filter, None);
-        let column = format!(", (SELECT count(*) FROM queue{})", count.where_sql());
-        t.params = count.params;
-        column
-    })
+    let (page, order, t) = page(query);
+    let mut count = Terms {
+        terms: Vec::new(),
+        params: t.params,
+    };
+    push_where_terms(&mut count, &query.filter, None);
+    let sql = format!(
+        "SELECT p.*, (SELECT count(*) FROM queue{}) FROM ({page}) AS p ORDER BY {order}",
+        count.where_sql()
+    );
+    (sql, count.params)
 }
 
 /// The full SELECT for a query, and its parameters.
 pub(crate) fn select(query: &Query) -> (String, Vec<Param>) {
-    select_with(query, |_| String::new())
+    let (sql, _, t) = page(query);
+    (sql, t.params)
 }
 
-/// The full SELECT for a query, with `extra` columns after [`COLUMNS`] (which bind their
-/// parameters in the terms they are given), and its parameters.
-fn select_with(query: &Query, extra: impl FnOnce(&mut Terms) -> String) -> (String, Vec<Param>) {
+/// The full SELECT for a query, its ORDER BY terms, and its terms (with their parameters).
+fn page(query: &Query) -> (String, &'static str, Terms) {
     let mut t = where_terms(&query.filter, Some(query));
     let mut offset = query.offset;
     // A stream's versions count up from 1 without gaps, so an offset into one stream is a
@@ -352,9 +355,8 @@ fn select_with(query: &Query, extra: impl FnOnce(&mut Terms) -> String) -> (Stri
         (Order::IdDesc, false) => "id DESC",
         (Order::DatetimeDesc, _) => "datetime DESC, id DESC",
     };
-    let extra = extra(&mut t);
     let mut sql = format!(
-        "SELECT {COLUMNS}{extra} FROM queue{} ORDER BY {order}",
+        "SELECT {COLUMNS} FROM queue{} ORDER BY {order}",
         t.where_sql()
     );
     if let Some(limit) = query.limit {
@@ -367,7 +369,7 @@ fn select_with(query: &Query, extra: impl FnOnce(&mut Terms) -> String) -> (Stri
         let p = t.bind(Box::new(clamp(offset)));
         sql.push_str(&format!(" OFFSET {p}"));
     }
-    (sql, t.params)
+    (sql, order, t)
 }
 
 /// Whether `name` can be used, unquoted and unchanged, as a schema name (and inside the
@@ -400,7 +402,8 @@ mod tests {
     }
 
     /// The count's placeholders follow the page's (a stream's offset turned into a version
-    /// bound among them) and come before the offset's; each is used once.
+    /// bound among them, the offset's last); each is used once, and the rows come out in the
+    /// page's order.
     #[test]
     fn a_page_with_its_total_numbers_every_parameter_once() {
         let page = |filter: Filter| Query {
@@ -415,7 +418,8 @@ mod tests {
         );
         assert!(
             sql.ends_with(
-                "WHERE stream = $1 AND stream_version > $2 ORDER BY stream_version ASC LIMIT 10"
+                "WHERE stream = $1 AND stream_version > $2 ORDER BY stream_version ASC LIMIT 10) \
+                 AS p ORDER BY stream_version ASC"
             ),
             "{sql}"
         );
@@ -427,13 +431,14 @@ mod tests {
         assert_eq!(params.len(), 5, "{sql}");
         assert!(
             sql.contains(
-                "(SELECT count(*) FROM queue WHERE correlation_id = $3 AND datetime >= $4)"
+                "(SELECT count(*) FROM queue WHERE correlation_id = $4 AND datetime >= $5)"
             ),
             "{sql}"
         );
         assert!(
             sql.ends_with(
-                "WHERE correlation_id = $1 AND datetime >= $2 ORDER BY id ASC LIMIT 10 OFFSET $5"
+                "WHERE correlation_id = $1 AND datetime >= $2 ORDER BY id ASC LIMIT 10 OFFSET $3) \
+                 AS p ORDER BY id ASC"
             ),
             "{sql}"
         );
