@@ -21,8 +21,9 @@ pub(crate) struct PgConn {
     statements: HashMap<String, Statement>,
     /// The [`Connector::losses`] count this connection was last known good at.
     pub(crate) checked_at: u64,
-    /// Whether the counter row's lock is prepared on the server (`PREPARE`), for appends.
-    pub(crate) lock_prepared: bool,
+    /// Whether the counter row's statements are prepared on the server (`PREPARE`), for
+    /// appends.
+    pub(crate) head_prepared: bool,
 }
 
 impl std::fmt::Debug for PgConn {
@@ -98,7 +99,7 @@ impl Connector {
             client,
             statements: HashMap::new(),
             checked_at: self.losses.load(Ordering::Relaxed),
-            lock_prepared: false,
+            head_prepared: false,
         })
     }
 }

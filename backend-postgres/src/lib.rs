@@ -569,7 +569,7 @@ fn append_on(
     // The counter row's statements are prepared on the server, so that the simple queries
     // below, which the server parses and plans whole every time, plan only `BEGIN`,
     // `EXECUTE`s and `COMMIT`.
-    if !conn.lock_prepared {
+    if !conn.head_prepared {
         conn.client
             .batch_execute(&format!(
                 "PREPARE eventlite_take_ids(int8) AS {}; \
@@ -578,7 +578,7 @@ fn append_on(
                 *TAKE_IDS, *LOCK_HEAD
             ))
             .map_err(map_err)?;
-        conn.lock_prepared = true;
+        conn.head_prepared = true;
     }
     let wanted: u64 = entries
         .iter()
@@ -590,18 +590,19 @@ fn append_on(
     // statements see the commit that held it. On an error the caller drops this connection,
     // and the server rolls the transaction back.
     let taking = match i64::try_from(wanted) {
-        Ok(wanted) => conn
+        Ok(wanted) if wanted > 0 => conn
             .client
             .simple_query(&format!("BEGIN; EXECUTE eventlite_take_ids({wanted})"))
             .map_err(map_err)?,
-        Err(_) => Vec::new(),
+        _ => Vec::new(),
     };
     let locking;
     let (counter, taken) = match first_row(&taking) {
         Some(row) => (row, wanted),
         None => {
-            // Fewer ids left than asked (or no transaction begun, for a count past any
-            // id): the row is locked as it is, and the batches that do not fit are rejected.
+            // Fewer ids left than asked (or no transaction begun, for none to take or a count
+            // past any id): the row is locked as it is, and the batches that do not fit are
+            // rejected.
             let begin = match taking.is_empty() {
                 true => "BEGIN; ",
                 false => "",
@@ -676,9 +677,8 @@ fn append_on(
     }
     // The ids of rejected batches are given back, the listeners notified, and whether a
     // record waits on these rows asked (its keys written out as hex) in the COMMIT's round
-    // trip. A store where no record
-    // waits on the rows' cmds is not asked at all; one with too many keys to ask is looked at
-    // after the append.
+    // trip. A store where no record waits on the rows' cmds is not asked at all; one with too
+    // many keys to ask is looked at after the append.
     let keys = match look {
         true => Some(waiting::keys_query(entries, &stored)),
         false => None,

@@ -192,6 +192,28 @@ fn two_handles_share_one_log() -> anyhow::Result<()> {
     })
 }
 
+/// A store's id counter set to `last`, as if that many ids had been given.
+fn set_counter(admin: &mut postgres::Client, schema: &str, last: u64) -> anyhow::Result<()> {
+    in_schema(
+        admin,
+        schema,
+        &format!("UPDATE eventlite_head SET last_id = {last}"),
+    )
+}
+
+/// A store's id counter and its number of events.
+fn counter_and_rows(admin: &mut postgres::Client, schema: &str) -> anyhow::Result<(u64, u64)> {
+    let row = admin.query_one(
+        &format!(
+            "SELECT (SELECT last_id FROM \"{schema}\".eventlite_head), \
+             (SELECT count(*) FROM \"{schema}\".queue)"
+        ),
+        &[],
+    )?;
+    let (counter, rows): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+    Ok((u64::try_from(counter)?, u64::try_from(rows)?))
+}
+
 /// The last ids a store can give are given, and no more: a batch that does not fit is
 /// refused whole with `StorageFull` (the counter and the log as they were), one that fits
 /// exactly is stored, and a stream's expectation is still checked at the edge.
@@ -202,33 +224,89 @@ fn the_last_ids_are_given_and_no_more() -> anyhow::Result<()> {
         let store = EventStore::new(PostgresBackend::open(schema.options(IndexConfig::all()))?);
         let mut admin = postgres::Client::connect(&schema.url, postgres::NoTls)?;
         let edge = i64::MAX as u64 - 3;
-        in_schema(
-            &mut admin,
-            &schema.name,
-            &format!("UPDATE eventlite_head SET last_id = {edge}"),
-        )?;
-        let mut counter_and_rows = || -> anyhow::Result<(i64, i64)> {
-            let row = admin.query_one(
-                &format!(
-                    "SELECT (SELECT last_id FROM \"{0}\".eventlite_head), \
-                     (SELECT count(*) FROM \"{0}\".queue)",
-                    schema.name
-                ),
-                &[],
-            )?;
-            Ok((row.try_get(0)?, row.try_get(1)?))
-        };
+        set_counter(&mut admin, &schema.name, edge)?;
         let batch = |n: usize| (0..n).map(|_| NewEvent::new("tick")).collect::<Vec<_>>();
         let full = store.store_bulk(batch(4));
         assert!(matches!(full, Err(Error::StorageFull { .. })), "{full:?}");
-        assert_eq!(counter_and_rows()?, (edge as i64, 0));
+        assert_eq!(counter_and_rows(&mut admin, &schema.name)?, (edge, 0));
         let stale = store.store(NewEvent::new("x").stream("s", ExpectedVersion::Exact(3)));
         assert!(matches!(stale, Err(Error::Conflict { .. })), "{stale:?}");
         let ids: Vec<u64> = store.store_bulk(batch(3))?.iter().map(|e| e.id).collect();
         assert_eq!(ids, vec![edge + 1, edge + 2, edge + 3]);
         let full = store.store(NewEvent::new("one more"));
         assert!(matches!(full, Err(Error::StorageFull { .. })), "{full:?}");
-        assert_eq!(counter_and_rows()?, (i64::MAX, 3));
+        assert_eq!(
+            counter_and_rows(&mut admin, &schema.name)?,
+            (i64::MAX as u64, 3)
+        );
+        Ok(())
+    })
+}
+
+/// Writers racing for the last ids (their appends sharing commits, so that a group asks for
+/// more than is left and some of its batches fit): each batch is stored whole or refused with
+/// `StorageFull`, the stored ones hold the ids after the edge without a gap, and the counter
+/// is the last of them, so what is left can still be taken exactly.
+#[test]
+fn writers_racing_for_the_last_ids_leave_no_gap() -> anyhow::Result<()> {
+    with_server(|| {
+        let schema = common::Schema::new()?;
+        let store = EventStore::new(PostgresBackend::open(schema.options(IndexConfig::all()))?);
+        let mut admin = postgres::Client::connect(&schema.url, postgres::NoTls)?;
+        let room = 40u64;
+        let edge = i64::MAX as u64 - room;
+        set_counter(&mut admin, &schema.name, edge)?;
+        let stored: Vec<Vec<u64>> = std::thread::scope(|s| {
+            let writers: Vec<_> = (0..8u64)
+                .map(|t| {
+                    let store = &store;
+                    s.spawn(move || -> anyhow::Result<Vec<u64>> {
+                        let mut ids = Vec::new();
+                        for r in 0..10u64 {
+                            let n = 1 + (t + r) % 3;
+                            let batch = (0..n).map(|_| NewEvent::new("tick")).collect();
+                            match store.store_bulk(batch) {
+                                Ok(events) => {
+                                    let got: Vec<u64> = events.iter().map(|e| e.id).collect();
+                                    anyhow::ensure!(
+                                        got.len() as u64 == n
+                                            && got.windows(2).all(|w| w[1] == w[0] + 1),
+                                        "a batch of {n} stored as {got:?}"
+                                    );
+                                    ids.extend(got);
+                                }
+                                Err(Error::StorageFull { .. }) => {}
+                                Err(e) => return Err(e.into()),
+                            }
+                        }
+                        Ok(ids)
+                    })
+                })
+                .collect();
+            writers
+                .into_iter()
+                .map(|w| joined(w, "a writer")?)
+                .collect::<anyhow::Result<_>>()
+        })?;
+        let mut ids: Vec<u64> = stored.into_iter().flatten().collect();
+        ids.sort_unstable();
+        let expected: Vec<u64> = (edge + 1..=edge + ids.len() as u64).collect();
+        assert_eq!(
+            ids, expected,
+            "the stored ids are not the ones after the edge"
+        );
+        let stored = ids.len() as u64;
+        assert_eq!(
+            counter_and_rows(&mut admin, &schema.name)?,
+            (edge + stored, stored)
+        );
+        let left = room - stored;
+        if left > 0 {
+            let rest = store.store_bulk((0..left).map(|_| NewEvent::new("rest")).collect())?;
+            assert_eq!(rest.last().map(|e| e.id), Some(i64::MAX as u64));
+        }
+        let full = store.store(NewEvent::new("one more"));
+        assert!(matches!(full, Err(Error::StorageFull { .. })), "{full:?}");
         Ok(())
     })
 }
