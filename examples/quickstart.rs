@@ -1,8 +1,6 @@
 //! EventLite in one page: store events, query and page them, replay them through a model,
 //! snapshot the model. Runs on a SQLite file under `./data/` (set `EVENTLITE_ENGINE=redb` or
-//! pass `--engine redb` to use redb, with eventlite's `redb` feature), or on the PostgreSQL
-//! server at `EVENTLITE_PG_URL` with `--engine postgres` and the `postgres` feature:
-//! `scripts/with-postgres cargo run --example quickstart --features postgres -- --engine postgres`.
+//! pass `--engine redb` to use redb, with eventlite's `redb` feature).
 use eventlite::{Backend, Callbacks, EventStore, FnModel, NewEvent, Page, StreamOptions};
 use serde_json::json;
 
@@ -10,14 +8,11 @@ fn main() -> anyhow::Result<()> {
     // The engine: `--engine redb`, or EVENTLITE_ENGINE, or the default of this build. Asking
     // the facade (not `cfg!(feature)`, which tests *this* crate's features) keeps the example
     // working when copied into another crate.
-    let asked = std::env::args()
+    let engine: eventlite::Engine = match std::env::args()
         .skip_while(|a| a != "--engine")
         .nth(1)
-        .or_else(|| std::env::var("EVENTLITE_ENGINE").ok());
-    if asked.as_deref() == Some("postgres") {
-        return on_postgres();
-    }
-    let engine: eventlite::Engine = match asked {
+        .or_else(|| std::env::var("EVENTLITE_ENGINE").ok())
+    {
         Some(name) => name.parse()?,
         None => eventlite::Engine::default_available()
             .ok_or_else(|| anyhow::anyhow!("this build of eventlite has no engine"))?,
@@ -25,29 +20,6 @@ fn main() -> anyhow::Result<()> {
     let path = format!("data/quickstart.{engine}");
     println!("engine: {engine}, file {path}");
     run(engine.open(&path)?)
-}
-
-/// The same on a server: a store in the schema `quickstart` of the database at
-/// `EVENTLITE_PG_URL`. (This `cfg` tests the facade's own feature; in a crate of yours, call
-/// `eventlite::postgres::open` where you enable it.)
-#[cfg(feature = "postgres")]
-fn on_postgres() -> anyhow::Result<()> {
-    use anyhow::Context;
-    use eventlite::postgres::PostgresOptions;
-    let url = std::env::var("EVENTLITE_PG_URL").context(
-        "--engine postgres needs a server: set EVENTLITE_PG_URL, or run this through \
-         scripts/with-postgres",
-    )?;
-    println!("engine: postgres, schema quickstart");
-    run(eventlite::postgres::open(PostgresOptions {
-        schema: "quickstart".into(),
-        ..PostgresOptions::new(url)
-    })?)
-}
-
-#[cfg(not(feature = "postgres"))]
-fn on_postgres() -> anyhow::Result<()> {
-    anyhow::bail!("--engine postgres needs eventlite's `postgres` feature: add --features postgres")
 }
 
 fn run<B: Backend>(store: EventStore<B>) -> anyhow::Result<()> {

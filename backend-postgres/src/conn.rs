@@ -71,7 +71,10 @@ impl Connector {
 impl Connector {
     /// A new connection in the store's schema.
     pub(crate) fn connect(&self) -> Result<PgConn> {
-        let mut client = self.config.connect(NoTls).map_err(map_err)?;
+        let mut client = self
+            .config
+            .connect(NoTls)
+            .map_err(|e| connect_err(&self.config, e))?;
         // Queries use the store's indexes whenever one serves them, as on the embedded engines
         // (whose planners always prefer an index): without this, PostgreSQL scans small tables
         // whatever the indexes, and `explain` could not show the index policy at work. A filter
@@ -188,6 +191,61 @@ pub(crate) fn is_connection_error(e: &postgres::Error) -> bool {
         )
 }
 
+/// The server a configuration names, as `host:port` (several comma-separated).
+fn address(config: &Config) -> String {
+    let ports = config.get_ports();
+    config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+            match host {
+                postgres::config::Host::Tcp(name) => format!("{name}:{port}"),
+                #[cfg(unix)]
+                postgres::config::Host::Unix(dir) => format!("{}/.s.PGSQL.{port}", dir.display()),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The EventLite error for a failed connection attempt: one the server refused to log in (a
+/// wrong user, password or database) is the URL's fault; one that found no server says where
+/// it looked and why it failed, which the client's own message ("error connecting to
+/// server") leaves to its sources.
+fn connect_err(config: &Config, e: postgres::Error) -> Error {
+    let login = [
+        SqlState::INVALID_AUTHORIZATION_SPECIFICATION,
+        SqlState::INVALID_PASSWORD,
+        SqlState::INVALID_CATALOG_NAME,
+    ];
+    if let Some(db) = e.as_db_error().filter(|db| login.contains(db.code())) {
+        return Error::InvalidArgument(format!(
+            "PostgreSQL at {} refused the login: {} ({}): check the URL's user, password and \
+             database",
+            address(config),
+            db.message(),
+            db.code().code()
+        ));
+    }
+    if !is_connection_error(&e) {
+        return map_err(e);
+    }
+    let mut cause = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        cause.push_str(": ");
+        cause.push_str(&s.to_string());
+        source = s.source();
+    }
+    Error::unavailable(format!(
+        "cannot connect to PostgreSQL at {}: {cause}",
+        address(config)
+    ))
+    .with_source(e)
+}
+
 /// The EventLite error for a client error, keeping it as the source.
 pub(crate) fn map_err(e: postgres::Error) -> Error {
     let message = match e.as_db_error() {
@@ -213,6 +271,14 @@ pub(crate) fn map_err(e: postgres::Error) -> Error {
         {
             Error::busy(message).with_source(e)
         }
+        Some(c) if *c == SqlState::INSUFFICIENT_PRIVILEGE => Error::backend(
+            ENGINE,
+            format!(
+                "{message}: the role lacks a privilege the store needs (docs/postgres.md, \
+                 Privileges)"
+            ),
+            e,
+        ),
         _ => Error::backend(ENGINE, message, e),
     }
 }

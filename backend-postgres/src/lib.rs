@@ -74,8 +74,9 @@ const SCHEMA_VERSION: i64 = 3;
 #[derive(Clone)]
 pub struct PostgresOptions {
     /// The server, as a libpq-style URL or key-value string
-    /// (`postgres://user@host:5432/db`, `host=… user=…`). Connections are unencrypted (no TLS
-    /// yet): use it on a trusted network, or through a tunnel.
+    /// (`postgres://user:password@host:5432/db`, `host=… user=…`). Connections are unencrypted
+    /// (no TLS yet: a URL with `sslmode=require` is refused at open): use it on a trusted
+    /// network, or through a tunnel.
     pub url: String,
     /// The schema that holds the store's tables (created if missing). Lower-case ASCII letters,
     /// digits and `_`, starting with a letter or `_`, at most 48 characters. Default
@@ -133,6 +134,42 @@ impl PostgresOptions {
             pool_size: 8,
             connect_timeout: Duration::from_secs(5),
         }
+    }
+
+    /// These options with the store in `schema` (the field's rules apply).
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = schema.into();
+        self
+    }
+
+    /// These options keeping the secondary indexes `indexes`.
+    pub fn indexes(mut self, indexes: IndexConfig) -> Self {
+        self.indexes = indexes;
+        self
+    }
+
+    /// These options keeping, or not, the indexes the store has whatever `indexes` says.
+    pub fn indexes_as_found(mut self, as_found: bool) -> Self {
+        self.indexes_as_found = as_found;
+        self
+    }
+
+    /// These options with `durability` (the field says what each means here).
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// These options with at most `size` reader connections.
+    pub fn pool_size(mut self, size: u32) -> Self {
+        self.pool_size = size;
+        self
+    }
+
+    /// These options waiting at most `timeout` for a connection.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
     }
 }
 
@@ -226,6 +263,17 @@ impl PostgresBackend {
             .url
             .parse()
             .map_err(|e| Error::InvalidArgument(format!("PostgreSQL URL: {e}")))?;
+        if !matches!(
+            config.get_ssl_mode(),
+            postgres::config::SslMode::Disable | postgres::config::SslMode::Prefer
+        ) {
+            return Err(Error::InvalidArgument(
+                "PostgreSQL URL: sslmode=require asks for TLS, which this engine does not \
+                 support yet: connect over a trusted network or a tunnel, without sslmode \
+                 (or with sslmode=disable)"
+                    .into(),
+            ));
+        }
         config.connect_timeout(options.connect_timeout);
         // A connection whose peer vanished (a crashed host, a dropped NAT entry) is noticed in
         // about a minute, not the system's default two hours: the listener waits on one.

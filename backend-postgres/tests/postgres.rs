@@ -108,6 +108,32 @@ fn bad_options_are_invalid_arguments() {
     }
     let err = PostgresBackend::open(PostgresOptions::new("postgres://a@b:notaport/x")).unwrap_err();
     assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    // TLS is not supported: a URL that requires it is refused before any connection.
+    let tls = PostgresOptions::new("postgres://nobody@127.0.0.1:1/x?sslmode=require").schema("s");
+    let err = PostgresBackend::open(tls).unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidArgument(m) if m.contains("TLS")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn options_set_one_by_one_are_the_fields() {
+    let options = PostgresOptions::new("postgres://app@db/app")
+        .schema("orders")
+        .indexes(IndexConfig::all())
+        .indexes_as_found(true)
+        .durability(eventlite_core::Durability::Relaxed)
+        .pool_size(3)
+        .connect_timeout(Duration::from_secs(9));
+    assert_eq!(options.schema, "orders");
+    assert_eq!(options.indexes, IndexConfig::all());
+    assert!(options.indexes_as_found);
+    assert_eq!(options.durability, eventlite_core::Durability::Relaxed);
+    assert_eq!(
+        (options.pool_size, options.connect_timeout),
+        (3, Duration::from_secs(9))
+    );
 }
 
 #[test]
@@ -123,6 +149,36 @@ fn a_server_that_refuses_is_unavailable() {
         std::error::Error::source(&err).is_some(),
         "the client's error is kept"
     );
+    // The message says where it looked, and why it failed, not only "error connecting".
+    let message = err.to_string();
+    assert!(
+        message.contains("127.0.0.1:1") && message.to_lowercase().contains("refused"),
+        "{message}"
+    );
+}
+
+/// A login the server refuses (no such role, no such database) is the URL's fault, not an
+/// unavailable server: callers should not retry it.
+#[test]
+fn a_refused_login_is_an_invalid_argument() -> anyhow::Result<()> {
+    with_server(|| {
+        let config: postgres::Config = common::require_url()?.parse()?;
+        let host = match config.get_hosts().first() {
+            Some(postgres::config::Host::Tcp(host)) => host.clone(),
+            other => anyhow::bail!("the test server is not on TCP: {other:?}"),
+        };
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let user = config.get_user().unwrap_or("postgres");
+        for (user, dbname) in [("no_such_role", "postgres"), (user, "no_such_database")] {
+            let url = format!("host={host} port={port} user={user} dbname={dbname}");
+            let err = PostgresBackend::open(PostgresOptions::new(url)).unwrap_err();
+            assert!(
+                matches!(&err, Error::InvalidArgument(m) if m.contains("refused the login")),
+                "{user}/{dbname}: {err:?}"
+            );
+        }
+        Ok(())
+    })
 }
 
 /// A subscription from the log's end, found empty, that only a notification can wake within
