@@ -45,14 +45,16 @@ fn main() -> anyhow::Result<()> {
             .collect::<Vec<_>>()
     );
 
+    // Billing appends to the order at the version it finds there.
+    let at = billing.stream_version(&order)?;
     let paid = billing.store(
         NewEvent::new("payment_received")
             .user("ada")
             .causation_id(placed.id)
-            .stream(order.as_str(), ExpectedVersion::Exact(1))
+            .stream(order.as_str(), ExpectedVersion::Exact(at))
             .data(&json!({ "amount": 120 })),
     )?;
-    println!("billing stored #{} ({order}, version 2)", paid.id);
+    println!("billing stored #{} ({order}, version {})", paid.id, at + 1);
 
     // Checkout, unaware of the payment, expects the order still at version 1: refused whole.
     match checkout.store(

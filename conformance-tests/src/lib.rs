@@ -297,6 +297,7 @@ macro_rules! conformance_suite {
             aggregates::stream_loads_across_runs_of_ids,
             aggregates::append_to_stream_checks_the_batch_once,
             aggregates::fold_stream_loads_an_aggregate,
+            aggregates::stream_version_is_what_the_next_append_expects,
             queries::transaction_groups_in_id_order,
             queries::children_and_lineage,
             queries::correlation_offset_paging_across_pages,

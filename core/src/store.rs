@@ -973,6 +973,34 @@ impl<B: Backend> EventStore<B> {
         )
     }
 
+    /// The version of the stream `stream`: the number of its events (0 for a stream with
+    /// none), which is what [`ExpectedVersion::Exact`](crate::ExpectedVersion) expects of the
+    /// next [`append_to_stream`](Self::append_to_stream). One read of the stream's last event,
+    /// from its index, on every engine; an empty name is [`Error::InvalidArgument`].
+    ///
+    /// ```
+    /// use eventlite_core::{EventStore, ExpectedVersion, MemoryBackend, NewEvent};
+    /// let store = EventStore::new(MemoryBackend::new());
+    /// assert_eq!(store.stream_version("cart-7")?, 0);
+    /// store.append_to_stream("cart-7", ExpectedVersion::NoStream, vec![
+    ///     NewEvent::new("added").data(&"apple"),
+    ///     NewEvent::new("added").data(&"pear"),
+    /// ])?;
+    /// let version = store.stream_version("cart-7")?;
+    /// assert_eq!(version, 2);
+    /// store.append_to_stream("cart-7", ExpectedVersion::Exact(version), vec![
+    ///     NewEvent::new("removed").data(&"apple"),
+    /// ])?;
+    /// # Ok::<(), eventlite_core::Error>(())
+    /// ```
+    pub fn stream_version(&self, stream: &str) -> Result<u64> {
+        if stream.is_empty() {
+            return Err(Error::InvalidArgument("stream name is empty".into()));
+        }
+        let last = self.query(&Query::new(Filter::stream(stream), Order::IdDesc).limit(1))?;
+        Ok(last.first().and_then(|e| e.stream_version).unwrap_or(0))
+    }
+
     /// Loads the aggregate stream `stream` and folds the data of its events, decoded as `D`,
     /// into `init` with `apply`: returns the state and the stream's version (0 for a stream
     /// with no events), which is what [`ExpectedVersion::Exact`](crate::ExpectedVersion)

@@ -450,6 +450,12 @@ impl<B: Backend> AsyncEventStore<B> {
             .await
     }
 
+    /// [`EventStore::stream_version`]: what `ExpectedVersion::Exact` expects next.
+    pub async fn stream_version(&self, stream: &str) -> Result<u64> {
+        let stream = stream.to_owned();
+        self.call(move |s| s.stream_version(&stream)).await
+    }
+
     /// [`EventStore::fold_stream`]: the stream is read off the runtime's workers, then folded
     /// on the calling task.
     pub async fn fold_stream<S, D, F>(

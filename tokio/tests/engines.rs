@@ -174,6 +174,7 @@ async fn every_call_answers_as_the_blocking_store(store: Store) -> Result<()> {
         .fold_stream("cart-1", 0i64, |sum, _e, n: i64| *sum += n)
         .await?;
     assert_eq!((sum, version), (7, 2));
+    assert_eq!(store.stream_version("cart-1").await?, version);
     // Relationships.
     assert_eq!(store.roots(&correlation).await?, sync.roots(&correlation)?);
     assert_eq!(store.descendants(root).await?, sync.descendants(root)?);

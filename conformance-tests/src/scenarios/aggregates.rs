@@ -244,6 +244,35 @@ pub fn append_to_stream_checks_the_batch_once<F: BackendFactory>(ctx: &Ctx<F>) -
     Ok(())
 }
 
+/// `stream_version` is the stream's count of events, whatever else is appended around it (other
+/// streams, one whose name extends it, loose events), and what `Exact` expects next: one less
+/// conflicts. A stream with no events is at 0; an empty name is refused.
+pub fn stream_version_is_what_the_next_append_expects<F: BackendFactory>(
+    ctx: &Ctx<F>,
+) -> Result<()> {
+    let f = ctx.fixture()?;
+    ensure!(f.stream_version("acct")? == 0);
+    two_streams(&f, 6)?;
+    f.store(ev("opened").stream("ab", ExpectedVersion::NoStream))?;
+    ensure!(f.stream_version("a")? == 6, "{}", f.stream_version("a")?);
+    ensure!(f.stream_version("b")? == 3, "{}", f.stream_version("b")?);
+    ensure!(f.stream_version("ab")? == 1);
+    let version = f.stream_version("a")?;
+    let stale = f.append_to_stream("a", ExpectedVersion::Exact(version - 1), vec![ev("late")]);
+    ensure!(matches!(stale, Err(Error::Conflict { .. })), "{stale:?}");
+    f.append_to_stream(
+        "a",
+        ExpectedVersion::Exact(version),
+        vec![ev("next"), ev("next")],
+    )?;
+    ensure!(f.stream_version("a")? == version + 2);
+    ensure!(matches!(
+        f.stream_version(""),
+        Err(Error::InvalidArgument(_))
+    ));
+    Ok(())
+}
+
 /// `fold_stream` decodes each event's data into the caller's type and folds it in order, and
 /// returns the stream's version for the next append; data of another type is a decode error.
 pub fn fold_stream_loads_an_aggregate<F: BackendFactory>(ctx: &Ctx<F>) -> Result<()> {
