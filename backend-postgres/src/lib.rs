@@ -44,6 +44,7 @@ mod sql;
 mod waiting;
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -731,12 +732,12 @@ fn append_on(
         true => Some(waiting::keys_query(entries, &stored)),
         false => None,
     };
-    let mut finish = String::new();
+    let mut finish = String::with_capacity(96);
     if new_last != head {
-        finish.push_str(&format!("EXECUTE eventlite_set_head({new_last}); "));
+        let _ = write!(finish, "EXECUTE eventlite_set_head({new_last}); ");
     }
     if notify {
-        finish.push_str(&format!("NOTIFY \"{channel}\", '{new_last}'; "));
+        let _ = write!(finish, "NOTIFY \"{channel}\", '{new_last}'; ");
     }
     finish.push_str("COMMIT");
     let client = &mut conn.client;

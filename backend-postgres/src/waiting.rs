@@ -151,13 +151,9 @@ pub(crate) fn keys_query(entries: &[GroupEntry], stored: &[Numbered]) -> Option<
 /// The answer of [`keys_query`]'s statement (`true` if it cannot be read: then the look after
 /// the append asks).
 pub(crate) fn answer(messages: &[postgres::SimpleQueryMessage]) -> bool {
-    messages
-        .iter()
-        .find_map(|m| match m {
-            postgres::SimpleQueryMessage::Row(row) => row.get(0).map(|v| v != "f"),
-            _ => None,
-        })
-        .unwrap_or(true)
+    crate::first_row(messages)
+        .and_then(|row| row.get(0))
+        .is_none_or(|v| v != "f")
 }
 
 impl PostgresBackend {

@@ -218,8 +218,8 @@ fn next_ids(
 fn two_handles_share_one_log() -> anyhow::Result<()> {
     with_server(|| {
         let schema = common::Schema::new()?;
-        let a = EventStore::new(PostgresBackend::open(schema.options(IndexConfig::all()))?);
-        let b = EventStore::new(PostgresBackend::open(schema.options(IndexConfig::all()))?);
+        let a = schema.store()?;
+        let b = schema.store()?;
         let first = a.store(NewEvent::new("opened").stream("acct", ExpectedVersion::NoStream))?;
         let second =
             b.store(NewEvent::new("deposited").stream("acct", ExpectedVersion::Exact(1)))?;
@@ -229,7 +229,7 @@ fn two_handles_share_one_log() -> anyhow::Result<()> {
 
         // Appends made while the subscription waits (its listener registered) wake it.
         let mut sub = deaf_subscription(&b)?;
-        let mut admin = postgres::Client::connect(&schema.url, postgres::NoTls)?;
+        let mut admin = schema.admin()?;
         wait_for_listeners(&mut admin, &schema.name, 1)?;
         std::thread::scope(|s| {
             let appender = s.spawn(|| {
@@ -277,8 +277,8 @@ fn counter_and_rows(admin: &mut postgres::Client, schema: &str) -> anyhow::Resul
 fn the_last_ids_are_given_and_no_more() -> anyhow::Result<()> {
     with_server(|| {
         let schema = common::Schema::new()?;
-        let store = EventStore::new(PostgresBackend::open(schema.options(IndexConfig::all()))?);
-        let mut admin = postgres::Client::connect(&schema.url, postgres::NoTls)?;
+        let store = schema.store()?;
+        let mut admin = schema.admin()?;
         let edge = i64::MAX as u64 - 3;
         set_counter(&mut admin, &schema.name, edge)?;
         let batch = |n: usize| (0..n).map(|_| NewEvent::new("tick")).collect::<Vec<_>>();
@@ -307,8 +307,8 @@ fn the_last_ids_are_given_and_no_more() -> anyhow::Result<()> {
 fn writers_racing_for_the_last_ids_leave_no_gap() -> anyhow::Result<()> {
     with_server(|| {
         let schema = common::Schema::new()?;
-        let store = EventStore::new(PostgresBackend::open(schema.options(IndexConfig::all()))?);
-        let mut admin = postgres::Client::connect(&schema.url, postgres::NoTls)?;
+        let store = schema.store()?;
+        let mut admin = schema.admin()?;
         let room = 40u64;
         let edge = i64::MAX as u64 - room;
         set_counter(&mut admin, &schema.name, edge)?;
@@ -421,7 +421,7 @@ fn a_handle_listens_only_while_a_subscription_exists() -> anyhow::Result<()> {
     with_server(|| {
         let schema = common::Schema::new()?;
         let options = schema.options(IndexConfig::all());
-        let mut admin = postgres::Client::connect(&schema.url, postgres::NoTls)?;
+        let mut admin = schema.admin()?;
         let store = EventStore::new(PostgresBackend::open(options.clone())?);
         let other = EventStore::new(PostgresBackend::open(options)?);
         store.store(NewEvent::new("opened"))?;
@@ -484,8 +484,8 @@ fn appends_notify_only_other_handles_listeners() -> anyhow::Result<()> {
         let options = schema.options(IndexConfig::all());
         let a = EventStore::new(PostgresBackend::open(options.clone())?);
         let b = EventStore::new(PostgresBackend::open(options.clone())?);
-        let mut admin = postgres::Client::connect(&schema.url, postgres::NoTls)?;
-        let mut raw = postgres::Client::connect(&schema.url, postgres::NoTls)?;
+        let mut admin = schema.admin()?;
+        let mut raw = schema.admin()?;
         raw.batch_execute(&format!("LISTEN \"eventlite_{}\"", options.schema))?;
         let mut announced = move || -> anyhow::Result<String> {
             let mut notifications = raw.notifications();
@@ -528,7 +528,7 @@ fn a_listener_registering_during_appends_misses_nothing() -> anyhow::Result<()> 
         let options = schema.options(IndexConfig::all());
         let a = EventStore::new(PostgresBackend::open(options.clone())?);
         let b = EventStore::new(PostgresBackend::open(options)?);
-        let mut admin = postgres::Client::connect(&schema.url, postgres::NoTls)?;
+        let mut admin = schema.admin()?;
         let (stop, last) = (AtomicBool::new(false), AtomicU64::new(0));
         std::thread::scope(|s| {
             let writer = s.spawn(|| -> anyhow::Result<u64> {
@@ -595,8 +595,8 @@ fn a_commit_just_before_a_registration_is_found() -> anyhow::Result<()> {
         let (writer_name, reader_name) =
             (format!("w_{}", schema.name), format!("r_{}", schema.name));
         let b = EventStore::new(PostgresBackend::open(named_options(&schema, &writer_name))?);
-        let mut admin = postgres::Client::connect(&schema.url, postgres::NoTls)?;
-        let mut holder = postgres::Client::connect(&schema.url, postgres::NoTls)?;
+        let mut admin = schema.admin()?;
+        let mut holder = schema.admin()?;
         for round in 0..4 {
             let a = EventStore::new(PostgresBackend::open(named_options(&schema, &reader_name))?);
             hold_counter(&mut holder, &schema.name)?;
@@ -641,8 +641,8 @@ fn the_counter_row_names_the_waited_on_cmds() -> anyhow::Result<()> {
     use eventlite_core::{Condition, WaitFor, WaitState};
     with_server(|| {
         let schema = common::Schema::new()?;
-        let store = EventStore::new(PostgresBackend::open(schema.options(IndexConfig::all()))?);
-        let mut admin = postgres::Client::connect(&schema.url, postgres::NoTls)?;
+        let store = schema.store()?;
+        let mut admin = schema.admin()?;
         let cmds =
             |names: &[&str]| -> Cmds { names.iter().map(|n| n.as_bytes().to_vec()).collect() };
         let both = WaitFor::new().all([Condition::new("paid"), Condition::new("packed")]);
@@ -712,15 +712,15 @@ fn a_version_1_store_is_upgraded_at_open() -> anyhow::Result<()> {
     with_server(|| {
         let schema = common::Schema::new()?;
         let parked = {
-            let store = EventStore::new(PostgresBackend::open(schema.options(IndexConfig::all()))?);
+            let store = schema.store()?;
             store.store_when(
                 NewEvent::new("ship").correlation_id("o-1"),
                 WaitFor::new().all([Condition::new("paid")]),
             )?
         };
-        let mut admin = postgres::Client::connect(&schema.url, postgres::NoTls)?;
+        let mut admin = schema.admin()?;
         to_version_1(&mut admin, &schema.name)?;
-        let store = EventStore::new(PostgresBackend::open(schema.options(IndexConfig::all()))?);
+        let store = schema.store()?;
         let paid = vec![b"paid".to_vec()];
         assert_eq!(
             waiting_cmds(&mut admin, &schema.name)?,
@@ -755,13 +755,13 @@ fn early_layouts_get_what_they_lack() -> anyhow::Result<()> {
     with_server(|| {
         let schema = common::Schema::new()?;
         drop(PostgresBackend::open(schema.options(IndexConfig::all()))?);
-        let mut admin = postgres::Client::connect(&schema.url, postgres::NoTls)?;
+        let mut admin = schema.admin()?;
         to_version_1(&mut admin, &schema.name)?;
         admin.batch_execute(&format!(
             "DROP TABLE \"{0}\".eventlite_waiting_keys, \"{0}\".eventlite_waiting",
             schema.name
         ))?;
-        let store = EventStore::new(PostgresBackend::open(schema.options(IndexConfig::all()))?);
+        let store = schema.store()?;
         store.store_when(
             NewEvent::new("ship").correlation_id("o-1"),
             WaitFor::new().all([Condition::new("paid")]),
@@ -827,9 +827,9 @@ fn an_upgrade_waits_for_an_append_in_flight() -> anyhow::Result<()> {
     with_server(|| {
         let schema = common::Schema::new()?;
         drop(PostgresBackend::open(schema.options(IndexConfig::all()))?);
-        let mut admin = postgres::Client::connect(&schema.url, postgres::NoTls)?;
+        let mut admin = schema.admin()?;
         to_version_1(&mut admin, &schema.name)?;
-        let mut append = postgres::Client::connect(&schema.url, postgres::NoTls)?;
+        let mut append = schema.admin()?;
         hold_counter(&mut append, &schema.name)?;
         let name = format!("upgrade_{}", schema.name);
         let opened = std::thread::scope(|s| {
@@ -864,8 +864,8 @@ fn an_append_queued_behind_a_park_releases_its_record() -> anyhow::Result<()> {
         let schema = common::Schema::new()?;
         let name = format!("queued_{}", schema.name);
         let store = EventStore::new(PostgresBackend::open(named_options(&schema, &name))?);
-        let mut admin = postgres::Client::connect(&schema.url, postgres::NoTls)?;
-        let mut holder = postgres::Client::connect(&schema.url, postgres::NoTls)?;
+        let mut admin = schema.admin()?;
+        let mut holder = schema.admin()?;
         for round in 0..6 {
             let order = format!("o-{round}");
             hold_counter(&mut holder, &schema.name)?;
@@ -902,8 +902,8 @@ fn the_waited_on_cmds_survive_a_truncate_and_drift_is_reported() -> anyhow::Resu
     use eventlite_core::{Condition, WaitFor};
     with_server(|| {
         let schema = common::Schema::new()?;
-        let store = EventStore::new(PostgresBackend::open(schema.options(IndexConfig::all()))?);
-        let mut admin = postgres::Client::connect(&schema.url, postgres::NoTls)?;
+        let store = schema.store()?;
+        let mut admin = schema.admin()?;
         let park = |correlation: &str| {
             store.store_when(
                 NewEvent::new("ship").correlation_id(correlation),
@@ -950,8 +950,8 @@ fn a_parked_event_is_released_by_another_handles_append() -> anyhow::Result<()> 
     use eventlite_core::{Condition, WaitFor, WaitState};
     with_server(|| {
         let schema = common::Schema::new()?;
-        let a = EventStore::new(PostgresBackend::open(schema.options(IndexConfig::all()))?);
-        let b = EventStore::new(PostgresBackend::open(schema.options(IndexConfig::all()))?);
+        let a = schema.store()?;
+        let b = schema.store()?;
         // b's appends learn there is nothing to look for...
         b.store(NewEvent::new("paid").correlation_id("o-0"))?;
         // ...until a parks a record that b's next append completes.
@@ -993,7 +993,7 @@ fn a_parked_event_is_released_by_another_handles_append() -> anyhow::Result<()> 
 fn a_foreign_schema_is_refused() -> anyhow::Result<()> {
     with_server(|| {
         let schema = common::Schema::new()?;
-        let mut client = postgres::Client::connect(&schema.url, postgres::NoTls)?;
+        let mut client = schema.admin()?;
         client.batch_execute(&format!(
             "CREATE SCHEMA {0}; CREATE TABLE {0}.orders (id int); INSERT INTO {0}.orders VALUES (7)",
             schema.name

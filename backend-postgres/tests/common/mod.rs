@@ -68,6 +68,18 @@ impl Schema {
             ..PostgresOptions::new(self.url.clone())
         }
     }
+
+    /// A store here with every index (see [`options`](Self::options)).
+    pub fn store(&self) -> anyhow::Result<eventlite_core::EventStore<PostgresBackend>> {
+        Ok(eventlite_core::EventStore::new(PostgresBackend::open(
+            self.options(IndexConfig::all()),
+        )?))
+    }
+
+    /// A plain client of the server, for what the tests do behind the store's back.
+    pub fn admin(&self) -> anyhow::Result<postgres::Client> {
+        Ok(postgres::Client::connect(&self.url, postgres::NoTls)?)
+    }
 }
 
 impl Drop for Schema {
