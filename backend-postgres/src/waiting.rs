@@ -41,7 +41,8 @@ fn row_to_record(row: &Row) -> Result<WaitingRecord> {
 
 /// Rejects, inside an append's transaction (the counter row locked), each release whose
 /// record is not open; locks the rows of those that are, so that a cancel waits for the
-/// release to commit.
+/// release to commit. Two releases of one record in a group are the numbering's to settle:
+/// the first one stored takes it.
 pub(crate) fn check_claims(conn: &mut PgConn, entries: &mut [GroupEntry]) -> Result<()> {
     if entries.iter().all(|e| e.claim().is_none()) {
         return Ok(());
@@ -50,7 +51,6 @@ pub(crate) fn check_claims(conn: &mut PgConn, entries: &mut [GroupEntry]) -> Res
         "SELECT 1 FROM eventlite_waiting WHERE id = $1 AND state = 0 \
          AND (expires_at IS NULL OR expires_at > $2) FOR UPDATE",
     )?;
-    let mut claimed = HashSet::new();
     for entry in entries.iter_mut() {
         let Some(Claim { id, at }) = entry.claim() else {
             continue;
@@ -60,7 +60,7 @@ pub(crate) fn check_claims(conn: &mut PgConn, entries: &mut [GroupEntry]) -> Res
             .query_opt(&stmt, &[&sql::clamp(id), &at])
             .map_err(map_err)?
             .is_some();
-        if !open || !claimed.insert(id) {
+        if !open {
             entry.reject_claim();
         }
     }

@@ -27,6 +27,7 @@ mod exec;
 mod options;
 mod waiting;
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
@@ -704,6 +705,7 @@ impl RedbBackend {
         waiting::check_claims(&txn, entries)?;
         let mut stored: Vec<(usize, u64, Vec<Option<u64>>)> = Vec::with_capacity(entries.len());
         let mut rejected = Vec::new();
+        let mut closed_claims = Vec::new();
         let written: Vec<(String, u64)> = {
             let events = txn.open_table(EVENTS).map_err(map_err)?;
             let last = events
@@ -712,9 +714,15 @@ impl RedbBackend {
                 .map_or(0, |(k, _)| k.value());
             let streams = txn.open_table(STREAMS).map_err(map_err)?;
             let mut versions = StreamVersions::new();
+            let mut claimed = HashSet::new();
             let mut next = last + 1;
             for (i, entry) in entries.iter().enumerate() {
                 if entry.is_rejected() {
+                    continue;
+                }
+                // A record an earlier batch of the group releases is closed for this one.
+                if entry.claim().is_some_and(|c| claimed.contains(&c.id)) {
+                    closed_claims.push(i);
                     continue;
                 }
                 let checked = versions.check_batch(entry.batch(), |stream| {
@@ -722,6 +730,7 @@ impl RedbBackend {
                 });
                 match checked {
                     Ok(stream_versions) => {
+                        claimed.extend(entry.claim().map(|c| c.id));
                         stored.push((i, next, stream_versions));
                         next += entry.batch().len() as u64;
                     }
@@ -736,10 +745,12 @@ impl RedbBackend {
                 .map(|(stream, version)| (stream.to_owned(), version))
                 .collect()
         };
-        // Rejected before anything is written: a later failure cannot turn a conflict into
-        // the group's error.
+        // Marked once the checks, which borrow the batches, are done.
         for (i, error) in rejected {
             entries[i].reject(error);
+        }
+        for i in closed_claims {
+            entries[i].reject_claim();
         }
         if stored.is_empty() {
             txn.abort().map_err(map_err)?;

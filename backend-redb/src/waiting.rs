@@ -1,7 +1,7 @@
 //! Waiting records (wait conditions): the records, their keys, and each record's keys (to
 //! remove them when it closes).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use eventlite_core::spi::{
     Claim, GroupEntry, NewWaiting, PendingEvent, WaitKey, WaitingRecord, WaitingStore, keys_of,
@@ -52,14 +52,14 @@ pub(crate) fn touch(txn: &WriteTransaction) -> Result<()> {
     Ok(())
 }
 
-/// Rejects, before a group is numbered, each release whose record is not open (closed,
-/// expired at the release's time, or claimed by an earlier batch of the same group).
+/// Rejects, before a group is numbered, each release whose record is not open (closed, or
+/// expired at the release's time). Two releases of one record in a group are the numbering's
+/// to settle: the first one stored takes it.
 pub(crate) fn check_claims(txn: &WriteTransaction, entries: &mut [GroupEntry]) -> Result<()> {
     if entries.iter().all(|e| e.claim().is_none()) {
         return Ok(());
     }
     let table = txn.open_table(WAITING).map_err(map_err)?;
-    let mut claimed = HashSet::new();
     for entry in entries.iter_mut() {
         let Some(Claim { id, at }) = entry.claim() else {
             continue;
@@ -68,7 +68,7 @@ pub(crate) fn check_claims(txn: &WriteTransaction, entries: &mut [GroupEntry]) -
             let (_, _, expires_at, state, ..) = v.value();
             state == WaitState::Waiting.code() && expires_at.is_none_or(|e| e > at)
         });
-        if !open || !claimed.insert(id) {
+        if !open {
             entry.reject_claim();
         }
     }

@@ -35,10 +35,10 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<WaitingRecord> {
     })
 }
 
-/// Rejects, before a group is numbered, each release whose record is not open (closed,
-/// expired at the release's time, or claimed by an earlier batch of the same group).
+/// Rejects, before a group is numbered, each release whose record is not open (closed, or
+/// expired at the release's time). Two releases of one record in a group are the numbering's
+/// to settle: the first one stored takes it.
 pub(crate) fn check_claims(conn: &Connection, entries: &mut [GroupEntry]) -> Result<()> {
-    let mut claimed = HashSet::new();
     for entry in entries.iter_mut() {
         let Some(Claim { id, at }) = entry.claim() else {
             continue;
@@ -54,7 +54,7 @@ pub(crate) fn check_claims(conn: &Connection, entries: &mut [GroupEntry]) -> Res
             })
             .map_err(map_err)?
             .is_some();
-        if !open || !claimed.insert(id) {
+        if !open {
             entry.reject_claim();
         }
     }

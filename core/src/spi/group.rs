@@ -1,6 +1,6 @@
 //! Group commit: appends from many threads share one transaction and one sync.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::{Mutex, MutexGuard};
 use std::thread::Thread;
@@ -157,8 +157,10 @@ pub type Numbered = (usize, u64, Vec<Option<u64>>);
 /// them ([`StreamVersions`]), and numbers the batches that pass with consecutive ids from
 /// `last + 1`, in queue order. A batch whose expectation fails is
 /// [rejected](GroupEntry::reject) alone, and so is one whose ids would pass `max_id`
-/// ([`Error::StorageFull`]); any other error (reading a stream's version, say) fails the
-/// group. `stored(stream)` is a stream's version in the store, asked once per stream.
+/// ([`Error::StorageFull`]); a release of a record that an earlier batch of the group
+/// releases finds it closed ([`GroupEntry::reject_claim`]); any other error (reading a
+/// stream's version, say) fails the group. `stored(stream)` is a stream's version in the
+/// store, asked once per stream.
 ///
 /// Returns, for each batch to store, its index, first id and stream versions (what
 /// [`group_events`] takes).
@@ -170,34 +172,36 @@ pub fn number_group(
 ) -> Result<Vec<Numbered>> {
     let mut stored = stored;
     let mut versions = StreamVersions::new();
-    // A batch rejected before numbering (a release whose record closed) takes no versions.
-    let checked: Vec<_> = entries
-        .iter()
-        .map(|entry| match entry.is_rejected() {
-            true => Ok(Vec::new()),
-            false => versions.check_batch(entry.batch(), &mut stored),
-        })
-        .collect();
-    drop(versions);
     let mut numbered = Vec::with_capacity(entries.len());
+    let mut claimed = HashSet::new();
     let mut next = last + 1;
-    for (i, outcome) in checked.into_iter().enumerate() {
-        let len = entries[i].batch().len() as u64;
-        if entries[i].is_rejected() {
+    for (i, entry) in entries.iter_mut().enumerate() {
+        // A batch rejected before numbering (a release whose record closed) takes no versions.
+        if entry.is_rejected() {
             continue;
         }
-        match outcome {
-            Ok(_) if next.saturating_add(len.saturating_sub(1)) > max_id => {
-                let left = max_id.saturating_sub(next - 1);
-                entries[i].reject(Error::storage_full(format!(
-                    "event ids exhausted: {left} left, {len} needed"
-                )));
-            }
+        if entry.claim.is_some_and(|c| claimed.contains(&c.id)) {
+            entry.reject_claim();
+            continue;
+        }
+        let len = entry.batch().len() as u64;
+        // Before the stream check, which would count the batch's events in its streams'
+        // versions for the batches after it.
+        if next.saturating_add(len.saturating_sub(1)) > max_id {
+            let left = max_id.saturating_sub(next - 1);
+            entry.reject(Error::storage_full(format!(
+                "event ids exhausted: {left} left, {len} needed"
+            )));
+            continue;
+        }
+        match versions.check_batch(&entry.batch, &mut stored) {
             Ok(stream_versions) => {
+                // Released by this batch: closed for the later ones.
+                claimed.extend(entry.claim.map(|c| c.id));
                 numbered.push((i, next, stream_versions));
                 next += len;
             }
-            Err(e @ Error::Conflict { .. }) => entries[i].reject(e),
+            Err(e @ Error::Conflict { .. }) => entry.rejected = Some(e),
             Err(e) => return Err(e),
         }
     }
@@ -561,6 +565,67 @@ mod tests {
         .unwrap_err();
         assert!(matches!(err, Error::StorageFull { .. }), "{err}");
         assert_eq!(calls.load(Ordering::Relaxed), 1);
+    }
+
+    /// A batch of `n` events on `stream`, expecting `expected`.
+    fn stream_entry(stream: &str, n: usize, expected: crate::ExpectedVersion) -> GroupEntry {
+        let batch: Vec<PendingEvent> = (0..n)
+            .map(|_| {
+                let mut p = PendingEvent::new("deposited");
+                p.stream = Some(stream.into());
+                p.expected = expected;
+                p
+            })
+            .collect();
+        GroupEntry {
+            len: batch.len(),
+            batch,
+            ..entry("unused")
+        }
+    }
+
+    #[test]
+    fn a_batch_the_ids_cannot_hold_leaves_its_streams_as_they_were() {
+        use crate::ExpectedVersion;
+        // One id left: the first batch (two events) does not fit, the second (one) does.
+        let mut entries = vec![
+            stream_entry("s", 2, ExpectedVersion::Any),
+            stream_entry("s", 1, ExpectedVersion::NoStream),
+        ];
+        let numbered = number_group(&mut entries, 9, 10, |_| Ok(None)).unwrap();
+        assert!(
+            matches!(entries[0].rejected, Some(Error::StorageFull { .. })),
+            "{:?}",
+            entries[0].rejected
+        );
+        // The stream is still empty for the second batch: version 1, not 3.
+        assert!(entries[1].rejected.is_none(), "{:?}", entries[1].rejected);
+        assert_eq!(numbered, vec![(1, 10, vec![Some(1)])]);
+    }
+
+    #[test]
+    fn a_record_goes_to_the_first_release_stored_not_the_first_queued() {
+        use crate::ExpectedVersion;
+        let claim = Claim { id: 7, at: 0 };
+        // The first release's stream expectation fails; the second release of the same
+        // record is then the one stored; the third finds it released.
+        let mut entries = vec![
+            stream_entry("s", 1, ExpectedVersion::Exact(5)),
+            entry("b"),
+            entry("c"),
+        ];
+        for entry in &mut entries {
+            entry.claim = Some(claim);
+        }
+        let numbered = number_group(&mut entries, 0, u64::MAX, |_| Ok(None)).unwrap();
+        assert!(
+            matches!(entries[0].rejected, Some(Error::Conflict { .. })),
+            "{:?}",
+            entries[0].rejected
+        );
+        assert!(!entries[1].is_rejected());
+        assert_eq!(numbered, vec![(1, 1, vec![None])]);
+        assert!(entries[2].claim_closed && entries[2].rejected.is_none());
     }
 
     #[test]
