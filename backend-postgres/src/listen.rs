@@ -17,6 +17,8 @@ use crate::sql;
 
 /// How long the listener waits for a notification before it looks whether it should stop.
 const TICK: Duration = Duration::from_millis(200);
+/// The first wait before an attempt to reconnect.
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 /// The longest wait between attempts to reconnect.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// Ticks without a subscription before the listening connection is closed: subscriptions
@@ -24,6 +26,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 const IDLE_TICKS: u32 = 10;
 /// Ticks between looks at whether the listener is still registered (see [`reregister`]).
 const CHECK_TICKS: u32 = 5;
+/// How long a listening connection must have lasted for its loss to be reconnected at once:
+/// one that a server (or a pooler in front of it) drops soon after each connect is
+/// reconnected with a growing backoff instead.
+const STABLE: Duration = Duration::from_secs(10);
 
 /// The listener thread's handle; the thread ends soon after [`Listener::stop`].
 #[derive(Debug)]
@@ -107,7 +113,7 @@ fn listen(
     pids: Pids<'_>,
     stop: &AtomicBool,
 ) {
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = FIRST_BACKOFF;
     while !stop.load(Ordering::Relaxed) {
         if !signal.watching() {
             std::thread::sleep(TICK);
@@ -119,17 +125,11 @@ fn listen(
         });
         let Ok(mut conn) = listening else {
             pids.listener.store(0, Ordering::Relaxed);
-            // The server is away (or refuses LISTEN, as a standby does): try again later,
-            // looking at `stop` meanwhile.
-            let mut waited = Duration::ZERO;
-            while waited < backoff && !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(TICK.min(backoff));
-                waited += TICK.min(backoff);
-            }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+            // The server is away (or refuses LISTEN, as a standby does): try again later.
+            pause(&mut backoff, stop);
             continue;
         };
-        backoff = Duration::from_millis(50);
+        let connected = Instant::now();
         // Commits made while nobody listened are not announced again: look now.
         signal.notify();
         let mut idle = 0;
@@ -176,5 +176,21 @@ fn listen(
             let _ = conn.client.batch_execute(sql::UNREGISTER_LISTENER);
         }
         pids.listener.store(0, Ordering::Relaxed);
+        drop(conn);
+        if !broken || connected.elapsed() >= STABLE {
+            backoff = FIRST_BACKOFF;
+        } else {
+            pause(&mut backoff, stop);
+        }
     }
+}
+
+/// Waits `backoff` (looking at `stop` meanwhile), then doubles it up to [`MAX_BACKOFF`].
+fn pause(backoff: &mut Duration, stop: &AtomicBool) {
+    let mut waited = Duration::ZERO;
+    while waited < *backoff && !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(TICK.min(*backoff));
+        waited += TICK.min(*backoff);
+    }
+    *backoff = (*backoff * 2).min(MAX_BACKOFF);
 }

@@ -447,6 +447,61 @@ fn a_handle_listens_only_while_a_subscription_exists() -> anyhow::Result<()> {
     })
 }
 
+/// A listening connection that the server drops soon after each connect (a pooler's or the
+/// server's idle timeout, an operator's terminate) is reconnected with a growing backoff,
+/// not at once every time; once it is left alone, the handle listens and delivers again.
+#[test]
+fn a_listener_dropped_after_each_connect_backs_off() -> anyhow::Result<()> {
+    with_server(|| {
+        let schema = common::Schema::new()?;
+        let mut admin = schema.admin()?;
+        let store = schema.store()?;
+        let other = schema.store()?;
+        let mut sub = deaf_subscription(&store)?;
+        // Every listening connection that registers within 3 s is terminated at once.
+        let mut terminated = std::collections::HashSet::new();
+        let until = std::time::Instant::now() + Duration::from_secs(3);
+        while std::time::Instant::now() < until {
+            for pid in registered(&mut admin, &schema.name)? {
+                if terminated.insert(pid) {
+                    admin.execute("SELECT pg_terminate_backend($1)", &[&pid])?;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Reconnecting at once, each connect lasting a few ms, would make dozens.
+        anyhow::ensure!(
+            (2..=12).contains(&terminated.len()),
+            "{} listening connections in 3 s",
+            terminated.len()
+        );
+        wait_for_listeners_but(&mut admin, &schema.name, &terminated)?;
+        let appended = other.store(NewEvent::new("elsewhere"))?;
+        assert_eq!(next_ids(&mut sub)?, Some(vec![appended.id]));
+        Ok(())
+    })
+}
+
+/// Waits (up to a deadline) until a listener not in `gone` is registered.
+fn wait_for_listeners_but(
+    admin: &mut postgres::Client,
+    schema: &str,
+    gone: &std::collections::HashSet<i32>,
+) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = registered(admin, schema)?;
+        if now.iter().any(|pid| !gone.contains(pid)) {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "no new listener: {now:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// The server processes registered as listeners on the counter row.
 fn registered(admin: &mut postgres::Client, schema: &str) -> anyhow::Result<Vec<i32>> {
     let row = admin.query_one(
