@@ -39,8 +39,9 @@ struct Cli {
     /// How events and reports are printed (a table on a terminal, JSON Lines otherwise).
     #[arg(long, global = true, value_enum)]
     format: Option<Format>,
-    /// Open stores without writing to them: nothing is created, migrated or reconciled, and
-    /// the file is opened read-only (commands that write refuse to run).
+    /// Open stores without writing to them: no store is created, migrated or reconciled, and
+    /// the file is opened read-only (commands that write to a store refuse to run; `backup`,
+    /// `convert` and `export --out` still write their new file).
     #[arg(long, global = true)]
     read_only: bool,
     /// Draw no progress bars (they are drawn on standard error when it is a terminal).
@@ -91,8 +92,8 @@ enum Command {
         #[arg(long)]
         explain: bool,
     },
-    /// Events after an id; with `-f`, keeps printing new ones as they are stored (by this or
-    /// another process).
+    /// Events after an id; with `-f` (SQLite stores), keeps printing new ones as they are
+    /// stored (by this or another process).
     Tail {
         store: PathBuf,
         /// Start after this id (default: the last 10 events).
@@ -350,17 +351,36 @@ fn main() -> ExitCode {
         Ok(Err(e)) => e,
         Err(_) => anyhow::anyhow!("internal error (a bug: please report it)"),
     };
-    // A reader that went away (`| head`) is not an error.
+    // A reader that went away (`| head`) is not an error, whichever writer met it.
     let closed = e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        let pipe = Some(std::io::ErrorKind::BrokenPipe);
+        c.downcast_ref::<std::io::Error>().map(|io| io.kind()) == pipe
+            || c.downcast_ref::<serde_json::Error>()
+                .and_then(|j| j.io_error_kind())
+                == pipe
     });
     if closed {
         return ExitCode::SUCCESS;
     }
     // The whole chain, no backtrace; stderr may be closed too.
-    let _ = writeln!(std::io::stderr(), "eventlite: {e:#}");
+    let _ = writeln!(std::io::stderr(), "eventlite: {}", chain_text(&e));
     ExitCode::from(2)
+}
+
+/// An error and its causes, `: `-separated, each cause left out when the text before it
+/// already says it (the store's errors name their cause in their own message).
+fn chain_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let said = cause.to_string();
+        if text.is_empty() {
+            text = said;
+        } else if !said.is_empty() && !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+    }
+    text
 }
 
 /// Opens an existing store, never creating one and leaving its indexes as they are; with
@@ -455,6 +475,7 @@ fn create(
     if path.exists() {
         bail!("{} already exists", path.display());
     }
+    parent_exists(path)?;
     let engine = engine.unwrap_or(match path.extension().and_then(|e| e.to_str()) {
         Some("redb") => EngineArg::Redb,
         _ => EngineArg::Sqlite,
@@ -480,6 +501,18 @@ fn create(
         store = store.max_event_size(limit);
     }
     Ok(store.build())
+}
+
+/// Refuses a new file in a directory that does not exist: the library would make it, and a
+/// mistyped path would quietly become a new, empty store.
+fn parent_exists(path: &Path) -> Result<()> {
+    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(dir) if !dir.is_dir() => bail!(
+            "no directory {} (create it first, or check the path)",
+            dir.display()
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// The store at `path`, created (empty) when there is none.
@@ -1061,6 +1094,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if dst.exists() {
                 bail!("{} already exists", dst.display());
             }
+            parent_exists(dst)?;
             let made = || -> Result<AnyStore> {
                 match detect_or(path, cli.engine)? {
                     EngineArg::Sqlite => {
@@ -1074,6 +1108,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         let target = target.to_str().context("the backup's path is not UTF-8")?;
                         conn.execute("VACUUM INTO ?1", [target])
                             .with_context(|| format!("copying into {}", dst.display()))?;
+                        // As private as the store: SQLite makes the copy with the umask's
+                        // permissions.
+                        let permissions = std::fs::metadata(path)?.permissions();
+                        std::fs::set_permissions(dst, permissions)
+                            .with_context(|| format!("setting {}'s permissions", dst.display()))?;
                     }
                     EngineArg::Redb => {
                         let source = open(path, &cli)?;

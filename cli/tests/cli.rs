@@ -819,3 +819,82 @@ fn format_json_is_one_value() -> Result<()> {
     ensure!(info["events"] == 6 && info["snapshots"] == 0, "{info}");
     Ok(())
 }
+
+/// What a user's slips meet: a new store, copy or backup in a directory that does not exist
+/// is refused (not made, with its directories, as a new empty store); an error names its
+/// cause once; a JSON reader that goes away (`| head`) ends the command quietly; a backup is
+/// as private as its store.
+#[test]
+fn slips_are_refused_clearly_and_pipes_may_close() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = make_store(dir.path(), "sqlite", IndexConfig::default())?;
+    let missing = dir.path().join("typo");
+    let lines = dir.path().join("one.jsonl");
+    std::fs::write(&lines, "{\"cmd\":\"x\"}\n")?;
+    for args in [
+        vec!["import", "typo/new.sqlite", p(&lines)],
+        vec!["convert", p(&path), "typo/copy.redb"],
+        vec!["backup", p(&path), "typo/copy.sqlite"],
+    ] {
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| match a.strip_prefix("typo/") {
+                Some(name) => missing.join(name).display().to_string(),
+                None => (*a).to_owned(),
+            })
+            .collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let err = fails_cleanly(&args)?;
+        ensure!(err.contains("no directory"), "{args:?}: {err}");
+        ensure!(!missing.exists(), "{args:?} made {}", missing.display());
+    }
+    // A redb store held open elsewhere: the lock's cause is said once.
+    let redb = make_store(dir.path(), "redb", IndexConfig::default())?;
+    let held = eventlite::redb::RedbBackend::open(&redb, Default::default())?;
+    let err = fails_cleanly(&["info", p(&redb)])?;
+    let parts: Vec<&str> = err.trim_end().split(": ").collect();
+    let mut unique = parts.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    ensure!(unique.len() == parts.len(), "a cause said twice: {err}");
+    drop(held);
+    // More JSON than a pipe holds, its reader gone after the first bytes.
+    let big = dir.path().join("big.sqlite");
+    let store = eventlite::EventStore::new(eventlite::sqlite::SqliteBackend::open(
+        &big,
+        Default::default(),
+    )?);
+    store.store_bulk(
+        (0..3_000)
+            .map(|i| {
+                NewEvent::new("filler").data(&serde_json::json!({"i": i, "pad": "x".repeat(64)}))
+            })
+            .collect(),
+    )?;
+    drop(store);
+    let mut child = Command::new(cargo_bin("eventlite"))
+        .args(["--format", "json", "query", p(&big)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut first = [0u8; 1];
+    std::io::Read::read_exact(child.stdout.as_mut().context("stdout")?, &mut first)?;
+    drop(child.stdout.take());
+    let out = child.wait_with_output()?;
+    ensure!(
+        out.status.success() && out.stderr.is_empty(),
+        "{:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        let copy = dir.path().join("backup.sqlite");
+        ensure!(eventlite(&["backup", p(&path), p(&copy)]).status.success());
+        let mode = std::fs::metadata(&copy)?.permissions().mode() & 0o777;
+        ensure!(mode == 0o600, "the backup is {mode:o}");
+    }
+    Ok(())
+}
