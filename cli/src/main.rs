@@ -51,10 +51,19 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum EngineArg {
     Sqlite,
     Redb,
+}
+
+impl EngineArg {
+    fn name(self) -> &'static str {
+        match self {
+            EngineArg::Sqlite => "SQLite",
+            EngineArg::Redb => "redb",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -311,7 +320,7 @@ fn parse_profile(text: &str) -> Result<IndexConfig> {
         })
         .collect::<Result<Vec<_>>>()?;
     if names.is_empty() {
-        bail!("no index named (to drop every index, say `none`)");
+        bail!("no index named in {text:?} (to drop every index, say `none`)");
     }
     Ok(IndexConfig::from_names(names))
 }
@@ -396,8 +405,22 @@ fn open_with(
     read_only: bool,
     indexes: Option<IndexConfig>,
 ) -> Result<AnyStore> {
+    if path.is_dir() {
+        bail!("{} is a directory, not a store", path.display());
+    }
     if !path.is_file() {
         bail!("no store at {}", path.display());
+    }
+    // A store of the other engine than `--engine` says would fail deep in that engine.
+    if let (Some(said), Ok(found)) = (engine, detect(path))
+        && said != found
+    {
+        bail!(
+            "{} is a {} file, not {} (leave out --engine: the file says which)",
+            path.display(),
+            found.name(),
+            said.name()
+        );
     }
     let backend: Box<dyn Backend> = match detect_or(path, engine)? {
         EngineArg::Sqlite => Box::new(eventlite::sqlite::SqliteBackend::open(

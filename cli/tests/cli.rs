@@ -898,3 +898,28 @@ fn slips_are_refused_clearly_and_pipes_may_close() -> Result<()> {
     }
     Ok(())
 }
+
+/// A path of the wrong kind is named for what it is: a directory, a file of the other engine
+/// than `--engine` says, our own store given as upstream's file, a position past the log's
+/// end, an empty list of indexes.
+#[test]
+fn wrong_kinds_of_input_are_named_for_what_they_are() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = make_store(dir.path(), "sqlite", IndexConfig::default())?;
+    let err = fails_cleanly(&["info", p(dir.path())])?;
+    ensure!(err.contains("is a directory"), "{err}");
+    let err = fails_cleanly(&["--engine", "redb", "info", p(&path)])?;
+    ensure!(err.contains("is a SQLite file, not redb"), "{err}");
+    let target = dir.path().join("target.sqlite");
+    let err = fails_cleanly(&["import", p(&target), "--from-upstream", p(&path)])?;
+    ensure!(err.contains("is an EventLite store"), "{err}");
+    ensure!(!target.exists(), "the refused import left {}", p(&target));
+    let err = fails_cleanly(&["tail", p(&path), "--from", "7"])?;
+    ensure!(
+        err.contains("ends at 6") && err.contains("past the end"),
+        "{err}"
+    );
+    let err = fails_cleanly(&["indexes", "set", p(&path), ""])?;
+    ensure!(err.contains(r#"in """#), "{err}");
+    Ok(())
+}

@@ -19,7 +19,7 @@ pub enum Start {
     #[default]
     Beginning,
     /// After the event with this id (`After(0)` is the beginning). An id past the end of the
-    /// log is [`Error::InvalidArgument`]: the position belongs to another store.
+    /// log is [`Error::InvalidArgument`] (a position from another store, say).
     After(u64),
     /// After the position saved under this name ([`EventStore::save_position`]); a name with
     /// no saved position is [`Error::NotFound`].
@@ -214,8 +214,8 @@ impl<'s, B: Backend> Subscription<'s, B> {
         };
         if position > last {
             return Err(Error::InvalidArgument(format!(
-                "start after event {position}, but the log ends at {last}: the position \
-                 belongs to another store"
+                "start after event {position}, but the log ends at {last} (a position past \
+                 the end: from another store, or off by some)"
             )));
         }
         // Registered at `position`: a commit after it that matches wakes the subscription.

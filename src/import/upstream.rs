@@ -73,6 +73,22 @@ pub fn upstream_sqlite<B: Backend>(
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| source_err(source, e))?;
+    // An EventLite store has what upstream's file lacks; imported as upstream's, its streams
+    // would be dropped without a word.
+    let ours: bool = conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM pragma_table_info('queue') WHERE name = 'stream')",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(|e| source_err(source, e))?;
+    if ours {
+        return Err(Error::InvalidArgument(format!(
+            "{} is an EventLite store, not an EventLite Sourcing (JavaScript) file: copy it \
+             with `convert`, or `export` it and import the JSON Lines",
+            source.display()
+        )));
+    }
     let mut report = ImportReport {
         ids_kept: store.last_id()? == 0,
         ..ImportReport::default()
