@@ -375,6 +375,7 @@ fn import_reports_bad_lines_and_maps_ids() -> Result<()> {
             r#"{"id": 11, "cmd": "twice"}"#,
             r#"{"id": 15, "cmd": "meta", "metadata": [1]}"#,
             r#"{"id": 16, "cmd": "last", "causation_id": 11, "user": "ada"}"#,
+            r#"[1]"#,
         ]
         .join("\n"),
     )?;
@@ -402,7 +403,27 @@ fn import_reports_bad_lines_and_maps_ids() -> Result<()> {
         .as_array()
         .map(|a| a.iter().filter_map(|s| s["line"].as_u64()).collect())
         .unwrap_or_default();
-    assert_eq!(lines, [4, 5, 6, 7, 8, 9]);
+    assert_eq!(lines, [4, 5, 6, 7, 8, 9, 11]);
+    let reason = |line: u64| -> String {
+        report["skipped"]
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["line"] == line))
+            .map(|s| s["reason"].to_string())
+            .unwrap_or_default()
+    };
+    // The file's line number, not serde's "line 1" of the line on its own.
+    ensure!(
+        reason(5).contains("not JSON")
+            && reason(5).contains("column")
+            && !reason(5).contains("line"),
+        "{}",
+        reason(5)
+    );
+    ensure!(
+        reason(11).contains("a JSON object is expected, not an array"),
+        "{}",
+        reason(11)
+    );
     assert_eq!(
         (report["imported"].clone(), report["ids_kept"].clone()),
         (3.into(), false.into())

@@ -665,10 +665,33 @@ fn parse(
 ) -> std::result::Result<Line, (Option<u64>, String)> {
     let text = text.map_err(|reason| (None, reason.to_owned()))?;
     serde_json::from_str(text).map_err(|e| {
-        let id = serde_json::from_str::<serde_json::Value>(text)
-            .ok()
-            .and_then(|v| v.get("id").and_then(serde_json::Value::as_u64));
-        (id, format!("not an event: {e}"))
+        use serde_json::Value;
+        // serde_json places the error at "line 1", the line on its own: the caller gives the
+        // file's line number, so only the column is worth saying.
+        let message = e.to_string();
+        let message = message
+            .rsplit_once(" at line ")
+            .map_or(message.as_str(), |(m, _)| m);
+        let value = serde_json::from_str::<Value>(text).ok();
+        let id = value
+            .as_ref()
+            .and_then(|v| v.get("id"))
+            .and_then(Value::as_u64);
+        let why = match value {
+            None => format!("not JSON: {message} at column {}", e.column()),
+            Some(Value::Object(_)) => format!("not an event: {message}"),
+            Some(other) => {
+                let kind = match other {
+                    Value::Array(_) => "an array",
+                    Value::String(_) => "a string",
+                    Value::Number(_) => "a number",
+                    Value::Bool(_) => "a boolean",
+                    _ => "null",
+                };
+                format!("not an event: a JSON object is expected, not {kind}")
+            }
+        };
+        (id, why)
     })
 }
 
