@@ -1269,11 +1269,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
             // Not over events printed on the same terminal.
             let mut bars =
                 bars(cli.no_progress || (file.is_none() && std::io::stdout().is_terminal()));
-            eventlite::export::write_with(&store, filter.filter(), format, &mut sink, |p| {
-                bars.report(p)
-            })?;
+            let to = match file {
+                Some(path) => path.display().to_string(),
+                None => "standard output".into(),
+            };
+            let mut export = || -> Result<()> {
+                eventlite::export::write_with(&store, filter.filter(), format, &mut sink, |p| {
+                    bars.report(p)
+                })?;
+                Ok(sink.flush()?)
+            };
+            export().with_context(|| format!("exporting to {to}"))?;
             bars.finish();
-            sink.flush()?;
         }
     }
     out.flush()?;

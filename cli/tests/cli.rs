@@ -908,6 +908,12 @@ fn slips_are_refused_clearly_and_pipes_may_close() -> Result<()> {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
+    // A full disk under the export's file is the file's, not the store's.
+    #[cfg(target_os = "linux")]
+    {
+        let err = fails_cleanly(&["export", p(&path), "--out", "/dev/full"])?;
+        ensure!(err.contains("exporting to /dev/full"), "{err}");
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
