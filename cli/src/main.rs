@@ -538,6 +538,33 @@ fn parent_exists(path: &Path) -> Result<()> {
     }
 }
 
+/// Creates `path` empty, readable and writable by its owner alone.
+fn private_new_file(path: &Path) -> Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    Ok(())
+}
+
+/// Gives the copy at `copy` the permissions of the store at `store`, with its owner's write
+/// permission (the copy is opened for writing to be checked).
+fn like_the_store(copy: &Path, store: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(store)?.permissions().mode() | 0o200;
+        std::fs::set_permissions(copy, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("setting {}'s permissions", copy.display()))?;
+    }
+    #[cfg(not(unix))]
+    let _ = (copy, store);
+    Ok(())
+}
+
 /// The store at `path`, created (empty) when there is none.
 fn open_or_create(path: &Path, engine: Option<EngineArg>) -> Result<AnyStore> {
     if path.exists() {
@@ -1126,16 +1153,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
                             Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
                                 .with_context(|| format!("opening {}", path.display()))?;
                         conn.busy_timeout(Duration::from_secs(5))?;
+                        // Made first, private, so that the copy is never readable under the
+                        // umask's permissions; SQLite copies into an empty file.
+                        private_new_file(dst)?;
                         // Absolute: SQLite would read a name starting with `file:` as a URI.
                         let target = std::path::absolute(dst)?;
                         let target = target.to_str().context("the backup's path is not UTF-8")?;
                         conn.execute("VACUUM INTO ?1", [target])
                             .with_context(|| format!("copying into {}", dst.display()))?;
-                        // As private as the store: SQLite makes the copy with the umask's
-                        // permissions.
-                        let permissions = std::fs::metadata(path)?.permissions();
-                        std::fs::set_permissions(dst, permissions)
-                            .with_context(|| format!("setting {}'s permissions", dst.display()))?;
+                        like_the_store(dst, path)?;
                     }
                     EngineArg::Redb => {
                         let source = open(path, &cli)?;

@@ -873,6 +873,7 @@ fn slips_are_refused_clearly_and_pipes_may_close() -> Result<()> {
     let redb = make_store(dir.path(), "redb", IndexConfig::default())?;
     let held = eventlite::redb::RedbBackend::open(&redb, Default::default())?;
     let err = fails_cleanly(&["info", p(&redb)])?;
+    ensure!(err.contains("already open"), "{err}");
     let parts: Vec<&str> = err.trim_end().split(": ").collect();
     let mut unique = parts.clone();
     unique.sort_unstable();
@@ -920,6 +921,13 @@ fn slips_are_refused_clearly_and_pipes_may_close() -> Result<()> {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
         let copy = dir.path().join("backup.sqlite");
         ensure!(eventlite(&["backup", p(&path), p(&copy)]).status.success());
+        let mode = std::fs::metadata(&copy)?.permissions().mode() & 0o777;
+        ensure!(mode == 0o600, "the backup is {mode:o}");
+        // A write-protected store still gets a backup (its owner may write the copy).
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400))?;
+        let copy = dir.path().join("backup-of-protected.sqlite");
+        let out = eventlite(&["backup", p(&path), p(&copy)]);
+        ensure!(out.status.success(), "{out:?}");
         let mode = std::fs::metadata(&copy)?.permissions().mode() & 0o777;
         ensure!(mode == 0o600, "the backup is {mode:o}");
     }

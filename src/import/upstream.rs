@@ -41,7 +41,9 @@ const BATCH: usize = 1_000;
 /// version 1); a row without a correlation id (upstream's bulk store wrote none) gets its
 /// parent's, or a new one. A row EventLite cannot take (an empty cmd, data or metadata that is
 /// not valid JSON, metadata that is not an object, a causation id naming no imported event) is
-/// left out and listed in the report with its source id; the rest is imported.
+/// left out and listed in the report with its source id; the rest is imported. An EventLite
+/// store given as the source is refused ([`Error::InvalidArgument`]): its streams would be
+/// lost; copy it with [`convert`](crate::convert) instead.
 ///
 /// ```
 /// use eventlite_sqlite::rusqlite::Connection;
