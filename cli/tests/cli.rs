@@ -951,7 +951,7 @@ fn wrong_kinds_of_input_are_named_for_what_they_are() -> Result<()> {
     ensure!(!target.exists(), "the refused import left {}", p(&target));
     let err = fails_cleanly(&["tail", p(&path), "--from", "7"])?;
     ensure!(
-        err.contains("ends at 6") && err.contains("past the end"),
+        err.contains("ends at 6") && err.contains("no event 7 yet"),
         "{err}"
     );
     let err = fails_cleanly(&["indexes", "set", p(&path), ""])?;

@@ -214,8 +214,8 @@ impl<'s, B: Backend> Subscription<'s, B> {
         };
         if position > last {
             return Err(Error::InvalidArgument(format!(
-                "start after event {position}, but the log ends at {last} (a position past \
-                 the end: from another store, or off by some)"
+                "start after event {position}, but the log ends at {last}: there is no event \
+                 {position} yet (a position from another store?)"
             )));
         }
         // Registered at `position`: a commit after it that matches wakes the subscription.
