@@ -467,21 +467,55 @@ fn remove_store(path: &Path) {
     }
 }
 
-/// Runs `import` on the store at `path`, created when missing; a failed import removes the
-/// store it created.
+/// Runs `import` on the store at `path`, created when missing: a new store is made whole or
+/// not at all ([`make_whole`]); an existing one keeps the batches stored before a failure.
 fn import_into<T>(
     path: &Path,
     engine: Option<EngineArg>,
     import: impl FnOnce(&AnyStore) -> eventlite::Result<T>,
 ) -> Result<T> {
-    let created = !path.exists();
-    let target = open_or_create(path, engine)?;
-    let imported = import(&target);
-    if imported.is_err() && created {
-        drop(target);
-        remove_store(path);
+    if path.exists() {
+        let target = open_with(path, engine, false, None)?;
+        return Ok(import(&target)?);
     }
-    Ok(imported?)
+    let engine = engine_for(path, engine);
+    make_whole(path, |partial| {
+        let target = create(partial, Some(engine), None, None)?;
+        Ok(import(&target)?)
+    })
+}
+
+/// Makes a new store at `dst` whole or not at all: `fill` builds it under a hidden name beside
+/// `dst` (and must have closed it when it returns), and it is moved into place only once
+/// `fill` succeeded. A failure removes it; an interruption (Ctrl-C, a kill) leaves only the
+/// hidden file, which the next run removes, and nothing at `dst`.
+fn make_whole<T>(dst: &Path, fill: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
+    if dst.exists() {
+        bail!("{} already exists", dst.display());
+    }
+    parent_exists(dst)?;
+    let name = dst
+        .file_name()
+        .with_context(|| format!("{} names no file", dst.display()))?;
+    let mut hidden = std::ffi::OsString::from(".");
+    hidden.push(name);
+    hidden.push(".partial");
+    let partial = dst.with_file_name(hidden);
+    remove_store(&partial);
+    let placed = fill(&partial).and_then(|made| {
+        // Closing a SQLite store merges its log into the file; one still there would be lost.
+        let mut log = partial.as_os_str().to_owned();
+        log.push("-wal");
+        if std::fs::metadata(&log).is_ok_and(|m| m.len() > 0) {
+            bail!("{} was left with its log unmerged", partial.display());
+        }
+        // A link, unlike a rename, never replaces a file made at `dst` meanwhile.
+        std::fs::hard_link(&partial, dst)
+            .with_context(|| format!("moving the new store to {}", dst.display()))?;
+        Ok(made)
+    });
+    remove_store(&partial);
+    placed
 }
 
 /// The size limit of a copy's events: none, since its source already took them.
@@ -499,10 +533,7 @@ fn create(
         bail!("{} already exists", path.display());
     }
     parent_exists(path)?;
-    let engine = engine.unwrap_or(match path.extension().and_then(|e| e.to_str()) {
-        Some("redb") => EngineArg::Redb,
-        _ => EngineArg::Sqlite,
-    });
+    let engine = engine_for(path, engine);
     let backend: Box<dyn Backend> = match engine {
         EngineArg::Sqlite => {
             let mut options = eventlite::sqlite::SqliteOptions::default();
@@ -524,6 +555,15 @@ fn create(
         store = store.max_event_size(limit);
     }
     Ok(store.build())
+}
+
+/// The engine of a new store at `path`: `engine`, or the one its extension says (`.redb`, else
+/// SQLite).
+fn engine_for(path: &Path, engine: Option<EngineArg>) -> EngineArg {
+    engine.unwrap_or(match path.extension().and_then(|e| e.to_str()) {
+        Some("redb") => EngineArg::Redb,
+        _ => EngineArg::Sqlite,
+    })
 }
 
 /// Refuses a new file in a directory that does not exist: the library would make it, and a
@@ -563,15 +603,6 @@ fn like_the_store(copy: &Path, store: &Path) -> Result<()> {
     #[cfg(not(unix))]
     let _ = (copy, store);
     Ok(())
-}
-
-/// The store at `path`, created (empty) when there is none.
-fn open_or_create(path: &Path, engine: Option<EngineArg>) -> Result<AnyStore> {
-    if path.exists() {
-        open_with(path, engine, false, None)
-    } else {
-        create(path, engine, None, None)
-    }
 }
 
 /// The engine of the file at `path`, from its first bytes.
@@ -895,22 +926,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Convert { src, dst, to } => {
             let source = open(src, &cli)?;
             let indexes = source.indexes()?;
-            let copy = create(dst, *to, Some(indexes), COPY)?;
+            let engine = engine_for(dst, *to);
             let mut bars = bars(cli.no_progress);
-            let copied = match eventlite::convert::copy_with(&source, &copy, |p| bars.report(p)) {
-                Ok(report) => {
-                    bars.finish();
-                    report
-                }
-                Err(e) => {
-                    // Half a copy is worse than none.
-                    drop(copy);
-                    remove_store(dst);
-                    return Err(
-                        anyhow::Error::new(e).context(format!("{} was removed", dst.display()))
-                    );
-                }
-            };
+            // Half a copy is worse than none.
+            let copied = make_whole(dst, |partial| {
+                let copy = create(partial, Some(engine), Some(indexes), COPY)?;
+                Ok(eventlite::convert::copy_with(&source, &copy, |p| {
+                    bars.report(p)
+                })?)
+            })
+            .with_context(|| format!("no copy was made at {}", dst.display()))?;
+            bars.finish();
             writeln!(
                 out,
                 "{}",
@@ -1141,11 +1167,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         },
         Command::Backup { store: path, dst } => {
-            if dst.exists() {
-                bail!("{} already exists", dst.display());
-            }
-            parent_exists(dst)?;
-            let made = || -> Result<AnyStore> {
+            let events = make_whole(dst, |partial| {
                 match detect_or(path, cli.engine)? {
                     EngineArg::Sqlite => {
                         use eventlite::sqlite::rusqlite::{Connection, OpenFlags};
@@ -1155,43 +1177,37 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         conn.busy_timeout(Duration::from_secs(5))?;
                         // Made first, private, so that the copy is never readable under the
                         // umask's permissions; SQLite copies into an empty file.
-                        private_new_file(dst)?;
+                        private_new_file(partial)?;
                         // Absolute: SQLite would read a name starting with `file:` as a URI.
-                        let target = std::path::absolute(dst)?;
+                        let target = std::path::absolute(partial)?;
                         let target = target.to_str().context("the backup's path is not UTF-8")?;
                         conn.execute("VACUUM INTO ?1", [target])
                             .with_context(|| format!("copying into {}", dst.display()))?;
-                        like_the_store(dst, path)?;
+                        like_the_store(partial, path)?;
                     }
                     EngineArg::Redb => {
                         let source = open(path, &cli)?;
                         let indexes = source.indexes()?;
-                        let copy = create(dst, Some(EngineArg::Redb), Some(indexes), COPY)?;
+                        let copy = create(partial, Some(EngineArg::Redb), Some(indexes), COPY)?;
                         let mut bars = bars(cli.no_progress);
                         eventlite::convert::copy_with(&source, &copy, |p| bars.report(p))?;
                         bars.finish();
                     }
                 }
-                let copy = open(dst, &cli)?;
+                let copy = open_with(partial, cli.engine, false, None)?;
                 let report = copy.verify()?;
                 if !report.is_ok() {
                     bail!("the backup does not verify: {:?}", report.problems);
                 }
-                Ok(copy)
-            };
-            let copy = match made() {
-                Ok(copy) => copy,
-                Err(e) => {
-                    remove_store(dst);
-                    return Err(e.context(format!("no backup at {}", dst.display())));
-                }
-            };
+                Ok(copy.last_id()?)
+            })
+            .with_context(|| format!("no backup at {}", dst.display()))?;
             writeln!(
                 out,
                 "{}",
                 serde_json::json!({
                     "backup": dst.display().to_string(),
-                    "events": copy.last_id()?,
+                    "events": events,
                     "bytes": std::fs::metadata(dst)?.len(),
                     "verified": true,
                 })

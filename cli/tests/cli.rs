@@ -958,3 +958,70 @@ fn wrong_kinds_of_input_are_named_for_what_they_are() -> Result<()> {
     ensure!(err.contains(r#"in """#), "{err}");
     Ok(())
 }
+
+/// A new store, copy or backup is whole or absent under its name: killed midway, `import`
+/// into a new file and `convert` leave nothing there (only a hidden partial file, which the
+/// next run removes), and running them again works.
+#[test]
+fn an_interrupted_copy_leaves_nothing_under_its_name() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let big = dir.path().join("big.sqlite");
+    let store = eventlite::EventStore::new(eventlite::sqlite::SqliteBackend::open(
+        &big,
+        Default::default(),
+    )?);
+    for chunk in 0..10 {
+        store.store_bulk(
+            (0..10_000)
+                .map(|i| {
+                    NewEvent::new("filler").data(&serde_json::json!({"i": chunk * 10_000 + i}))
+                })
+                .collect(),
+        )?;
+    }
+    drop(store);
+    let lines = dir.path().join("big.jsonl");
+    let text: String = (0..100_000)
+        .map(|i| format!("{{\"cmd\":\"filler\",\"data\":{{\"i\":{i}}}}}\n"))
+        .collect();
+    std::fs::write(&lines, text)?;
+    let copy = dir.path().join("copy.redb");
+    let new = dir.path().join("new.sqlite");
+    for (args, dst) in [
+        (vec!["convert", p(&big), p(&copy)], &copy),
+        (vec!["import", p(&new), p(&lines)], &new),
+    ] {
+        let partial = dir.path().join(format!(
+            ".{}.partial",
+            dst.file_name().and_then(|n| n.to_str()).unwrap_or_default()
+        ));
+        let mut child = Child(
+            Command::new(cargo_bin("eventlite"))
+                .args(&args)
+                .arg("--no-progress")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()?,
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !partial.exists() {
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "{args:?} made no partial file"
+            );
+            ensure!(
+                child.0.try_wait()?.is_none(),
+                "{args:?} ended before its copy began"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        child.0.kill()?;
+        child.0.wait()?;
+        ensure!(!dst.exists(), "{args:?} killed midway left {}", p(dst));
+        let out = eventlite(&args);
+        ensure!(out.status.success(), "{args:?} again: {out:?}");
+        ensure!(!partial.exists(), "{args:?} left {}", p(&partial));
+        ensure!(events_of(dst)?.len() == 100_000, "{args:?}");
+    }
+    Ok(())
+}
