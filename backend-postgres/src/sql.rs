@@ -310,8 +310,8 @@ pub(crate) const COLUMN_COUNT: usize = 13;
 /// snapshot, so the two agree without a transaction and its two extra round trips. The count
 /// is a subquery the server runs once, its value the last column of every row. An empty page
 /// has no row to carry it. The count is added to the page's rows only once they are picked:
-/// carried through the sort and past the offset, it made a deep page by offset about 2.4 ms
-/// (of 18–20) slower than the page and the count as two statements.
+/// as a column of the page's own SELECT it would be carried through the sort and past the
+/// offset, every skipped row paying for it (docs/benchmarks.md has the measurement).
 pub(crate) fn select_with_total(query: &Query) -> (String, Vec<Param>) {
     let (page, order, t) = page(query);
     let mut count = Terms {

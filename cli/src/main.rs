@@ -458,15 +458,6 @@ fn bars(hide: bool) -> eventlite_cli::Bars {
     }
 }
 
-/// Removes the store at `path` and its side files: what a failed command created.
-fn remove_store(path: &Path) {
-    for suffix in ["", "-wal", "-shm", "-journal"] {
-        let mut side = path.as_os_str().to_owned();
-        side.push(suffix);
-        let _ = std::fs::remove_file(side);
-    }
-}
-
 /// Runs `import` on the store at `path`, created when missing: a new store is made whole or
 /// not at all ([`make_whole`]); an existing one keeps the batches stored before a failure.
 fn import_into<T>(
@@ -485,37 +476,53 @@ fn import_into<T>(
     })
 }
 
-/// Makes a new store at `dst` whole or not at all: `fill` builds it under a hidden name beside
-/// `dst` (and must have closed it when it returns), and it is moved into place only once
-/// `fill` succeeded. A failure removes it; an interruption (Ctrl-C, a kill) leaves only the
-/// hidden file, which the next run removes, and nothing at `dst`.
+/// Makes a new store at `dst` whole or not at all, as the engines make theirs
+/// ([`create_or_find_store`](eventlite_core::spi::files::create_or_find_store)): `fill` builds
+/// it at a hidden path beside `dst` (free: nothing is there) and must have closed it when it
+/// returns; it is synced and linked into place only once `fill` succeeded. A failure removes
+/// it; an interruption (Ctrl-C, a kill) leaves nothing at `dst`, only the hidden
+/// `.NAME.eventlite-new-*` file, which a later run removes once its process is gone.
 fn make_whole<T>(dst: &Path, fill: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
+    use eventlite_core::spi::files::{StoreFile, create_or_find_store};
     if dst.exists() {
         bail!("{} already exists", dst.display());
     }
     parent_exists(dst)?;
-    let name = dst
-        .file_name()
-        .with_context(|| format!("{} names no file", dst.display()))?;
-    let mut hidden = std::ffi::OsString::from(".");
-    hidden.push(name);
-    hidden.push(".partial");
-    let partial = dst.with_file_name(hidden);
-    remove_store(&partial);
-    let placed = fill(&partial).and_then(|made| {
-        // Closing a SQLite store merges its log into the file; one still there would be lost.
-        let mut log = partial.as_os_str().to_owned();
-        log.push("-wal");
-        if std::fs::metadata(&log).is_ok_and(|m| m.len() > 0) {
-            bail!("{} was left with its log unmerged", partial.display());
+    let mut made = None;
+    let mut failed = None;
+    let built = create_or_find_store(dst, "eventlite", |hidden| {
+        let filled = std::fs::remove_file(hidden)
+            .with_context(|| format!("preparing {}", hidden.display()))
+            .and_then(|()| fill(hidden))
+            .and_then(|value| {
+                // Closing a SQLite store merges its log into the file; one still there would
+                // be dropped with the hidden file's side files.
+                let mut log = hidden.as_os_str().to_owned();
+                log.push("-wal");
+                if std::fs::metadata(&log).is_ok_and(|m| m.len() > 0) {
+                    bail!("{} was left with its log unmerged", hidden.display());
+                }
+                Ok(value)
+            });
+        match filled {
+            Ok(value) => {
+                made = Some(value);
+                Ok(())
+            }
+            Err(e) => {
+                let why = eventlite::Error::Internal(format!("{e:#}"));
+                failed = Some(e);
+                Err(why)
+            }
         }
-        // A link, unlike a rename, never replaces a file made at `dst` meanwhile.
-        std::fs::hard_link(&partial, dst)
-            .with_context(|| format!("moving the new store to {}", dst.display()))?;
-        Ok(made)
     });
-    remove_store(&partial);
-    placed
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    match built? {
+        StoreFile::Created => made.context("the new store was made without its report"),
+        StoreFile::Existing => bail!("{} already exists (made meanwhile)", dst.display()),
+    }
 }
 
 /// The size limit of a copy's events: none, since its source already took them.
